@@ -1,0 +1,29 @@
+"""Real-kernel measurements of loopback TCP/UDP vs UNIX-domain sockets.
+
+``build_harness``/``run_harness`` compile and run the C microbenchmark
+(``harness.c``); ``measure`` runs a grid and returns a long-format DataFrame;
+``host_info`` describes the machine; ``write_csv`` stores results plus
+``<path>.host.json``.
+"""
+
+from .harness import (
+    HarnessError,
+    HarnessUnavailable,
+    build_harness,
+    python_fallback_pingpong,
+    python_fallback_stream,
+    run_harness,
+)
+from .host import host_info, measure, write_csv
+
+__all__ = [
+    "build_harness",
+    "run_harness",
+    "measure",
+    "host_info",
+    "write_csv",
+    "HarnessError",
+    "HarnessUnavailable",
+    "python_fallback_pingpong",
+    "python_fallback_stream",
+]

@@ -1,0 +1,1224 @@
+/*
+ * lbsim-harness: real-kernel ping-pong / streaming microbenchmark over
+ * loopback TCP/UDP (127.0.0.1 only) and UNIX-domain stream/dgram sockets.
+ *
+ *   lbsim-harness --transport tcp|udp|unix_stream|unix_dgram
+ *                 --workload pingpong|stream --size BYTES --count N
+ *                 --warmup N --cpu-a A --cpu-b B [--max-seconds S]
+ *                 [--busy-cpu C]... [--policy other|fifo]
+ *
+ * The parent (client / sender) is pinned to CPU A, a forked child
+ * (peer / receiver) to CPU B.  One JSON line is printed on stdout.
+ *
+ * Exit codes: 0 ok, 1 runtime failure, 2 bad arguments / size not
+ * carriable by the transport, 3 SCHED_FIFO could not be set.
+ * On failure stdout carries {"error": "..."}.
+ *
+ * Build: cc -std=c11 -O2 -Wall -o lbsim-harness harness.c   (Linux, glibc)
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_BUSY 16
+#define MAX_SIZE (64L * 1024 * 1024)
+#define MAX_COUNT 10000000L
+#define UDP_MAX_PAYLOAD 65507L
+#define UNIX_DGRAM_OVERHEAD 32L       /* unix_dgram_sendmsg: len > sk_sndbuf - 32 */
+#define DGRAM_IDLE_NS 200000000LL     /* receiver gives up 200 ms after sender done */
+#define DGRAM_POLL_US 50000           /* SO_RCVTIMEO of the datagram stream receiver */
+
+enum { T_TCP, T_UDP, T_USTREAM, T_UDGRAM };
+enum { W_PINGPONG, W_STREAM };
+static const char *tnames[] = {"tcp", "udp", "unix_stream", "unix_dgram"};
+static const char *wnames[] = {"pingpong", "stream"};
+
+/* child -> parent messages (fixed size, < PIPE_BUF so writes are atomic) */
+enum { M_READY = 1, M_WARM = 2, M_RESULT = 3, M_ERROR = 4 };
+struct cmsg {
+    int32_t kind;
+    int32_t code;   /* exit code suggested for M_ERROR */
+    int64_t v[4];
+    char err[224];
+};
+
+struct opts {
+    int transport, workload;
+    long size, count, warmup;
+    int cpu_a, cpu_b;
+    double max_seconds;
+    int busy[MAX_BUSY];
+    int nbusy;
+    int fifo;
+};
+
+/* global state needed for cleanup (also from signal handlers) */
+static volatile pid_t g_child = -1;
+static volatile pid_t g_spin[MAX_BUSY];
+static volatile int g_nspin = 0;
+static char g_dir[256];
+static char g_path_s[sizeof(((struct sockaddr_un *)0)->sun_path)];
+static char g_path_c[sizeof(((struct sockaddr_un *)0)->sun_path)];
+static int g_is_child = 0;
+static int g_res_wfd = -1;      /* child: write end of result pipe */
+
+static unsigned ceil_secs(double s)
+{
+    unsigned u = (unsigned)s;
+    return (double)u < s ? u + 1 : u;
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------------- cleanup */
+
+static void kill_wait(pid_t pid)
+{
+    if (pid > 0) {
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+}
+
+/* async-signal-safe */
+static void cleanup(void)
+{
+    pid_t c = g_child;
+    g_child = -1;
+    kill_wait(c);
+    int n = g_nspin;
+    g_nspin = 0;
+    for (int i = 0; i < n; i++)
+        kill_wait(g_spin[i]);
+    if (g_path_s[0])
+        unlink(g_path_s);
+    if (g_path_c[0])
+        unlink(g_path_c);
+    g_path_s[0] = g_path_c[0] = 0;
+    if (g_dir[0])
+        rmdir(g_dir);
+    g_dir[0] = 0;
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static void child_fail(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+static void fail(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+
+/* parent: clean up, print JSON error, exit */
+static void fail(int code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (g_is_child)
+        child_fail(code, "%s", msg);
+    cleanup();
+    fputs("{\"error\": ", stdout);
+    json_str(stdout, msg);
+    fputs("}\n", stdout);
+    fflush(stdout);
+    exit(code);
+}
+
+/* child: report error through the result pipe, exit */
+static void child_fail(int code, const char *fmt, ...)
+{
+    struct cmsg m;
+    memset(&m, 0, sizeof m);
+    m.kind = M_ERROR;
+    m.code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m.err, sizeof m.err, fmt, ap);
+    va_end(ap);
+    if (g_res_wfd >= 0) {
+        ssize_t r = write(g_res_wfd, &m, sizeof m);
+        (void)r;
+    }
+    _exit(code);
+}
+
+static void on_signal(int sig)
+{
+    static const char alrm[] = "{\"error\": \"watchdog: run exceeded max-seconds budget\"}\n";
+    static const char term[] = "{\"error\": \"terminated by signal\"}\n";
+    cleanup();
+    if (sig == SIGALRM) {
+        ssize_t r = write(1, alrm, sizeof alrm - 1);
+        (void)r;
+    } else {
+        ssize_t r = write(1, term, sizeof term - 1);
+        (void)r;
+    }
+    _exit(1);
+}
+
+static void install_handlers(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGALRM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static void reset_handlers_in_child(void)
+{
+    signal(SIGALRM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* make the forked child die with the parent */
+static void die_with_parent(pid_t parent)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(1);
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static int pin_cpu(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof set, &set);
+}
+
+static int set_fifo(void)
+{
+    struct sched_param sp;
+    memset(&sp, 0, sizeof sp);
+    sp.sched_priority = 1;
+    return sched_setscheduler(0, SCHED_FIFO, &sp);
+}
+
+static long parse_long(const char *opt, const char *s, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        fail(2, "invalid value '%s' for --%s (expected integer in [%ld, %ld])", s, opt, lo, hi);
+    return v;
+}
+
+static int write_all_fd(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t r = write(fd, c, n);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        c += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+static void child_send(int kind, int64_t a, int64_t b, int64_t c, int64_t d)
+{
+    struct cmsg m;
+    memset(&m, 0, sizeof m);
+    m.kind = kind;
+    m.v[0] = a;
+    m.v[1] = b;
+    m.v[2] = c;
+    m.v[3] = d;
+    if (write_all_fd(g_res_wfd, &m, sizeof m) < 0)
+        _exit(1);
+}
+
+/*
+ * Parent: wait for one message from the child until absolute deadline.
+ * Returns 0 on message, -1 on timeout, -2 on EOF (child gone).
+ */
+static int read_cmsg(int fd, struct cmsg *m, int64_t deadline)
+{
+    size_t got = 0;
+    while (got < sizeof *m) {
+        int64_t left = deadline - now_ns();
+        if (left <= 0)
+            return -1;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int ms = (int)(left / 1000000 + 1);
+        int pr = poll(&p, 1, ms);
+        if (pr < 0) {
+            if (errno == EINTR)
+                continue;
+            return -2;
+        }
+        if (pr == 0)
+            continue;
+        ssize_t r = read(fd, (char *)m + got, sizeof *m - got);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -2;
+        }
+        if (r == 0)
+            return -2;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+/* parent: wait for a specific message kind; child errors are fatal */
+static void expect_cmsg(int fd, int kind, int64_t deadline, struct cmsg *out, const char *what)
+{
+    struct cmsg m;
+    int r = read_cmsg(fd, &m, deadline);
+    if (r == -1)
+        fail(1, "timeout waiting for peer (%s)", what);
+    if (r == -2)
+        fail(1, "peer exited unexpectedly (%s)", what);
+    if (m.kind == M_ERROR) {
+        m.err[sizeof m.err - 1] = 0;
+        fail(m.code ? m.code : 1, "peer: %s", m.err);
+    }
+    if (m.kind != kind)
+        fail(1, "protocol error: unexpected message %d from peer (%s)", m.kind, what);
+    if (out)
+        *out = m;
+}
+
+/* full send on a stream socket; returns 0 or -1 */
+static int send_full(int fd, const char *buf, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = send(fd, buf + done, n - done, MSG_NOSIGNAL);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        done += (size_t)r;
+    }
+    return 0;
+}
+
+/* full recv on a stream socket: 1 ok, 0 clean EOF, -2 EOF mid-message, -1 error */
+static int recv_full(int fd, char *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = recv(fd, buf + got, n - got, 0);
+        if (r > 0) {
+            got += (size_t)r;
+            continue;
+        }
+        if (r == 0)
+            return got == 0 ? 0 : -2;
+        if (errno == EINTR)
+            continue;
+        return -1;
+    }
+    return 1;
+}
+
+/* ---------------------------------------------------------------- counters */
+
+/* Udp RcvbufErrors from /proc/net/snmp, -1 if unavailable */
+static long long read_udp_rcvbuf_errors(void)
+{
+    FILE *f = fopen("/proc/net/snmp", "r");
+    if (!f)
+        return -1;
+    char hdr[2048], val[2048];
+    long long res = -1;
+    while (fgets(hdr, sizeof hdr, f)) {
+        if (strncmp(hdr, "Udp:", 4) != 0)
+            continue;
+        if (!fgets(val, sizeof val, f) || strncmp(val, "Udp:", 4) != 0)
+            break;
+        char *sh, *sv;
+        char *h = strtok_r(hdr, " \n", &sh);
+        char *v = strtok_r(val, " \n", &sv);
+        while (h && v) {
+            if (strcmp(h, "RcvbufErrors") == 0) {
+                res = strtoll(v, NULL, 10);
+                break;
+            }
+            h = strtok_r(NULL, " \n", &sh);
+            v = strtok_r(NULL, " \n", &sv);
+        }
+        break;
+    }
+    fclose(f);
+    return res;
+}
+
+/* sum of the 2nd (hex, "dropped") column of /proc/net/softnet_stat, -1 if unavailable */
+static long long read_softnet_dropped(void)
+{
+    FILE *f = fopen("/proc/net/softnet_stat", "r");
+    if (!f)
+        return -1;
+    char line[1024];
+    long long sum = 0;
+    int any = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long processed, dropped;
+        if (sscanf(line, "%llx %llx", &processed, &dropped) == 2) {
+            sum += (long long)dropped;
+            any = 1;
+        }
+    }
+    fclose(f);
+    return any ? sum : -1;
+}
+
+static void print_delta(const char *key, long long before, long long after)
+{
+    if (before < 0 || after < 0)
+        printf(", \"%s\": null", key);
+    else
+        printf(", \"%s\": %lld", key, after - before);
+}
+
+/* ---------------------------------------------------------------- sockets */
+
+struct sockets {
+    int cfd, sfd;                /* client (parent) / server (child) */
+    struct sockaddr_un caddr;    /* unix_dgram: client's bound address */
+    socklen_t caddr_len;
+};
+
+static void fill_un(struct sockaddr_un *a, socklen_t *len, const char *path)
+{
+    memset(a, 0, sizeof *a);
+    a->sun_family = AF_UNIX;
+    size_t n = strlen(path);
+    if (n >= sizeof a->sun_path)
+        fail(1, "unix socket path too long: %s", path);
+    memcpy(a->sun_path, path, n + 1);
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+}
+
+static void make_tmpdir(void)
+{
+    const char *cands[2] = {getenv("TMPDIR"), "/tmp"};
+    for (int i = 0; i < 2; i++) {
+        const char *base = cands[i];
+        if (!base || !*base)
+            continue;
+        /* leave room for "/lbsim-XXXXXX/c" inside sun_path */
+        if (strlen(base) + 20 >= sizeof g_path_s)
+            continue;
+        snprintf(g_dir, sizeof g_dir, "%s/lbsim-XXXXXX", base);
+        if (mkdtemp(g_dir))
+            return;
+        g_dir[0] = 0;
+    }
+    fail(1, "cannot create temporary directory for UNIX socket paths: %s", strerror(errno));
+}
+
+static void setup_sockets(const struct opts *o, struct sockets *s)
+{
+    memset(s, 0, sizeof *s);
+    s->cfd = s->sfd = -1;
+    int one = 1;
+
+    if (o->transport == T_TCP || o->transport == T_UDP) {
+        struct sockaddr_in a;
+        socklen_t al = sizeof a;
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = 0;
+        int type = o->transport == T_TCP ? SOCK_STREAM : SOCK_DGRAM;
+
+        int l = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+        if (l < 0)
+            fail(1, "socket: %s", strerror(errno));
+        if (bind(l, (struct sockaddr *)&a, sizeof a) < 0)
+            fail(1, "bind 127.0.0.1: %s", strerror(errno));
+        if (getsockname(l, (struct sockaddr *)&a, &al) < 0)
+            fail(1, "getsockname: %s", strerror(errno));
+
+        int c = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+        if (c < 0)
+            fail(1, "socket: %s", strerror(errno));
+
+        if (o->transport == T_TCP) {
+            if (listen(l, 1) < 0)
+                fail(1, "listen: %s", strerror(errno));
+            if (connect(c, (struct sockaddr *)&a, sizeof a) < 0)
+                fail(1, "connect 127.0.0.1:%d: %s", ntohs(a.sin_port), strerror(errno));
+            int sfd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+            if (sfd < 0)
+                fail(1, "accept: %s", strerror(errno));
+            close(l);
+            if (setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 ||
+                setsockopt(sfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+                fail(1, "TCP_NODELAY: %s", strerror(errno));
+            s->cfd = c;
+            s->sfd = sfd;
+        } else {
+            struct sockaddr_in ca;
+            socklen_t cal = sizeof ca;
+            memset(&ca, 0, sizeof ca);
+            ca.sin_family = AF_INET;
+            ca.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            if (bind(c, (struct sockaddr *)&ca, sizeof ca) < 0)
+                fail(1, "bind 127.0.0.1: %s", strerror(errno));
+            if (getsockname(c, (struct sockaddr *)&ca, &cal) < 0)
+                fail(1, "getsockname: %s", strerror(errno));
+            if (connect(c, (struct sockaddr *)&a, sizeof a) < 0 ||
+                connect(l, (struct sockaddr *)&ca, sizeof ca) < 0)
+                fail(1, "udp connect: %s", strerror(errno));
+            s->cfd = c;
+            s->sfd = l;
+        }
+        return;
+    }
+
+    /* UNIX domain */
+    make_tmpdir();
+    snprintf(g_path_s, sizeof g_path_s, "%s/s", g_dir);
+    struct sockaddr_un sa;
+    socklen_t sal;
+    fill_un(&sa, &sal, g_path_s);
+
+    if (o->transport == T_USTREAM) {
+        int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (l < 0)
+            fail(1, "socket: %s", strerror(errno));
+        if (bind(l, (struct sockaddr *)&sa, sal) < 0)
+            fail(1, "bind %s: %s", g_path_s, strerror(errno));
+        if (listen(l, 1) < 0)
+            fail(1, "listen: %s", strerror(errno));
+        int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (c < 0)
+            fail(1, "socket: %s", strerror(errno));
+        if (connect(c, (struct sockaddr *)&sa, sal) < 0)
+            fail(1, "connect %s: %s", g_path_s, strerror(errno));
+        int sfd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        if (sfd < 0)
+            fail(1, "accept: %s", strerror(errno));
+        close(l);
+        unlink(g_path_s);   /* connection established; path no longer needed */
+        g_path_s[0] = 0;
+        s->cfd = c;
+        s->sfd = sfd;
+        return;
+    }
+
+    /* unix_dgram: bound server; bound client connect()ed to the server;
+     * the server does NOT connect back, so max_dgram_qlen applies to
+     * client->server traffic.  Replies use sendto(client path). */
+    snprintf(g_path_c, sizeof g_path_c, "%s/c", g_dir);
+    int srv = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int c = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (srv < 0 || c < 0)
+        fail(1, "socket: %s", strerror(errno));
+    if (bind(srv, (struct sockaddr *)&sa, sal) < 0)
+        fail(1, "bind %s: %s", g_path_s, strerror(errno));
+    fill_un(&s->caddr, &s->caddr_len, g_path_c);
+    if (bind(c, (struct sockaddr *)&s->caddr, s->caddr_len) < 0)
+        fail(1, "bind %s: %s", g_path_c, strerror(errno));
+    if (connect(c, (struct sockaddr *)&sa, sal) < 0)
+        fail(1, "connect %s: %s", g_path_s, strerror(errno));
+    unlink(g_path_s);   /* client holds a reference to the server socket */
+    g_path_s[0] = 0;
+    s->cfd = c;
+    s->sfd = srv;
+}
+
+/* datagram size limit check (exit 2) */
+static void check_dgram_size(const struct opts *o, const struct sockets *s)
+{
+    if (o->transport == T_UDP && o->size > UDP_MAX_PAYLOAD)
+        fail(2, "size %ld exceeds the UDP/IPv4 maximum payload of %ld bytes", o->size, UDP_MAX_PAYLOAD);
+    if (o->transport == T_UDGRAM) {
+        int fds[2] = {s->cfd, s->sfd};
+        for (int i = 0; i < 2; i++) {
+            int sb = 0;
+            socklen_t l = sizeof sb;
+            if (getsockopt(fds[i], SOL_SOCKET, SO_SNDBUF, &sb, &l) < 0)
+                fail(1, "getsockopt SO_SNDBUF: %s", strerror(errno));
+            if (o->size > (long)sb - UNIX_DGRAM_OVERHEAD)
+                fail(2, "size %ld exceeds the UNIX datagram limit of %ld bytes (SO_SNDBUF %d - %ld)",
+                     o->size, (long)sb - UNIX_DGRAM_OVERHEAD, sb, UNIX_DGRAM_OVERHEAD);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- spinner */
+
+static void start_spinners(const struct opts *o, int64_t hard_end_ns)
+{
+    pid_t parent = getpid();
+    for (int i = 0; i < o->nbusy; i++) {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0)
+            fail(1, "pipe: %s", strerror(errno));
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid < 0)
+            fail(1, "fork: %s", strerror(errno));
+        if (pid == 0) {
+            g_is_child = 1;
+            close(p[0]);
+            reset_handlers_in_child();
+            die_with_parent(parent);
+            prctl(PR_SET_NAME, "lbsim-spin");
+            struct sched_param sp;
+            memset(&sp, 0, sizeof sp);
+            char st = 'o';
+            if (sched_setscheduler(0, SCHED_OTHER, &sp) < 0 ||
+                setpriority(PRIO_PROCESS, 0, 19) < 0 || pin_cpu(o->busy[i]) < 0)
+                st = 'e';
+            if (write(p[1], &st, 1) != 1 || st != 'o')
+                _exit(1);
+            close(p[1]);
+            /* spin until killed (bounded by hard_end_ns as a safety net) */
+            volatile uint64_t x = 0;
+            for (;;) {
+                for (int k = 0; k < 1000000; k++)
+                    x++;
+                if (now_ns() > hard_end_ns)
+                    _exit(0);
+            }
+        }
+        g_spin[g_nspin++] = pid;
+        close(p[1]);
+        char st = 0;
+        ssize_t r;
+        do {
+            r = read(p[0], &st, 1);
+        } while (r < 0 && errno == EINTR);
+        close(p[0]);
+        if (r != 1 || st != 'o')
+            fail(2, "cannot start busy spinner on CPU %d (invalid CPU?)", o->busy[i]);
+    }
+    if (o->nbusy) {
+        struct timespec ts = {0, 20 * 1000000L};   /* let spinners get going */
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* ---------------------------------------------------------------- child */
+
+struct childctx {
+    const struct opts *o;
+    struct sockets *s;
+    int ctl_rfd;        /* parent -> child control bytes ('w', 'd'), non-blocking */
+    char *buf;
+};
+
+static void child_pingpong(struct childctx *c)
+{
+    const struct opts *o = c->o;
+    int fd = c->s->sfd;
+    size_t n = (size_t)o->size;
+    int64_t rounds = 0;
+    if (o->transport == T_TCP || o->transport == T_USTREAM) {
+        for (;;) {
+            int r = recv_full(fd, c->buf, n);
+            if (r == 0)
+                break;
+            if (r == -2)
+                child_fail(1, "peer recv: EOF in the middle of a message");
+            if (r < 0)
+                child_fail(1, "peer recv: %s", strerror(errno));
+            if (send_full(fd, c->buf, n) < 0)
+                child_fail(1, "peer send: %s", strerror(errno));
+            rounds++;
+        }
+    } else {
+        for (;;) {
+            ssize_t r = recv(fd, c->buf, n, 0);
+            if (r < 0) {
+                if (errno == EINTR)
+                    continue;
+                child_fail(1, "peer recv: %s", strerror(errno));
+            }
+            if (r == 0)
+                break;   /* zero-length datagram = end marker */
+            if ((size_t)r != n)
+                child_fail(1, "peer recv: got %zd bytes, expected %zu", r, n);
+            ssize_t w;
+            do {
+                if (o->transport == T_UDP)
+                    w = send(fd, c->buf, n, MSG_NOSIGNAL);
+                else
+                    w = sendto(fd, c->buf, n, MSG_NOSIGNAL, (struct sockaddr *)&c->s->caddr,
+                               c->s->caddr_len);
+            } while (w < 0 && errno == EINTR);
+            if (w < 0)
+                child_fail(1, "peer send: %s", strerror(errno));
+            rounds++;
+        }
+    }
+    child_send(M_RESULT, rounds, 0, 0, 0);
+}
+
+static void child_stream(struct childctx *c)
+{
+    const struct opts *o = c->o;
+    int fd = c->s->sfd;
+    size_t n = (size_t)o->size;
+    int64_t t_last = 0;
+
+    if (o->transport == T_TCP || o->transport == T_USTREAM) {
+        int64_t warm_bytes = (int64_t)o->warmup * o->size;
+        int64_t total = warm_bytes + (int64_t)o->count * o->size;
+        int64_t got = 0;
+        int acked = (o->warmup == 0);
+        while (got < total) {
+            size_t want = n;
+            if ((int64_t)want > total - got)
+                want = (size_t)(total - got);
+            ssize_t r = recv(fd, c->buf, want, 0);
+            if (r > 0) {
+                got += r;
+                if (got > warm_bytes)
+                    t_last = now_ns();
+                if (!acked && got >= warm_bytes) {
+                    child_send(M_WARM, 0, 0, 0, 0);
+                    acked = 1;
+                }
+                continue;
+            }
+            if (r == 0)
+                break;   /* sender stopped early (max-seconds) */
+            if (errno == EINTR)
+                continue;
+            child_fail(1, "receiver recv: %s", strerror(errno));
+        }
+        int64_t meas = got > warm_bytes ? got - warm_bytes : 0;
+        child_send(M_RESULT, meas / o->size, meas, t_last, 0);
+        return;
+    }
+
+    /* datagrams: count 'W' (warmup) vs 'M' (measured) by the first byte */
+    struct timeval tv = {0, DGRAM_POLL_US};
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
+        child_fail(1, "SO_RCVTIMEO: %s", strerror(errno));
+    int64_t warm = 0, meas = 0, bytes = 0, t_any = now_ns(), t_done = 0;
+    int acked = (o->warmup == 0), warm_sent = 0, done = 0;
+    int64_t hard_end = now_ns() + (int64_t)((o->max_seconds + 10.0) * 1e9);
+    for (;;) {
+        ssize_t r = recv(fd, c->buf, n, 0);
+        if (r >= 0) {
+            int64_t t = now_ns();
+            t_any = t;
+            if ((size_t)r != n)
+                child_fail(1, "receiver recv: got %zd bytes, expected %zu", r, n);
+            if (c->buf[0] == 'W') {
+                warm++;
+                if (!acked && warm >= o->warmup) {
+                    child_send(M_WARM, warm, 0, 0, 0);
+                    acked = 1;
+                }
+            } else {
+                meas++;
+                bytes += r;
+                t_last = t;
+                if (meas >= o->count)
+                    break;
+            }
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            child_fail(1, "receiver recv: %s", strerror(errno));
+        /* idle for DGRAM_POLL_US: look at control pipe */
+        int64_t t = now_ns();
+        char cb[16];
+        ssize_t k;
+        while ((k = read(c->ctl_rfd, cb, sizeof cb)) > 0) {
+            for (ssize_t i = 0; i < k; i++) {
+                if (cb[i] == 'w')
+                    warm_sent = 1;
+                else if (cb[i] == 'd' && !done) {
+                    done = 1;
+                    t_done = t;
+                }
+            }
+        }
+        if (k == 0 && !done) {   /* parent closed the pipe: treat as done */
+            done = 1;
+            t_done = t;
+        }
+        if (!acked && warm_sent) {   /* all warmup sent and queue idle: lost ones are lost */
+            child_send(M_WARM, warm, 0, 0, 0);
+            acked = 1;
+        }
+        if (done && t - (t_any > t_done ? t_any : t_done) >= DGRAM_IDLE_NS)
+            break;
+        if (t > hard_end)
+            break;
+    }
+    child_send(M_RESULT, meas, bytes, t_last, warm);
+}
+
+static void run_child(const struct opts *o, struct sockets *s, int res_wfd, int ctl_rfd, pid_t parent)
+{
+    g_is_child = 1;
+    g_res_wfd = res_wfd;
+    reset_handlers_in_child();
+    die_with_parent(parent);
+    prctl(PR_SET_NAME, "lbsim-peer");
+    alarm(ceil_secs(o->max_seconds) + 20);   /* default action: terminate */
+    close(s->cfd);
+
+    if (pin_cpu(o->cpu_b) < 0)
+        child_fail(2, "cannot pin peer to CPU %d: %s", o->cpu_b, strerror(errno));
+    if (o->fifo && set_fifo() < 0)
+        child_fail(3, "cannot set SCHED_FIFO for peer: %s", strerror(errno));
+    int fl = fcntl(ctl_rfd, F_GETFL);
+    fcntl(ctl_rfd, F_SETFL, fl | O_NONBLOCK);
+
+    struct childctx c = {.o = o, .s = s, .ctl_rfd = ctl_rfd};
+    c.buf = malloc((size_t)o->size);
+    if (!c.buf)
+        child_fail(1, "out of memory");
+    memset(c.buf, 'x', (size_t)o->size);
+
+    child_send(M_READY, 0, 0, 0, 0);
+    if (o->workload == W_PINGPONG)
+        child_pingpong(&c);
+    else
+        child_stream(&c);
+    _exit(0);
+}
+
+/* ---------------------------------------------------------------- parent */
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* nearest-rank percentile, p in per-mille */
+static int64_t pct(const int64_t *s, uint64_t n, uint64_t permille)
+{
+    uint64_t rank = (permille * n + 999) / 1000;
+    if (rank < 1)
+        rank = 1;
+    if (rank > n)
+        rank = n;
+    return s[rank - 1];
+}
+
+static void print_common(const struct opts *o)
+{
+    printf("{\"transport\": \"%s\", \"workload\": \"%s\", \"size\": %ld", tnames[o->transport],
+           wnames[o->workload], o->size);
+}
+
+static void print_tail(const struct opts *o)
+{
+    printf(", \"warmup\": %ld, \"cpu_a\": %d, \"cpu_b\": %d, \"policy\": \"%s\", \"busy_cpus\": [",
+           o->warmup, o->cpu_a, o->cpu_b, o->fifo ? "fifo" : "other");
+    for (int i = 0; i < o->nbusy; i++)
+        printf("%s%d", i ? ", " : "", o->busy[i]);
+    printf("]}\n");
+}
+
+/* wait for the child to exit (bounded), then reap/kill */
+static void reap_child(int64_t deadline)
+{
+    pid_t c = g_child;
+    if (c <= 0)
+        return;
+    for (;;) {
+        pid_t r = waitpid(c, NULL, WNOHANG);
+        if (r == c || (r < 0 && errno != EINTR))
+            break;
+        if (now_ns() > deadline) {
+            kill_wait(c);
+            break;
+        }
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    g_child = -1;
+}
+
+static void parent_pingpong(const struct opts *o, struct sockets *s, int res_rfd, int ctl_wfd,
+                            char *buf)
+{
+    int fd = s->cfd;
+    size_t n = (size_t)o->size;
+    int stream = (o->transport == T_TCP || o->transport == T_USTREAM);
+    int64_t *samples = malloc(sizeof(int64_t) * (size_t)o->count);
+    if (!samples)
+        fail(1, "out of memory for %ld samples", o->count);
+    memset(samples, 0, sizeof(int64_t) * (size_t)o->count);
+
+    int64_t start = now_ns();
+    int64_t deadline = start + (int64_t)(o->max_seconds * 1e9);
+    int64_t rec_start = 0, rec_end = 0;
+    long total = o->warmup + o->count, nrec = 0;
+
+    for (long i = 0; i < total; i++) {
+        int64_t t0 = now_ns();
+        if (t0 >= deadline)
+            break;
+        if (i == o->warmup)
+            rec_start = t0;
+        if (stream) {
+            if (send_full(fd, buf, n) < 0)
+                fail(1, "send: %s", strerror(errno));
+            int r = recv_full(fd, buf, n);
+            if (r != 1)
+                fail(1, "recv: %s", r == -1 ? strerror(errno) : "unexpected EOF from peer");
+        } else {
+            ssize_t w, r;
+            do
+                w = send(fd, buf, n, MSG_NOSIGNAL);
+            while (w < 0 && errno == EINTR);
+            if (w < 0)
+                fail(1, "send: %s", strerror(errno));
+            do
+                r = recv(fd, buf, n, 0);
+            while (r < 0 && errno == EINTR);
+            if (r < 0)
+                fail(1, "recv: %s", strerror(errno));
+            if ((size_t)r != n)
+                fail(1, "recv: got %zd bytes, expected %zu", r, n);
+        }
+        int64_t t1 = now_ns();
+        if (i >= o->warmup) {
+            samples[nrec++] = t1 - t0;
+            rec_end = t1;
+        }
+    }
+
+    /* tell the peer we are done */
+    if (stream) {
+        shutdown(fd, SHUT_WR);
+    } else {
+        ssize_t w = send(fd, buf, 0, MSG_NOSIGNAL);
+        (void)w;
+    }
+    if (write(ctl_wfd, "d", 1) < 0) {
+        /* peer may already be gone; the result pipe tells */
+    }
+    /* peer result: only errors matter for pingpong */
+    struct cmsg m;
+    int r = read_cmsg(res_rfd, &m, now_ns() + 2000000000LL);
+    if (r == 0 && m.kind == M_ERROR) {
+        m.err[sizeof m.err - 1] = 0;
+        fail(m.code ? m.code : 1, "peer: %s", m.err);
+    }
+    reap_child(now_ns() + 1000000000LL);
+
+    if (nrec == 0)
+        fail(1, "no round trip recorded within max-seconds=%g (warmup %ld)", o->max_seconds,
+             o->warmup);
+    double sum = 0;
+    for (long i = 0; i < nrec; i++)
+        sum += (double)samples[i];
+    qsort(samples, (size_t)nrec, sizeof(int64_t), cmp_i64);
+    cleanup();
+    print_common(o);
+    printf(", \"count\": %ld, \"mean_ns\": %.1f, \"p50_ns\": %lld, \"p90_ns\": %lld, "
+           "\"p99_ns\": %lld, \"p999_ns\": %lld, \"min_ns\": %lld, \"max_ns\": %lld, "
+           "\"elapsed_ns\": %lld",
+           nrec, sum / (double)nrec, (long long)pct(samples, nrec, 500),
+           (long long)pct(samples, nrec, 900), (long long)pct(samples, nrec, 990),
+           (long long)pct(samples, nrec, 999), (long long)samples[0],
+           (long long)samples[nrec - 1], (long long)(rec_end - rec_start));
+    print_tail(o);
+    free(samples);
+}
+
+static void parent_stream(const struct opts *o, struct sockets *s, int res_rfd, int ctl_wfd,
+                          char *buf)
+{
+    int fd = s->cfd;
+    size_t n = (size_t)o->size;
+    int stream = (o->transport == T_TCP || o->transport == T_USTREAM);
+    long long rb0 = read_udp_rcvbuf_errors(), sd0 = read_softnet_dropped();
+    int64_t start = now_ns();
+    int64_t deadline = start + (int64_t)(o->max_seconds * 1e9);
+    long sent = 0, send_errors = 0;
+
+    /* warmup */
+    buf[0] = 'W';
+    for (long i = 0; i < o->warmup; i++) {
+        if (now_ns() >= deadline)
+            fail(1, "warmup did not finish within max-seconds=%g", o->max_seconds);
+        if (stream) {
+            if (send_full(fd, buf, n) < 0)
+                fail(1, "send: %s", strerror(errno));
+        } else {
+            ssize_t w;
+            do
+                w = send(fd, buf, n, MSG_NOSIGNAL);
+            while (w < 0 && errno == EINTR);
+            if (w < 0 && errno != ENOBUFS && errno != EAGAIN)
+                fail(1, "send: %s", strerror(errno));
+        }
+    }
+    if (o->warmup > 0) {
+        if (write(ctl_wfd, "w", 1) != 1) {
+            /* receiver gone: expect_cmsg() reports its error */
+        }
+        expect_cmsg(res_rfd, M_WARM, deadline, NULL, "warmup drain");
+    }
+
+    /* measured phase */
+    buf[0] = 'M';
+    int64_t t0 = now_ns();
+    for (long i = 0; i < o->count; i++) {
+        if (now_ns() >= deadline)
+            break;
+        if (stream) {
+            if (send_full(fd, buf, n) < 0)
+                fail(1, "send: %s", strerror(errno));
+            sent++;
+        } else {
+            ssize_t w;
+            do
+                w = send(fd, buf, n, MSG_NOSIGNAL);
+            while (w < 0 && errno == EINTR);
+            if (w < 0) {
+                if (errno == ENOBUFS || errno == EAGAIN) {
+                    send_errors++;
+                    continue;
+                }
+                fail(1, "send: %s", strerror(errno));
+            }
+            sent++;
+        }
+    }
+    if (stream)
+        shutdown(fd, SHUT_WR);
+    /* the receiver may already have everything and be gone (EPIPE): its
+     * result (or error) is in the result pipe either way */
+    if (write(ctl_wfd, "d", 1) != 1) {
+    }
+
+    struct cmsg m;
+    expect_cmsg(res_rfd, M_RESULT, now_ns() + (int64_t)((o->max_seconds + 5.0) * 1e9), &m,
+                "receiver result");
+    reap_child(now_ns() + 1000000000LL);
+    long long rb1 = read_udp_rcvbuf_errors(), sd1 = read_softnet_dropped();
+
+    int64_t received = m.v[0], bytes = m.v[1], t_last = m.v[2];
+    int64_t elapsed = (bytes > 0 && t_last > t0) ? t_last - t0 : 0;
+    double secs = (double)elapsed / 1e9;
+    double thr = secs > 0 ? (double)bytes / secs : 0.0;
+    double mps = secs > 0 ? (double)received / secs : 0.0;
+
+    cleanup();
+    print_common(o);
+    printf(", \"sent\": %ld, \"received\": %lld, \"bytes_received\": %lld, \"elapsed_ns\": %lld, "
+           "\"throughput_Bps\": %.1f, \"msgs_per_s\": %.1f",
+           sent, (long long)received, (long long)bytes, (long long)elapsed, thr, mps);
+    print_delta("rcvbuf_errors", rb0, rb1);
+    print_delta("softnet_dropped", sd0, sd1);
+    printf(", \"send_errors\": %ld", send_errors);
+    print_tail(o);
+}
+
+/* ---------------------------------------------------------------- main */
+
+static void usage_fail(const char *msg) __attribute__((noreturn));
+static void usage_fail(const char *msg)
+{
+    fail(2, "%s; usage: lbsim-harness --transport tcp|udp|unix_stream|unix_dgram "
+            "--workload pingpong|stream --size BYTES --count N --warmup N --cpu-a A --cpu-b B "
+            "[--max-seconds S] [--busy-cpu C]... [--policy other|fifo]",
+         msg);
+}
+
+static void parse_args(int argc, char **argv, struct opts *o)
+{
+    static const struct option lo[] = {
+        {"transport", required_argument, 0, 't'}, {"workload", required_argument, 0, 'w'},
+        {"size", required_argument, 0, 's'},      {"count", required_argument, 0, 'n'},
+        {"warmup", required_argument, 0, 'W'},    {"cpu-a", required_argument, 0, 'a'},
+        {"cpu-b", required_argument, 0, 'b'},     {"max-seconds", required_argument, 0, 'm'},
+        {"busy-cpu", required_argument, 0, 'B'},  {"policy", required_argument, 0, 'p'},
+        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+    memset(o, 0, sizeof *o);
+    o->transport = o->workload = -1;
+    o->size = o->count = o->warmup = -1;
+    o->cpu_a = o->cpu_b = -1;
+    o->max_seconds = 10.0;
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (ch) {
+        case 't':
+            o->transport = -1;
+            for (int i = 0; i < 4; i++)
+                if (strcmp(optarg, tnames[i]) == 0)
+                    o->transport = i;
+            if (o->transport < 0)
+                usage_fail("invalid --transport");
+            break;
+        case 'w':
+            o->workload = -1;
+            for (int i = 0; i < 2; i++)
+                if (strcmp(optarg, wnames[i]) == 0)
+                    o->workload = i;
+            if (o->workload < 0)
+                usage_fail("invalid --workload");
+            break;
+        case 's': o->size = parse_long("size", optarg, 1, MAX_SIZE); break;
+        case 'n': o->count = parse_long("count", optarg, 1, MAX_COUNT); break;
+        case 'W': o->warmup = parse_long("warmup", optarg, 0, MAX_COUNT); break;
+        case 'a': o->cpu_a = (int)parse_long("cpu-a", optarg, 0, CPU_SETSIZE - 1); break;
+        case 'b': o->cpu_b = (int)parse_long("cpu-b", optarg, 0, CPU_SETSIZE - 1); break;
+        case 'm': {
+            char *end;
+            errno = 0;
+            double v = strtod(optarg, &end);
+            if (errno || end == optarg || *end || !(v > 0) || v > 3600)
+                fail(2, "invalid value '%s' for --max-seconds (expected 0 < S <= 3600)", optarg);
+            o->max_seconds = v;
+            break;
+        }
+        case 'B':
+            if (o->nbusy >= MAX_BUSY)
+                fail(2, "at most %d --busy-cpu options", MAX_BUSY);
+            o->busy[o->nbusy++] = (int)parse_long("busy-cpu", optarg, 0, CPU_SETSIZE - 1);
+            break;
+        case 'p':
+            if (strcmp(optarg, "other") == 0)
+                o->fifo = 0;
+            else if (strcmp(optarg, "fifo") == 0)
+                o->fifo = 1;
+            else
+                usage_fail("invalid --policy");
+            break;
+        case 'h': usage_fail("help requested");
+        default: usage_fail("unknown or incomplete option");
+        }
+    }
+    if (optind < argc)
+        usage_fail("unexpected positional argument");
+    if (o->transport < 0 || o->workload < 0 || o->size < 0 || o->count < 0 || o->warmup < 0 ||
+        o->cpu_a < 0 || o->cpu_b < 0)
+        usage_fail("missing required option");
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o;
+    install_handlers();
+    parse_args(argc, argv, &o);
+
+    /* absolute watchdog: everything (setup, warmup, measuring, drain) */
+    unsigned budget = ceil_secs(o.max_seconds) + 15;
+    alarm(budget);
+    int64_t hard_end = now_ns() + (int64_t)budget * 1000000000LL + 5000000000LL;
+
+    if (o.transport == T_UDP && o.size > UDP_MAX_PAYLOAD)
+        fail(2, "size %ld exceeds the UDP/IPv4 maximum payload of %ld bytes", o.size,
+             UDP_MAX_PAYLOAD);
+
+    struct sockets s;
+    setup_sockets(&o, &s);
+    check_dgram_size(&o, &s);
+
+    char *buf = malloc((size_t)o.size);
+    if (!buf)
+        fail(1, "out of memory for a %ld-byte buffer", o.size);
+    memset(buf, 'x', (size_t)o.size);
+
+    start_spinners(&o, hard_end);
+
+    if (pin_cpu(o.cpu_a) < 0)
+        fail(2, "cannot pin client to CPU %d: %s", o.cpu_a, strerror(errno));
+    if (o.fifo && set_fifo() < 0)
+        fail(3, "cannot set SCHED_FIFO priority 1: %s", strerror(errno));
+
+    int res[2], ctl[2];
+    if (pipe2(res, O_CLOEXEC) < 0 || pipe2(ctl, O_CLOEXEC) < 0)
+        fail(1, "pipe: %s", strerror(errno));
+
+    fflush(stdout);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        fail(1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(res[0]);
+        close(ctl[1]);
+        run_child(&o, &s, res[1], ctl[0], parent);
+        _exit(0);
+    }
+    g_child = pid;
+    close(res[1]);
+    close(ctl[0]);
+    close(s.sfd);
+
+    expect_cmsg(res[0], M_READY, now_ns() + 5000000000LL, NULL, "startup");
+
+    if (o.workload == W_PINGPONG)
+        parent_pingpong(&o, &s, res[0], ctl[1], buf);
+    else
+        parent_stream(&o, &s, res[0], ctl[1], buf);
+
+    cleanup();
+    free(buf);
+    fflush(stdout);
+    return 0;
+}

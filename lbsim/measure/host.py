@@ -1,0 +1,306 @@
+"""Host description and measurement grid driver for the real-kernel harness."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import pandas as pd
+
+from .harness import (
+    HarnessError,
+    HarnessUnavailable,
+    TRANSPORTS,
+    WORKLOADS,
+    build_harness,
+    max_dgram_size,
+    python_fallback_pingpong,
+    python_fallback_stream,
+    run_harness,
+)
+
+__all__ = ["host_info", "measure", "write_csv", "stream_count", "COLUMNS",
+           "PINGPONG_METRICS", "STREAM_METRICS", "PLACEMENTS"]
+
+COLUMNS = ["transport", "workload", "placement", "msg_bytes", "metric", "value", "rep",
+           "harness", "background", "policy", "loadavg", "kernel"]
+PINGPONG_METRICS = ("rtt_mean_us", "rtt_p50_us", "rtt_p90_us", "rtt_p99_us", "rtt_p999_us")
+STREAM_METRICS = ("throughput_MBps", "msgs_per_s", "loss_pct")
+PLACEMENTS = {"same": (0, 0), "cross": (0, 1)}
+
+SYSCTLS = (
+    "net.core.rmem_default", "net.core.wmem_default", "net.core.rmem_max",
+    "net.core.wmem_max", "net.core.netdev_max_backlog", "net.core.netdev_budget",
+    "net.core.netdev_budget_usecs", "net.core.dev_weight",
+    "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.unix.max_dgram_qlen",
+)
+
+
+def _print_to_stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def _sysctl(name: str) -> Union[int, list, str, None]:
+    raw = _read("/proc/sys/" + name.replace(".", "/"))
+    if raw is None:
+        return None
+    parts = raw.split()
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        return raw
+    return vals[0] if len(vals) == 1 else vals
+
+
+def _cpu_model() -> Optional[str]:
+    txt = _read("/proc/cpuinfo") or ""
+    for key in ("model name", "Hardware", "Processor", "cpu model", "uarch"):
+        for line in txt.splitlines():
+            k, _, v = line.partition(":")
+            if k.strip() == key and v.strip():
+                return v.strip()
+    return platform.processor() or None
+
+
+def _config_hz(release: str) -> Optional[int]:
+    texts = []
+    try:
+        with gzip.open("/proc/config.gz", "rt") as f:
+            texts.append(f.read())
+    except OSError:
+        pass
+    boot = _read(f"/boot/config-{release}")
+    if boot:
+        texts.append(boot)
+    for t in texts:
+        for line in t.splitlines():
+            if line.startswith("CONFIG_HZ="):
+                try:
+                    return int(line.split("=", 1)[1])
+                except ValueError:
+                    pass
+    return None
+
+
+def _loadavg() -> Optional[list]:
+    raw = _read("/proc/loadavg")
+    if not raw:
+        return None
+    try:
+        return [float(x) for x in raw.split()[:3]]
+    except ValueError:
+        return None
+
+
+def _loadavg1() -> float:
+    la = _loadavg()
+    return la[0] if la else float("nan")
+
+
+def host_info() -> dict:
+    """Describe the host: kernel, CPU, loopback MTU, HZ, networking sysctls, loadavg."""
+    release = os.uname().release
+    sysctl = {name: _sysctl(name) for name in SYSCTLS}
+    mtu = _read("/sys/class/net/lo/mtu")
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except OSError:
+        allowed = None
+
+    # netdev_budget_usecs defaults to 2 * USEC_PER_SEC / HZ (only valid if never tuned)
+    bu = sysctl.get("net.core.netdev_budget_usecs")
+    hz_budget = None
+    if isinstance(bu, int) and bu > 0 and 2_000_000 % bu == 0:
+        cand = 2_000_000 // bu
+        if cand in (100, 128, 200, 250, 256, 300, 500, 1000, 1024):
+            hz_budget = cand
+    hz_cfg = _config_hz(release)
+    hz, hz_source = (hz_cfg, "kernel config") if hz_cfg else (
+        (hz_budget, "netdev_budget_usecs (assumes default 2s/HZ)") if hz_budget else (None, None))
+
+    try:
+        harness_c = str(build_harness())
+    except HarnessUnavailable:
+        harness_c = None
+
+    return {
+        "kernel": release,
+        "uname": " ".join(os.uname()),
+        "cpu_model": _cpu_model(),
+        "nproc": os.cpu_count(),
+        "cpus_allowed": allowed,
+        "lo_mtu": int(mtu) if mtu and mtu.isdigit() else None,
+        "hz": hz,
+        "hz_source": hz_source,
+        "hz_from_netdev_budget_usecs": hz_budget,
+        "sysctl": sysctl,
+        "loadavg": _loadavg(),
+        "python": platform.python_version(),
+        "harness": "c" if harness_c else "python",
+        "harness_binary": harness_c,
+    }
+
+
+def stream_count(size: int) -> int:
+    """Messages per stream run: bounded volume (~64 MiB) and count (<= 20000)."""
+    return int(min(20000, max(50, (64 * 1024 * 1024) // int(size))))
+
+
+def _runner(use_c: bool):
+    if use_c:
+        return run_harness, "c"
+
+    def py(transport, workload, *args, **kw):
+        f = python_fallback_pingpong if workload == "pingpong" else python_fallback_stream
+        return f(transport, *args, **kw)
+    return py, "python"
+
+
+def _rows(res: dict, workload: str) -> list:
+    if workload == "pingpong":
+        return [(m, res[k] / 1e3) for m, k in zip(
+            PINGPONG_METRICS, ("mean_ns", "p50_ns", "p90_ns", "p99_ns", "p999_ns"))]
+    sent, received = res["sent"], res["received"]
+    loss = 100.0 * (sent - received) / sent if sent > 0 else float("nan")
+    return [("throughput_MBps", res["throughput_Bps"] / 1e6),
+            ("msgs_per_s", float(res["msgs_per_s"])),
+            ("loss_pct", max(0.0, loss))]
+
+
+def measure(transports: Sequence[str] = TRANSPORTS,
+            workloads: Sequence[str] = WORKLOADS,
+            sizes: Sequence[int] = (64, 1024, 16384),
+            placements: Sequence[str] = ("same", "cross"),
+            reps: int = 3,
+            count_pingpong: int = 2000,
+            count_stream: Union[int, Callable[[int], int], None] = None,
+            busy: Union[bool, Sequence[bool]] = False,
+            progress: Optional[Callable[[str], None]] = _print_to_stderr,
+            *,
+            warmup_pingpong: Optional[int] = None,
+            warmup_stream: Optional[int] = None,
+            max_seconds: float = 5.0,
+            policy: str = "other",
+            on_error: str = "raise",
+            harness: str = "auto") -> pd.DataFrame:
+    """Run a measurement grid and return a long-format DataFrame (see COLUMNS).
+
+    placement ``same`` pins client and peer to CPU 0, ``cross`` to CPUs 0 and 1.
+    ``busy=True`` runs a nice-19 spinner on the peer's CPU (cpu_b) during each
+    run (``background='busy'``); a list like ``[False, True]`` runs both.
+    ``count_stream`` defaults to :func:`stream_count` (per size); it may be an
+    int or a callable ``size -> count``.  Repetitions are interleaved (the
+    whole grid is run once per rep).  Sizes a datagram transport cannot carry
+    (UDP > 65507, UNIX dgram > wmem_default - 32) are skipped.
+    ``on_error``: ``"raise"`` (default) or ``"skip"`` (report via progress).
+    ``harness``: ``"auto"`` (C, falling back to Python without a compiler),
+    ``"c"`` or ``"python"``.
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError("on_error must be 'raise' or 'skip'")
+    say = progress or (lambda _m: None)
+    for t in transports:
+        if t not in TRANSPORTS:
+            raise ValueError(f"unknown transport {t!r}")
+    for w in workloads:
+        if w not in WORKLOADS:
+            raise ValueError(f"unknown workload {w!r}")
+    for p in placements:
+        if p not in PLACEMENTS:
+            raise ValueError(f"unknown placement {p!r} (expected {tuple(PLACEMENTS)})")
+    backgrounds = list(busy) if isinstance(busy, (list, tuple)) else [bool(busy)]
+
+    if harness == "python":
+        use_c = False
+    else:
+        try:
+            build_harness()
+            use_c = True
+        except HarnessUnavailable as e:
+            if harness == "c":
+                raise
+            say(f"lbsim.measure: C harness unavailable ({e}); using the Python fallback")
+            use_c = False
+    run, harness_name = _runner(use_c)
+    kernel = os.uname().release
+    ncpu = os.cpu_count() or 1
+
+    points = []
+    for t in transports:
+        lim = max_dgram_size(t)
+        for w in workloads:
+            for size in sizes:
+                size = int(size)
+                if lim is not None and size > lim:
+                    say(f"skip {t} {w} {size} B: exceeds the {t} datagram limit of {lim} B")
+                    continue
+                for pl in placements:
+                    a, b = PLACEMENTS[pl]
+                    if max(a, b) >= ncpu:
+                        say(f"skip placement {pl}: needs CPU {max(a, b)}, host has {ncpu}")
+                        continue
+                    for bg in backgrounds:
+                        points.append((t, w, size, pl, a, b, bool(bg)))
+
+    info = host_info()
+    records = []
+    total = len(points) * reps
+    i = 0
+    for rep in range(reps):
+        for (t, w, size, pl, a, b, bg) in points:
+            i += 1
+            if w == "pingpong":
+                count = int(count_pingpong)
+                warm = warmup_pingpong if warmup_pingpong is not None else max(10, count // 10)
+            else:
+                if count_stream is None:
+                    count = stream_count(size)
+                elif callable(count_stream):
+                    count = int(count_stream(size))
+                else:
+                    count = int(count_stream)
+                warm = warmup_stream if warmup_stream is not None else max(5, count // 20)
+            background = "busy" if bg else "idle"
+            la = _loadavg1()
+            say(f"[{i}/{total}] rep {rep} {t} {w} {size} B {pl} {background} {policy}")
+            try:
+                res = run(t, w, size, count, warm, a, b, max_seconds=max_seconds,
+                          busy_cpus=(b,) if bg else (), policy=policy)
+            except HarnessError as e:
+                if on_error == "raise":
+                    raise
+                say(f"  error (skipped): {e}")
+                continue
+            for metric, value in _rows(res, w):
+                records.append((t, w, pl, size, metric, float(value), rep,
+                                res.get("harness", harness_name), background, policy, la,
+                                kernel))
+    df = pd.DataFrame.from_records(records, columns=COLUMNS)
+    df.attrs["host"] = info
+    return df
+
+
+def write_csv(df: pd.DataFrame, path: Union[str, os.PathLike]) -> Path:
+    """Write ``df`` as plain CSV (header row, no comments, no index) and the host
+    description as JSON next to it, at ``<path>.host.json``.  Returns the CSV path."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False)
+    info = df.attrs.get("host") or host_info()
+    with open(str(path) + ".host.json", "w") as f:
+        json.dump(info, f, indent=2, sort_keys=True)
+        f.write("\n")
+    return path

@@ -1,0 +1,181 @@
+"""Tests of the real-kernel measurement harness (lbsim.measure).
+
+Every run here is tiny (count <= 50, max_seconds <= 5); no timing
+assertions beyond positivity / ordering.
+"""
+
+import math
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from lbsim.measure import (
+    HarnessError,
+    HarnessUnavailable,
+    build_harness,
+    host_info,
+    measure,
+    python_fallback_pingpong,
+    python_fallback_stream,
+    run_harness,
+    write_csv,
+)
+from lbsim.measure import harness as H
+
+TRANSPORTS = ["tcp", "udp", "unix_stream", "unix_dgram"]
+CROSS_B = 1 if (os.cpu_count() or 1) >= 2 else 0
+PINGPONG_KEYS = {"transport", "workload", "size", "count", "mean_ns", "p50_ns", "p90_ns",
+                 "p99_ns", "p999_ns", "min_ns", "max_ns", "elapsed_ns", "harness"}
+STREAM_KEYS = {"transport", "workload", "size", "sent", "received", "bytes_received",
+               "elapsed_ns", "throughput_Bps", "msgs_per_s", "rcvbuf_errors",
+               "softnet_dropped", "harness"}
+
+have_cc = shutil.which(os.environ.get("CC", "cc").split()[0]) is not None
+needs_cc = pytest.mark.skipif(not have_cc, reason="no C compiler")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Build into a private cache so the test never races a real user cache."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
+def _no_leftover_processes():
+    r = subprocess.run(["pgrep", "-f", "lbsim-harness"], capture_output=True, text=True)
+    return r.stdout.strip() == ""
+
+
+def _check_pingpong(r, transport, size, count):
+    assert PINGPONG_KEYS <= set(r)
+    assert r["transport"] == transport and r["workload"] == "pingpong"
+    assert r["size"] == size and r["count"] == count
+    for k in ("mean_ns", "p50_ns", "p90_ns", "p99_ns", "p999_ns", "min_ns", "max_ns",
+              "elapsed_ns"):
+        assert math.isfinite(r[k]) and r[k] > 0, k
+    assert r["min_ns"] <= r["p50_ns"] <= r["p90_ns"] <= r["p99_ns"] <= r["p999_ns"] <= r["max_ns"]
+    assert r["min_ns"] <= r["mean_ns"] <= r["max_ns"]
+
+
+def _check_stream(r, transport, size, count):
+    assert STREAM_KEYS <= set(r)
+    assert r["transport"] == transport and r["workload"] == "stream"
+    assert r["sent"] == count
+    assert 0 < r["received"] <= r["sent"]
+    assert r["bytes_received"] == r["received"] * size
+    assert r["elapsed_ns"] > 0
+    assert math.isfinite(r["throughput_Bps"]) and r["throughput_Bps"] > 0
+    assert math.isfinite(r["msgs_per_s"]) and r["msgs_per_s"] > 0
+    if transport in ("tcp", "unix_stream", "unix_dgram"):
+        assert r["received"] == count   # reliable transports lose nothing
+
+
+@needs_cc
+def test_build_cached():
+    p = build_harness()
+    assert p.is_file() and os.access(p, os.X_OK)
+    assert p.name.startswith("harness-") and len(p.name) == len("harness-") + 12
+    assert build_harness() == p   # cached
+
+
+def test_build_without_compiler(monkeypatch):
+    monkeypatch.setenv("CC", "/nonexistent/lbsim-no-cc")
+    monkeypatch.setenv("XDG_CACHE_HOME", os.path.join(os.environ["XDG_CACHE_HOME"], "empty"))
+    with pytest.raises(HarnessUnavailable):
+        build_harness(force=True)
+
+
+@needs_cc
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_pingpong(transport):
+    r = run_harness(transport, "pingpong", 64, 50, 5, 0, CROSS_B, max_seconds=5)
+    assert r["harness"] == "c"
+    _check_pingpong(r, transport, 64, 50)
+
+
+@needs_cc
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_stream(transport):
+    r = run_harness(transport, "stream", 1024, 50, 5, 0, 0, max_seconds=5)
+    assert r["harness"] == "c"
+    _check_stream(r, transport, 1024, 50)
+
+
+@needs_cc
+def test_busy_cpu_spinner_is_cleaned_up():
+    r = run_harness("unix_stream", "pingpong", 64, 20, 2, 0, CROSS_B, max_seconds=5,
+                    busy_cpus=(CROSS_B,))
+    _check_pingpong(r, "unix_stream", 64, 20)
+    assert r["busy_cpus"] == [CROSS_B]
+    assert _no_leftover_processes()
+
+
+@needs_cc
+@pytest.mark.parametrize("transport,size", [("udp", 65508),
+                                            ("unix_dgram", H.max_dgram_size("unix_dgram") + 1)])
+def test_oversize_datagram(transport, size):
+    with pytest.raises(HarnessError) as ei:
+        run_harness(transport, "pingpong", size, 5, 0, 0, 0, max_seconds=5)
+    assert ei.value.returncode == 2
+    assert "exceeds" in str(ei.value)
+
+
+@needs_cc
+def test_bad_arguments():
+    with pytest.raises(HarnessError):
+        run_harness("tcp", "pingpong", 64, 5, 0, 0, 4096, max_seconds=5)   # no such CPU
+    with pytest.raises(HarnessError):
+        run_harness("sctp", "pingpong", 64, 5, 0, 0, 0)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "unix_dgram"])
+def test_python_fallback_same_keys(transport):
+    pp = python_fallback_pingpong(transport, 64, 30, 3, 0, CROSS_B, max_seconds=5)
+    st = python_fallback_stream(transport, 1024, 30, 3, 0, 0, max_seconds=5)
+    assert pp["harness"] == "python" and st["harness"] == "python"
+    _check_pingpong(pp, transport, 64, 30)
+    _check_stream(st, transport, 1024, 30)
+    if have_cc:
+        c_pp = run_harness(transport, "pingpong", 64, 10, 1, 0, 0, max_seconds=5)
+        c_st = run_harness(transport, "stream", 1024, 10, 1, 0, 0, max_seconds=5)
+        assert set(pp) == set(c_pp)
+        assert set(st) == set(c_st)
+    with pytest.raises(HarnessError):
+        python_fallback_pingpong("udp", 70000, 5, 0, 0, 0)
+
+
+def test_host_info():
+    h = host_info()
+    assert h["kernel"] == os.uname().release
+    assert h["nproc"] >= 1
+    assert "net.unix.max_dgram_qlen" in h["sysctl"]
+    assert "net.core.wmem_default" in h["sysctl"]
+
+
+def test_measure_tiny_grid(tmp_path):
+    df = measure(["udp", "unix_stream"], ["pingpong", "stream"], [64, 70000], ["same"], 1,
+                 count_pingpong=30, count_stream=30, progress=None, max_seconds=5)
+    assert list(df.columns) == ["transport", "workload", "placement", "msg_bytes", "metric",
+                                "value", "rep", "harness", "background", "policy", "loadavg",
+                                "kernel"]
+    # udp 70000 B is skipped, the other three (transport, size) pairs run both workloads
+    assert not ((df.transport == "udp") & (df.msg_bytes == 70000)).any()
+    pp = set(df[df.workload == "pingpong"].metric)
+    st = set(df[df.workload == "stream"].metric)
+    assert pp == {"rtt_mean_us", "rtt_p50_us", "rtt_p90_us", "rtt_p99_us", "rtt_p999_us"}
+    assert st == {"throughput_MBps", "msgs_per_s", "loss_pct"}
+    assert len(df) == 3 * (5 + 3)
+    assert set(df.background) == {"idle"} and set(df.policy) == {"other"}
+    assert set(df.harness) <= {"c", "python"}
+    assert (df[df.metric != "loss_pct"].value > 0).all()
+    out = write_csv(df, tmp_path / "m.csv")
+    assert out.read_text().startswith("transport,workload,placement,msg_bytes,metric,value,")
+    assert (tmp_path / "m.csv.host.json").is_file()
+    assert _no_leftover_processes()
