@@ -1,0 +1,195 @@
+"""The one simulation configuration: typed, frozen, validated on construction.
+
+Naming rule (the same in Python, ``--set``, experiment files and JSON): kernel names
+verbatim for sysctls and device settings (``netdev_max_backlog``, ``tcp_rmem``,
+``unix_max_dgram_qlen``, ``mtu``), ``_ns`` / ``_bytes`` / ``_per_s`` suffixes for lbsim's
+own quantities.  Kernel fields left at ``None`` take the value of the ``kernel`` profile
+(see :mod:`lbsim.kernels`, which cites the source of each default).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lbsim.kernels import KERNELS, KernelParams, kernel_profile
+
+__all__ = ["SimConfig", "TRANSPORTS", "WORKLOADS", "KERNEL_FIELDS", "ConfigError", "make_config",
+           "format_validation_error"]
+
+TRANSPORTS = ("tcp", "udp", "unix_stream", "unix_dgram")
+WORKLOADS = ("pingpong", "stream", "rr", "poisson", "burst")
+
+#: SimConfig fields that override the kernel profile.
+KERNEL_FIELDS = (
+    "mtu", "tso", "rps_cpus", "netdev_max_backlog", "dev_weight", "netdev_budget",
+    "netdev_budget_usecs", "hz", "rmem_default", "wmem_default", "tcp_rmem", "tcp_wmem",
+    "tcp_init_cwnd", "unix_max_dgram_qlen",
+)
+
+
+class ConfigError(ValueError):
+    """Bad input: the message is one line naming the field and what is allowed."""
+
+
+class SimConfig(BaseModel):
+    """Everything one simulation run needs.  Times in ns, sizes in bytes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    transport: Literal["tcp", "udp", "unix_stream", "unix_dgram"] = "tcp"
+    workload: Literal["pingpong", "stream", "rr", "poisson", "burst"] = "pingpong"
+    #: payload of one send() call
+    msg_bytes: int = Field(64, ge=1, le=16 * 1024 * 1024)
+    #: round trips (pingpong, rr: per flow), writes (stream, poisson, burst: per flow)
+    messages: int = Field(2000, ge=1, le=100_000_000)
+    #: concurrent sender/receiver pairs (rr, poisson, burst, stream)
+    flows: int = Field(1, ge=1, le=256)
+    #: open-loop arrival rate per flow (poisson)
+    rate_per_s: float = Field(20_000.0, gt=0)
+    #: messages written back to back per burst (burst)
+    burst_size: int = Field(1000, ge=1)
+    #: idle time between bursts (burst)
+    burst_gap_ns: int = Field(1_000_000, ge=0)
+    cpus: int = Field(2, ge=1, le=64)
+    #: "same" (both ends of a flow on one CPU), "cross" (sender and receiver on different
+    #: CPUs) or an explicit list of [sender_cpu, receiver_cpu] pairs, one per flow
+    placement: Union[Literal["same", "cross"], list[tuple[int, int]]] = "same"
+    #: "idle", "busy" (a nice-19 spinner on every CPU) or the list of busy CPUs
+    background: Union[Literal["idle", "busy"], list[int]] = "idle"
+    #: scheduler of the measured tasks: "fair" (SCHED_OTHER) or "fifo" (SCHED_FIFO, run to block)
+    policy: Literal["fair", "fifo"] = "fair"
+    kernel: str = "linux-6.12"
+    #: "default" (shipped in the package) or a path to a cost-model JSON file
+    costs: str = "default"
+    seed: int = Field(0, ge=0)
+    #: every stage cost and delay takes its mean: exact, repeatable traces
+    deterministic: bool = False
+    #: keep a per-stage trace record of every message
+    trace: bool = False
+    #: TCP_NODELAY on both TCP sockets (the C harness sets it)
+    tcp_nodelay: bool = True
+    #: SO_SNDBUF / SO_RCVBUF requests (the kernel stores twice the value); None = default
+    so_sndbuf: int | None = Field(None, ge=1)
+    so_rcvbuf: int | None = Field(None, ge=1)
+    #: guard: a run stops at this simulated time even if the workload has not finished
+    max_sim_time_ns: float = Field(120e9, gt=0)
+
+    # --- kernel overrides (None: the profile's value) ---------------------------------------
+    mtu: int | None = Field(None, ge=68, le=65536)
+    tso: bool | None = None
+    rps_cpus: int | None = Field(None, ge=0)
+    netdev_max_backlog: int | None = Field(None, ge=1)
+    dev_weight: int | None = Field(None, ge=1)
+    netdev_budget: int | None = Field(None, ge=1)
+    netdev_budget_usecs: int | None = Field(None, ge=1)
+    hz: int | None = Field(None, ge=100, le=1000)
+    rmem_default: int | None = Field(None, ge=2304)
+    wmem_default: int | None = Field(None, ge=4608)
+    tcp_rmem: tuple[int, int, int] | None = None
+    tcp_wmem: tuple[int, int, int] | None = None
+    tcp_init_cwnd: int | None = Field(None, ge=1)
+    unix_max_dgram_qlen: int | None = Field(None, ge=0)
+
+    @field_validator("kernel")
+    @classmethod
+    def _kernel_known(cls, v: str) -> str:
+        allowed = [*KERNELS, "host"]
+        if v not in allowed:
+            raise ValueError(f"unknown kernel {v!r}; allowed: {', '.join(allowed)}")
+        return v
+
+    @field_validator("tcp_rmem", "tcp_wmem")
+    @classmethod
+    def _triple(cls, v: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if v is not None and not (0 < v[0] <= v[1] <= v[2]):
+            raise ValueError(f"{list(v)} must be three sizes min <= default <= max, all > 0")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SimConfig":
+        if isinstance(self.placement, list):
+            if len(self.placement) != self.flows:
+                raise ValueError(f"placement lists {len(self.placement)} pairs but flows = {self.flows}; "
+                                 "give one [sender_cpu, receiver_cpu] pair per flow")
+            for pair in self.placement:
+                for c in pair:
+                    if not 0 <= c < self.cpus:
+                        raise ValueError(f"placement CPU {c} out of range; allowed 0..{self.cpus - 1}")
+        elif self.placement == "cross" and self.cpus < 2:
+            raise ValueError("placement 'cross' needs cpus >= 2")
+        if isinstance(self.background, list):
+            for c in self.background:
+                if not 0 <= c < self.cpus:
+                    raise ValueError(f"background CPU {c} out of range; allowed 0..{self.cpus - 1}")
+        if self.rps_cpus is not None and self.rps_cpus >= (1 << self.cpus):
+            raise ValueError(f"rps_cpus mask {self.rps_cpus:#x} names CPUs beyond cpus = {self.cpus}")
+        k = self.kernel_params()
+        if self.transport == "udp" and self.msg_bytes > k.udp_max_payload:
+            raise ValueError(f"msg_bytes {self.msg_bytes} too large for udp; allowed 1..{k.udp_max_payload}")
+        if self.transport == "unix_dgram":
+            limit = self.sndbuf_unix() - 32
+            if self.msg_bytes > limit:
+                raise ValueError(f"msg_bytes {self.msg_bytes} too large for unix_dgram (sk_sndbuf - 32); "
+                                 f"allowed 1..{limit}")
+        return self
+
+    # --- derived -------------------------------------------------------------------------------
+    def kernel_params(self) -> KernelParams:
+        """The kernel profile with this config's overrides applied."""
+        base = kernel_profile(self.kernel)
+        over = {f: getattr(self, f) for f in KERNEL_FIELDS if getattr(self, f) is not None}
+        return base.replace(**over) if over else base
+
+    def sndbuf_unix(self) -> int:
+        """AF_UNIX sk_sndbuf: SO_SNDBUF request x 2 (sock_setsockopt), else wmem_default."""
+        if self.so_sndbuf is not None:
+            return 2 * self.so_sndbuf
+        return self.wmem_default if self.wmem_default is not None else kernel_profile(self.kernel).wmem_default
+
+    def placements(self) -> list[tuple[int, int]]:
+        """[sender_cpu, receiver_cpu] per flow."""
+        if isinstance(self.placement, list):
+            return [tuple(p) for p in self.placement]  # type: ignore[misc]
+        n = self.cpus
+        if self.placement == "same":
+            return [(i % n, i % n) for i in range(self.flows)]
+        return [((2 * i) % n, (2 * i + 1) % n) for i in range(self.flows)]
+
+    def busy_cpus(self) -> list[int]:
+        if self.background == "idle":
+            return []
+        if self.background == "busy":
+            return list(range(self.cpus))
+        return list(self.background)
+
+
+def format_validation_error(err: ValidationError, source: str = "") -> str:
+    """One line: where, the field, the bad value, what is allowed (and a 'did you mean')."""
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"] if not isinstance(p, int) or len(e["loc"]) > 1)
+    prefix = f"{source}: " if source else ""
+    if e["type"] == "extra_forbidden":
+        key = str(e["loc"][-1])
+        fields = list(SimConfig.model_fields)
+        close = difflib.get_close_matches(key, fields, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f"; allowed: {', '.join(fields)}"
+        return f"{prefix}unknown key {key!r}{hint}"
+    msg = e["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    where = f"{loc}: " if loc else ""
+    value = e.get("input")
+    shown = "" if loc == "" or isinstance(value, dict) else f" (got {value!r})"
+    return f"{prefix}{where}{msg}{shown}"
+
+
+def make_config(data: dict[str, Any] | None = None, source: str = "", **kw: Any) -> SimConfig:
+    """Build a config, turning validation failures into a one-line :class:`ConfigError`."""
+    merged = {**(data or {}), **kw}
+    try:
+        return SimConfig(**merged)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None

@@ -1,0 +1,158 @@
+"""Cost models: what each stage costs on a given machine, and where the numbers came from.
+
+A cost model is a JSON file::
+
+    {
+      "name": "...", "provenance": {...},          # host, kernel, how each value was derived
+      "distribution": "lognormal",
+      "stages": {"tcp_sendmsg": {"fixed_ns": 610.0, "per_byte_ns": 0.0, "cv": 0.3}, ...},
+      "delays": {"wakeup_remote_idle_ns": {"mean_ns": 21000.0, "cv": 0.3}, ...}
+    }
+
+Every stage of :data:`lbsim.model.stages.STAGES` must be present.  ``delays`` are
+latencies that are not CPU time (an IPI on its way, a CPU leaving its idle state):
+
+``wakeup_remote_idle_ns``  try_to_wake_up on one CPU until the woken task can run on
+                           another, *idle*, CPU (IPI + idle exit; large in VMs)
+``wakeup_remote_busy_ns``  the same into a CPU that is running something else (resched
+                           IPI into a running vCPU)
+
+Stage costs are drawn from a log-normal distribution with the stage's mean and
+coefficient of variation (cv): kernel path times are positive and right-skewed, and a
+log-normal fitted by mean and cv reproduces the p50..p99 spread of the measured round
+trips (see ``lbsim/data/README`` for the fit).  ``deterministic`` runs use the means.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from lbsim.model.stages import STAGES
+
+__all__ = ["StageCost", "CostModel", "load_costs", "DEFAULT_COSTS", "DELAYS", "CostFileError"]
+
+DELAYS: tuple[str, ...] = ("wakeup_remote_idle_ns", "wakeup_remote_busy_ns")
+DEFAULT_COSTS = "default"
+
+
+class CostFileError(ValueError):
+    """A cost file that cannot be used; the message names the file and the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class StageCost:
+    fixed_ns: float
+    per_byte_ns: float = 0.0
+    cv: float = 0.0
+
+    def mean(self, nbytes: int = 0) -> float:
+        return self.fixed_ns + self.per_byte_ns * nbytes
+
+
+@dataclass(frozen=True)
+class CostModel:
+    name: str
+    stages: dict[str, StageCost]
+    delays: dict[str, StageCost]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    distribution: str = "lognormal"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "provenance": self.provenance,
+            "distribution": self.distribution,
+            "stages": {k: {"fixed_ns": v.fixed_ns, "per_byte_ns": v.per_byte_ns, "cv": v.cv}
+                       for k, v in self.stages.items()},
+            "delays": {k: {"mean_ns": v.fixed_ns, "cv": v.cv} for k, v in self.delays.items()},
+        }
+
+    @property
+    def hash(self) -> str:
+        """Hash of the numbers only (not the provenance): identifies the cost model in results."""
+        payload = {"stages": self.to_dict()["stages"], "delays": self.to_dict()["delays"],
+                   "distribution": self.distribution}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _num(where: str, obj: dict[str, Any], key: str, default: float | None = None) -> float:
+    if key not in obj:
+        if default is not None:
+            return default
+        raise CostFileError(f"{where}: missing field {key!r}")
+    v = obj[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or v != v:
+        raise CostFileError(f"{where}.{key}: {v!r} is not allowed; need a number >= 0")
+    return float(v)
+
+
+def cost_model_from_dict(data: dict[str, Any], source: str = "<dict>") -> CostModel:
+    if not isinstance(data, dict):
+        raise CostFileError(f"{source}: top level must be an object")
+    allowed = {"name", "provenance", "distribution", "stages", "delays"}
+    for k in data:
+        if k not in allowed:
+            raise CostFileError(f"{source}: unknown field {k!r}; allowed: {', '.join(sorted(allowed))}")
+    dist = data.get("distribution", "lognormal")
+    if dist not in ("lognormal",):
+        raise CostFileError(f"{source}: distribution {dist!r} is not allowed; allowed: lognormal")
+    raw_stages = data.get("stages")
+    if not isinstance(raw_stages, dict):
+        raise CostFileError(f"{source}: field 'stages' must be an object of stage -> cost")
+    stages: dict[str, StageCost] = {}
+    for name, spec in raw_stages.items():
+        if name not in STAGES:
+            raise CostFileError(f"{source}: stages.{name} is not a stage; allowed: {', '.join(STAGES)}")
+        where = f"{source}: stages.{name}"
+        if not isinstance(spec, dict):
+            raise CostFileError(f"{where} must be an object with fixed_ns, per_byte_ns, cv")
+        stages[name] = StageCost(_num(where, spec, "fixed_ns"), _num(where, spec, "per_byte_ns", 0.0),
+                                 _num(where, spec, "cv", 0.0))
+    missing = [s for s in STAGES if s not in stages]
+    if missing:
+        raise CostFileError(f"{source}: stages missing: {', '.join(missing)}")
+    raw_delays = data.get("delays", {})
+    delays: dict[str, StageCost] = {}
+    for name in DELAYS:
+        if name not in raw_delays:
+            raise CostFileError(f"{source}: delays.{name} missing")
+        spec = raw_delays[name]
+        where = f"{source}: delays.{name}"
+        delays[name] = StageCost(_num(where, spec, "mean_ns"), 0.0, _num(where, spec, "cv", 0.0))
+    for name in raw_delays:
+        if name not in DELAYS:
+            raise CostFileError(f"{source}: delays.{name} is not a delay; allowed: {', '.join(DELAYS)}")
+    return CostModel(name=str(data.get("name", source)), stages=stages, delays=delays,
+                     provenance=dict(data.get("provenance", {})), distribution=dist)
+
+
+_CACHE: dict[str, CostModel] = {}
+
+
+def load_costs(spec: str | Path | None = None) -> CostModel:
+    """Load ``default`` (the model shipped in the package) or a cost file by path."""
+    key = str(spec or DEFAULT_COSTS)
+    if key in _CACHE:
+        return _CACHE[key]
+    if key == DEFAULT_COSTS:
+        text = resources.files("lbsim").joinpath("data/costs-default.json").read_text()
+        source = "lbsim/data/costs-default.json"
+    else:
+        path = Path(key)
+        source = str(path)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise CostFileError(f"{source}: cannot read cost file ({e.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CostFileError(f"{source}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    model = cost_model_from_dict(data, source)
+    _CACHE[key] = model
+    return model

@@ -1,0 +1,202 @@
+"""Kernel profiles: the parameters and behaviours of one kernel, with their sources.
+
+A profile answers "what does this kernel do by default": sysctl values under their
+kernel names, device settings of ``lo``, and the few behaviours that changed between
+the source notes' kernel (2.6.32) and a modern one (6.12).  ``host`` reads every value
+that has a file under ``/proc/sys/net`` or ``/sys/class/net/lo`` from this machine.
+
+Sources are given beside each default: paths are relative to the kernel tree.
+Where a fact came from ``shared/docs/kernel-path.md`` the section is named (§n).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["KernelParams", "KERNELS", "kernel_profile", "host_kernel", "HOST_FILES"]
+
+
+@dataclass(frozen=True, slots=True)
+class KernelParams:
+    """One kernel's parameters.  Sysctl names are kept verbatim."""
+
+    name: str
+    # --- lo device -----------------------------------------------------------------
+    #: drivers/net/loopback.c loopback_setup(): 64*1024 since 0cf833aefaa8 (v3.7);
+    #: (16*1024)+20+20+12 = 16436 in 2.6.32 (seed notes).
+    mtu: int = 65536
+    #: lo advertises NETIF_F_GSO_SOFTWARE (TSO) (loopback.c gen_lo_setup); ``ethtool -K lo tso off``.
+    tso: bool = True
+    #: include/linux/netdevice.h GSO_LEGACY_MAX_SIZE = 65536 (sk_gso_max_size on lo).
+    gso_max_size: int = 65536
+    #: RPS on lo's rx-0 queue: /sys/class/net/lo/queues/rx-0/rps_cpus, default 0 (off) (§2.1).
+    rps_cpus: int = 0
+    # --- per-CPU backlog and NET_RX softirq ------------------------------------------------
+    #: net/core/hotdata.c .max_backlog = 1000; the test in enqueue_to_backlog is ``qlen <= max``.
+    netdev_max_backlog: int = 1000
+    #: net/core/dev.c weight_p = 64 (process_backlog quota per poll).
+    dev_weight: int = 64
+    #: net/core/hotdata.c .netdev_budget = 300 packets per net_rx_action run.
+    netdev_budget: int = 300
+    #: net/core/hotdata.c .netdev_budget_usecs = 2 * USEC_PER_SEC / HZ (2 jiffies).
+    netdev_budget_usecs: int = 8000
+    #: CONFIG_HZ; the kernel-path.md [M] VM runs HZ=250.
+    hz: int = 250
+    #: kernel/softirq.c MAX_SOFTIRQ_RESTART = 10, MAX_SOFTIRQ_TIME = 2 ms, then ksoftirqd.
+    max_softirq_restart: int = 10
+    max_softirq_time_ns: int = 2_000_000
+    # --- socket buffers ----------------------------------------------------------------------
+    #: include/net/sock.h SK_RMEM_MAX / SK_WMEM_MAX = 212992 (net.core.{r,w}mem_default).
+    rmem_default: int = 212992
+    wmem_default: int = 212992
+    #: net/ipv4/tcp.c tcp_init(): tcp_rmem = 4096 131072 min(6 MiB, mem/128).
+    tcp_rmem: tuple[int, int, int] = (4096, 131072, 6291456)
+    #: net/ipv4/tcp.c tcp_init(): tcp_wmem = 4096 16384 min(4 MiB, mem/128).
+    tcp_wmem: tuple[int, int, int] = (4096, 16384, 4194304)
+    #: net/ipv4/tcp_ipv4.c tcp_sk_init: tcp_autocorking = 1 (inert on lo, §1.3).
+    tcp_autocorking: int = 1
+    #: include/net/tcp.h TCP_INIT_CWND = 10.
+    tcp_init_cwnd: int = 10
+    #: include/net/tcp.h TCP_MAX_QUICKACKS = 16.
+    tcp_max_quickacks: int = 16
+    #: include/net/tcp.h TCP_DELACK_MIN = HZ/25 (40 ms); TCP_ATO_MIN likewise.
+    tcp_delack_min_ns: int = 40_000_000
+    #: include/net/tcp.h TCP_RTO_MIN = HZ/5; sysctl tcp_rto_min_us = 200000.
+    tcp_rto_min_us: int = 200000
+    #: net/ipv4/tcp_ipv4.c tcp_limit_output_bytes = 1 MiB in 6.12 (TSQ; inert on lo, §1.3).
+    tcp_limit_output_bytes: int = 1048576
+    #: include/net/tcp.h TCP_DEFAULT_SCALING_RATIO: window = 50% of rcvbuf until learned (6.7+).
+    tcp_default_scaling_ratio: float = 0.5
+    # --- AF_UNIX ----------------------------------------------------------------------------------
+    #: net/unix/af_unix.c unix_net_init(): max_dgram_qlen = 10 (systemd raises it to 512).
+    unix_max_dgram_qlen: int = 10
+    #: af_unix.c unix_stream_sendmsg: SKB_MAX_HEAD(0) + UNIX_SKB_FRAGS_SZ = 3776 + 32768 (paged skbs
+    #: since 2013); 2.6.32 used linear skbs capped at SKB_MAX_ALLOC = 16384 - 320.
+    unix_stream_max_skb_bytes: int = 36544
+    # --- behaviours that differ between kernels ----------------------------------------------------
+    #: UDP receive-buffer rule (__udp_enqueue_schedule_skb):
+    #:   "le"      drop iff rmem > rcvbuf (6.12: "always allow at least one packet for small buffer")
+    #:   "empty"   drop iff rmem + truesize > rcvbuf and rmem != 0 (late 2025, "Accept the packet if
+    #:             queue is empty"; measured on 6.18: exactly 256 x 832 B fit in 212992)
+    #:   "ge"      drop iff rmem + truesize >= rcvbuf (2.6.32 sock_queue_rcv_skb)
+    udp_rcvbuf_rule: str = "le"
+    #: skb truesize overhead per skb: SKB_TRUESIZE(0) = SKB_DATA_ALIGN(sizeof(struct sk_buff))
+    #: + SKB_DATA_ALIGN(sizeof(struct skb_shared_info)) = 256 + 320 = 576 on x86-64 (§3.3:
+    #: 212992 = 256 x SKB_TRUESIZE(256) = 256 x 832).
+    skb_truesize_overhead: int = 576
+
+    def replace(self, **changes: object) -> "KernelParams":
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def tcp_mss(self) -> int:
+        """MSS with timestamps: min(mtu - 40, IPV4_MAX_PMTU - 40) - 12 (route.c ipv4_default_advmss)."""
+        return min(self.mtu - 40, 65535 - 40) - 12
+
+    @property
+    def udp_max_payload(self) -> int:
+        """IPv4 datagram limit: 65535 - 20 (IP) - 8 (UDP) = 65507 bytes."""
+        return 65535 - 28
+
+    @property
+    def unix_dgram_max_bytes(self) -> int:
+        """af_unix.c unix_dgram_sendmsg: len > sk_sndbuf - 32 -> EMSGSIZE."""
+        return self.wmem_default - 32
+
+
+LINUX_6_12 = KernelParams(name="linux-6.12")
+
+LINUX_2_6_32 = KernelParams(
+    name="linux-2.6.32",
+    mtu=16436,  # seed notes: loopback_setup dev->mtu = (16 * 1024) + 20 + 20 + 12
+    gso_max_size=65536,  # GSO_MAX_SIZE 65536 (include/linux/netdevice.h, 2.6.32)
+    netdev_budget_usecs=2 * 1_000_000 // 250,  # net_rx_action: time_limit = jiffies + 2 (hard-coded)
+    # 2.6.32 include/net/sock.h SK_RMEM_MAX = 256 * (sizeof(struct sk_buff) + 256) = 256 * 488
+    # with a 232-byte sk_buff: the 124928 that CentOS 6 shows in net.core.rmem_default [U].
+    rmem_default=124928,
+    wmem_default=124928,
+    tcp_rmem=(4096, 87380, 4194304),  # 2.6.32 net/ipv4/tcp.c tcp_init typical values (§6)
+    tcp_wmem=(4096, 16384, 4194304),
+    tcp_init_cwnd=3,  # RFC 3390 initial window; TCP_INIT_CWND 10 came in 2.6.39 (§6) [U]
+    tcp_limit_output_bytes=0,  # no TSQ before 46d3ceabd8d9 (v3.6)
+    tcp_default_scaling_ratio=0.5,  # tcp_win_from_space with tcp_adv_win_scale = 2 gives 75%; see docs
+    unix_max_dgram_qlen=10,
+    unix_stream_max_skb_bytes=16384 - 320,  # linear skbs <= SKB_MAX_ALLOC before 2013 (§4.1)
+    udp_rcvbuf_rule="ge",
+    # 2.6.32 __alloc_skb: truesize = SKB_DATA_ALIGN(size) + sizeof(struct sk_buff); shared info
+    # not counted [U: read from 2.6.32 net/core/skbuff.c excerpts].
+    skb_truesize_overhead=232,
+)
+
+KERNELS: dict[str, KernelParams] = {k.name: k for k in (LINUX_6_12, LINUX_2_6_32)}
+
+#: sysctl / sysfs files read by ``host`` (field -> path).
+HOST_FILES: dict[str, str] = {
+    "mtu": "/sys/class/net/lo/mtu",
+    "rps_cpus": "/sys/class/net/lo/queues/rx-0/rps_cpus",
+    "gso_max_size": "/sys/class/net/lo/gso_max_size",
+    "netdev_max_backlog": "/proc/sys/net/core/netdev_max_backlog",
+    "dev_weight": "/proc/sys/net/core/dev_weight",
+    "netdev_budget": "/proc/sys/net/core/netdev_budget",
+    "netdev_budget_usecs": "/proc/sys/net/core/netdev_budget_usecs",
+    "rmem_default": "/proc/sys/net/core/rmem_default",
+    "wmem_default": "/proc/sys/net/core/wmem_default",
+    "tcp_rmem": "/proc/sys/net/ipv4/tcp_rmem",
+    "tcp_wmem": "/proc/sys/net/ipv4/tcp_wmem",
+    "tcp_autocorking": "/proc/sys/net/ipv4/tcp_autocorking",
+    "tcp_limit_output_bytes": "/proc/sys/net/ipv4/tcp_limit_output_bytes",
+    "tcp_rto_min_us": "/proc/sys/net/ipv4/tcp_rto_min_us",
+    "unix_max_dgram_qlen": "/proc/sys/net/unix/max_dgram_qlen",
+}
+
+
+def _parse_host_value(field: str, text: str) -> object:
+    text = text.strip()
+    if field == "rps_cpus":
+        return int(text.replace(",", ""), 16)
+    if field in ("tcp_rmem", "tcp_wmem"):
+        a, b, c = (int(x) for x in text.split())
+        return (a, b, c)
+    return int(text)
+
+
+def _kernel_release_tuple(release: str) -> tuple[int, int]:
+    m = re.match(r"(\d+)\.(\d+)", release)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def host_kernel(root: str = "/") -> KernelParams:
+    """Read this machine's values; fields without a readable file keep the 6.12 default."""
+    values: dict[str, object] = {}
+    for field, path in HOST_FILES.items():
+        p = Path(root) / path.lstrip("/")
+        try:
+            values[field] = _parse_host_value(field, p.read_text())
+        except (OSError, ValueError):
+            continue
+    if "netdev_budget_usecs" in values:
+        # netdev_budget_usecs defaults to 2 jiffies, so HZ = 2e6 / value when it is untouched.
+        usecs = int(values["netdev_budget_usecs"])  # type: ignore[arg-type]
+        if usecs > 0 and 2_000_000 % usecs == 0 and 2_000_000 // usecs in (100, 250, 300, 1000):
+            values["hz"] = 2_000_000 // usecs
+    release = platform.release()
+    major_minor = _kernel_release_tuple(release)
+    # The "Accept the packet if queue is empty" UDP rule is in 6.18 (measured: exactly 256 fit).
+    values["udp_rcvbuf_rule"] = "empty" if major_minor >= (6, 18) else "le"
+    # tcp_limit_output_bytes 4 MiB from 6.16 is read from its file above when present.
+    return dataclasses.replace(LINUX_6_12, name=f"host ({release})", **values)  # type: ignore[arg-type]
+
+
+def kernel_profile(name: str) -> KernelParams:
+    """Return the named profile: ``linux-6.12``, ``linux-2.6.32`` or ``host``."""
+    if name == "host":
+        return host_kernel()
+    try:
+        return KERNELS[name]
+    except KeyError:
+        raise ValueError(f"unknown kernel {name!r}; allowed: {', '.join([*KERNELS, 'host'])}") from None
+

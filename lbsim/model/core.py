@@ -1,0 +1,559 @@
+"""CPUs, tasks and the scheduler: the resources every stage runs on.
+
+Execution model
+---------------
+Kernel and user work runs in *contexts*: tasks (sender, receiver, ksoftirqd/N, a
+background spinner) and each CPU's NET_RX softirq.  A context is a Python generator
+that yields *commands*:
+
+``[ns, stages]``   run ``ns`` of CPU time, charged to ``stages`` (a tuple of
+                   ``(stage_id, ns)``); effects written after the ``yield`` happen when
+                   the work completes
+``BH_ENABLE``      ``local_bh_enable()``: pending softirqs run here, inline, in this
+                   task's time slot (this is how loopback RX runs inside ``send()``)
+``PREEMPT``        a preemption point (return to user space): ``need_resched`` is honoured
+a ``WaitQueue``    sleep until woken (``sk_wait_data``, ``sk_stream_wait_memory``, ...)
+``Sleep(t)``       sleep until simulated time ``t`` (open-loop arrivals)
+
+Each CPU serialises its work (one command at a time).  Softirq work pre-empts task
+work: a softirq raised while a task runs executes at the next BH_ENABLE of that task
+(raised by the task itself) or immediately (raised by an IPI, e.g. RPS).  Tasks are
+scheduled by policy: ``fair`` (CFS-like: vruntime, sleeper placement, wake-up
+pre-emption, time slices; the kernel runs PREEMPT_NONE so a task in a syscall is only
+pre-empted at its next preemption point) or ``fifo`` (SCHED_FIFO, run to block).
+Background spinners and ksoftirqd are SCHED_OTHER (nice 19 and 0).
+
+A wake-up onto the waker's own CPU makes the task runnable at once (the context switch
+costs ``schedule`` when it happens); onto another CPU it costs the waker
+``ttwu_queue_wakelist`` and reaches the target after a delay that depends on whether the
+target CPU is idle (``wakeup_remote_idle_ns``, IPI + idle exit) or busy
+(``wakeup_remote_busy_ns``).
+
+One simulated time unit is 1 ns.  No SimPy process exists per message: every command is
+one SimPy ``Timeout`` whose callback resumes the context.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable, Generator, Iterator
+
+import numpy as np
+import simpy
+
+from lbsim.model.stages import SID, STAGES
+
+__all__ = ["Sim", "CPU", "Task", "WaitQueue", "Sleep", "BH_ENABLE", "PREEMPT", "CTX_TASK", "CTX_SOFTIRQ",
+           "CTX_BACKGROUND"]
+
+BH_ENABLE = "bh_enable"
+PREEMPT = "preempt"
+CTX_TASK, CTX_SOFTIRQ, CTX_BACKGROUND = 0, 1, 2
+CONTEXT_NAMES = ("task", "softirq", "background")
+
+# task states
+RUNNING, RUNNABLE, SLEEPING, WAKING, DONE = range(5)
+
+NICE_0_WEIGHT = 1024
+NICE_19_WEIGHT = 15  # kernel/sched/core.c sched_prio_to_weight[39]
+
+S_SCHEDULE = SID["schedule"]
+
+
+class Sleep:
+    __slots__ = ("until",)
+
+    def __init__(self, until: float) -> None:
+        self.until = until
+
+
+class WaitQueue:
+    """A kernel wait queue (``wait_queue_head_t``): tasks sleeping on a condition."""
+
+    __slots__ = ("waiters", "name")
+
+    def __init__(self, name: str = "") -> None:
+        self.waiters: list[Task] = []
+        self.name = name
+
+
+class Task:
+    """A schedulable entity: a user process or a kernel thread (ksoftirqd/N)."""
+
+    __slots__ = ("name", "cpu", "gen", "state", "work", "vruntime", "weight", "rt", "preemptible",
+                 "user_mode", "run_start", "enq_time", "kind", "wq", "msg", "on_done", "wake_cpu",
+                 "sleep_start", "blocked_ns")
+
+    def __init__(self, name: str, cpu: "CPU", gen: Iterator[Any] | None, *, rt: bool = False,
+                 weight: int = NICE_0_WEIGHT, kind: int = CTX_TASK) -> None:
+        self.name = name
+        self.cpu = cpu
+        self.gen = gen
+        self.state = RUNNABLE
+        self.work: list[Any] | None = None
+        self.vruntime = 0.0
+        self.weight = weight
+        self.rt = rt
+        self.preemptible = True
+        self.user_mode = False
+        self.run_start = 0.0
+        self.enq_time = 0.0
+        self.kind = kind
+        self.wq: WaitQueue | None = None
+        self.msg = -1
+        self.on_done: Callable[[Task], None] | None = None
+        self.wake_cpu: CPU | None = None
+        self.sleep_start = 0.0
+        self.blocked_ns = 0.0
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return f"<Task {self.name} cpu{self.cpu.idx} state={self.state}>"
+
+
+class Softirq:
+    """The NET_RX softirq context of one CPU (runs above every task)."""
+
+    __slots__ = ("gen", "work", "name", "msg", "kind")
+
+    def __init__(self, cpu_idx: int) -> None:
+        self.gen: Generator[Any, None, None] | None = None
+        self.work: list[Any] | None = None
+        self.name = f"softirq/{cpu_idx}"
+        self.msg = -1
+        self.kind = CTX_SOFTIRQ
+
+
+class CPU:
+    """One CPU: serialises work; softirq above tasks; a run queue of tasks."""
+
+    def __init__(self, sim: "Sim", idx: int) -> None:
+        self.sim = sim
+        self.env = sim.env
+        self.idx = idx
+        self.rq: list[Task] = []
+        self.curr: Task | None = None
+        self.prev: Task | None = None
+        self.exec: Any = None  # the context whose work is on the CPU now (None: nothing)
+        self.exec_switch = False
+        self.ev: simpy.events.Timeout | None = None
+        self.end = 0.0
+        self.start = 0.0
+        self.in_dispatch = False
+        self.need_resched = False
+        self.min_vruntime = 0.0
+        # NET_RX state (per-CPU softnet_data)
+        self.softirq = Softirq(idx)
+        self.softirq_pending = False
+        self.softirq_deferred = False  # handed to ksoftirqd after the restart limit
+        self.softirq_active = False  # a do_softirq() run is in progress (inline or ksoftirqd)
+        self.input_pkt_queue: deque[tuple[Any, ...]] = deque()
+        self.process_queue: deque[tuple[Any, ...]] = deque()
+        self.timer_queue: deque[tuple[Any, ...]] = deque()
+        self.rps_ipi_list: list[CPU] = []
+        self.ksoftirqd: Task | None = None
+        self.cur_pkt: tuple[Any, ...] | None = None  # the packet a softirq is processing
+        # statistics (softnet_stat, lo lstats, busy time)
+        self.processed = 0
+        self.dropped = 0
+        self.time_squeeze = 0
+        self.received_rps = 0
+        self.lo_tx_packets = 0
+        self.lo_tx_bytes = 0
+        self.backlog_max = 0
+        self.busy = [0.0, 0.0, 0.0]
+        self.switches = 0
+
+    # ------------------------------------------------------------------ state
+    @property
+    def idle(self) -> bool:
+        return self.exec is None and self.curr is None and not self.rq
+
+    def _is_busy_for_wakeup(self) -> bool:
+        return not (self.exec is None and self.curr is None)
+
+    # ------------------------------------------------------------------ execution
+    def _start(self, ctx: Any, ns: float) -> None:
+        self.exec = ctx
+        self.start = now = self.env.now
+        self.end = now + ns
+        ev = self.env.timeout(ns)
+        ev.callbacks.append(self._done)
+        self.ev = ev
+
+    def _done(self, ev: simpy.events.Event) -> None:
+        if ev is not self.ev:
+            return  # a pre-empted command's stale completion
+        ctx = self.exec
+        self.exec = None
+        self.ev = None
+        self.in_dispatch = True
+        sim = self.sim
+        if self.exec_switch:
+            self.exec_switch = False
+            self.prev = ctx
+            sim.account(self, ctx, S_SCHEDULE, self.start, self._switch_ns, CTX_TASK)
+        else:
+            work = ctx.work
+            ctx.work = None
+            kind = ctx.kind
+            if kind != CTX_SOFTIRQ and self.softirq_active and ctx is self.ksoftirqd:
+                kind = CTX_SOFTIRQ
+            sim.account_work(self, ctx, work, kind)
+            if ctx.kind != CTX_SOFTIRQ:
+                t: Task = ctx
+                ran = self.env.now - self.start
+                t.vruntime += ran * NICE_0_WEIGHT / t.weight
+            self._advance(ctx)
+        self.in_dispatch = False
+        self._dispatch()
+
+    def _advance(self, ctx: Any) -> None:
+        """Resume a context's generator until it yields its next command."""
+        try:
+            cmd = next(ctx.gen)
+        except StopIteration:
+            if ctx is self.softirq:
+                self._softirq_finished()
+            else:
+                self._task_exit(ctx)
+            return
+        if type(cmd) is list:
+            ctx.work = cmd
+            if ctx.kind != CTX_SOFTIRQ:
+                ctx.preemptible = ctx.user_mode = ctx.kind == CTX_BACKGROUND
+            return
+        if cmd is BH_ENABLE:
+            ctx.work = None
+            return
+        if cmd is PREEMPT:
+            ctx.work = None
+            ctx.preemptible = True
+            return
+        if ctx is self.softirq:
+            raise RuntimeError(f"softirq yielded {cmd!r}")
+        if type(cmd) is WaitQueue:
+            self._block(ctx, cmd)
+            return
+        if type(cmd) is Sleep:
+            self._block(ctx, None)
+            delay = max(0.0, cmd.until - self.env.now)
+            ev = self.env.timeout(delay)
+            ev.callbacks.append(lambda _ev, t=ctx: self.sim.wake(t, None))
+            return
+        raise RuntimeError(f"{ctx.name} yielded {cmd!r}")
+
+    def _block(self, t: Task, wq: WaitQueue | None) -> None:
+        t.state = SLEEPING
+        t.work = None
+        t.wq = wq
+        t.sleep_start = self.env.now
+        if wq is not None:
+            wq.waiters.append(t)
+        if self.curr is t:
+            self.curr = None
+
+    def _task_exit(self, t: Task) -> None:
+        t.state = DONE
+        t.work = None
+        if self.curr is t:
+            self.curr = None
+        if t.on_done is not None:
+            t.on_done(t)
+
+    # ------------------------------------------------------------------ dispatch
+    def kick(self) -> None:
+        """Something became runnable here; start it if the CPU is free."""
+        if self.exec is None and not self.in_dispatch:
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        sim = self.sim
+        while self.exec is None:
+            # 1. softirq (NET_RX, TIMER) runs above tasks unless handed to ksoftirqd
+            if self.softirq.gen is not None or (
+                    self.softirq_pending and not self.softirq_deferred and not self.softirq_active):
+                s = self.softirq
+                if s.gen is None:
+                    self.softirq_active = True
+                    s.gen = sim.net.do_softirq(self, s)
+                if s.work is None:
+                    self.in_dispatch = True
+                    self._advance(s)
+                    self.in_dispatch = False
+                    continue
+                self._start(s, s.work[0])
+                return
+            t = self.curr
+            if t is not None and t.preemptible and self.rq and self._should_yield(t):
+                self._put_prev(t)
+                t = None
+            if t is None:
+                if not self.rq:
+                    return  # idle
+                t = self._pick()
+                self.curr = t
+                t.state = RUNNING
+                t.run_start = self.env.now
+                sim.runq_wait(self, t)
+                if t is not self.prev:
+                    self.switches += 1
+                    ns = sim.cost_schedule()
+                    self._switch_ns = ns
+                    self.exec_switch = True
+                    self._start(t, ns)
+                    return
+            if t.work is None:
+                self.in_dispatch = True
+                self._advance(t)
+                self.in_dispatch = False
+                continue
+            self._start(t, t.work[0])
+            return
+
+    def _should_yield(self, t: Task) -> bool:
+        if self.need_resched:
+            self.need_resched = False
+            return True
+        if t.rt:
+            return False
+        # time slice used up and someone else is waiting (tick-driven in the kernel)
+        return self.env.now - t.run_start >= self.sim.sched_slice_ns and any(not o.rt or True for o in self.rq)
+
+    def _put_prev(self, t: Task) -> None:
+        t.state = RUNNABLE
+        t.enq_time = self.env.now
+        self.rq.append(t)
+        self.curr = None
+
+    def _pick(self) -> Task:
+        rq = self.rq
+        best_i = -1
+        for i, t in enumerate(rq):
+            if t.rt:
+                best_i = i
+                break
+        if best_i < 0:
+            best_i = 0
+            best_v = rq[0].vruntime
+            for i in range(1, len(rq)):
+                v = rq[i].vruntime
+                if v < best_v:
+                    best_v = v
+                    best_i = i
+            if best_v > self.min_vruntime:
+                self.min_vruntime = best_v
+        return rq.pop(best_i)
+
+    # ------------------------------------------------------------------ wake-ups
+    def enqueue_task(self, t: Task) -> None:
+        """Make ``t`` runnable here (the end of try_to_wake_up)."""
+        now = self.env.now
+        t.state = RUNNABLE
+        t.enq_time = now
+        t.blocked_ns += now - t.sleep_start
+        if not t.rt:
+            # place_entity(): a sleeper gets at most half a latency period of credit
+            floor = self.min_vruntime - self.sim.sched_latency_ns / 2
+            if t.vruntime < floor:
+                t.vruntime = floor
+        self.rq.append(t)
+        if self.exec is None and not self.in_dispatch and self.curr is None:
+            self._dispatch()
+            return
+        c = self.curr
+        if c is None or c is t:
+            return
+        if self._wakeup_preempts(t, c):
+            self.need_resched = True
+            if c.user_mode and self.exec is c and not self.exec_switch:
+                self._preempt_running_task(c)
+
+    def _wakeup_preempts(self, w: Task, c: Task) -> bool:
+        if c.rt:
+            return False
+        if w.rt:
+            return True
+        return c.vruntime - w.vruntime > self.sim.sched_wakeup_gran_ns
+
+    def _preempt_running_task(self, c: Task) -> None:
+        """Interrupt the running task's command (IRQ exit); it keeps the remainder."""
+        now = self.env.now
+        done = now - self.start
+        c.work[0] = self.end - now
+        c.vruntime += done * NICE_0_WEIGHT / c.weight
+        self.sim.account_partial(self, c, done)
+        self.exec = None
+        self.ev = None
+        if not self.in_dispatch:
+            self._dispatch()
+
+    def raise_softirq_irq(self) -> None:
+        """NET_RX raised from an IPI: runs at irq exit, pre-empting a running task."""
+        self.softirq_pending = True
+        if self.exec is None:
+            self.kick()
+            return
+        c = self.exec
+        if c is self.softirq or self.exec_switch or c is self.ksoftirqd:
+            return
+        if self.softirq_deferred:
+            return
+        self._preempt_running_task(c)
+
+    def _softirq_finished(self) -> None:
+        self.softirq.gen = None
+        self.softirq.work = None
+        self.softirq_active = False
+
+
+class Sim:
+    """One simulation: the SimPy environment, CPUs, random costs, statistics, trace."""
+
+    def __init__(self, *, cpus: int, costs: Any, kernel: Any, seed: int, deterministic: bool,
+                 trace: bool, policy: str) -> None:
+        self.env = simpy.Environment()
+        self.kernel = kernel
+        self.costs = costs
+        self.deterministic = deterministic
+        self.policy = policy
+        self.seedseq = np.random.SeedSequence(seed)
+        # one random stream per stage and per delay (SeedSequence.spawn), drawn in blocks
+        children = self.seedseq.spawn(len(STAGES) + 4)
+        self._fixed = [costs.stages[s].fixed_ns for s in STAGES]
+        self._per_byte = [costs.stages[s].per_byte_ns for s in STAGES]
+        self._cv = [0.0 if deterministic else costs.stages[s].cv for s in STAGES]
+        self._rngs = [np.random.default_rng(c) for c in children]
+        self._buf: list[list[float]] = [[] for _ in range(len(STAGES) + 4)]
+        self._delay_idle = costs.delays["wakeup_remote_idle_ns"]
+        self._delay_busy = costs.delays["wakeup_remote_busy_ns"]
+        self.arrival_rng = np.random.default_rng(children[-1])
+        # scheduler tunables: kernel/sched/fair.c, SCHED_TUNABLESCALING_LOG factor 1 + ilog2(ncpus)
+        factor = 1 + int(np.log2(min(cpus, 8)))
+        self.sched_latency_ns = 6_000_000 * factor  # sysctl_sched_latency (CFS, <= 6.5)
+        self.sched_slice_ns = 750_000 * factor  # sysctl_sched_base_slice (EEVDF, 6.6+)
+        self.sched_wakeup_gran_ns = 1_000_000 * factor  # sysctl_sched_wakeup_granularity (CFS)
+        self.cpus = [CPU(self, i) for i in range(cpus)]
+        # statistics
+        n = len(STAGES)
+        self.stage_count = [0] * n
+        self.stage_busy = [0.0] * n
+        self.stage_wait = [0.0] * n
+        self.trace_on = trace
+        self.trace: list[tuple[int, str, int, str, float, float, str]] = []
+        self.net: Any = None  # set by the host wiring (lbsim.model.netdev.Net)
+
+    # ------------------------------------------------------------------ random costs
+    def _mult(self, i: int, cv: float) -> float:
+        buf = self._buf[i]
+        if not buf:
+            sigma2 = np.log1p(cv * cv)
+            draws = self._rngs[i].lognormal(-sigma2 / 2, np.sqrt(sigma2), 1024)
+            buf.extend(draws.tolist()[::-1])
+        return buf.pop()
+
+    def cost(self, sid: int, nbytes: int = 0) -> float:
+        ns = self._fixed[sid] + self._per_byte[sid] * nbytes
+        cv = self._cv[sid]
+        if cv > 0.0:
+            ns *= self._mult(sid, cv)
+        return ns
+
+    def work(self, *items: tuple[int, int]) -> list[Any]:
+        """A command: run the given (stage, bytes) items back to back."""
+        stages = []
+        total = 0.0
+        cost = self.cost
+        for sid, nbytes in items:
+            ns = cost(sid, nbytes)
+            total += ns
+            stages.append((sid, ns))
+        return [total, stages]
+
+    def cost_schedule(self) -> float:
+        return self.cost(S_SCHEDULE)
+
+    def wakeup_delay(self, target: CPU) -> float:
+        d = self._delay_busy if target._is_busy_for_wakeup() else self._delay_idle
+        slot = len(STAGES) + (1 if d is self._delay_busy else 0)
+        ns = d.fixed_ns
+        if d.cv > 0 and not self.deterministic:
+            ns *= self._mult(slot, d.cv)
+        return ns
+
+    # ------------------------------------------------------------------ wake-ups
+    def wake_all(self, wq: WaitQueue, from_cpu: CPU | None) -> int:
+        n = 0
+        while wq.waiters:
+            t = wq.waiters.pop(0)
+            if self.wake(t, from_cpu):
+                n += 1
+        return n
+
+    def wake(self, t: Task, from_cpu: CPU | None) -> bool:
+        """try_to_wake_up(): the waker's CPU cost is charged by the caller's stages."""
+        if t.state != SLEEPING:
+            return False
+        if t.wq is not None:
+            try:
+                t.wq.waiters.remove(t)
+            except ValueError:
+                pass
+            t.wq = None
+        target = t.cpu
+        if from_cpu is None or from_cpu is target:
+            target.enqueue_task(t)
+            return True
+        t.state = WAKING
+        ev = self.env.timeout(self.wakeup_delay(target))
+        ev.callbacks.append(lambda _ev: target.enqueue_task(t))
+        return True
+
+    # ------------------------------------------------------------------ statistics
+    def account_work(self, cpu: CPU, ctx: Any, work: list[Any], kind: int) -> None:
+        count = self.stage_count
+        busy = self.stage_busy
+        total = 0.0
+        for sid, ns in work[1]:
+            count[sid] += 1
+            busy[sid] += ns
+            total += ns
+        if len(work) > 2:  # partially accounted before a pre-emption
+            total -= work[2]
+        cpu.busy[kind] += total
+        if self.trace_on:
+            end = self.env.now
+            t = end - (total if len(work) <= 2 else work[0])
+            if len(work) > 2:
+                t = end - work[0]  # remainder ran last; earlier parts were traced already
+                stages = work[1]
+                self._trace_stages(cpu, ctx, stages, end - sum(ns for _, ns in stages), kind)
+                return
+            self._trace_stages(cpu, ctx, work[1], t, kind)
+
+    def account_partial(self, cpu: CPU, ctx: Any, done: float) -> None:
+        work = ctx.work
+        kind = ctx.kind
+        cpu.busy[kind] += done
+        if len(work) > 2:
+            work[2] += done
+        else:
+            work.append(done)
+
+    def runq_wait(self, cpu: CPU, t: Task) -> None:
+        self.stage_wait[S_SCHEDULE] += self.env.now - t.enq_time
+
+    def account(self, cpu: CPU, ctx: Any, sid: int, start: float, ns: float, kind: int) -> None:
+        self.stage_count[sid] += 1
+        self.stage_busy[sid] += ns
+        cpu.busy[kind] += ns
+        if self.trace_on:
+            self.trace.append((ctx.msg, STAGES[sid], cpu.idx, ctx.name, start, start + ns, CONTEXT_NAMES[kind]))
+
+    def _trace_stages(self, cpu: CPU, ctx: Any, stages: list[tuple[int, float]], t: float, kind: int) -> None:
+        rec = self.trace.append
+        name = ctx.name
+        msg = ctx.msg
+        kname = CONTEXT_NAMES[kind]
+        for sid, ns in stages:
+            rec((msg, STAGES[sid], cpu.idx, name, t, t + ns, kname))
+            t += ns

@@ -1,0 +1,273 @@
+"""Wires one host: CPUs, the loopback device, the sockets of each flow, the tasks; runs it.
+
+This is the only module that knows every piece; it returns plain numbers (no pandas,
+no files) for :mod:`lbsim.simulate` to package.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+from lbsim.model.core import CTX_BACKGROUND, NICE_19_WEIGHT, PREEMPT, SLEEPING, Sim, Task
+from lbsim.model.metrics import FlowDir, RunStats
+from lbsim.model.netdev import Net, flow_hash
+from lbsim.model.stages import STAGES
+from lbsim.model.tcp import tcp_connect
+from lbsim.model.udp import UdpSocket
+from lbsim.model.unix import UnixDgram, UnixStream
+from lbsim.model.workloads import Channel, echo_server, one_way_sender, pingpong_client, sink
+
+__all__ = ["run_model", "STREAM_TRANSPORTS"]
+
+STREAM_TRANSPORTS = ("tcp", "unix_stream")
+_NO_QLEN_LIMIT = 1 << 62
+
+
+def _msg_of(task: Task) -> int:
+    return task.msg
+
+
+class _Flow:
+    def __init__(self, out: Channel, back: Channel, socks: list[Any]) -> None:
+        self.out = out
+        self.back = back
+        self.socks = socks
+
+
+def _build_flow(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, i: int, record_one_way: bool) -> _Flow:
+    env = sim.env
+    stream = cfg.transport in STREAM_TRANSPORTS
+    d_out = FlowDir(run, env, stream=stream, record_latency=record_one_way)
+    d_back = FlowDir(run, env, stream=stream, record_latency=False)
+    modern = k.name != "linux-2.6.32"
+    t = cfg.transport
+    if t == "tcp":
+        a, b = tcp_connect(sim, net, kernel=k, flow=flow_hash(i), stats=d_out, nodelay=cfg.tcp_nodelay,
+                           so_sndbuf=cfg.so_sndbuf, so_rcvbuf=cfg.so_rcvbuf)
+        b.stats = d_back
+        out = Channel(a.sendmsg, b.recvmsg, d_out, True, _msg_of)
+        back = Channel(b.sendmsg, a.recvmsg, d_back, True, _msg_of)
+        return _Flow(out, back, [a, b])
+    if t == "udp":
+        rcvbuf = 2 * cfg.so_rcvbuf if cfg.so_rcvbuf is not None else k.rmem_default
+        srv = UdpSocket(sim, net, rcvbuf=rcvbuf, flow=flow_hash(i), stats=d_out)
+        cli = UdpSocket(sim, net, rcvbuf=rcvbuf, flow=flow_hash(i) ^ 0x5BD1E995, stats=d_back)
+        out = Channel(srv.sendmsg, srv.recvmsg, d_out, False, _msg_of)
+        back = Channel(cli.sendmsg, cli.recvmsg, d_back, False, _msg_of)
+        return _Flow(out, back, [srv, cli])
+    sndbuf = cfg.sndbuf_unix()
+    if t == "unix_stream":
+        max_skb = k.unix_stream_max_skb_bytes
+        x_out = UnixStream(sim, sndbuf=sndbuf, max_skb=max_skb, stats=d_out, modern=modern)
+        x_back = UnixStream(sim, sndbuf=sndbuf, max_skb=max_skb, stats=d_back, modern=modern)
+        return _Flow(Channel(x_out.sendmsg, x_out.recvmsg, d_out, True, _msg_of),
+                     Channel(x_back.sendmsg, x_back.recvmsg, d_back, True, _msg_of), [x_out, x_back])
+    # unix_dgram: the client is connected to a bound server that is not connected back, so the
+    # server's queue limit applies to requests; replies go to a socket whose peer is the server
+    # itself (unix_peer(other) == sk), which af_unix.c exempts from the limit.
+    x_out = UnixDgram(sim, sndbuf=sndbuf, max_qlen=k.unix_max_dgram_qlen, stats=d_out, modern=modern)
+    x_back = UnixDgram(sim, sndbuf=sndbuf, max_qlen=_NO_QLEN_LIMIT, stats=d_back, modern=modern)
+    return _Flow(Channel(x_out.sendmsg, x_out.recvmsg, d_out, False, _msg_of),
+                 Channel(x_back.sendmsg, x_back.recvmsg, d_back, False, _msg_of), [x_out, x_back])
+
+
+def _spinner(tick_ns: float) -> Any:
+    """A nice-19 busy loop in user space (the harness's --busy-cpu)."""
+    while True:
+        yield [tick_ns, ()]
+        yield PREEMPT
+
+
+def _poisson_arrivals(rng: np.random.Generator, rate_per_s: float, start: float) -> Any:
+    mean_ns = 1e9 / rate_per_s
+    t = start
+    while True:
+        for gap in rng.exponential(mean_ns, 4096).tolist():
+            t += gap
+            yield t
+
+
+def run_model(cfg: Any, costs: Any) -> dict[str, Any]:
+    """Simulate ``cfg`` (a SimConfig) with ``costs`` (a CostModel); return raw numbers."""
+    k = cfg.kernel_params()
+    sim = Sim(cpus=cfg.cpus, costs=costs, kernel=k, seed=cfg.seed, deterministic=cfg.deterministic,
+              trace=cfg.trace, policy=cfg.policy)
+    env = sim.env
+    net = Net(sim, k)
+    sim.net = net
+    workload = cfg.workload
+    closed_loop = workload in ("pingpong", "rr")
+    flows_n = cfg.flows if workload != "pingpong" else 1
+    total = cfg.messages * flows_n
+    done = env.event()
+    status = {"value": "ok", "message": ""}
+    clients_left = [flows_n]
+
+    def check() -> None:
+        if done.triggered:
+            return
+        if clients_left[0] > 0:
+            return
+        if closed_loop:
+            done.succeed()
+            return
+        if run.delivered_msgs + run.dropped_msgs >= run.sent_msgs and run.delivered_bytes + _dropped_bytes() \
+                >= run.sent_bytes:
+            done.succeed()
+
+    def _dropped_bytes() -> int:
+        return 0 if cfg.transport in STREAM_TRANSPORTS else run.sent_bytes - run.delivered_bytes
+
+    run = RunStats(total, check)
+    ids = itertools.count()
+    rt = cfg.policy == "fifo"
+    placements = cfg.placements()
+    flows = [_build_flow(cfg, k, sim, net, run, i, not closed_loop) for i in range(flows_n)]
+    tasks: list[Task] = []
+
+    def client_done(_t: Task) -> None:
+        clients_left[0] -= 1
+        check()
+
+    for i, fl in enumerate(flows):
+        s_cpu, r_cpu = placements[i]
+        srv = Task(f"server{i}", sim.cpus[r_cpu], None, rt=rt)
+        cli = Task(f"client{i}", sim.cpus[s_cpu], None, rt=rt)
+        cli.on_done = client_done
+        if closed_loop:
+            srv.gen = echo_server(srv, fl.out, fl.back, nbytes=cfg.msg_bytes, ids=ids)
+            cli.gen = pingpong_client(cli, fl.out, fl.back, messages=cfg.messages, nbytes=cfg.msg_bytes, ids=ids,
+                                      record=run.latency.add)
+        else:
+            arrivals = None
+            burst = None
+            if workload == "poisson":
+                arrivals = _poisson_arrivals(np.random.default_rng(sim.arrival_rng.integers(2**63)),
+                                             cfg.rate_per_s, 0.0)
+            elif workload == "burst":
+                burst = (cfg.burst_size, float(cfg.burst_gap_ns))
+            srv.gen = sink(srv, fl.out, nbytes=cfg.msg_bytes)
+            cli.gen = one_way_sender(cli, fl.out, messages=cfg.messages, nbytes=cfg.msg_bytes, ids=ids,
+                                     arrivals=arrivals, burst=burst)
+        tasks += [srv, cli]
+    tick_ns = 1e9 / k.hz
+    for c in cfg.busy_cpus():
+        sp = Task(f"spinner/{c}", sim.cpus[c], _spinner(tick_ns), weight=NICE_19_WEIGHT, kind=CTX_BACKGROUND)
+        tasks.append(sp)
+
+    guard = env.timeout(cfg.max_sim_time_ns)
+    guard.callbacks.append(lambda _e: None if done.triggered else _stop_on_guard())
+
+    def _stop_on_guard() -> None:
+        status["value"] = "timeout"
+        status["message"] = (f"stopped at max_sim_time_ns={cfg.max_sim_time_ns:g} with "
+                             f"{run.sent_msgs - run.delivered_msgs - run.dropped_msgs} messages unresolved")
+        done.succeed()
+
+    for t in tasks:
+        t.state = SLEEPING
+        t.sleep_start = 0.0
+        t.cpu.enqueue_task(t)
+    env.run(until=done)
+    return _collect(cfg, k, sim, net, run, flows, tasks, status)
+
+
+def _collect(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, flows: list[_Flow], tasks: list[Task],
+             status: dict[str, str]) -> dict[str, Any]:
+    env = sim.env
+    now = env.now
+    cpus = sim.cpus
+    stream = cfg.transport in STREAM_TRANSPORTS
+    # in flight, read from the queues where messages wait
+    if stream:
+        in_flight_bytes = 0
+        for fl in flows:
+            for s in fl.socks:
+                in_flight_bytes += s.in_flight_bytes(cpus) if cfg.transport == "tcp" else s.in_flight_bytes()
+        in_flight_msgs = None
+    else:
+        in_flight_bytes = None
+        in_flight_msgs = 0
+        for fl in flows:
+            for s in fl.socks:
+                in_flight_msgs += s.in_flight(cpus) if cfg.transport == "udp" else s.in_flight()
+    elapsed = run.last_recv - run.first_send if run.last_recv > run.first_send else 0.0
+    closed_loop = cfg.workload in ("pingpong", "rr")
+    rtts = run.latency.n
+    if closed_loop:
+        msgs_per_s = rtts / (now / 1e9) if now > 0 else 0.0
+        bytes_per_s = msgs_per_s * cfg.msg_bytes
+    else:
+        msgs_per_s = run.delivered_msgs / (elapsed / 1e9) if elapsed > 0 else 0.0
+        bytes_per_s = run.delivered_bytes / (elapsed / 1e9) if elapsed > 0 else 0.0
+    counters: dict[str, Any] = {
+        "messages_sent": run.sent_msgs,
+        "messages_delivered": run.delivered_msgs,
+        "messages_dropped": run.dropped_msgs,
+        "messages_in_flight": in_flight_msgs,
+        "bytes_sent": run.sent_bytes,
+        "bytes_delivered": run.delivered_bytes,
+        "bytes_in_flight": in_flight_bytes,
+        "drops_by_site": dict(run.drops_by_site),
+        "packet_drops": dict(run.packet_drops),
+        "lo_tx_packets": sum(c.lo_tx_packets for c in cpus),
+        "lo_tx_bytes": sum(c.lo_tx_bytes for c in cpus),
+        # loopback_xmit counts each packet once in lstats; lo's rx counters mirror tx
+        "lo_rx_packets": sum(c.lo_tx_packets for c in cpus) - sum(c.dropped for c in cpus),
+        "softnet_processed": sum(c.processed for c in cpus),
+        "softnet_dropped": sum(c.dropped for c in cpus),
+        "softnet_time_squeeze": sum(c.time_squeeze for c in cpus),
+        "softnet_received_rps": sum(c.received_rps for c in cpus),
+        "backlog_max_qlen": max(c.backlog_max for c in cpus),
+        "sender_blocked_ns": run.blocked_ns,
+        "sender_blocked_count": run.blocked_count,
+        "context_switches": sum(c.switches for c in cpus),
+    }
+    if cfg.transport == "udp":
+        counters["udp_rcvbuf_errors"] = sum(s.rcvbuf_errors for fl in flows for s in fl.socks)
+        counters["udp_max_rmem"] = max(s.max_rmem for fl in flows for s in fl.socks)
+    if cfg.transport == "tcp":
+        socks = [s for fl in flows for s in fl.socks]
+        counters["tcp_out_segs"] = sum(s.out_segs for s in socks)
+        counters["tcp_in_segs"] = sum(s.in_segs for s in socks)
+        counters["tcp_retrans_segs"] = sum(s.retrans_segs for s in socks)
+        counters["tcp_pure_acks"] = sum(s.pure_acks_sent for s in socks)
+        counters["tcp_backlog_drops"] = sum(s.backlog_drops for s in socks)
+        counters["tcp_final_cwnd"] = max(s.cwnd for s in socks)
+        counters["tcp_final_sndbuf"] = max(s.sndbuf for s in socks)
+        counters["tcp_final_rcvbuf"] = max(s.rcvbuf for s in socks)
+    if cfg.transport.startswith("unix"):
+        counters["unix_sender_blocked"] = sum(s.sender_blocked for fl in flows for s in fl.socks)
+    cpu_rows = []
+    for c in cpus:
+        cpu_rows.append({
+            "cpu": c.idx, "task_ns": c.busy[0], "softirq_ns": c.busy[1], "background_ns": c.busy[2],
+            "busy_frac": (c.busy[0] + c.busy[1]) / now if now > 0 else 0.0,
+            "softnet_processed": c.processed, "softnet_dropped": c.dropped, "time_squeeze": c.time_squeeze,
+            "lo_tx_packets": c.lo_tx_packets, "lo_tx_bytes": c.lo_tx_bytes, "backlog_max_qlen": c.backlog_max,
+            "context_switches": c.switches,
+        })
+    stage_rows = []
+    for i, name in enumerate(STAGES):
+        if sim.stage_count[i] or sim.stage_wait[i]:
+            stage_rows.append({"stage": name, "count": sim.stage_count[i], "busy_ns": sim.stage_busy[i],
+                               "wait_ns": sim.stage_wait[i]})
+    # time spent queued in the per-CPU backlogs belongs to netif_rx's queue
+    if net.backlog_waits:
+        for row in stage_rows:
+            if row["stage"] == "process_backlog":
+                row["wait_ns"] += net.backlog_wait_ns
+    return {
+        "status": status["value"], "message": status["message"],
+        "sim_time_ns": now, "elapsed_ns": elapsed,
+        "latency_kind": "rtt" if closed_loop else "one_way",
+        "latency": run.latency.summary(),
+        "latency_samples": run.latency.values(),
+        "throughput": {"bytes_per_s": bytes_per_s, "msgs_per_s": msgs_per_s},
+        "counters": counters, "cpu": cpu_rows, "stages": stage_rows,
+        "trace": sim.trace if cfg.trace else None,
+        "kernel": k,
+    }

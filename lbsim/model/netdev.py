@@ -1,0 +1,191 @@
+"""The loopback device and the per-CPU backlog: ``loopback_xmit`` -> ``netif_rx`` -> NET_RX.
+
+Kernel functions modelled (net/core/dev.c, drivers/net/loopback.c, kernel/softirq.c):
+
+``loopback_xmit``       skb_orphan (the sender's wmem is released here), eth_type_trans,
+                        per-CPU lstats (packets, bytes) of the CPU that transmits;
+                        always returns NETDEV_TX_OK, so a backlog drop is silent
+``__netif_rx``          picks the backlog: the current CPU, or with ``rps_cpus`` set the
+                        RPS target chosen by flow hash (``get_rps_cpu``)
+``enqueue_to_backlog``  ``qlen <= netdev_max_backlog`` enqueues (so 1001 skbs fit),
+                        otherwise softnet ``dropped++`` and the skb is freed; on an empty
+                        queue NAPI_STATE_SCHED is set and NET_RX raised (locally, or for a
+                        remote RPS target queued on ``rps_ipi_list`` and kicked by IPI from
+                        the end of this CPU's net_rx_action)
+``do_softirq``          ``handle_softirqs``: TIMER then NET_RX; restarts while pending, at
+                        most MAX_SOFTIRQ_RESTART times and 2 ms, then wakes ksoftirqd
+``net_rx_action``       ``netdev_budget`` packets and ``netdev_budget_usecs`` per run,
+                        checked after each ``napi_poll``; over budget -> ``time_squeeze++``
+``process_backlog``     ``dev_weight`` packets per poll from ``process_queue``; when it is
+                        empty the whole ``input_pkt_queue`` is spliced over (only
+                        ``input_pkt_queue`` counts against the limit)
+
+Left out: flow limit (off by default: ``flow_limit_cpu_bitmap`` = 0), GRO (not on this
+path), netfilter hooks (no rules), ptype_all taps.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Generator
+
+from lbsim.model.core import CPU, CTX_SOFTIRQ, PREEMPT, Sim, Task, WaitQueue
+from lbsim.model.stages import SID
+
+__all__ = ["Net", "Packet", "flow_hash"]
+
+
+def flow_hash(flow: int) -> int:
+    """A stable 32-bit skb->hash for flow ``flow`` (Fibonacci hashing of the flow id)."""
+    return ((flow + 1) * 0x9E3779B1) & 0xFFFFFFFF
+
+S_NET_RX_ACTION = SID["net_rx_action"]
+S_RPS_IPI = SID["net_rps_send_ipi"]
+
+#: a packet in a backlog: (owner, msg_id, length_bytes, flow_hash (32 bit), enqueue_time, *payload)
+Packet = tuple
+
+
+class Net:
+    """Per-host networking state shared by the IP transports."""
+
+    def __init__(self, sim: Sim, kernel: Any) -> None:
+        self.sim = sim
+        self.env = sim.env
+        self.kernel = kernel
+        self.max_backlog = kernel.netdev_max_backlog
+        self.weight = kernel.dev_weight
+        self.budget = kernel.netdev_budget
+        self.budget_ns = kernel.netdev_budget_usecs * 1000.0
+        self.max_restart = kernel.max_softirq_restart
+        self.max_softirq_ns = kernel.max_softirq_time_ns
+        n = len(sim.cpus)
+        self.rps_targets = [i for i in range(n) if (kernel.rps_cpus >> i) & 1]
+        self.backlog_wait_ns = 0.0
+        self.backlog_waits = 0
+        for cpu in sim.cpus:
+            cpu.napi_scheduled = False  # type: ignore[attr-defined]
+            wq = WaitQueue(f"ksoftirqd/{cpu.idx}")
+            t = Task(f"ksoftirqd/{cpu.idx}", cpu, None)
+            t.gen = self._ksoftirqd(cpu, t, wq)
+            t.state = 2  # SLEEPING until woken
+            t.wq = wq
+            wq.waiters.append(t)
+            cpu.ksoftirqd = t
+            cpu.ksoftirqd_wq = wq  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------------ transmit side
+    def netif_rx(self, cpu: CPU, pkt: Packet) -> bool:
+        """loopback_xmit's tail: lstats, then __netif_rx -> enqueue_to_backlog."""
+        cpu.lo_tx_packets += 1
+        cpu.lo_tx_bytes += pkt[2]
+        target = cpu
+        if self.rps_targets:
+            # get_rps_cpu: map->cpus[reciprocal_scale(hash, map->len)]
+            target = self.sim.cpus[self.rps_targets[(pkt[3] * len(self.rps_targets)) >> 32]]
+            if target is not cpu:
+                target.received_rps += 1
+        q = target.input_pkt_queue
+        qlen = len(q)
+        if qlen > self.max_backlog:
+            target.dropped += 1
+            pkt[0].dropped(pkt, "backlog")
+            return False
+        if qlen == 0 and not target.napi_scheduled:  # type: ignore[attr-defined]
+            target.napi_scheduled = True  # type: ignore[attr-defined]
+            if target is not cpu:
+                cpu.rps_ipi_list.append(target)
+            cpu.softirq_pending = True
+        q.append(pkt)
+        if qlen + 1 > target.backlog_max:
+            target.backlog_max = qlen + 1
+        return True
+
+    def add_timer(self, cpu: CPU, item: tuple[Any, ...]) -> None:
+        """A timer (TIMER_SOFTIRQ) expired on ``cpu``: run its handler in softirq."""
+        cpu.timer_queue.append(item)
+        cpu.raise_softirq_irq()
+
+    # ------------------------------------------------------------------ softirq
+    def do_softirq(self, cpu: CPU, ctx: Any) -> Generator[Any, None, None]:
+        """handle_softirqs(): TIMER then NET_RX, with the restart limits."""
+        sim = self.sim
+        env = self.env
+        start = env.now
+        restarts = 0
+        while True:
+            cpu.softirq_pending = False
+            while cpu.timer_queue:
+                item = cpu.timer_queue.popleft()
+                yield from item[0].timer(cpu, ctx, item)
+            if cpu.napi_scheduled:  # type: ignore[attr-defined]
+                yield from self._net_rx_action(cpu, ctx)
+            if cpu.rps_ipi_list:
+                # net_rps_action_and_irq_enable -> net_rps_send_ipi for each queued target
+                targets = cpu.rps_ipi_list
+                cpu.rps_ipi_list = []
+                yield sim.work(*[(S_RPS_IPI, 0)] * len(targets))
+                for tgt in targets:
+                    ev = env.timeout(sim.wakeup_delay(tgt))
+                    ev.callbacks.append(lambda _e, c=tgt: c.raise_softirq_irq())
+            if not cpu.softirq_pending:
+                return
+            restarts += 1
+            if restarts >= self.max_restart or env.now - start >= self.max_softirq_ns:
+                # wakeup_softirqd(): the rest runs in ksoftirqd/N, a SCHED_OTHER task
+                cpu.softirq_deferred = True
+                if cpu.ksoftirqd is not None and cpu.ksoftirqd.state == 2:
+                    sim.wake(cpu.ksoftirqd, cpu)
+                return
+
+    def _net_rx_action(self, cpu: CPU, ctx: Any) -> Generator[Any, None, None]:
+        sim = self.sim
+        env = self.env
+        iq = cpu.process_queue or cpu.input_pkt_queue
+        ctx.msg = iq[0][1] if iq else -1
+        yield sim.work((S_NET_RX_ACTION, 0))
+        budget = self.budget
+        time_limit = env.now + self.budget_ns
+        weight = self.weight
+        while True:
+            # napi_poll(backlog) -> process_backlog, at most `weight` packets
+            work = 0
+            quota = weight
+            while work < quota:
+                pq = cpu.process_queue
+                if not pq:
+                    iq = cpu.input_pkt_queue
+                    if not iq:
+                        cpu.napi_scheduled = False  # type: ignore[attr-defined]
+                        return
+                    cpu.process_queue = iq  # skb_queue_splice_tail_init
+                    cpu.input_pkt_queue = deque()
+                    pq = iq
+                pkt = pq.popleft()
+                cpu.processed += 1
+                self.backlog_wait_ns += env.now - pkt[4]
+                self.backlog_waits += 1
+                ctx.msg = pkt[1]
+                cpu.cur_pkt = pkt
+                yield from pkt[0].rx(cpu, ctx, pkt)
+                cpu.cur_pkt = None
+                work += 1
+            budget -= work
+            if budget <= 0 or env.now >= time_limit:
+                cpu.time_squeeze += 1
+                cpu.softirq_pending = True  # napi stays on the poll list; NET_RX re-raised
+                return
+
+    def _ksoftirqd(self, cpu: CPU, me: Task, wq: WaitQueue) -> Generator[Any, None, None]:
+        """run_ksoftirqd(): process pending softirqs in task context."""
+        while True:
+            if cpu.softirq_pending and not cpu.softirq_active:
+                cpu.softirq_active = True
+                me.kind = CTX_SOFTIRQ
+                yield from self.do_softirq(cpu, me)
+                me.kind = 0
+                cpu.softirq_active = False
+                yield PREEMPT
+                continue
+            cpu.softirq_deferred = False
+            yield wq

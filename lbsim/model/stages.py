@@ -1,0 +1,73 @@
+"""The kernel stages lbsim charges time to, and the groups the analysis sums them into.
+
+Each stage is named after the kernel function (or the outermost function of the code it
+stands for).  A stage's cost is ``fixed_ns + per_byte_ns * bytes`` (see
+``lbsim.costs``); ``bytes`` is the payload the stage touches, 0 for per-packet work.
+
+Groups (one table, used by the time-per-stage figures):
+
+=============  ==================================================================
+group          meaning
+=============  ==================================================================
+syscall        entry_SYSCALL_64 .. sysret, socket-layer dispatch, user loop
+copy           copies between user memory and skbs (copy #1 and copy #2)
+tcp / udp      protocol work: tcp_sendmsg, tcp_v4_rcv, ACKs, udp_sendmsg, udp_rcv
+unix           AF_UNIX protocol work (locks, queueing, skb alloc)
+ip             ip_output .. neigh_output, ip_rcv .. ip_local_deliver, fragments
+device         dev_queue_xmit, loopback_xmit, netif_rx/enqueue_to_backlog
+softirq        net_rx_action, process_backlog, __netif_receive_skb, RPS IPIs
+wakeup         sock_def_readable, try_to_wake_up, schedule (context switch)
+=============  ==================================================================
+"""
+
+from __future__ import annotations
+
+__all__ = ["STAGES", "STAGE_GROUP", "STAGE_DOC", "SID", "GROUPS"]
+
+# name, group, what it stands for
+_TABLE: tuple[tuple[str, str, str], ...] = (
+    ("syscall", "syscall", "entry_SYSCALL_64 + __sys_sendto/__sys_recvfrom + return to user, per call"),
+    ("tcp_sendmsg", "tcp", "tcp_sendmsg: lock_sock, tcp_sendmsg_locked bookkeeping, per call"),
+    ("tcp_stream_alloc_skb", "tcp", "tcp_stream_alloc_skb + sk_wmem_schedule, per new skb"),
+    ("skb_copy_to_page_nocache", "copy", "TCP copy #1, user -> page frags, per byte"),
+    ("tcp_transmit_skb", "tcp", "tcp_write_xmit -> __tcp_transmit_skb: clone, header, per packet"),
+    ("ip_output", "ip", "ip_queue_xmit/ip_send_skb -> ip_local_out -> ip_output -> neigh_output"),
+    ("ip_fragment", "ip", "ip_do_fragment, per fragment"),
+    ("skb_gso_segment", "device", "software GSO in validate_xmit_skb when lo has TSO off, per segment"),
+    ("dev_queue_xmit", "device", "__dev_queue_xmit on the noqueue device -> dev_hard_start_xmit"),
+    ("loopback_xmit", "device", "loopback_xmit: skb_orphan, eth_type_trans, lstats"),
+    ("netif_rx", "device", "__netif_rx -> enqueue_to_backlog, napi_schedule"),
+    ("net_rps_send_ipi", "softirq", "net_rps_send_ipi: IPI to the RPS target CPU"),
+    ("net_rx_action", "softirq", "do_softirq -> net_rx_action -> napi_poll overhead, per run"),
+    ("process_backlog", "softirq", "process_backlog -> __netif_receive_skb_core, per packet"),
+    ("ip_rcv", "ip", "ip_rcv -> ip_rcv_finish -> ip_local_deliver, per packet"),
+    ("ip_defrag", "ip", "ip_defrag: queue a fragment / reassemble, per fragment"),
+    ("tcp_v4_rcv", "tcp", "tcp_v4_rcv -> tcp_rcv_established -> tcp_queue_rcv, per packet"),
+    ("tcp_ack", "tcp", "tcp_ack -> tcp_clean_rtx_queue, per ACK-carrying packet"),
+    ("tcp_add_backlog", "tcp", "tcp_add_backlog: queue on the owned socket's backlog"),
+    ("tcp_send_ack", "tcp", "__tcp_send_ack: alloc + __tcp_transmit_skb of a pure ACK"),
+    ("tcp_recvmsg", "tcp", "tcp_recvmsg: lock_sock, tcp_recvmsg_locked bookkeeping, per call"),
+    ("tcp_cleanup_rbuf", "tcp", "tcp_cleanup_rbuf + tcp_rcv_space_adjust, per call"),
+    ("tcp_delack_timer", "tcp", "tcp_delack_timer_handler (TIMER_SOFTIRQ)"),
+    ("tcp_retransmit_timer", "tcp", "tcp_retransmit_timer: RTO, go back to snd_una"),
+    ("udp_sendmsg", "udp", "udp_sendmsg -> ip_make_skb (skb alloc), per call"),
+    ("ip_generic_getfrag", "copy", "UDP copy #1, user -> skb, per byte"),
+    ("udp_rcv", "udp", "udp_rcv -> __udp4_lib_rcv -> __udp_enqueue_schedule_skb, per datagram"),
+    ("udp_recvmsg", "udp", "udp_recvmsg -> __skb_recv_udp, per call"),
+    ("unix_stream_sendmsg", "unix", "unix_stream_sendmsg: skb alloc, unix_state_lock, queue, per skb"),
+    ("unix_dgram_sendmsg", "unix", "unix_dgram_sendmsg: skb alloc, peer lookup, qlen check, queue"),
+    ("skb_copy_datagram_from_iter", "copy", "AF_UNIX copy #1, user -> skb, per byte"),
+    ("unix_stream_recvmsg", "unix", "unix_stream_read_generic: iolock, unlink + consume_skb, per call"),
+    ("unix_dgram_recvmsg", "unix", "__unix_dgram_recvmsg: iolock, dequeue, peer_wait wake-up"),
+    ("skb_copy_datagram_msg", "copy", "copy #2, skb -> user, per byte (all transports)"),
+    ("sock_def_readable", "wakeup", "sk_data_ready / sk_write_space: wake_up on the socket wait queue"),
+    ("try_to_wake_up", "wakeup", "try_to_wake_up of a task on this CPU (enqueue, check_preempt)"),
+    ("ttwu_queue_wakelist", "wakeup", "try_to_wake_up of a task on another CPU: wakelist + IPI send"),
+    ("schedule", "wakeup", "__schedule + context_switch, charged to the CPU that switches"),
+)
+
+STAGES: tuple[str, ...] = tuple(name for name, _, _ in _TABLE)
+SID: dict[str, int] = {name: i for i, name in enumerate(STAGES)}
+STAGE_GROUP: dict[str, str] = {name: group for name, group, _ in _TABLE}
+STAGE_DOC: dict[str, str] = {name: doc for name, _, doc in _TABLE}
+GROUPS: tuple[str, ...] = ("syscall", "copy", "tcp", "udp", "unix", "ip", "device", "softirq", "wakeup")

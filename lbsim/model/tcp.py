@@ -1,0 +1,646 @@
+"""TCP over loopback (net/ipv4/tcp*.c): one established connection between two sockets.
+
+Send path (``tcp_sendmsg``, sender task): ``lock_sock``; copy into skbs of up to the size
+goal (``skb_copy_to_page_nocache``, per byte; a new skb costs ``tcp_stream_alloc_skb``);
+MSS = ``min(mtu - 40, 65495) - 12`` clamped to half the peer's largest window
+(``tcp_bound_to_half_wnd``); size goal = ``gso_segs * mss`` with ``gso_segs =
+(gso_max_size - 1 - MAX_TCP_HEADER) / mss`` (at least 1): one 65483-byte segment per skb
+at MTU 65536, 3 x 16384 at 16436, 45 x 1448 at 1500.  ``sk_wmem_queued`` counts the
+write queue **and un-ACKed data**; above ``sk_sndbuf`` the writer pushes what it has and
+sleeps (``sk_stream_wait_memory``) until ``sk_stream_write_space`` finds
+``wmem_queued <= 2/3 sndbuf``.  ``tcp_write_xmit`` sends while the congestion window
+(initially ``TCP_INIT_CWND``, slow start), the peer's receive window and Nagle (off with
+``TCP_NODELAY``) allow; TSQ and autocorking are inert on lo (``skb_orphan`` in
+``loopback_xmit`` runs ``tcp_wfree`` at once, §1.3) and are not modelled.  Each skb goes
+``tcp_transmit_skb`` -> ``ip_output`` -> ``dev_queue_xmit`` -> ``loopback_xmit`` ->
+``netif_rx``; with TSO off on lo the GSO skb is cut by ``skb_gso_segment`` and each segment
+crosses lo on its own.  ``release_sock`` processes what arrived on the socket backlog.
+
+Receive path (``tcp_v4_rcv``, in NET_RX softirq on the CPU whose backlog holds the skb):
+a socket owned by its task (inside ``tcp_sendmsg``/``tcp_recvmsg``) gets the skb on its
+backlog (``tcp_add_backlog``, limit ``2*rcvbuf + sndbuf/2 + 64 KB``), processed at
+``release_sock`` in task context; otherwise ``tcp_rcv_established``: ``tcp_ack`` (frees
+ACKed skbs, grows cwnd, may wake the writer and transmit more data from this softirq:
+``tcp_data_snd_check``), then in-order data is queued (``rmem += truesize``), the ACK
+decision of ``__tcp_ack_snd_check`` (now if more than one full ``rcv_mss`` is un-ACKed or
+in quick-ack mode, else the delayed-ACK timer, ``TCP_DELACK_MIN`` = 40 ms), and
+``sk_data_ready`` wakes the reader.  Any data segment carries an ACK (piggy-back) and
+cancels a pending delayed ACK.  ACKs are their own skbs (``tcp_send_ack``) and cross lo
+on the CPU that sends them.
+
+``tcp_recvmsg`` (receiver task): copy (``skb_copy_datagram_msg``), free consumed skbs,
+``tcp_rcv_space_adjust`` (DRS: the receive buffer grows toward ``tcp_rmem[2]`` when the
+reader drains more than a window per round), ``tcp_cleanup_rbuf`` (ACK when one is
+pending and more than a segment is un-ACKed or it was pushed, or when the window at
+least doubled), ``release_sock``.  The advertised window is ``(rcvbuf - rmem) x ratio``
+(``tcp_win_from_space``; ratio 50 % until learned from ``len / truesize``).
+
+Out-of-order segments (lo reorders when an ACK processed in softirq on the receiver's
+CPU transmits from there while the sender task transmits from its own CPU) wait in an
+out-of-order queue until the hole fills, and are dup-ACKed at once.
+
+Left out, documented: SACK and fast retransmit (lo only drops when RPS or a full backlog
+is involved; a lost segment is recovered by the RTO, ``tcp_rto_min``); congestion avoidance after loss (cwnd restarts at 1 and slow-starts);
+TSQ; autocorking; pacing; timestamps (only their 12 option bytes).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Generator
+
+from lbsim.model.core import BH_ENABLE, CPU, PREEMPT, Sim, Task, WaitQueue
+from lbsim.model.netdev import Net
+from lbsim.model.skb import truesize_tcp
+from lbsim.model.stages import SID
+
+__all__ = ["TcpSock", "tcp_connect", "tcp_size_goal"]
+
+S = SID
+MAX_TCP_HEADER = 320  # L1_CACHE_ALIGN(128 + MAX_HEADER) on x86-64
+TCP_MSS_DEFAULT = 536
+TCP_MIN_MSS = 88
+HDR = 20 + 20 + 12  # IP + TCP + timestamp option bytes on the wire
+
+
+def tcp_size_goal(mss: int, gso_max_size: int) -> tuple[int, int]:
+    """tcp_xmit_size_goal(): (gso_segs, size_goal bytes) for a socket with GSO."""
+    segs = max(1, (gso_max_size - 1 - MAX_TCP_HEADER) // mss)
+    return segs, segs * mss
+
+
+def _roundup_pow2(n: int) -> int:
+    p = 1
+    while p < n:
+        p <<= 1
+    return p
+
+
+class TcpSock:
+    """One end of an established connection."""
+
+    def __init__(self, sim: Sim, net: Net, name: str, *, kernel: Any, flow: int, stats: Any,
+                 nodelay: bool, so_sndbuf: int | None, so_rcvbuf: int | None) -> None:
+        self.sim = sim
+        self.env = sim.env
+        self.net = net
+        self.name = name
+        self.flow = flow
+        self.stats = stats
+        self.modern = kernel.name != "linux-2.6.32"
+        self.nodelay = nodelay
+        self.tso = kernel.tso
+        self.gso_max_size = kernel.gso_max_size
+        self.advmss = kernel.tcp_mss
+        self.wmem_max = kernel.tcp_wmem[2]
+        self.rmem_max = kernel.tcp_rmem[2]
+        self.quickacks_max = kernel.tcp_max_quickacks
+        self.delack_ns = float(kernel.tcp_delack_min_ns)
+        self.rto_ns = kernel.tcp_rto_min_us * 1000.0
+        self.peer: TcpSock = self  # set by tcp_connect
+        # send side
+        self.write_q: deque[int] = deque()  # skb lengths not yet sent (head first)
+        self.tail_open = False  # the last skb in write_q may still grow
+        self.rtx: deque[list[int]] = deque()  # [end_seq, len, truesize, segs, msg]
+        self.write_seq = 0
+        self.snd_una = 0
+        self.snd_nxt = 0
+        self.wmem_queued = 0
+        self.packets_out = 0
+        self.cwnd = kernel.tcp_init_cwnd
+        self.snd_wnd = 65535
+        self.max_window = 0
+        self.user_sndbuf = so_sndbuf is not None
+        self.sndbuf = 2 * so_sndbuf if so_sndbuf is not None else kernel.tcp_wmem[1]
+        self.wq_space = WaitQueue(f"{name} sk_wq (write)")
+        self.rto_token = 0
+        self.rto_armed = False
+        self.msg_ends: deque[tuple[int, int]] = deque()  # (write_seq at the end of a write, msg)
+        # receive side
+        self.rcv_nxt = 0
+        self.rcv_wup = 0
+        self.rcv_wnd = 0
+        self.copied_seq = 0
+        self.rcvq: deque[list[Any]] = deque()  # [end_seq, len, consumed, truesize, t_enq, msg]
+        self.rmem = 0
+        self.user_rcvbuf = so_rcvbuf is not None
+        self.rcvbuf = 2 * so_rcvbuf if so_rcvbuf is not None else kernel.tcp_rmem[1]
+        self.ratio = kernel.tcp_default_scaling_ratio
+        self.rcv_mss = TCP_MSS_DEFAULT
+        self.ack_pending = False
+        self.pushed = False
+        self.quick = kernel.tcp_max_quickacks
+        self.pingpong = False
+        self.last_rcv = -1e18
+        self.delack_token = 0
+        self.delack_armed = False
+        self.rcvq_space = 0
+        self.wq_data = WaitQueue(f"{name} sk_wq (read)")
+        # socket lock
+        self.owned = False
+        self.backlog: deque[tuple[Any, ...]] = deque()
+        self.backlog_bytes = 0
+        self.deferred_delack = False
+        self.deferred_rto = False
+        # counters
+        self.out_segs = 0
+        self.in_segs = 0
+        self.retrans_segs = 0
+        self.pure_acks_sent = 0
+        self.backlog_drops = 0
+        self.ofo_queued = 0
+        self.ofo: dict[int, tuple[Any, ...]] = {}  # out-of-order segments by seq
+        self.lost_bytes = 0
+
+    # ================================================================ helpers
+    def mss(self) -> int:
+        """tcp_current_mss: advmss bounded to half the peer's largest window."""
+        m = self.advmss
+        mw = self.max_window
+        if mw:
+            cutoff = mw >> 1 if mw > TCP_MSS_DEFAULT else mw
+            if m > cutoff:
+                m = max(cutoff, 68 - 32)
+        return m
+
+    def size_goal(self) -> int:
+        mss = self.mss()
+        return tcp_size_goal(mss, self._bound_half_wnd(self.gso_max_size))[1]
+
+    def _bound_half_wnd(self, size: int) -> int:
+        mw = self.max_window
+        if mw and mw > TCP_MSS_DEFAULT:
+            return min(size, max(mw >> 1, self.mss() + 1 + MAX_TCP_HEADER))
+        return size
+
+    def window(self) -> int:
+        """__tcp_select_window: free receive space scaled by the len/truesize ratio."""
+        free = max(0, self.rcvbuf - self.rmem)
+        win = int(free * self.ratio)
+        # never shrink the window already offered (tcp_select_window)
+        cur = self.rcv_wup + self.rcv_wnd - self.rcv_nxt
+        return max(win, cur, 0)
+
+    def _expand_sndbuf(self) -> None:
+        """tcp_sndbuf_expand: 2 x max(cwnd, TCP_INIT_CWND) x per-MSS memory."""
+        if self.user_sndbuf:
+            return
+        per_mss = _roundup_pow2(self.mss() + MAX_TCP_HEADER + 320) + 256
+        want = min(self.wmem_max, 2 * max(10, self.cwnd) * per_mss)
+        if want > self.sndbuf:
+            self.sndbuf = want
+
+    def _stamp_ack(self) -> tuple[int, int]:
+        """Every segment we send carries ACK = rcv_nxt and our window (tcp_event_ack_sent)."""
+        wnd = self.window()
+        self.rcv_wup = self.rcv_nxt
+        self.rcv_wnd = wnd
+        if self.ack_pending:
+            self.ack_pending = False
+            self.pushed = False
+            self.delack_armed = False
+            self.delack_token += 1
+            if self.quick > 0 and not self.pingpong:
+                self.quick -= 1
+        return self.rcv_nxt, wnd
+
+    # ================================================================ transmit
+    def write_xmit(self, cpu: CPU, in_task: bool, push: bool) -> Generator[Any, None, None]:
+        """tcp_write_xmit: send what cwnd, the peer window and Nagle allow."""
+        sim = self.sim
+        net = self.net
+        while self.write_q:
+            length = self.write_q[0]
+            if self.tail_open and len(self.write_q) == 1 and not push and length < self.size_goal():
+                break  # still being filled by tcp_sendmsg (tcp_push comes at the end)
+            if self.packets_out >= self.cwnd:
+                break  # tcp_cwnd_test
+            mss = self.mss()
+            room = self.snd_una + self.snd_wnd - self.snd_nxt
+            if length > room:  # tcp_snd_wnd_test; tso_fragment at the window edge
+                if room >= mss:
+                    cut = (room // mss) * mss
+                    self.write_q[0] = length - cut
+                    self.write_q.appendleft(cut)
+                    length = cut
+                else:
+                    break
+            if length < mss and not self.nodelay and self.packets_out > 0:
+                break  # Nagle (tcp_nagle_test): a partial segment waits for the ACK
+            self.write_q.popleft()
+            if not self.write_q:
+                self.tail_open = False
+            segs = -(-length // mss)
+            seq = self.snd_nxt
+            self.snd_nxt += length
+            truesize = truesize_tcp(length, self.modern)
+            ends = self.msg_ends
+            while ends and ends[0][0] <= seq:
+                ends.popleft()
+            msg = ends[0][1] if ends else -1
+            self.rtx.append([self.snd_nxt, length, truesize, segs, msg])
+            self.packets_out += segs
+            self.out_segs += segs
+            ack, wnd = self._stamp_ack()
+            if self.last_rcv > self.env.now - self.delack_ns:
+                self.pingpong = True  # tcp_event_data_sent: a reply within ato
+            if self.tso or segs == 1:
+                yield sim.work((S["tcp_transmit_skb"], 0), (S["ip_output"], 0), (S["dev_queue_xmit"], 0),
+                               (S["loopback_xmit"], 0), (S["netif_rx"], 0))
+                net.netif_rx(cpu, (self.peer, msg, length + HDR, self.flow, self.env.now, seq, length, segs,
+                                   ack, wnd))
+            else:
+                items = [(S["tcp_transmit_skb"], 0), (S["ip_output"], 0), (S["dev_queue_xmit"], 0)]
+                items += [(S["skb_gso_segment"], 0), (S["loopback_xmit"], 0), (S["netif_rx"], 0)] * segs
+                yield sim.work(*items)
+                off = 0
+                while off < length:
+                    n = min(mss, length - off)
+                    net.netif_rx(cpu, (self.peer, msg, n + HDR, self.flow, self.env.now, seq + off, n, 1, ack, wnd))
+                    off += n
+            if not self.rto_armed:
+                self._arm_rto(cpu)
+            if in_task:
+                yield BH_ENABLE
+
+    def send_ack(self, cpu: CPU, in_task: bool) -> Generator[Any, None, None]:
+        """__tcp_send_ack: a pure ACK through the whole IP/lo path on this CPU."""
+        ack, wnd = self._stamp_ack()
+        self.pure_acks_sent += 1
+        yield self.sim.work((S["tcp_send_ack"], 0), (S["ip_output"], 0), (S["dev_queue_xmit"], 0),
+                            (S["loopback_xmit"], 0), (S["netif_rx"], 0))
+        self.net.netif_rx(cpu, (self.peer, -1, HDR, self.flow, self.env.now, self.snd_nxt, 0, 0, ack, wnd))
+        if in_task:
+            yield BH_ENABLE
+
+    # ================================================================ timers
+    def _arm_rto(self, cpu: CPU) -> None:
+        self.rto_armed = True
+        self.rto_token += 1
+        tok = self.rto_token
+        ev = self.env.timeout(self.rto_ns)
+        ev.callbacks.append(lambda _e: self.net.add_timer(cpu, (self, "rto", tok)) if tok == self.rto_token
+                            and self.rto_armed else None)
+
+    def _arm_delack(self, cpu: CPU) -> None:
+        if self.delack_armed:
+            return
+        self.delack_armed = True
+        self.delack_token += 1
+        tok = self.delack_token
+        ev = self.env.timeout(self.delack_ns)
+        ev.callbacks.append(lambda _e: self.net.add_timer(cpu, (self, "delack", tok))
+                            if tok == self.delack_token and self.delack_armed else None)
+
+    def timer(self, cpu: CPU, ctx: Any, item: tuple[Any, ...]) -> Generator[Any, None, None]:
+        kind, tok = item[1], item[2]
+        if kind == "delack":
+            if tok != self.delack_token or not self.delack_armed:
+                return
+            self.delack_armed = False
+            if self.owned:
+                self.deferred_delack = True  # TCP_DELACK_TIMER_DEFERRED
+                return
+            yield self.sim.work((S["tcp_delack_timer"], 0))
+            if self.ack_pending:
+                self.quick = max(self.quick, 1) if not self.pingpong else self.quick
+                self.pingpong = False  # inet_csk_exit_pingpong_mode on delack timeout
+                yield from self.send_ack(cpu, False)
+        else:
+            if tok != self.rto_token or not self.rto_armed:
+                return
+            self.rto_armed = False
+            if self.owned:
+                self.deferred_rto = True
+                return
+            yield self.sim.work((S["tcp_retransmit_timer"], 0))
+            yield from self._retransmit(cpu, False)
+
+    def _retransmit(self, cpu: CPU, in_task: bool) -> Generator[Any, None, None]:
+        """RTO: go back to snd_una, cwnd = 1 (tcp_enter_loss), resend."""
+        if not self.rtx:
+            return
+        back = list(self.rtx)
+        self.rtx.clear()
+        for r in reversed(back):
+            self.write_q.appendleft(r[1])
+            self.wmem_queued -= r[2]
+            self.retrans_segs += r[3]
+        self.wmem_queued += sum(r[2] for r in back)  # still queued, now unsent
+        self.snd_nxt = self.snd_una
+        self.packets_out = 0
+        self.cwnd = 1
+        yield from self.write_xmit(cpu, in_task, True)
+
+    # ================================================================ receive (softirq)
+    def dropped(self, pkt: tuple[Any, ...], where: str) -> None:
+        if pkt[6] > 0:
+            self.lost_bytes += pkt[6]
+        self.stats.packet_dropped(where)
+
+    def rx(self, cpu: CPU, ctx: Any, pkt: tuple[Any, ...]) -> Generator[Any, None, None]:
+        """process_backlog -> ip_rcv -> tcp_v4_rcv."""
+        sim = self.sim
+        if self.owned:
+            limit = 2 * self.rcvbuf + self.sndbuf // 2 + 65536
+            if self.backlog_bytes > limit:
+                self.backlog_drops += 1
+                yield sim.work((S["process_backlog"], 0), (S["ip_rcv"], 0), (S["tcp_v4_rcv"], 0))
+                self.dropped(pkt, "tcp_backlog")
+                return
+            yield sim.work((S["process_backlog"], 0), (S["ip_rcv"], 0), (S["tcp_v4_rcv"], 0),
+                           (S["tcp_add_backlog"], 0))
+            self.backlog.append(pkt)
+            self.backlog_bytes += pkt[6] + 832
+            return
+        yield sim.work((S["process_backlog"], 0), (S["ip_rcv"], 0), (S["tcp_v4_rcv"], 0))
+        yield from self.do_rcv(cpu, pkt, False)
+
+    def do_rcv(self, cpu: CPU, pkt: tuple[Any, ...], in_task: bool) -> Generator[Any, None, None]:
+        """tcp_rcv_established: ACK processing, then data, then the ACK decision."""
+        sim = self.sim
+        _, msg, _, _, _, seq, length, segs, ack, wnd = pkt
+        if length:
+            self.in_segs += segs
+        # ---- tcp_ack
+        if ack > self.snd_una or (ack == self.snd_una and wnd != self.snd_wnd):
+            yield from self._process_ack(cpu, ack, wnd, in_task)
+        if not length:
+            return
+        # ---- data
+        if seq != self.rcv_nxt:
+            if seq > self.rcv_nxt and seq not in self.ofo:
+                # tcp_data_queue_ofo: hold it until the hole fills; dup-ACK at once
+                self.ofo[seq] = pkt
+                self.ofo_queued += 1
+                self.rmem += truesize_tcp(length, self.modern)
+            self.ack_pending = True
+            yield from self.send_ack(cpu, in_task)
+            return
+        now = self.env.now
+        self.rcv_nxt += length
+        truesize = truesize_tcp(length, self.modern)
+        self.rmem += truesize
+        # tcp_measure_rcv_mss and the scaling ratio learned from len/truesize (6.7+)
+        per_seg = length // segs if segs else length
+        if per_seg >= self.rcv_mss:
+            self.rcv_mss = min(per_seg, self.advmss)
+        else:
+            self.pushed = True
+        if self.modern:
+            self.ratio = max(self.ratio, min(0.99, length / truesize)) if length >= 4096 else self.ratio
+        self.rcvq.append([self.rcv_nxt, length, 0, truesize, now, msg])
+        while self.ofo and self.rcv_nxt in self.ofo:  # tcp_ofo_queue: the hole is filled
+            q = self.ofo.pop(self.rcv_nxt)
+            self.rcv_nxt += q[6]
+            self.rcvq.append([self.rcv_nxt, q[6], 0, truesize_tcp(q[6], self.modern), now, q[1]])
+        self.last_rcv = now
+        self.ack_pending = True
+        items = [(S["sock_def_readable"], 0)]
+        waiter = self.wq_data.waiters[0] if self.wq_data.waiters else None
+        if waiter is not None:
+            items.append((S["try_to_wake_up"] if waiter.cpu is cpu else S["ttwu_queue_wakelist"], 0))
+        yield sim.work(*items)
+        if self.wq_data.waiters:
+            sim.wake_all(self.wq_data, cpu)
+        # ---- __tcp_ack_snd_check
+        quick = self.quick > 0 and not self.pingpong
+        if (self.rcv_nxt - self.rcv_wup > self.rcv_mss and self.window() >= self.rcv_wnd) or quick:
+            yield from self.send_ack(cpu, in_task)
+        else:
+            self._arm_delack(cpu)
+
+    def _process_ack(self, cpu: CPU, ack: int, wnd: int, in_task: bool) -> Generator[Any, None, None]:
+        sim = self.sim
+        freed = 0
+        acked_segs = 0
+        out_before = self.packets_out
+        done_msgs = 0
+        while self.rtx and self.rtx[0][0] <= ack:
+            r = self.rtx.popleft()
+            freed += r[2]
+            acked_segs += r[3]
+            done_msgs += 1
+        self.wmem_queued -= freed
+        self.packets_out = max(0, self.packets_out - acked_segs)
+        if ack > self.snd_nxt:
+            # after an RTO rewound snd_nxt, the peer had the data already: drop it from the queue
+            skip = ack - self.snd_nxt
+            while skip > 0 and self.write_q:
+                head = self.write_q[0]
+                if head <= skip:
+                    self.write_q.popleft()
+                    self.wmem_queued -= truesize_tcp(head, self.modern)
+                    skip -= head
+                else:
+                    self.write_q[0] = head - skip
+                    self.wmem_queued -= truesize_tcp(head, self.modern) - truesize_tcp(head - skip, self.modern)
+                    skip = 0
+            self.snd_nxt = ack
+        if ack > self.snd_una:
+            self.snd_una = ack
+        self.snd_wnd = wnd
+        if wnd > self.max_window:
+            self.max_window = wnd
+        if acked_segs and self.cwnd < 2 * out_before:
+            # slow start while cwnd-limited (tcp_is_cwnd_limited); lo never loses, ssthresh stays infinite
+            self.cwnd += acked_segs
+            self._expand_sndbuf()
+        if self.rtx:
+            self._arm_rto(cpu)
+        else:
+            self.rto_armed = False
+        items = [(S["tcp_ack"], 0)]
+        wake = bool(self.wq_space.waiters) and self.wmem_queued * 3 <= self.sndbuf * 2
+        if wake:
+            w = self.wq_space.waiters[0]
+            items += [(S["sock_def_readable"], 0),
+                      (S["try_to_wake_up"] if w.cpu is cpu else S["ttwu_queue_wakelist"], 0)]
+        yield sim.work(*items)
+        if wake and self.wq_space.waiters and self.wmem_queued * 3 <= self.sndbuf * 2:
+            sim.wake_all(self.wq_space, cpu)  # sk_stream_write_space
+        # tcp_data_snd_check: transmit more from this context
+        if self.write_q:
+            yield from self.write_xmit(cpu, in_task, True)
+
+    # ================================================================ socket lock
+    def lock_sock(self) -> None:
+        self.owned = True
+
+    def release_sock(self, cpu: CPU) -> Generator[Any, None, None]:
+        """__release_sock: process the backlog in task context, then tcp_release_cb."""
+        sim = self.sim
+        while True:  # anything that arrives while we work here also waits for us
+            while self.backlog:
+                pkt = self.backlog.popleft()
+                self.backlog_bytes -= pkt[6] + 832
+                yield from self.do_rcv(cpu, pkt, True)
+            if self.deferred_rto:
+                self.deferred_rto = False
+                yield sim.work((S["tcp_retransmit_timer"], 0))
+                yield from self._retransmit(cpu, True)
+                continue
+            if self.deferred_delack:
+                self.deferred_delack = False
+                if self.ack_pending:
+                    yield sim.work((S["tcp_delack_timer"], 0))
+                    yield from self.send_ack(cpu, True)
+                continue
+            break
+        self.owned = False
+
+    # ================================================================ system calls
+    def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
+        sim = self.sim
+        cpu = task.cpu
+        yield sim.work((S["syscall"], 0), (S["tcp_sendmsg"], 0))
+        self.lock_sock()
+        self.stats.sent(msg, nbytes, t_send)
+        self.msg_ends.append((self.write_seq + nbytes, msg))
+        left = nbytes
+        new_skbs = 0
+        while left > 0:
+            if self.wmem_queued >= self.sndbuf:
+                # sk_stream_wait_memory: push what we have, release the lock, sleep
+                yield from self.write_xmit(cpu, True, True)
+                yield from self.release_sock(cpu)
+                t0 = self.env.now
+                # woken by sk_stream_write_space only once wmem_queued <= 2/3 sndbuf
+                while self.wmem_queued >= self.sndbuf:
+                    yield self.wq_space
+                self.stats.blocked(self.env.now - t0)
+                self.lock_sock()
+                continue
+            goal = self.size_goal()
+            if self.tail_open and self.write_q and self.write_q[-1] < goal:
+                room = goal - self.write_q[-1]
+                chunk = min(room, left)
+                self.write_q[-1] += chunk
+                items = [(S["skb_copy_to_page_nocache"], chunk)]
+            else:
+                chunk = min(goal, left)
+                self.write_q.append(chunk)
+                self.tail_open = True
+                new_skbs += 1
+                items = [(S["tcp_stream_alloc_skb"], 0), (S["skb_copy_to_page_nocache"], chunk)]
+            old = self.write_q[-1] - chunk
+            self.wmem_queued += truesize_tcp(self.write_q[-1], self.modern) - (
+                truesize_tcp(old, self.modern) if old else 0)
+            self.write_seq += chunk
+            left -= chunk
+            yield sim.work(*items)
+            if self.write_q and self.write_q[-1] >= goal:
+                # forced push of a full skb (tcp_push_one / __tcp_push_pending_frames)
+                yield from self.write_xmit(cpu, True, False)
+            if new_skbs >= 16:  # sk_flush_backlog every 16 skbs
+                new_skbs = 0
+                yield from self.release_sock(cpu)
+                self.lock_sock()
+        # tcp_push(): PSH on the last skb; Nagle decides unless TCP_NODELAY
+        self.tail_open = False
+        yield from self.write_xmit(cpu, True, True)
+        yield from self.release_sock(cpu)
+        yield PREEMPT
+
+    def recvmsg(self, task: Task, bufsize: int) -> Generator[Any, None, int]:
+        """tcp_recvmsg: returns bytes copied (>= 1; returns as soon as data was copied)."""
+        sim = self.sim
+        cpu = task.cpu
+        yield sim.work((S["syscall"], 0), (S["tcp_recvmsg"], 0))
+        self.lock_sock()
+        while not self.rcvq:
+            # sk_wait_data: flush the backlog, maybe ACK, release the lock and sleep
+            yield from self.release_sock(cpu)
+            if self.rcvq:
+                self.lock_sock()
+                break
+            yield self.wq_data
+            self.lock_sock()
+            if not self.rcvq:
+                yield from self.release_sock(cpu)
+                self.lock_sock()
+        copied = 0
+        wait = 0.0
+        now = self.env.now
+        for skb in self.rcvq:
+            if copied >= bufsize:
+                break
+            chunk = min(skb[1] - skb[2], bufsize - copied)
+            if skb[2] == 0:
+                wait += now - skb[4]
+            copied += chunk
+        sim.stage_wait[S["tcp_recvmsg"]] += wait
+        task.msg = self.rcvq[0][5]
+        yield sim.work((S["skb_copy_datagram_msg"], copied), (S["tcp_cleanup_rbuf"], 0))
+        left = copied
+        while left > 0 and self.rcvq:
+            skb = self.rcvq[0]
+            chunk = min(skb[1] - skb[2], left)
+            skb[2] += chunk
+            left -= chunk
+            if skb[2] == skb[1]:
+                self.rcvq.popleft()
+                self.rmem -= skb[3]
+        self.copied_seq += copied
+        self._rcv_space_adjust(copied)
+        # tcp_cleanup_rbuf: ACK a pending ACK when more than a segment is un-ACKed or it was
+        # pushed (not in ping-pong mode); send a window update when the window doubled
+        time_to_ack = self.ack_pending and (
+            (self.rcv_nxt - self.rcv_wup > self.rcv_mss) or (self.pushed and not self.pingpong))
+        if not time_to_ack and copied > 0:
+            cur = max(0, self.rcv_wup + self.rcv_wnd - self.rcv_nxt)
+            if 2 * cur <= self.rcvbuf:
+                new = self.window()
+                if new and new >= 2 * cur:
+                    time_to_ack = True
+        if time_to_ack:
+            yield from self.send_ack(cpu, True)
+        yield from self.release_sock(cpu)
+        yield PREEMPT
+        return copied
+
+    def _rcv_space_adjust(self, copied: int) -> None:
+        """tcp_rcv_space_adjust (DRS): grow rcvbuf when the reader drains more than before."""
+        self.rcvq_space += copied
+        if self.user_rcvbuf:
+            return
+        space = self.rcvq_space
+        rcvwin = 2 * space + 16 * self.advmss
+        want = min(self.rmem_max, int(rcvwin / max(self.ratio, 0.25)))
+        if want > self.rcvbuf and space > self.window():
+            self.rcvbuf = want
+        self.rcvq_space = 0
+
+    def in_flight_bytes(self, cpus: list[CPU]) -> int:
+        """Bytes written by this end and not yet read by the peer, read from the queues:
+        the write queue, packets in CPU backlogs (and in a softirq's hand), the peer's
+        socket backlog, the peer's receive queue.  Exact when nothing was lost."""
+        peer = self.peer
+        n = sum(self.write_q) + sum(s[1] - s[2] for s in peer.rcvq) + sum(p[6] for p in peer.backlog)
+        n += sum(p[6] for p in peer.ofo.values())
+        for cpu in cpus:
+            for q in (cpu.input_pkt_queue, cpu.process_queue):
+                n += sum(p[6] for p in q if p[0] is peer)
+            p = cpu.cur_pkt
+            if p is not None and p[0] is peer:
+                n += p[6]
+        return n
+
+
+def tcp_connect(sim: Sim, net: Net, *, kernel: Any, flow: int, stats: Any, nodelay: bool,
+                so_sndbuf: int | None, so_rcvbuf: int | None) -> tuple[TcpSock, TcpSock]:
+    """Two ends of an established connection, as after the three-way handshake."""
+    a = TcpSock(sim, net, f"tcp{flow}.client", kernel=kernel, flow=flow, stats=stats, nodelay=nodelay,
+                so_sndbuf=so_sndbuf, so_rcvbuf=so_rcvbuf)
+    b = TcpSock(sim, net, f"tcp{flow}.server", kernel=kernel, flow=flow, stats=stats, nodelay=nodelay,
+                so_sndbuf=so_sndbuf, so_rcvbuf=so_rcvbuf)
+    a.peer, b.peer = b, a
+    for s in (a, b):
+        # after the handshake: the peer's window (SYN/SYN-ACK), rcv_wnd, quick-ack budget
+        s.rcv_wnd = s.window()
+        s.quick = min(s.rcv_wnd // (2 * TCP_MSS_DEFAULT), s.quickacks_max)
+    for s in (a, b):
+        s.snd_wnd = s.peer.rcv_wnd
+        s.max_window = s.snd_wnd
+        s._expand_sndbuf()  # tcp_init_buffer_space -> tcp_sndbuf_expand
+    return a, b

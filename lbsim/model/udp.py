@@ -1,0 +1,178 @@
+"""UDP over loopback: ``udp_sendmsg`` -> IP output -> lo -> backlog -> ``udp_rcv``.
+
+Send (task context, sender CPU): ``syscall``, ``udp_sendmsg`` (ip_make_skb),
+``ip_generic_getfrag`` (copy #1, per byte), ``ip_output``; a datagram larger than
+``mtu - 28`` is cut by ``ip_fragment`` into fragments of ``(mtu - 20) & ~7`` payload bytes,
+and each fragment goes through ``dev_queue_xmit`` -> ``loopback_xmit`` -> ``netif_rx``
+separately (each followed by ``local_bh_enable``, where NET_RX runs inline).  The skb is
+orphaned in ``loopback_xmit``, so the sender's ``sk_wmem_alloc`` never fills: a UDP
+sender on lo never blocks (measured: 5000 non-blocking sends, no EAGAIN).
+
+Receive (softirq, on the CPU that owns the backlog): ``process_backlog``, ``ip_rcv``
+(``ip_defrag`` per fragment when fragmented; the datagram continues when its last
+fragment arrives), ``udp_rcv`` -> ``__udp_enqueue_schedule_skb``: the truesize of the
+datagram is charged to ``sk_rmem_alloc`` and checked against ``sk_rcvbuf`` by the
+kernel's rule (see ``KernelParams.udp_rcvbuf_rule``); a drop counts ``RcvbufErrors``
+and ``InErrors``.  Then ``sock_def_readable`` wakes the reader.
+
+``udp_recvmsg`` (receiver task): dequeue one datagram, copy (``skb_copy_datagram_msg``),
+uncharge ``sk_rmem_alloc``; if the queue is empty, sleep in ``__skb_wait_for_more_packets``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Generator
+
+from lbsim.model.core import BH_ENABLE, CPU, PREEMPT, Sim, Task, WaitQueue
+from lbsim.model.netdev import Net
+from lbsim.model.skb import truesize_udp
+from lbsim.model.stages import SID
+
+__all__ = ["UdpSocket", "udp_fragments"]
+
+S = SID
+
+
+def udp_fragments(payload: int, mtu: int) -> list[int]:
+    """IP payload bytes (UDP header included) of each fragment (ip_do_fragment)."""
+    total = payload + 8
+    if total + 20 <= mtu:
+        return [total]
+    per = (mtu - 20) & ~7
+    out = []
+    while total > per:
+        out.append(per)
+        total -= per
+    out.append(total)
+    return out
+
+
+class UdpSocket:
+    """A connected UDP socket pair's receiving end, with the sender's send path."""
+
+    def __init__(self, sim: Sim, net: Net, *, rcvbuf: int, flow: int, stats: Any) -> None:
+        self.sim = sim
+        self.net = net
+        self.env = sim.env
+        k = net.kernel
+        self.mtu = k.mtu
+        self.modern = k.name != "linux-2.6.32"
+        self.rule = k.udp_rcvbuf_rule
+        self.rcvbuf = rcvbuf
+        self.rmem = 0
+        self.queue: deque[tuple[int, int, int, float, float]] = deque()  # (msg, len, truesize, t_send, t_enq)
+        self.wq = WaitQueue("udp sk_wq")
+        self.flow = flow
+        self.stats = stats
+        self.rcvbuf_errors = 0
+        self.frag_pending: dict[int, int] = {}  # msg -> fragments still to come
+        self.frag_dead: set[int] = set()  # datagrams that lost a fragment
+        self.max_rmem = 0
+
+    # ---------------------------------------------------------------- sender side
+    def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
+        sim = self.sim
+        frags = udp_fragments(nbytes, self.mtu)
+        yield sim.work((S["syscall"], 0), (S["udp_sendmsg"], 0), (S["ip_generic_getfrag"], nbytes),
+                       (S["ip_output"], 0))
+        cpu = task.cpu
+        nfr = len(frags)
+        if nfr > 1:
+            self.frag_pending[msg] = nfr
+        truesize = truesize_udp(nbytes, self.modern)
+        self.stats.sent(msg, nbytes, t_send)
+        for i, flen in enumerate(frags):
+            if nfr > 1:
+                w = sim.work((S["ip_fragment"], 0), (S["dev_queue_xmit"], 0), (S["loopback_xmit"], 0),
+                             (S["netif_rx"], 0))
+            else:
+                w = sim.work((S["dev_queue_xmit"], 0), (S["loopback_xmit"], 0), (S["netif_rx"], 0))
+            yield w
+            last = i == nfr - 1
+            self.net.netif_rx(cpu, (self, msg, flen + 20, self.flow, self.env.now, nbytes, truesize, t_send,
+                                    nfr > 1, last))
+            yield BH_ENABLE
+        yield PREEMPT
+
+    # ---------------------------------------------------------------- softirq side
+    def dropped(self, pkt: tuple[Any, ...], where: str) -> None:
+        msg = pkt[1]
+        if pkt[8]:  # a fragment: the datagram is lost once, its other fragments are discarded
+            if msg in self.frag_dead:
+                return
+            self.frag_dead.add(msg)
+        self.stats.dropped(msg, where)
+
+    def rx(self, cpu: CPU, ctx: Any, pkt: tuple[Any, ...]) -> Generator[Any, None, None]:
+        sim = self.sim
+        msg = pkt[1]
+        if pkt[8]:
+            # ip_local_deliver -> ip_defrag: queue until the datagram is complete
+            yield sim.work((S["process_backlog"], 0), (S["ip_rcv"], 0), (S["ip_defrag"], 0))
+            left = self.frag_pending.get(msg, 0) - 1
+            if left > 0:
+                self.frag_pending[msg] = left
+                return
+            self.frag_pending.pop(msg, None)
+            if msg in self.frag_dead:
+                self.frag_dead.discard(msg)
+                return
+            head = (S["udp_rcv"], 0)
+            items = [head]
+        else:
+            items = [(S["process_backlog"], 0), (S["ip_rcv"], 0), (S["udp_rcv"], 0)]
+        truesize = pkt[6]
+        accept = self._rcvbuf_accepts(truesize)
+        waiter = self.wq.waiters[0] if (accept and self.wq.waiters) else None
+        if accept:
+            items.append((S["sock_def_readable"], 0))
+            if waiter is not None:
+                items.append((S["try_to_wake_up"] if waiter.cpu is cpu else S["ttwu_queue_wakelist"], 0))
+        yield sim.work(*items)
+        if not self._rcvbuf_accepts(truesize):  # re-check at the time the skb is charged
+            self.rcvbuf_errors += 1
+            self.stats.dropped(msg, "rcvbuf")
+            return
+        self.rmem += truesize
+        if self.rmem > self.max_rmem:
+            self.max_rmem = self.rmem
+        self.queue.append((msg, pkt[5], truesize, pkt[7], self.env.now))
+        if self.wq.waiters:
+            sim.wake_all(self.wq, cpu)
+
+    def _rcvbuf_accepts(self, truesize: int) -> bool:
+        rmem, rcvbuf = self.rmem, self.rcvbuf
+        if self.rule == "empty":
+            return rmem + truesize <= rcvbuf or rmem == 0
+        if self.rule == "le":
+            return rmem + truesize <= rcvbuf or rmem <= rcvbuf
+        return rmem + truesize < rcvbuf  # "ge": 2.6.32 sock_queue_rcv_skb
+
+    # ---------------------------------------------------------------- receiver side
+    def recvmsg(self, task: Task, bufsize: int) -> Generator[Any, None, int]:
+        """Returns the bytes read; ``task.msg`` names the datagram."""
+        sim = self.sim
+        yield sim.work((S["syscall"], 0))
+        while not self.queue:
+            yield self.wq
+        msg, length, truesize, t_send, t_enq = self.queue.popleft()
+        sim.stage_wait[S["udp_recvmsg"]] += self.env.now - t_enq
+        n = min(length, bufsize)
+        task.msg = msg
+        yield sim.work((S["udp_recvmsg"], 0), (S["skb_copy_datagram_msg"], n))
+        self.rmem -= truesize
+        yield PREEMPT
+        return n
+
+    def in_flight(self, cpus: list[CPU]) -> int:
+        """Datagrams on their way, read from the queues: backlogs (whole datagrams and the
+        softirq's packet in hand), reassembly queues, the socket receive queue."""
+        n = len(self.queue) + sum(1 for m in self.frag_pending if m not in self.frag_dead)
+        for cpu in cpus:
+            for q in (cpu.input_pkt_queue, cpu.process_queue):
+                n += sum(1 for p in q if p[0] is self and not p[8])
+            p = cpu.cur_pkt
+            if p is not None and p[0] is self and not p[8]:
+                n += 1
+        return n

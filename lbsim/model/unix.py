@@ -1,0 +1,211 @@
+"""AF_UNIX stream and datagram sockets (net/unix/af_unix.c): no IP, no device, no softirq.
+
+``unix_stream_sendmsg`` cuts a write into skbs of at most
+``min(sk_sndbuf / 2 - 64, SKB_MAX_HEAD(0) + UNIX_SKB_FRAGS_SZ)`` bytes (36544 on 6.x;
+linear ``SKB_MAX_ALLOC`` skbs on 2.6.32).  Per skb: ``sock_alloc_send_pskb`` blocks while
+the *sender's* ``sk_wmem_alloc >= sk_sndbuf`` (``sk_rcvbuf`` is never consulted), copy #1,
+``skb_queue_tail`` onto the **peer's** receive queue under ``unix_state_lock(other)``, and
+``other->sk_data_ready`` (one wake-up per skb).  All of it runs in the sender's task.
+
+``unix_stream_read_generic`` copies from as many skbs as the buffer takes; each fully
+consumed skb is freed (``consume_skb`` -> ``sock_wfree`` -> ``unix_write_space``), which
+wakes a blocked writer only once ``wmem_alloc * 4 <= sndbuf`` (25 %: hysteresis).
+
+``unix_dgram_sendmsg``: EMSGSIZE above ``sk_sndbuf - 32`` (rejected when the configuration
+is built); alloc (blocks on the sender's sndbuf) and copy; then the queue check: the peer
+is a bound server that is not connected back, so ``skb_queue_len(&other->sk_receive_queue)
+> sk_max_ack_backlog`` (``unix_max_dgram_qlen``, test ``>``: qlen + 1 datagrams fit) puts
+the sender to sleep on the peer's ``peer_wait`` (``unix_wait_for_peer``), then it retries.
+``__unix_dgram_recvmsg`` wakes ``peer_wait`` after each dequeue, copies, frees the skb.
+
+Left out: credentials/SCM (``maybe_add_creds``, no ancillary data in the workloads),
+``MSG_PEEK``, the ``iolock`` mutex (one reader per socket here).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Generator
+
+from lbsim.model.core import PREEMPT, Sim, Task, WaitQueue
+from lbsim.model.skb import truesize_unix_dgram, truesize_unix_stream
+from lbsim.model.stages import SID
+
+__all__ = ["UnixStream", "UnixDgram"]
+
+S = SID
+
+
+class _UnixBase:
+    def __init__(self, sim: Sim, *, sndbuf: int, stats: Any, modern: bool) -> None:
+        self.sim = sim
+        self.env = sim.env
+        self.sndbuf = sndbuf  # the sender's sk_sndbuf: the only flow control
+        self.wmem = 0  # the sender's sk_wmem_alloc
+        self.queue: deque[list[Any]] = deque()  # the peer's sk_receive_queue
+        self.wq_data = WaitQueue("unix peer sk_wq")  # the reader sleeps here
+        self.wq_space = WaitQueue("unix sender sk_wq")  # sock_wait_for_wmem
+        self.stats = stats
+        self.modern = modern
+        self.sender_blocked = 0
+
+    def _wake_items(self, wq: WaitQueue, cpu: Any) -> list[tuple[int, int]]:
+        """sk_data_ready / sk_write_space cost, plus try_to_wake_up when someone sleeps."""
+        items = [(S["sock_def_readable"], 0)]
+        if wq.waiters:
+            w = wq.waiters[0]
+            items.append((S["try_to_wake_up"] if w.cpu is cpu else S["ttwu_queue_wakelist"], 0))
+        return items
+
+    def _free(self, truesize: int, cpu: Any) -> None:
+        """sock_wfree -> unix_write_space: wake writers once wmem_alloc * 4 <= sndbuf."""
+        self.wmem -= truesize
+        if self.wq_space.waiters and self.wmem * 4 <= self.sndbuf:
+            self.sim.wake_all(self.wq_space, cpu)
+
+    def _free_items(self, truesize: int, cpu: Any) -> list[tuple[int, int]]:
+        if self.wq_space.waiters and (self.wmem - truesize) * 4 <= self.sndbuf:
+            return self._wake_items(self.wq_space, cpu)
+        return []
+
+    def _wait_wmem(self, task: Task) -> Generator[Any, None, None]:
+        """sock_alloc_send_pskb -> sock_wait_for_wmem while wmem_alloc >= sndbuf."""
+        if self.wmem >= self.sndbuf:
+            self.sender_blocked += 1
+            t0 = self.env.now
+            while self.wmem >= self.sndbuf:
+                yield self.wq_space
+            self.stats.blocked(self.env.now - t0)
+
+    def in_flight_bytes(self) -> int:
+        """Bytes queued on the peer and not yet read."""
+        return sum(skb[1] - skb[2] for skb in self.queue)
+
+    def in_flight(self) -> int:
+        """Datagrams queued on the peer (a datagram is counted sent once queued)."""
+        return len(self.queue)
+
+
+class UnixStream(_UnixBase):
+    def __init__(self, sim: Sim, *, sndbuf: int, max_skb: int, stats: Any, modern: bool) -> None:
+        super().__init__(sim, sndbuf=sndbuf, stats=stats, modern=modern)
+        self.max_skb = max_skb
+
+    def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
+        sim = self.sim
+        cpu = task.cpu
+        yield sim.work((S["syscall"], 0))
+        self.stats.sent(msg, nbytes, t_send)
+        left = nbytes
+        while left > 0:
+            size = min(left, self.sndbuf // 2 - 64, self.max_skb)
+            if size <= 0:
+                size = min(left, 64)
+            yield from self._wait_wmem(task)
+            truesize = truesize_unix_stream(size, self.modern)
+            self.wmem += truesize  # skb_set_owner_w in sock_alloc_send_pskb
+            items = [(S["unix_stream_sendmsg"], 0), (S["skb_copy_datagram_from_iter"], size)]
+            items += self._wake_items(self.wq_data, cpu)
+            yield sim.work(*items)
+            # skb_queue_tail(&other->sk_receive_queue) + other->sk_data_ready(other)
+            self.queue.append([msg, size, 0, truesize, self.env.now])
+            left -= size
+            if self.wq_data.waiters:
+                sim.wake_all(self.wq_data, cpu)
+        yield PREEMPT
+
+    def recvmsg(self, task: Task, bufsize: int) -> Generator[Any, None, int]:
+        """unix_stream_read_generic; returns the bytes copied."""
+        sim = self.sim
+        cpu = task.cpu
+        yield sim.work((S["syscall"], 0))
+        while not self.queue:
+            yield self.wq_data
+        copied = 0
+        freed: list[int] = []
+        wait = 0.0
+        now = self.env.now
+        # walk the queue as the reader will: skbs it consumes whole are freed
+        for skb in self.queue:
+            if copied >= bufsize:
+                break
+            chunk = min(skb[1] - skb[2], bufsize - copied)
+            copied += chunk
+            if skb[2] == 0:
+                wait += now - skb[4]
+            if skb[2] + chunk == skb[1]:
+                freed.append(skb[3])
+        sim.stage_wait[S["unix_stream_recvmsg"]] += wait
+        items = [(S["unix_stream_recvmsg"], 0), (S["skb_copy_datagram_msg"], copied)]
+        if freed:
+            items += self._free_items(sum(freed), cpu)
+        task.msg = self.queue[0][0]
+        yield sim.work(*items)
+        left = copied
+        while left > 0 and self.queue:
+            skb = self.queue[0]
+            chunk = min(skb[1] - skb[2], left)
+            skb[2] += chunk
+            left -= chunk
+            if skb[2] == skb[1]:
+                self.queue.popleft()
+                self._free(skb[3], cpu)
+        yield PREEMPT
+        return copied
+
+
+class UnixDgram(_UnixBase):
+    def __init__(self, sim: Sim, *, sndbuf: int, max_qlen: int, stats: Any, modern: bool) -> None:
+        super().__init__(sim, sndbuf=sndbuf, stats=stats, modern=modern)
+        self.max_qlen = max_qlen
+        self.peer_wait = WaitQueue("unix peer_wait")
+
+    def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
+        sim = self.sim
+        cpu = task.cpu
+        yield sim.work((S["syscall"], 0))
+        yield from self._wait_wmem(task)
+        truesize = truesize_unix_dgram(nbytes, self.modern)
+        self.wmem += truesize
+        full = len(self.queue) > self.max_qlen
+        items = [(S["unix_dgram_sendmsg"], 0), (S["skb_copy_datagram_from_iter"], nbytes)]
+        if not full:
+            items += self._wake_items(self.wq_data, cpu)
+        yield sim.work(*items)
+        if len(self.queue) > self.max_qlen:
+            # unix_recvq_full_lockless(other) -> unix_wait_for_peer(), then restart_locked
+            self.sender_blocked += 1
+            t0 = self.env.now
+            while len(self.queue) > self.max_qlen:
+                yield self.peer_wait
+            self.stats.blocked(self.env.now - t0)
+            yield sim.work(*self._wake_items(self.wq_data, cpu))
+        self.stats.sent(msg, nbytes, t_send)
+        self.queue.append([msg, nbytes, 0, truesize, self.env.now])
+        if self.wq_data.waiters:
+            sim.wake_all(self.wq_data, cpu)
+        yield PREEMPT
+
+    def recvmsg(self, task: Task, bufsize: int) -> Generator[Any, None, int]:
+        """__unix_dgram_recvmsg; returns the bytes read, ``task.msg`` names the datagram."""
+        sim = self.sim
+        cpu = task.cpu
+        yield sim.work((S["syscall"], 0))
+        while not self.queue:
+            yield self.wq_data
+        skb = self.queue.popleft()
+        sim.stage_wait[S["unix_dgram_recvmsg"]] += self.env.now - skb[4]
+        task.msg = skb[0]
+        n = min(skb[1], bufsize)
+        items = [(S["unix_dgram_recvmsg"], 0)]
+        if self.peer_wait.waiters:
+            items += self._wake_items(self.peer_wait, cpu)
+        items.append((S["skb_copy_datagram_msg"], n))
+        items += self._free_items(skb[3], cpu)
+        # wake_up_interruptible_sync_poll(&u->peer_wait) happens right after the dequeue
+        if self.peer_wait.waiters:
+            sim.wake(self.peer_wait.waiters[0], cpu)  # exclusive wait: one writer
+        yield sim.work(*items)
+        self._free(skb[3], cpu)
+        yield PREEMPT
+        return n

@@ -1,0 +1,89 @@
+"""Workloads: the user programs on each end, as task generators.
+
+``pingpong``  the client sends ``msg_bytes``, the server reads them all and echoes them;
+              the client's round trip (send call to the return of the receive that
+              completes the reply) is the latency (``rtt``); ``messages`` round trips.
+``rr``        ``flows`` concurrent ping-pong flows; latency = round trip.
+``stream``    one-way writes of ``msg_bytes`` back to back; the receiver reads with a
+              buffer of the same size; latency = send call to the receive that completes
+              the message (``one_way``); throughput = bytes received / (first write ->
+              last byte received), MB = 10^6 B.
+``poisson``   open-loop: write times drawn as a Poisson process of ``rate_per_s`` per flow
+              (latency = send call to receive return, ``one_way``).
+``burst``     ``burst_size`` writes back to back, then ``burst_gap_ns`` of idle, until
+              ``messages`` writes per flow.
+
+A channel is one direction of one flow: ``send(task, msg, nbytes, t0)`` and
+``recv(task, bufsize) -> nbytes`` generators plus its :class:`FlowDir` statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Generator
+
+from lbsim.model.core import Sleep, Task
+from lbsim.model.metrics import FlowDir
+
+__all__ = ["Channel", "pingpong_client", "echo_server", "one_way_sender", "sink"]
+
+
+@dataclass
+class Channel:
+    send: Callable[..., Generator[Any, None, Any]]
+    recv: Callable[..., Generator[Any, None, Any]]
+    stats: FlowDir
+    stream: bool
+    msg_of: Callable[[Task], int]
+
+
+def _recv_exact(ch: Channel, task: Task, nbytes: int) -> Generator[Any, None, None]:
+    """Read until ``nbytes`` arrived (a stream may return a message in pieces)."""
+    got = 0
+    while got < nbytes:
+        n = yield from ch.recv(task, nbytes - got if ch.stream else nbytes)
+        got += n if ch.stream else nbytes
+        ch.stats.received(n, ch.msg_of(task))
+
+
+def pingpong_client(task: Task, out: Channel, back: Channel, *, messages: int, nbytes: int, ids: Any,
+                    record: Callable[[float], None]) -> Generator[Any, None, None]:
+    env_now = task.cpu.env
+    for _ in range(messages):
+        msg = next(ids)
+        task.msg = msg
+        t0 = env_now.now
+        yield from out.send(task, msg, nbytes, t0)
+        yield from _recv_exact(back, task, nbytes)
+        record(env_now.now - t0)
+
+
+def echo_server(task: Task, inbound: Channel, reply: Channel, *, nbytes: int, ids: Any) -> Generator[Any, None, None]:
+    env = task.cpu.env
+    while True:
+        yield from _recv_exact(inbound, task, nbytes)
+        msg = next(ids)
+        task.msg = msg
+        yield from reply.send(task, msg, nbytes, env.now)
+
+
+def one_way_sender(task: Task, out: Channel, *, messages: int, nbytes: int, ids: Any,
+                   arrivals: Any = None, burst: tuple[int, float] | None = None) -> Generator[Any, None, None]:
+    """stream (arrivals None), poisson (arrivals: iterator of absolute times), burst."""
+    env = task.cpu.env
+    for i in range(messages):
+        if arrivals is not None:
+            t = next(arrivals)
+            if t > env.now:
+                yield Sleep(t)
+        elif burst is not None and i and i % burst[0] == 0 and burst[1] > 0:
+            yield Sleep(env.now + burst[1])
+        msg = next(ids)
+        task.msg = msg
+        yield from out.send(task, msg, nbytes, env.now)
+
+
+def sink(task: Task, inbound: Channel, *, nbytes: int) -> Generator[Any, None, None]:
+    while True:
+        n = yield from inbound.recv(task, nbytes)
+        inbound.stats.received(n, inbound.msg_of(task))

@@ -1,0 +1,103 @@
+"""config -> model -> run -> result: the one entry point everything above calls."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lbsim.config import SimConfig, make_config
+from lbsim.costs import CostModel, load_costs
+from lbsim.model.host import run_model
+from lbsim.model.stages import STAGE_GROUP
+
+__all__ = ["simulate", "Result"]
+
+
+@dataclass
+class Result:
+    """What one simulation produced.  Times in ns unless the key says ``_us``."""
+
+    config: SimConfig
+    status: str
+    message: str
+    latency_kind: str
+    latency_ns: dict[str, float]
+    throughput: dict[str, float]
+    counters: dict[str, Any]
+    stages: list[dict[str, Any]]
+    cpu: list[dict[str, Any]]
+    sim_time_ns: float
+    elapsed_ns: float
+    wall_s: float
+    costs_name: str
+    costs_hash: str
+    trace: list[tuple[Any, ...]] | None = None
+    latency_samples_ns: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    @property
+    def latency_us(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.latency_kind}
+        for key in ("mean", "p50", "p90", "p99", "p999"):
+            out[key] = self.latency_ns[key] / 1000.0
+        out["count"] = self.latency_ns["count"]
+        return out
+
+    def conservation(self) -> dict[str, Any]:
+        """sent = delivered + dropped + in flight, each counted where it happens."""
+        c = self.counters
+        if c["bytes_in_flight"] is not None:
+            lhs, rhs = c["bytes_sent"], c["bytes_delivered"] + c["bytes_in_flight"]
+            unit = "bytes"
+        else:
+            lhs, rhs = c["messages_sent"], c["messages_delivered"] + c["messages_dropped"] + c["messages_in_flight"]
+            unit = "messages"
+        return {"unit": unit, "sent": lhs, "accounted": rhs, "ok": lhs == rhs}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config.model_dump(mode="json"),
+            "status": self.status,
+            "message": self.message,
+            "latency_us": self.latency_us,
+            "throughput": dict(self.throughput),
+            "counters": self.counters,
+            "stages": [dict(r, group=STAGE_GROUP[r["stage"]]) for r in self.stages],
+            "cpu": self.cpu,
+            "conservation": self.conservation(),
+            "sim_time_ns": self.sim_time_ns,
+            "wall_s": self.wall_s,
+            "costs": {"name": self.costs_name, "hash": self.costs_hash},
+        }
+
+    def trace_frame(self) -> Any:
+        """The trace as a pandas DataFrame (needs ``trace=True``)."""
+        import pandas as pd
+
+        if self.trace is None:
+            raise ValueError("this run kept no trace; simulate with trace=True")
+        return pd.DataFrame(self.trace, columns=["msg", "stage", "cpu", "context", "start_ns", "end_ns", "kind"])
+
+
+def simulate(config: SimConfig | dict[str, Any] | None = None, *, costs: CostModel | None = None,
+             **overrides: Any) -> Result:
+    """Run one simulation.  ``config`` is a SimConfig or a dict of its fields."""
+    if config is None or isinstance(config, dict):
+        cfg = make_config(config or {}, **overrides)
+    else:
+        cfg = config.model_copy(update=overrides) if overrides else config
+        if overrides:
+            cfg = make_config(cfg.model_dump())
+    model = costs if costs is not None else load_costs(cfg.costs)
+    t0 = time.perf_counter()
+    raw = run_model(cfg, model)
+    wall = time.perf_counter() - t0
+    return Result(
+        config=cfg, status=raw["status"], message=raw["message"], latency_kind=raw["latency_kind"],
+        latency_ns=raw["latency"], throughput=raw["throughput"], counters=raw["counters"],
+        stages=raw["stages"], cpu=raw["cpu"], sim_time_ns=raw["sim_time_ns"], elapsed_ns=raw["elapsed_ns"],
+        wall_s=wall, costs_name=model.name, costs_hash=model.hash, trace=raw["trace"],
+        latency_samples_ns=raw["latency_samples"],
+    )
