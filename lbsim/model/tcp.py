@@ -341,19 +341,19 @@ class TcpSock:
     def rx(self, cpu: CPU, ctx: Any, pkt: tuple[Any, ...]) -> Generator[Any, None, None]:
         """process_backlog -> ip_rcv -> tcp_v4_rcv."""
         sim = self.sim
+        yield sim.work((S["process_backlog"], 0), (S["ip_rcv"], 0), (S["tcp_v4_rcv"], 0))
+        # bh_lock_sock_nested + sock_owned_by_user, decided now (the owner may have let go
+        # while this CPU was in ip_rcv)
         if self.owned:
             limit = 2 * self.rcvbuf + self.sndbuf // 2 + 65536
             if self.backlog_bytes > limit:
                 self.backlog_drops += 1
-                yield sim.work((S["process_backlog"], 0), (S["ip_rcv"], 0), (S["tcp_v4_rcv"], 0))
                 self.dropped(pkt, "tcp_backlog")
                 return
-            yield sim.work((S["process_backlog"], 0), (S["ip_rcv"], 0), (S["tcp_v4_rcv"], 0),
-                           (S["tcp_add_backlog"], 0))
             self.backlog.append(pkt)
             self.backlog_bytes += pkt[6] + 832
+            yield sim.work((S["tcp_add_backlog"], 0))
             return
-        yield sim.work((S["process_backlog"], 0), (S["ip_rcv"], 0), (S["tcp_v4_rcv"], 0))
         yield from self.do_rcv(cpu, pkt, False)
 
     def do_rcv(self, cpu: CPU, pkt: tuple[Any, ...], in_task: bool) -> Generator[Any, None, None]:
@@ -512,7 +512,7 @@ class TcpSock:
                 self.lock_sock()
                 continue
             goal = self.size_goal()
-            if self.tail_open and self.write_q and self.write_q[-1] < goal:
+            if self.write_q and self.write_q[-1] < goal:  # unsent tail skb with room
                 room = goal - self.write_q[-1]
                 chunk = min(room, left)
                 self.write_q[-1] += chunk
