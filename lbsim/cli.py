@@ -1,0 +1,204 @@
+"""Command line: thin; parses arguments and calls one function per command.
+
+Exit status: 0 ok, 1 an internal error (a bug: the traceback is printed), 2 bad input
+(one line naming the field and what is allowed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import math
+import sys
+from typing import Any, Sequence
+
+from lbsim.config import TRANSPORTS, WORKLOADS, ConfigError, SimConfig, make_config
+from lbsim.costs import CostFileError
+
+__all__ = ["main"]
+
+
+class InputError(Exception):
+    """Bad input from the user: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own errors: one line, exit 2
+        raise InputError(message)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    fields = list(SimConfig.model_fields)
+    for item in items:
+        if "=" not in item:
+            raise InputError(f"--set {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; allowed: {', '.join(fields)}"
+            raise InputError(f"--set: unknown key {key!r}{hint}")
+        out[key] = _parse_value(value.strip())
+    return out
+
+
+def _common_sim_args(p: argparse.ArgumentParser, *, transport: bool) -> None:
+    if transport:
+        p.add_argument("--transport", default="tcp", help=f"one of {', '.join(TRANSPORTS)} (default tcp)")
+    p.add_argument("--workload", default="pingpong", help=f"one of {', '.join(WORKLOADS)} (default pingpong)")
+    p.add_argument("--msg-bytes", type=int, default=64, help="payload of one send() (default 64)")
+    p.add_argument("--messages", type=int, default=2000, help="round trips or writes per flow (default 2000)")
+    p.add_argument("--mtu", type=int, default=None, help="lo MTU (default: the kernel profile's)")
+    p.add_argument("--cpus", type=int, default=2, help="number of CPUs (default 2)")
+    p.add_argument("--placement", default="same", help="same | cross | JSON list of [sender, receiver] CPUs")
+    p.add_argument("--kernel", default="linux-6.12", help="linux-6.12 (default) | linux-2.6.32 | host")
+    p.add_argument("--costs", default="default", help="cost model: 'default' or a JSON file")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other configuration field, e.g. --set netdev_max_backlog=10")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _config_from_args(a: argparse.Namespace, transport: str | None = None) -> SimConfig:
+    data: dict[str, Any] = {
+        "transport": transport or a.transport, "workload": a.workload, "msg_bytes": a.msg_bytes,
+        "messages": a.messages, "cpus": a.cpus, "kernel": a.kernel, "costs": a.costs, "seed": a.seed,
+        "placement": _parse_value(a.placement) if a.placement.startswith("[") else a.placement,
+    }
+    if a.mtu is not None:
+        data["mtu"] = a.mtu
+    data.update(_parse_sets(a.set))
+    return make_config(data)
+
+
+def _fmt(x: Any, nd: int = 2) -> str:
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "-"
+        return f"{x:,.{nd}f}"
+    return str(x)
+
+
+def _print_result(r: Any) -> None:
+    c = r.config
+    lat = r.latency_us
+    print(f"{c.transport} {c.workload}  msg_bytes={c.msg_bytes} messages={c.messages} cpus={c.cpus} "
+          f"placement={c.placement} kernel={c.kernel} seed={c.seed}  [{r.status}]")
+    if r.message:
+        print(f"  note: {r.message}")
+    print(f"latency ({lat['kind']}, us): mean {_fmt(lat['mean'])}  p50 {_fmt(lat['p50'])}  p90 {_fmt(lat['p90'])}  "
+          f"p99 {_fmt(lat['p99'])}  p99.9 {_fmt(lat['p999'])}  (n={lat['count']})")
+    t = r.throughput
+    print(f"throughput: {_fmt(t['bytes_per_s'] / 1e6)} MB/s, {_fmt(t['msgs_per_s'], 0)} msg/s")
+    cons = r.conservation()
+    print(f"conservation ({cons['unit']}): sent {cons['sent']} = delivered + dropped + in flight "
+          f"{cons['accounted']}  {'ok' if cons['ok'] else 'MISMATCH'}")
+    print("counters:")
+    for k, v in r.counters.items():
+        if v in (None, {}, 0, 0.0) and k not in ("messages_dropped", "softnet_dropped"):
+            continue
+        print(f"  {k:24s} {_fmt(v, 0) if isinstance(v, float) else v}")
+    print("stages (busy time, all CPUs):")
+    rows = sorted(r.stages, key=lambda s: -s["busy_ns"])
+    total = sum(s["busy_ns"] for s in rows) or 1.0
+    for s in rows:
+        per = s["busy_ns"] / s["count"] if s["count"] else 0.0
+        print(f"  {s['stage']:28s} n={s['count']:>9d}  {per:9.1f} ns each  {100 * s['busy_ns'] / total:5.1f}%"
+              + (f"  wait {s['wait_ns'] / 1e3:,.1f} us" if s["wait_ns"] else ""))
+    print("cpus:")
+    for row in r.cpu:
+        print(f"  cpu{row['cpu']}: busy {100 * row['busy_frac']:5.1f}%  task {row['task_ns'] / 1e3:,.1f} us  "
+              f"softirq {row['softirq_ns'] / 1e3:,.1f} us  processed {row['softnet_processed']}  "
+              f"dropped {row['softnet_dropped']}  time_squeeze {row['time_squeeze']}")
+
+
+def cmd_simulate(a: argparse.Namespace) -> int:
+    from lbsim.simulate import simulate
+
+    cfg = _config_from_args(a)
+    r = simulate(cfg)
+    if a.json:
+        print(json.dumps(r.to_dict(), default=float))
+    else:
+        _print_result(r)
+    return 0
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    from lbsim.simulate import simulate
+
+    results = {}
+    skipped = {}
+    for tr in TRANSPORTS:
+        try:
+            cfg = _config_from_args(a, transport=tr)
+        except ConfigError as e:
+            if "too large" in str(e):
+                skipped[tr] = str(e)
+                print(f"lbsim: skipping {tr}: {e}", file=sys.stderr)
+                continue
+            raise
+        print(f"lbsim: simulating {tr} ...", file=sys.stderr)
+        results[tr] = simulate(cfg)
+    one_way_tput = a.workload in ("stream", "burst")
+    ref = results.get("unix_stream")
+
+    def metric(r: Any) -> float:
+        return r.throughput["bytes_per_s"] / 1e6 if one_way_tput else r.latency_us["p50"]
+
+    if a.json:
+        out = {"workload": a.workload, "metric": "throughput_MBps" if one_way_tput else "latency_p50_us",
+               "transports": {tr: r.to_dict() for tr, r in results.items()},
+               "ratio_to_unix_stream": {tr: (metric(r) / metric(ref) if ref else None) for tr, r in results.items()},
+               "skipped": skipped}
+        print(json.dumps(out, default=float))
+        return 0
+    head = "MB/s" if one_way_tput else "p50 us"
+    print(f"{a.workload}, msg_bytes={a.msg_bytes}, messages={a.messages}, placement={a.placement}, "
+          f"kernel={a.kernel}, seed={a.seed}")
+    print(f"{'transport':12s} {head:>10s} {'p99 us':>10s} {'MB/s' if not one_way_tput else 'msg/s':>10s} "
+          f"{'vs unix_stream':>15s}  status")
+    for tr in TRANSPORTS:
+        if tr in skipped:
+            print(f"{tr:12s} {'skipped':>10s}  ({skipped[tr]})")
+            continue
+        r = results[tr]
+        other = r.throughput["msgs_per_s"] if one_way_tput else r.throughput["bytes_per_s"] / 1e6
+        ratio = metric(r) / metric(ref) if ref else float("nan")
+        print(f"{tr:12s} {metric(r):10.2f} {r.latency_us['p99']:10.2f} {other:10.1f} {ratio:14.2f}x  {r.status}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="lbsim", description="Discrete-event model of Linux loopback vs UNIX domain sockets")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    s = sub.add_parser("simulate", help="run one simulation and print its results")
+    _common_sim_args(s, transport=True)
+    s.set_defaults(func=cmd_simulate)
+    c = sub.add_parser("compare", help="one workload on all four transports, side by side")
+    _common_sim_args(c, transport=False)
+    c.set_defaults(func=cmd_compare)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return int(args.func(args))
+    except (InputError, ConfigError, CostFileError) as e:
+        print(f"lbsim: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
