@@ -162,6 +162,7 @@ class CPU:
         self.backlog_max = 0
         self.busy = [0.0, 0.0, 0.0]
         self.switches = 0
+        self.ksoftirqd_wakeups = 0
 
     # ------------------------------------------------------------------ state
     @property
@@ -289,7 +290,8 @@ class CPU:
                 t = None
             if t is None:
                 if not self.rq:
-                    return  # idle
+                    self.prev = None  # switched to the idle task: the next task costs a switch
+                    return
                 t = self._pick()
                 self.curr = t
                 t.state = RUNNING

@@ -225,6 +225,7 @@ def _collect(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, flows: list[_F
         "sender_blocked_ns": run.blocked_ns,
         "sender_blocked_count": run.blocked_count,
         "context_switches": sum(c.switches for c in cpus),
+        "ksoftirqd_wakeups": sum(c.ksoftirqd_wakeups for c in cpus),
     }
     if cfg.transport == "udp":
         counters["udp_rcvbuf_errors"] = sum(s.rcvbuf_errors for fl in flows for s in fl.socks)
@@ -235,6 +236,8 @@ def _collect(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, flows: list[_F
         counters["tcp_in_segs"] = sum(s.in_segs for s in socks)
         counters["tcp_retrans_segs"] = sum(s.retrans_segs for s in socks)
         counters["tcp_pure_acks"] = sum(s.pure_acks_sent for s in socks)
+        counters["tcp_data_packets"] = sum(s.data_packets for s in socks)
+        counters["tcp_ofo_queued"] = sum(s.ofo_queued for s in socks)
         counters["tcp_backlog_drops"] = sum(s.backlog_drops for s in socks)
         counters["tcp_final_cwnd"] = max(s.cwnd for s in socks)
         counters["tcp_final_sndbuf"] = max(s.sndbuf for s in socks)

@@ -134,6 +134,7 @@ class Net:
             if restarts >= self.max_restart or env.now - start >= self.max_softirq_ns:
                 # wakeup_softirqd(): the rest runs in ksoftirqd/N, a SCHED_OTHER task
                 cpu.softirq_deferred = True
+                cpu.ksoftirqd_wakeups += 1
                 if cpu.ksoftirqd is not None and cpu.ksoftirqd.state == 2:
                     sim.wake(cpu.ksoftirqd, cpu)
                 return

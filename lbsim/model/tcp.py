@@ -147,6 +147,7 @@ class TcpSock:
         self.in_segs = 0
         self.retrans_segs = 0
         self.pure_acks_sent = 0
+        self.data_packets = 0  # data skbs handed to loopback_xmit (GSO skbs count once)
         self.backlog_drops = 0
         self.ofo_queued = 0
         self.ofo: dict[int, tuple[Any, ...]] = {}  # out-of-order segments by seq
@@ -244,6 +245,7 @@ class TcpSock:
             ack, wnd = self._stamp_ack()
             if self.last_rcv > self.env.now - self.delack_ns:
                 self.pingpong = True  # tcp_event_data_sent: a reply within ato
+            self.data_packets += 1 if (self.tso or segs == 1) else segs
             if self.tso or segs == 1:
                 yield sim.work((S["tcp_transmit_skb"], 0), (S["ip_output"], 0), (S["dev_queue_xmit"], 0),
                                (S["loopback_xmit"], 0), (S["netif_rx"], 0))

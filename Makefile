@@ -1,0 +1,23 @@
+# lbsim: two commands do all the set-up on a fresh machine (Python >= 3.11 with venv, make, cc).
+#   make run    create .venv, install lbsim, run the main job on the default workload
+#   make test   create .venv, install lbsim with its test tools, run the tests
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/lbsim compare --workload pingpong --msg-bytes 64 --messages 20000
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info

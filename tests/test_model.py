@@ -1,0 +1,274 @@
+"""The simulation core: exact paths, kernel rules, interactions a shortcut could not fake."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import lbsim
+from lbsim.costs import load_costs
+from lbsim.model.skb import truesize_udp
+from lbsim.model.tcp import tcp_size_goal
+from lbsim.model.udp import udp_fragments
+
+COSTS = load_costs()
+
+
+def cost(stage: str, nbytes: int = 0) -> float:
+    return COSTS.stages[stage].mean(nbytes)
+
+
+def delay(name: str) -> float:
+    return COSTS.delays[name].fixed_ns
+
+
+def sim(**kw):
+    kw.setdefault("deterministic", True)
+    return lbsim.simulate(**kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# zero-load latency = the sum of the stage costs on each transport's path
+# ---------------------------------------------------------------------------------------------
+N = 100
+
+LOOPBACK_TX = ["ip_output", "dev_queue_xmit", "loopback_xmit", "netif_rx"]
+SOFTIRQ_RX = ["net_rx_action", "process_backlog", "ip_rcv"]
+
+# one direction of a same-CPU ping-pong: the sender's send call (RX runs inline in its softirq),
+# the sender's next receive call going to sleep, the switch, the receiver's copy-out
+PATHS_SAME = {
+    "udp": [("syscall", 0), ("udp_sendmsg", 0), ("ip_generic_getfrag", N)] + [(s, 0) for s in LOOPBACK_TX]
+           + [(s, 0) for s in SOFTIRQ_RX] + [("udp_rcv", 0), ("sock_def_readable", 0), ("try_to_wake_up", 0),
+                                              ("syscall", 0), ("schedule", 0), ("udp_recvmsg", 0),
+                                              ("skb_copy_datagram_msg", N)],
+    "unix_stream": [("syscall", 0), ("unix_stream_sendmsg", 0), ("skb_copy_datagram_from_iter", N),
+                    ("sock_def_readable", 0), ("try_to_wake_up", 0), ("syscall", 0), ("schedule", 0),
+                    ("unix_stream_recvmsg", 0), ("skb_copy_datagram_msg", N)],
+    "unix_dgram": [("syscall", 0), ("unix_dgram_sendmsg", 0), ("skb_copy_datagram_from_iter", N),
+                   ("sock_def_readable", 0), ("try_to_wake_up", 0), ("syscall", 0), ("schedule", 0),
+                   ("unix_dgram_recvmsg", 0), ("skb_copy_datagram_msg", N)],
+    # steady state: the data segment piggy-backs the ACK of the previous reply (tcp_ack), the
+    # receiver is in ping-pong mode so no pure ACK is sent, the reply carries it
+    "tcp": [("syscall", 0), ("tcp_sendmsg", 0), ("tcp_stream_alloc_skb", 0), ("skb_copy_to_page_nocache", N),
+            ("tcp_transmit_skb", 0)] + [(s, 0) for s in LOOPBACK_TX] + [(s, 0) for s in SOFTIRQ_RX]
+           + [("tcp_v4_rcv", 0), ("tcp_ack", 0), ("sock_def_readable", 0), ("try_to_wake_up", 0),
+              ("syscall", 0), ("tcp_recvmsg", 0), ("schedule", 0), ("skb_copy_datagram_msg", N),
+              ("tcp_cleanup_rbuf", 0)],
+}
+
+
+@pytest.mark.parametrize("transport", ["udp", "unix_stream", "unix_dgram", "tcp"])
+def test_zero_load_rtt_is_the_sum_of_stage_costs_same_cpu(transport):
+    r = sim(transport=transport, msg_bytes=N, messages=50, placement="same")
+    expected = 2 * sum(cost(s, n) for s, n in PATHS_SAME[transport])
+    assert r.latency_samples_ns[-1] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("transport", ["udp", "unix_stream", "unix_dgram"])
+def test_zero_load_rtt_cross_cpu_adds_the_remote_wakeup(transport):
+    """Across CPUs the waker pays ttwu_queue_wakelist instead of try_to_wake_up, and the woken
+    task starts after the IPI + idle-exit delay on its idle CPU; the sender's own receive call
+    runs in parallel on its CPU, off the critical path."""
+    r = sim(transport=transport, msg_bytes=N, messages=20, placement="cross")
+    path = PATHS_SAME[transport]
+    i = path.index(("try_to_wake_up", 0))
+    assert path[i + 1] == ("syscall", 0)  # the sender's own receive call: off the critical path
+    one_way = sum(cost(s, n) for s, n in path[:i] + path[i + 2:])
+    one_way += cost("ttwu_queue_wakelist") + delay("wakeup_remote_idle_ns")
+    assert r.latency_samples_ns[-1] == pytest.approx(2 * one_way, rel=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# interactions
+# ---------------------------------------------------------------------------------------------
+def test_two_senders_on_one_cpu_raise_each_others_latency():
+    alone = sim(transport="udp", workload="rr", flows=1, placement=[[0, 0]], messages=300)
+    shared = sim(transport="udp", workload="rr", flows=2, placement=[[0, 0], [0, 0]], messages=300)
+    assert shared.latency_ns["p50"] > 1.2 * alone.latency_ns["p50"]
+
+
+def test_same_cpu_udp_flood_starves_the_receiver_under_fifo_not_fair():
+    kw = dict(transport="udp", workload="stream", msg_bytes=100, messages=3000, placement="same", kernel="host")
+    fifo = sim(policy="fifo", **kw)
+    fair = sim(policy="fair", **kw)
+    # run-to-block: the receiver only runs once the sender is done, so exactly one
+    # receive buffer's worth (212992 / 832 = 256 datagrams on this host's rule) gets through
+    assert fifo.counters["messages_delivered"] == 212992 // truesize_udp(100)
+    assert fair.counters["messages_delivered"] > 1.5 * fifo.counters["messages_delivered"]
+    for r in (fifo, fair):
+        assert r.counters["drops_by_site"].get("rcvbuf", 0) == r.counters["udp_rcvbuf_errors"]
+        assert r.counters["softnet_dropped"] == 0
+
+
+def test_an_acks_softirq_time_lands_on_the_cpu_that_sent_it():
+    """Without RPS every packet is processed by the CPU that transmitted it: the receiver's
+    ACKs (tcp_cleanup_rbuf in recvmsg, on CPU 1) are processed by CPU 1's softirq."""
+    r = sim(transport="tcp", workload="stream", msg_bytes=65536, messages=200, placement="cross")
+    assert r.counters["tcp_pure_acks"] > 0
+    for row in r.cpu:
+        assert row["softnet_processed"] == row["lo_tx_packets"] > 0
+    assert r.cpu[1]["softirq_ns"] > 0
+
+
+def test_wakeup_into_an_idle_cpu_costs_more_than_into_a_busy_one():
+    idle = sim(transport="udp", placement="cross", messages=100)
+    busy = sim(transport="udp", placement="cross", messages=100, background=[1])
+    diff = idle.latency_ns["p50"] - busy.latency_ns["p50"]
+    # the client's wake-ups go into CPU 0 (idle in both runs), the server's into CPU 1
+    assert diff == pytest.approx(delay("wakeup_remote_idle_ns") - delay("wakeup_remote_busy_ns"), rel=0.05)
+    assert busy.cpu[1]["background_ns"] > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# kernel rules
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("max_backlog", [1, 100, 1000])
+def test_backlog_limit_rule_and_drop_count_under_a_burst_with_rps(max_backlog):
+    """Three senders steered by RPS to CPU 3: enqueue_to_backlog accepts while
+    qlen <= netdev_max_backlog, so the queue peaks at max + 1; every drop is softnet 'dropped'."""
+    r = sim(transport="udp", workload="burst", burst_size=3000, messages=3000, msg_bytes=64, cpus=4, flows=3,
+            placement=[[0, 3], [1, 3], [2, 3]], rps_cpus=0b1000, netdev_max_backlog=max_backlog,
+            so_rcvbuf=64 << 20)
+    c = r.counters
+    assert c["backlog_max_qlen"] == max_backlog + 1
+    assert c["softnet_dropped"] > 0
+    assert c["drops_by_site"] == {"backlog": c["softnet_dropped"]}
+    assert c["softnet_received_rps"] == 9000
+    assert r.conservation()["ok"]
+
+
+@pytest.mark.parametrize("max_backlog", [1, 1000])
+def test_no_backlog_drops_without_rps(max_backlog):
+    """Measured on 6.18: without RPS the lo backlog never holds more than one UDP packet."""
+    r = sim(transport="udp", workload="burst", burst_size=3000, messages=3000, msg_bytes=64,
+            placement="cross", netdev_max_backlog=max_backlog, policy="fifo")
+    assert r.counters["softnet_dropped"] == 0
+    assert r.counters["backlog_max_qlen"] == 1
+    assert r.counters["messages_dropped"] == r.counters["udp_rcvbuf_errors"]
+
+
+@pytest.mark.parametrize("kernel,expected", [
+    ("host", lambda ts: 212992 // ts),          # 6.18: drop iff rmem + truesize > rcvbuf and rmem != 0
+    ("linux-6.12", lambda ts: 212992 // ts + 1),  # drop iff rmem > rcvbuf: one more fits
+])
+@pytest.mark.parametrize("size", [100, 1000, 8192])
+def test_udp_receive_buffer_drops_by_truesize(kernel, expected, size):
+    r = sim(transport="udp", workload="stream", msg_bytes=size, messages=2000, placement="same", policy="fifo",
+            kernel=kernel)
+    ts = truesize_udp(size)
+    assert r.counters["messages_delivered"] == expected(ts)
+    assert r.counters["udp_rcvbuf_errors"] == 2000 - expected(ts)
+
+
+@pytest.mark.parametrize("qlen", [10, 3])
+def test_unix_dgram_queue_limit_blocks_the_sender(qlen):
+    """A bound server not connected back: qlen + 1 datagrams fit, the next sender blocks."""
+    fits = sim(transport="unix_dgram", workload="burst", burst_size=qlen + 1, messages=qlen + 1, placement="same",
+               policy="fifo", unix_max_dgram_qlen=qlen)
+    over = sim(transport="unix_dgram", workload="burst", burst_size=qlen + 2, messages=qlen + 2, placement="same",
+               policy="fifo", unix_max_dgram_qlen=qlen)
+    assert fits.counters["unix_sender_blocked"] == 0
+    assert over.counters["unix_sender_blocked"] == 1
+    assert over.counters["messages_dropped"] == 0
+    # the receiver only runs when the sender blocks (fifo, one CPU): one block per qlen + 1 datagrams
+    many = sim(transport="unix_dgram", workload="stream", messages=200, placement="same", policy="fifo",
+               unix_max_dgram_qlen=qlen)
+    assert many.counters["unix_sender_blocked"] == math.ceil(200 / (qlen + 1)) - 1
+
+
+@pytest.mark.parametrize("mtu", [1500, 16436, 65536])
+@pytest.mark.parametrize("tso", [True, False])
+def test_tcp_segment_counts_follow_the_mss_rule(mtu, tso):
+    n = 200_000
+    # a large receive buffer, so the MSS is not clamped to half of a small early window
+    r = sim(transport="tcp", workload="stream", msg_bytes=n, messages=1, mtu=mtu, tso=tso, so_rcvbuf=8 << 20,
+            so_sndbuf=8 << 20)
+    mss = min(mtu - 40, 65495) - 12
+    assert mss == {1500: 1448, 16436: 16384, 65536: 65483}[mtu]
+    segs_per_skb, goal = tcp_size_goal(mss, 65536)
+    skbs = [goal] * (n // goal) + ([n % goal] if n % goal else [])
+    segs = sum(math.ceil(s / mss) for s in skbs)
+    assert r.counters["tcp_out_segs"] == segs
+    assert r.counters["tcp_data_packets"] == (len(skbs) if tso else segs)
+    if mtu == 16436:
+        assert goal == 3 * 16384  # "one GSO skb carried at most 3 MSS = 48 KB" (0cf833aefaa8)
+
+
+@pytest.mark.parametrize("mtu,frags", [(1500, 45), (16436, 4), (65536, 1)])
+def test_udp_fragment_counts(mtu, frags):
+    assert len(udp_fragments(65507, mtu)) == frags
+    r = sim(transport="udp", msg_bytes=65507, messages=3, mtu=mtu)
+    assert r.counters["lo_tx_packets"] == 2 * 3 * frags
+    assert r.counters["messages_delivered"] == 6
+    small = sim(transport="udp", msg_bytes=min(mtu - 28, 65507), messages=2, mtu=mtu)
+    assert small.counters["lo_tx_packets"] == 4  # fits: no fragmentation
+
+
+def test_transmits_from_softirq_can_fill_the_backlog_without_rps():
+    """TCP across CPUs with a small receive buffer: a window update processed in CPU 1's
+    softirq transmits several skbs from that softirq into CPU 1's own backlog."""
+    r = sim(transport="tcp", workload="stream", msg_bytes=65536, messages=300, placement="cross", so_rcvbuf=32768)
+    assert r.counters["backlog_max_qlen"] >= 2
+    # and with TSO off, software GSO hands lo a whole skb's segments at once
+    r = sim(transport="tcp", workload="stream", msg_bytes=65536, messages=100, placement="cross", mtu=1500, tso=False)
+    assert r.counters["backlog_max_qlen"] > 10
+
+
+def test_softirq_budget_time_squeeze_and_ksoftirqd():
+    r = sim(transport="udp", workload="burst", burst_size=3000, messages=3000, msg_bytes=64, cpus=4, flows=3,
+            placement=[[0, 3], [1, 3], [2, 3]], rps_cpus=0b1000, netdev_budget=20, so_rcvbuf=64 << 20)
+    assert r.counters["softnet_time_squeeze"] > 0
+    assert r.counters["ksoftirqd_wakeups"] > 0
+    assert r.conservation()["ok"]
+
+
+# ---------------------------------------------------------------------------------------------
+# conservation and determinism
+# ---------------------------------------------------------------------------------------------
+WORKLOAD_KW = {
+    "pingpong": {},
+    "rr": {"flows": 3},
+    "stream": {},
+    "poisson": {"rate_per_s": 50_000.0},
+    "burst": {"burst_size": 50, "burst_gap_ns": 100_000},
+}
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp", "unix_stream", "unix_dgram"])
+@pytest.mark.parametrize("workload", list(WORKLOAD_KW))
+@pytest.mark.parametrize("placement", ["same", "cross"])
+def test_conservation_on_every_workload(transport, workload, placement):
+    r = lbsim.simulate(transport=transport, workload=workload, placement=placement, messages=300, msg_bytes=1024,
+                       seed=3, **WORKLOAD_KW[workload])
+    cons = r.conservation()
+    assert r.status == "ok"
+    assert cons["ok"], cons
+    assert r.counters["messages_sent"] >= 300
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp", "unix_stream", "unix_dgram"])
+def test_same_seed_same_numbers_other_seed_other_numbers(transport):
+    kw = dict(transport=transport, workload="poisson", messages=300, rate_per_s=100_000.0, placement="cross")
+    a = lbsim.simulate(seed=7, **kw)
+    b = lbsim.simulate(seed=7, **kw)
+    c = lbsim.simulate(seed=8, **kw)
+    assert a.latency_samples_ns.tolist() == b.latency_samples_ns.tolist()
+    assert a.counters == b.counters
+    assert a.latency_samples_ns.tolist() != c.latency_samples_ns.tolist()
+
+
+def test_deterministic_switch_removes_all_spread():
+    r = sim(transport="unix_stream", messages=200)
+    v = r.latency_samples_ns[5:]
+    assert v.max() - v.min() <= 1e-9 * v.max()  # equal but for float summation order
+
+
+def test_trace_records_each_stage_with_cpu_and_times():
+    r = sim(transport="tcp", messages=5, trace=True)
+    df = r.trace_frame()
+    assert {"loopback_xmit", "netif_rx", "tcp_v4_rcv"} <= set(df.stage)
+    assert (df.end_ns >= df.start_ns).all()
+    busy = sum(s["busy_ns"] for s in r.stages)
+    assert (df.end_ns - df.start_ns).sum() == pytest.approx(busy, rel=1e-9)
