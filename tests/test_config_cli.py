@@ -1,0 +1,121 @@
+"""Configuration, kernel profiles and the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lbsim.cli import main
+from lbsim.config import ConfigError, SimConfig, make_config
+from lbsim.kernels import HOST_FILES, KERNELS, host_kernel, kernel_profile
+
+
+def test_config_is_frozen_and_rejects_unknown_keys():
+    cfg = SimConfig()
+    with pytest.raises(Exception):
+        cfg.msg_bytes = 5  # type: ignore[misc]
+    with pytest.raises(ConfigError, match="did you mean 'netdev_max_backlog'"):
+        make_config({"netdev_max_backlg": 3})
+
+
+@pytest.mark.parametrize("data,needle", [
+    ({"transport": "sctp"}, "transport"),
+    ({"msg_bytes": -1}, "msg_bytes"),
+    ({"mtu": 67}, "mtu"),
+    ({"transport": "udp", "msg_bytes": 65508}, "too large for udp"),
+    ({"transport": "unix_dgram", "msg_bytes": 212961}, "too large for unix_dgram"),
+    ({"placement": "cross", "cpus": 1}, "cross"),
+    ({"placement": [[0, 5]], "cpus": 2}, "out of range"),
+    ({"tcp_rmem": [4096, 100, 50]}, "min <= default <= max"),
+    ({"kernel": "linux-9"}, "unknown kernel"),
+])
+def test_bad_values_give_one_line_errors_naming_the_field(data, needle):
+    with pytest.raises(ConfigError) as e:
+        make_config(data)
+    assert needle in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_profiles_carry_the_documented_defaults():
+    k = kernel_profile("linux-6.12")
+    assert (k.mtu, k.tcp_mss, k.netdev_max_backlog, k.dev_weight, k.netdev_budget) == (65536, 65483, 1000, 64, 300)
+    old = kernel_profile("linux-2.6.32")
+    assert old.mtu == 16436 and old.tcp_mss == 16384
+    assert set(KERNELS) == {"linux-6.12", "linux-2.6.32"}
+
+
+def test_overrides_apply_on_top_of_the_profile():
+    cfg = make_config({"kernel": "linux-2.6.32", "netdev_max_backlog": 7})
+    k = cfg.kernel_params()
+    assert k.netdev_max_backlog == 7 and k.mtu == 16436
+
+
+def test_host_kernel_reads_this_machines_files():
+    k = host_kernel()
+    checked = 0
+    for field, path in HOST_FILES.items():
+        p = Path(path)
+        if not p.exists():
+            continue
+        text = p.read_text().strip()
+        value = getattr(k, field)
+        if field in ("tcp_rmem", "tcp_wmem"):
+            assert list(value) == [int(x) for x in text.split()]
+        elif field == "rps_cpus":
+            assert value == int(text.replace(",", ""), 16)
+        else:
+            assert value == int(text)
+        checked += 1
+    assert checked >= 5
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lbsim.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_simulate_json_holds_one_object_on_stdout():
+    p = run_cli("simulate", "--transport", "udp", "--messages", "50", "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert set(out["latency_us"]) >= {"kind", "mean", "p50", "p90", "p99", "p999"}
+    assert set(out["throughput"]) == {"bytes_per_s", "msgs_per_s"}
+    assert out["counters"]["messages_sent"] == 100
+    assert out["conservation"]["ok"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["simulate", "--transport", "foo"], "transport"),
+    (["simulate", "--set", "netdev_max_backlg=3"], "did you mean"),
+    (["simulate", "--mtu", "10"], "mtu"),
+    (["simulate", "--msg-bytes", "-5"], "msg_bytes"),
+    (["simulate", "--transport", "udp", "--msg-bytes", "70000"], "too large"),
+    (["simulate", "--costs", "/nonexistent.json"], "cannot read"),
+    (["simulate", "--set", "nokeyvalue"], "key=value"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_cli_bad_input_is_one_line_exit_2(args, needle):
+    p = run_cli(*args)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in p.stderr
+
+
+def test_cli_compare_skips_what_a_transport_cannot_carry(capsys):
+    rc = main(["compare", "--msg-bytes", "100000", "--messages", "20"])
+    out = capsys.readouterr()
+    assert rc == 0
+    assert "udp" in out.out and "skipped" in out.out
+    assert "skipping udp" in out.err
+    assert "1.00x" in out.out  # unix_stream against itself
+
+
+def test_bad_cost_file_is_reported_with_file_and_field(tmp_path):
+    bad = tmp_path / "c.json"
+    bad.write_text(json.dumps({"stages": {"tcp_sendmsg": {"fixed_ns": -1}}}))
+    p = run_cli("simulate", "--costs", str(bad))
+    assert p.returncode == 2
+    assert str(bad) in p.stderr and "tcp_sendmsg" in p.stderr
