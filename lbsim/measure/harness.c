@@ -35,6 +35,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/un.h>
@@ -1159,9 +1160,32 @@ static void parse_args(int argc, char **argv, struct opts *o)
         usage_fail("missing required option");
 }
 
+/* lbsim-harness --null-syscalls N: the cost of a syscall that does nothing (getppid),
+ * i.e. entry_SYSCALL_64 .. sysret with this kernel's mitigations: median of 31 batches. */
+static int null_syscalls(long n)
+{
+    if (n < 1000 || n > 100000000L) {
+        printf("{\"error\": \"--null-syscalls needs 1000..100000000\"}\n");
+        return 2;
+    }
+    int64_t per[31];
+    long batch = n / 31;
+    for (int b = 0; b < 31; b++) {
+        int64_t t0 = now_ns();
+        for (long i = 0; i < batch; i++)
+            syscall(SYS_getppid);
+        per[b] = now_ns() - t0;
+    }
+    qsort(per, 31, sizeof per[0], cmp_i64);
+    printf("{\"null_syscall_ns\": %.2f, \"calls\": %ld}\n", (double)per[15] / (double)batch, batch * 31);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct opts o;
+    if (argc == 3 && strcmp(argv[1], "--null-syscalls") == 0)
+        return null_syscalls(strtol(argv[2], NULL, 10));
     install_handlers();
     parse_args(argc, argv, &o);
 

@@ -127,6 +127,16 @@ def build_harness(force: bool = False) -> Path:
 
 # ----------------------------------------------------------------------- run
 
+def null_syscall_ns(calls: int = 3_100_000) -> float:
+    """Median cost of one getppid() syscall on this host (entry + exit, with mitigations)."""
+    exe = build_harness()
+    r = subprocess.run([str(exe), "--null-syscalls", str(calls)], capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise HarnessError(f"null-syscall run failed (exit {r.returncode}): {r.stdout.strip()} {r.stderr.strip()}",
+                           r.returncode)
+    return float(json.loads(r.stdout)["null_syscall_ns"])
+
+
 def _check_common(transport: str, workload: str) -> None:
     if transport not in TRANSPORTS:
         raise HarnessError(f"unknown transport {transport!r} (expected one of {TRANSPORTS})", 2)
