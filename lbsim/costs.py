@@ -49,9 +49,12 @@ class StageCost:
     fixed_ns: float
     per_byte_ns: float = 0.0
     cv: float = 0.0
+    #: per-byte cost when the flow's queued data no longer fits in the cache (see CostModel)
+    per_byte_cold_ns: float | None = None
 
-    def mean(self, nbytes: int = 0) -> float:
-        return self.fixed_ns + self.per_byte_ns * nbytes
+    def mean(self, nbytes: int = 0, cold: bool = False) -> float:
+        pb = self.per_byte_cold_ns if (cold and self.per_byte_cold_ns is not None) else self.per_byte_ns
+        return self.fixed_ns + pb * nbytes
 
 
 @dataclass(frozen=True)
@@ -61,22 +64,33 @@ class CostModel:
     delays: dict[str, StageCost]
     provenance: dict[str, Any] = field(default_factory=dict)
     distribution: str = "lognormal"
+    #: copies run at ``per_byte_cold_ns`` once the bytes queued on a flow exceed this (the
+    #: per-core L2 of the measured host): streaming through megabytes of socket buffer
+    #: misses the cache that a ping-pong keeps warm
+    cache_bytes: int = 2 * 1024 * 1024
 
     def to_dict(self) -> dict[str, Any]:
+        stages = {}
+        for k, v in self.stages.items():
+            d: dict[str, Any] = {"fixed_ns": v.fixed_ns, "per_byte_ns": v.per_byte_ns, "cv": v.cv}
+            if v.per_byte_cold_ns is not None:
+                d["per_byte_cold_ns"] = v.per_byte_cold_ns
+            stages[k] = d
         return {
             "name": self.name,
             "provenance": self.provenance,
             "distribution": self.distribution,
-            "stages": {k: {"fixed_ns": v.fixed_ns, "per_byte_ns": v.per_byte_ns, "cv": v.cv}
-                       for k, v in self.stages.items()},
+            "cache_bytes": self.cache_bytes,
+            "stages": stages,
             "delays": {k: {"mean_ns": v.fixed_ns, "cv": v.cv} for k, v in self.delays.items()},
         }
 
     @property
     def hash(self) -> str:
         """Hash of the numbers only (not the provenance): identifies the cost model in results."""
-        payload = {"stages": self.to_dict()["stages"], "delays": self.to_dict()["delays"],
-                   "distribution": self.distribution}
+        d = self.to_dict()
+        payload = {"stages": d["stages"], "delays": d["delays"], "distribution": self.distribution,
+                   "cache_bytes": self.cache_bytes}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -94,7 +108,7 @@ def _num(where: str, obj: dict[str, Any], key: str, default: float | None = None
 def cost_model_from_dict(data: dict[str, Any], source: str = "<dict>") -> CostModel:
     if not isinstance(data, dict):
         raise CostFileError(f"{source}: top level must be an object")
-    allowed = {"name", "provenance", "distribution", "stages", "delays"}
+    allowed = {"name", "provenance", "distribution", "stages", "delays", "cache_bytes"}
     for k in data:
         if k not in allowed:
             raise CostFileError(f"{source}: unknown field {k!r}; allowed: {', '.join(sorted(allowed))}")
@@ -111,8 +125,13 @@ def cost_model_from_dict(data: dict[str, Any], source: str = "<dict>") -> CostMo
         where = f"{source}: stages.{name}"
         if not isinstance(spec, dict):
             raise CostFileError(f"{where} must be an object with fixed_ns, per_byte_ns, cv")
+        for key in spec:
+            if key not in ("fixed_ns", "per_byte_ns", "cv", "per_byte_cold_ns"):
+                raise CostFileError(f"{where}: unknown field {key!r}; allowed: fixed_ns, per_byte_ns, "
+                                    "per_byte_cold_ns, cv")
+        cold = _num(where, spec, "per_byte_cold_ns") if "per_byte_cold_ns" in spec else None
         stages[name] = StageCost(_num(where, spec, "fixed_ns"), _num(where, spec, "per_byte_ns", 0.0),
-                                 _num(where, spec, "cv", 0.0))
+                                 _num(where, spec, "cv", 0.0), cold)
     missing = [s for s in STAGES if s not in stages]
     if missing:
         raise CostFileError(f"{source}: stages missing: {', '.join(missing)}")
@@ -127,8 +146,11 @@ def cost_model_from_dict(data: dict[str, Any], source: str = "<dict>") -> CostMo
     for name in raw_delays:
         if name not in DELAYS:
             raise CostFileError(f"{source}: delays.{name} is not a delay; allowed: {', '.join(DELAYS)}")
+    cache = data.get("cache_bytes", 2 * 1024 * 1024)
+    if isinstance(cache, bool) or not isinstance(cache, int) or cache <= 0:
+        raise CostFileError(f"{source}: cache_bytes: {cache!r} is not allowed; need an integer > 0")
     return CostModel(name=str(data.get("name", source)), stages=stages, delays=delays,
-                     provenance=dict(data.get("provenance", {})), distribution=dist)
+                     provenance=dict(data.get("provenance", {})), distribution=dist, cache_bytes=cache)
 
 
 _CACHE: dict[str, CostModel] = {}

@@ -49,6 +49,10 @@ class KernelParams:
     #: kernel/softirq.c MAX_SOFTIRQ_RESTART = 10, MAX_SOFTIRQ_TIME = 2 ms, then ksoftirqd.
     max_softirq_restart: int = 10
     max_softirq_time_ns: int = 2_000_000
+    # --- scheduler -----------------------------------------------------------------------------
+    #: kernel/sched/fair.c normalized_sysctl_sched_base_slice = 750000 ns (EEVDF, 6.6+), scaled
+    #: by 1 + ilog2(min(ncpus, 8)) at boot; 2.6.32's CFS sched_min_granularity was also 0.75 ms
+    sched_base_slice_ns: int = 750_000
     # --- socket buffers ----------------------------------------------------------------------
     #: include/net/sock.h SK_RMEM_MAX / SK_WMEM_MAX = 212992 (net.core.{r,w}mem_default).
     rmem_default: int = 212992

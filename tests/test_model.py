@@ -43,9 +43,12 @@ PATHS_SAME = {
            + [(s, 0) for s in SOFTIRQ_RX] + [("udp_rcv", 0), ("sock_def_readable", 0), ("try_to_wake_up", 0),
                                               ("syscall", 0), ("schedule", 0), ("udp_recvmsg", 0),
                                               ("skb_copy_datagram_msg", N)],
+    # the reader's consume_skb -> unix_write_space wakes the *sender's* socket, where the
+    # sender's own reader sleeps: it is woken early, so the reply's sk_data_ready finds it awake
     "unix_stream": [("syscall", 0), ("unix_stream_sendmsg", 0), ("skb_copy_datagram_from_iter", N),
-                    ("sock_def_readable", 0), ("try_to_wake_up", 0), ("syscall", 0), ("schedule", 0),
-                    ("unix_stream_recvmsg", 0), ("skb_copy_datagram_msg", N)],
+                    ("sock_def_readable", 0), ("syscall", 0), ("schedule", 0),
+                    ("unix_stream_recvmsg", 0), ("skb_copy_datagram_msg", N), ("sock_def_readable", 0),
+                    ("try_to_wake_up", 0)],
     "unix_dgram": [("syscall", 0), ("unix_dgram_sendmsg", 0), ("skb_copy_datagram_from_iter", N),
                    ("sock_def_readable", 0), ("try_to_wake_up", 0), ("syscall", 0), ("schedule", 0),
                    ("unix_dgram_recvmsg", 0), ("skb_copy_datagram_msg", N)],
@@ -66,17 +69,17 @@ def test_zero_load_rtt_is_the_sum_of_stage_costs_same_cpu(transport):
     assert r.latency_samples_ns[-1] == pytest.approx(expected, rel=1e-9)
 
 
-@pytest.mark.parametrize("transport", ["udp", "unix_stream", "unix_dgram"])
+@pytest.mark.parametrize("transport", ["udp", "unix_dgram"])
 def test_zero_load_rtt_cross_cpu_adds_the_remote_wakeup(transport):
-    """Across CPUs the waker pays ttwu_queue_wakelist instead of try_to_wake_up, and the woken
-    task starts after the IPI + idle-exit delay on its idle CPU; the sender's own receive call
-    runs in parallel on its CPU, off the critical path."""
+    """Across CPUs the waker pays ttwu_queue_wakelist and the IPI to an idle CPU instead of
+    try_to_wake_up, and the woken task starts after the idle-exit delay on its CPU; the
+    sender's own receive call runs in parallel on its CPU, off the critical path."""
     r = sim(transport=transport, msg_bytes=N, messages=20, placement="cross")
     path = PATHS_SAME[transport]
     i = path.index(("try_to_wake_up", 0))
     assert path[i + 1] == ("syscall", 0)  # the sender's own receive call: off the critical path
     one_way = sum(cost(s, n) for s, n in path[:i] + path[i + 2:])
-    one_way += cost("ttwu_queue_wakelist") + delay("wakeup_remote_idle_ns")
+    one_way += cost("ttwu_queue_wakelist") + cost("send_call_function_single_ipi") + delay("wakeup_remote_idle_ns")
     assert r.latency_samples_ns[-1] == pytest.approx(2 * one_way, rel=1e-9)
 
 
@@ -90,13 +93,14 @@ def test_two_senders_on_one_cpu_raise_each_others_latency():
 
 
 def test_same_cpu_udp_flood_starves_the_receiver_under_fifo_not_fair():
-    kw = dict(transport="udp", workload="stream", msg_bytes=100, messages=3000, placement="same", kernel="host")
+    kw = dict(transport="udp", workload="stream", msg_bytes=100, messages=20000, placement="same", kernel="host")
     fifo = sim(policy="fifo", **kw)
     fair = sim(policy="fair", **kw)
     # run-to-block: the receiver only runs once the sender is done, so exactly one
     # receive buffer's worth (212992 / 832 = 256 datagrams on this host's rule) gets through
     assert fifo.counters["messages_delivered"] == 212992 // truesize_udp(100)
-    assert fair.counters["messages_delivered"] > 1.5 * fifo.counters["messages_delivered"]
+    # fair: the receiver gets the CPU each time the sender has used its slice (RUN_TO_PARITY)
+    assert fair.counters["messages_delivered"] > 3 * fifo.counters["messages_delivered"]
     for r in (fifo, fair):
         assert r.counters["drops_by_site"].get("rcvbuf", 0) == r.counters["udp_rcvbuf_errors"]
         assert r.counters["softnet_dropped"] == 0
@@ -117,7 +121,9 @@ def test_wakeup_into_an_idle_cpu_costs_more_than_into_a_busy_one():
     busy = sim(transport="udp", placement="cross", messages=100, background=[1])
     diff = idle.latency_ns["p50"] - busy.latency_ns["p50"]
     # the client's wake-ups go into CPU 0 (idle in both runs), the server's into CPU 1
-    assert diff == pytest.approx(delay("wakeup_remote_idle_ns") - delay("wakeup_remote_busy_ns"), rel=0.05)
+    # the IPI to a halted CPU and its idle exit against the delay into a running CPU
+    into_idle = cost("send_call_function_single_ipi") + delay("wakeup_remote_idle_ns")
+    assert diff == pytest.approx(into_idle - delay("wakeup_remote_busy_ns"), rel=1e-6)
     assert busy.cpu[1]["background_ns"] > 0
 
 

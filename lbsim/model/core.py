@@ -25,9 +25,10 @@ Background spinners and ksoftirqd are SCHED_OTHER (nice 19 and 0).
 
 A wake-up onto the waker's own CPU makes the task runnable at once (the context switch
 costs ``schedule`` when it happens); onto another CPU it costs the waker
-``ttwu_queue_wakelist`` and reaches the target after a delay that depends on whether the
-target CPU is idle (``wakeup_remote_idle_ns``, IPI + idle exit) or busy
-(``wakeup_remote_busy_ns``).
+``ttwu_queue_wakelist`` (plus ``send_call_function_single_ipi`` when the target CPU is idle:
+kicking a halted vCPU is what makes cross-CPU wake-ups so expensive in a VM) and reaches the
+target after a delay that depends on whether the target CPU is idle
+(``wakeup_remote_idle_ns``, IPI + idle exit) or busy (``wakeup_remote_busy_ns``).
 
 One simulated time unit is 1 ns.  No SimPy process exists per message: every command is
 one SimPy ``Timeout`` whose callback resumes the context.
@@ -58,6 +59,9 @@ NICE_0_WEIGHT = 1024
 NICE_19_WEIGHT = 15  # kernel/sched/core.c sched_prio_to_weight[39]
 
 S_SCHEDULE = SID["schedule"]
+S_TTWU = SID["try_to_wake_up"]
+S_TTWU_REMOTE = SID["ttwu_queue_wakelist"]
+S_IPI_IDLE = SID["send_call_function_single_ipi"]
 
 
 class Sleep:
@@ -313,13 +317,16 @@ class CPU:
             return
 
     def _should_yield(self, t: Task) -> bool:
+        """At a preemption point: give way on need_resched, or (fair) when the slice is used
+        up and a runnable task has had less CPU (EEVDF update_deadline -> resched_curr)."""
         if self.need_resched:
             self.need_resched = False
             return True
         if t.rt:
             return False
-        # time slice used up and someone else is waiting (tick-driven in the kernel)
-        return self.env.now - t.run_start >= self.sim.sched_slice_ns and any(not o.rt or True for o in self.rq)
+        if self.env.now - t.run_start < self.sim.sched_slice_ns:
+            return False
+        return any(o.rt or o.vruntime < t.vruntime for o in self.rq)
 
     def _put_prev(self, t: Task) -> None:
         t.state = RUNNABLE
@@ -342,8 +349,6 @@ class CPU:
                 if v < best_v:
                     best_v = v
                     best_i = i
-            if best_v > self.min_vruntime:
-                self.min_vruntime = best_v
         return rq.pop(best_i)
 
     # ------------------------------------------------------------------ wake-ups
@@ -354,8 +359,8 @@ class CPU:
         t.enq_time = now
         t.blocked_ns += now - t.sleep_start
         if not t.rt:
-            # place_entity(): a sleeper gets at most half a latency period of credit
-            floor = self.min_vruntime - self.sim.sched_latency_ns / 2
+            # place_entity(): a task keeps its lag across a sleep, bounded by one slice
+            floor = self._min_vruntime() - self.sim.sched_slice_ns
             if t.vruntime < floor:
                 t.vruntime = floor
         self.rq.append(t)
@@ -371,11 +376,36 @@ class CPU:
                 self._preempt_running_task(c)
 
     def _wakeup_preempts(self, w: Task, c: Task) -> bool:
+        """check_preempt_wakeup_fair (EEVDF): the woken task runs first if it has had less CPU
+        and the current one is not protected by RUN_TO_PARITY: it has used its slice, or it
+        has run far ahead of the queue's load-weighted average vruntime."""
         if c.rt:
             return False
         if w.rt:
             return True
-        return c.vruntime - w.vruntime > self.sim.sched_wakeup_gran_ns
+        cv = c.vruntime  # update_curr(): include what the running command has used so far
+        if self.exec is c and not self.exec_switch:
+            cv += (self.env.now - self.start) * NICE_0_WEIGHT / c.weight
+        if w.vruntime >= cv:
+            return False
+        if self.env.now - c.run_start >= self.sim.sched_slice_ns:
+            return True
+        # protection ends early when the current task is far past the load-weighted average
+        # vruntime (by more than a slice: e.g. a nice-19 spinner against a nice-0 task)
+        ents = [t for t in self.rq if not t.rt]
+        avg = (sum(t.vruntime * t.weight for t in ents) + cv * c.weight) / (sum(t.weight for t in ents) + c.weight)
+        return cv - avg > self.sim.sched_slice_ns
+
+    def _min_vruntime(self) -> float:
+        v = [t.vruntime for t in self.rq if not t.rt]
+        c = self.curr
+        if c is not None and not c.rt:
+            v.append(c.vruntime)
+        if v:
+            m = min(v)
+            if m > self.min_vruntime:
+                self.min_vruntime = m
+        return self.min_vruntime
 
     def _preempt_running_task(self, c: Task) -> None:
         """Interrupt the running task's command (IRQ exit); it keeps the remainder."""
@@ -423,17 +453,19 @@ class Sim:
         children = self.seedseq.spawn(len(STAGES) + 4)
         self._fixed = [costs.stages[s].fixed_ns for s in STAGES]
         self._per_byte = [costs.stages[s].per_byte_ns for s in STAGES]
+        self._per_byte_cold = [costs.stages[s].per_byte_cold_ns if costs.stages[s].per_byte_cold_ns is not None
+                               else costs.stages[s].per_byte_ns for s in STAGES]
+        self.cache_bytes = costs.cache_bytes
         self._cv = [0.0 if deterministic else costs.stages[s].cv for s in STAGES]
         self._rngs = [np.random.default_rng(c) for c in children]
         self._buf: list[list[float]] = [[] for _ in range(len(STAGES) + 4)]
         self._delay_idle = costs.delays["wakeup_remote_idle_ns"]
         self._delay_busy = costs.delays["wakeup_remote_busy_ns"]
         self.arrival_rng = np.random.default_rng(children[-1])
-        # scheduler tunables: kernel/sched/fair.c, SCHED_TUNABLESCALING_LOG factor 1 + ilog2(ncpus)
+        # kernel/sched/fair.c: sysctl_sched_base_slice = 750000 (EEVDF, 6.6+), scaled at boot by
+        # SCHED_TUNABLESCALING_LOG: x (1 + ilog2(min(ncpus, 8)))
         factor = 1 + int(np.log2(min(cpus, 8)))
-        self.sched_latency_ns = 6_000_000 * factor  # sysctl_sched_latency (CFS, <= 6.5)
-        self.sched_slice_ns = 750_000 * factor  # sysctl_sched_base_slice (EEVDF, 6.6+)
-        self.sched_wakeup_gran_ns = 1_000_000 * factor  # sysctl_sched_wakeup_granularity (CFS)
+        self.sched_slice_ns = float(kernel.sched_base_slice_ns * factor)
         self.cpus = [CPU(self, i) for i in range(cpus)]
         # statistics
         n = len(STAGES)
@@ -453,20 +485,21 @@ class Sim:
             buf.extend(draws.tolist()[::-1])
         return buf.pop()
 
-    def cost(self, sid: int, nbytes: int = 0) -> float:
-        ns = self._fixed[sid] + self._per_byte[sid] * nbytes
+    def cost(self, sid: int, nbytes: int = 0, cold: bool = False) -> float:
+        ns = self._fixed[sid] + (self._per_byte_cold[sid] if cold else self._per_byte[sid]) * nbytes
         cv = self._cv[sid]
         if cv > 0.0:
             ns *= self._mult(sid, cv)
         return ns
 
-    def work(self, *items: tuple[int, int]) -> list[Any]:
-        """A command: run the given (stage, bytes) items back to back."""
+    def work(self, *items: tuple[int, ...]) -> list[Any]:
+        """A command: run the given (stage, bytes[, cold]) items back to back."""
         stages = []
         total = 0.0
         cost = self.cost
-        for sid, nbytes in items:
-            ns = cost(sid, nbytes)
+        for it in items:
+            sid = it[0]
+            ns = cost(sid, it[1], len(it) > 2 and it[2])
             total += ns
             stages.append((sid, ns))
         return [total, stages]
@@ -483,6 +516,17 @@ class Sim:
         return ns
 
     # ------------------------------------------------------------------ wake-ups
+    def wake_items(self, waiter: Task | None, cpu: CPU) -> list[tuple[int, int]]:
+        """The waker's stages for waking ``waiter`` from ``cpu`` (none if nobody sleeps)."""
+        if waiter is None:
+            return []
+        target = waiter.cpu
+        if target is cpu:
+            return [(S_TTWU, 0)]
+        if target._is_busy_for_wakeup():
+            return [(S_TTWU_REMOTE, 0)]
+        return [(S_TTWU_REMOTE, 0), (S_IPI_IDLE, 0)]
+
     def wake_all(self, wq: WaitQueue, from_cpu: CPU | None) -> int:
         n = 0
         while wq.waiters:

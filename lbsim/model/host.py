@@ -63,6 +63,11 @@ def _build_flow(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, i: int, rec
         max_skb = k.unix_stream_max_skb_bytes
         x_out = UnixStream(sim, sndbuf=sndbuf, max_skb=max_skb, stats=d_out, modern=modern)
         x_back = UnixStream(sim, sndbuf=sndbuf, max_skb=max_skb, stats=d_back, modern=modern)
+        # one wait queue per socket (sk->sk_wq): a writer waiting for space and a reader waiting
+        # for data on the same socket sleep together, so unix_write_space() after the peer
+        # consumed our skb wakes our reader too (measured: the "early" wake-ups of unix_stream)
+        x_out.wq_space = x_back.wq_data
+        x_back.wq_space = x_out.wq_data
         return _Flow(Channel(x_out.sendmsg, x_out.recvmsg, d_out, True, _msg_of),
                      Channel(x_back.sendmsg, x_back.recvmsg, d_back, True, _msg_of), [x_out, x_back])
     # unix_dgram: the client is connected to a bound server that is not connected back, so the

@@ -62,7 +62,9 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
     ("skb_copy_datagram_msg", "copy", "copy #2, skb -> user, per byte (all transports)"),
     ("sock_def_readable", "wakeup", "sk_data_ready / sk_write_space: wake_up on the socket wait queue"),
     ("try_to_wake_up", "wakeup", "try_to_wake_up of a task on this CPU (enqueue, check_preempt)"),
-    ("ttwu_queue_wakelist", "wakeup", "try_to_wake_up of a task on another CPU: wakelist + IPI send"),
+    ("ttwu_queue_wakelist", "wakeup", "try_to_wake_up of a task on another CPU: wakelist + IPI to a running CPU"),
+    ("send_call_function_single_ipi", "wakeup",
+     "the wake-up IPI to an idle (halted) CPU; in a VM it exits to the hypervisor to wake the vCPU"),
     ("schedule", "wakeup", "__schedule + context_switch, charged to the CPU that switches"),
 )
 

@@ -40,8 +40,9 @@ CPU transmits from there while the sender task transmits from its own CPU) wait 
 out-of-order queue until the hole fills, and are dup-ACKed at once.
 
 Left out, documented: SACK and fast retransmit (lo only drops when RPS or a full backlog
-is involved; a lost segment is recovered by the RTO, ``tcp_rto_min``); congestion avoidance after loss (cwnd restarts at 1 and slow-starts);
-TSQ; autocorking; pacing; timestamps (only their 12 option bytes).
+is involved; a lost segment is recovered by the RTO, ``tcp_rto_min``); congestion
+avoidance after loss (cwnd restarts at 1 and slow-starts); TSQ; autocorking; pacing;
+timestamps (only their 12 option bytes).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ S = SID
 MAX_TCP_HEADER = 320  # L1_CACHE_ALIGN(128 + MAX_HEADER) on x86-64
 TCP_MSS_DEFAULT = 536
 TCP_MIN_MSS = 88
+RCV_RTT_NS = 100_000.0  # the DRS measurement round on lo (see TcpSock._rcv_space_adjust)
 HDR = 20 + 20 + 12  # IP + TCP + timestamp option bytes on the wire
 
 
@@ -135,6 +137,9 @@ class TcpSock:
         self.delack_token = 0
         self.delack_armed = False
         self.rcvq_space = 0
+        self.rcvq_time = 0.0
+        # tcp_init_buffer_space: rcvq_space.space = min(rcv_wnd, TCP_INIT_CWND * advmss)
+        self.rcvq_space_prev = 0
         self.wq_data = WaitQueue(f"{name} sk_wq (read)")
         # socket lock
         self.owned = False
@@ -173,6 +178,11 @@ class TcpSock:
         if mw and mw > TCP_MSS_DEFAULT:
             return min(size, max(mw >> 1, self.mss() + 1 + MAX_TCP_HEADER))
         return size
+
+    def _cold(self) -> bool:
+        """Is this direction's queued data (our write queue + un-ACKed, the peer's receive
+        queue) larger than the cache?  Then copies stream from/to memory."""
+        return self.wmem_queued + self.peer.rmem > self.sim.cache_bytes
 
     def window(self) -> int:
         """__tcp_select_window: free receive space scaled by the len/truesize ratio."""
@@ -398,10 +408,8 @@ class TcpSock:
             self.rcvq.append([self.rcv_nxt, q[6], 0, truesize_tcp(q[6], self.modern), now, q[1]])
         self.last_rcv = now
         self.ack_pending = True
-        items = [(S["sock_def_readable"], 0)]
         waiter = self.wq_data.waiters[0] if self.wq_data.waiters else None
-        if waiter is not None:
-            items.append((S["try_to_wake_up"] if waiter.cpu is cpu else S["ttwu_queue_wakelist"], 0))
+        items = [(S["sock_def_readable"], 0)] + sim.wake_items(waiter, cpu)
         yield sim.work(*items)
         if self.wq_data.waiters:
             sim.wake_all(self.wq_data, cpu)
@@ -455,9 +463,7 @@ class TcpSock:
         items = [(S["tcp_ack"], 0)]
         wake = bool(self.wq_space.waiters) and self.wmem_queued * 3 <= self.sndbuf * 2
         if wake:
-            w = self.wq_space.waiters[0]
-            items += [(S["sock_def_readable"], 0),
-                      (S["try_to_wake_up"] if w.cpu is cpu else S["ttwu_queue_wakelist"], 0)]
+            items += [(S["sock_def_readable"], 0)] + sim.wake_items(self.wq_space.waiters[0], cpu)
         yield sim.work(*items)
         if wake and self.wq_space.waiters and self.wmem_queued * 3 <= self.sndbuf * 2:
             sim.wake_all(self.wq_space, cpu)  # sk_stream_write_space
@@ -518,13 +524,13 @@ class TcpSock:
                 room = goal - self.write_q[-1]
                 chunk = min(room, left)
                 self.write_q[-1] += chunk
-                items = [(S["skb_copy_to_page_nocache"], chunk)]
+                items = [(S["skb_copy_to_page_nocache"], chunk, self._cold())]
             else:
                 chunk = min(goal, left)
                 self.write_q.append(chunk)
                 self.tail_open = True
                 new_skbs += 1
-                items = [(S["tcp_stream_alloc_skb"], 0), (S["skb_copy_to_page_nocache"], chunk)]
+                items = [(S["tcp_stream_alloc_skb"], 0), (S["skb_copy_to_page_nocache"], chunk, self._cold())]
             old = self.write_q[-1] - chunk
             self.wmem_queued += truesize_tcp(self.write_q[-1], self.modern) - (
                 truesize_tcp(old, self.modern) if old else 0)
@@ -573,7 +579,7 @@ class TcpSock:
             copied += chunk
         sim.stage_wait[S["tcp_recvmsg"]] += wait
         task.msg = self.rcvq[0][5]
-        yield sim.work((S["skb_copy_datagram_msg"], copied), (S["tcp_cleanup_rbuf"], 0))
+        yield sim.work((S["skb_copy_datagram_msg"], copied, self.peer._cold()), (S["tcp_cleanup_rbuf"], 0))
         left = copied
         while left > 0 and self.rcvq:
             skb = self.rcvq[0]
@@ -602,16 +608,26 @@ class TcpSock:
         return copied
 
     def _rcv_space_adjust(self, copied: int) -> None:
-        """tcp_rcv_space_adjust (DRS): grow rcvbuf when the reader drains more than before."""
+        """tcp_rcv_space_adjust (DRS): once per receive round trip, if the reader drained more
+        than in the previous round, grow sk_rcvbuf to twice that (plus 16 segments) scaled
+        to memory, up to tcp_rmem[2].  The round is RCV_RTT_NS: on lo the receiver's RTT
+        estimate (tcp_rcv_rtt_measure_ts) is tens to hundreds of microseconds."""
         self.rcvq_space += copied
-        if self.user_rcvbuf:
+        now = self.env.now
+        if now - self.rcvq_time < RCV_RTT_NS:
             return
         space = self.rcvq_space
+        self.rcvq_space = 0
+        self.rcvq_time = now
+        if space <= self.rcvq_space_prev:
+            return
+        self.rcvq_space_prev = space
+        if self.user_rcvbuf:
+            return
         rcvwin = 2 * space + 16 * self.advmss
         want = min(self.rmem_max, int(rcvwin / max(self.ratio, 0.25)))
-        if want > self.rcvbuf and space > self.window():
+        if want > self.rcvbuf:
             self.rcvbuf = want
-        self.rcvq_space = 0
 
     def in_flight_bytes(self, cpus: list[CPU]) -> int:
         """Bytes written by this end and not yet read by the peer, read from the queues:
@@ -641,6 +657,7 @@ def tcp_connect(sim: Sim, net: Net, *, kernel: Any, flow: int, stats: Any, nodel
         # after the handshake: the peer's window (SYN/SYN-ACK), rcv_wnd, quick-ack budget
         s.rcv_wnd = s.window()
         s.quick = min(s.rcv_wnd // (2 * TCP_MSS_DEFAULT), s.quickacks_max)
+        s.rcvq_space_prev = min(s.rcv_wnd, 10 * s.advmss)
     for s in (a, b):
         s.snd_wnd = s.peer.rcv_wnd
         s.max_window = s.snd_wnd

@@ -74,7 +74,7 @@ class UdpSocket:
     def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
         sim = self.sim
         frags = udp_fragments(nbytes, self.mtu)
-        yield sim.work((S["syscall"], 0), (S["udp_sendmsg"], 0), (S["ip_generic_getfrag"], nbytes),
+        yield sim.work((S["syscall"], 0), (S["udp_sendmsg"], 0), (S["ip_generic_getfrag"], nbytes, self.rmem > sim.cache_bytes),
                        (S["ip_output"], 0))
         cpu = task.cpu
         nfr = len(frags)
@@ -127,8 +127,7 @@ class UdpSocket:
         waiter = self.wq.waiters[0] if (accept and self.wq.waiters) else None
         if accept:
             items.append((S["sock_def_readable"], 0))
-            if waiter is not None:
-                items.append((S["try_to_wake_up"] if waiter.cpu is cpu else S["ttwu_queue_wakelist"], 0))
+            items += sim.wake_items(waiter, cpu)
         yield sim.work(*items)
         if not self._rcvbuf_accepts(truesize):  # re-check at the time the skb is charged
             self.rcvbuf_errors += 1
@@ -160,7 +159,7 @@ class UdpSocket:
         sim.stage_wait[S["udp_recvmsg"]] += self.env.now - t_enq
         n = min(length, bufsize)
         task.msg = msg
-        yield sim.work((S["udp_recvmsg"], 0), (S["skb_copy_datagram_msg"], n))
+        yield sim.work((S["udp_recvmsg"], 0), (S["skb_copy_datagram_msg"], n, self.rmem > sim.cache_bytes))
         self.rmem -= truesize
         yield PREEMPT
         return n

@@ -51,14 +51,12 @@ class _UnixBase:
 
     def _wake_items(self, wq: WaitQueue, cpu: Any) -> list[tuple[int, int]]:
         """sk_data_ready / sk_write_space cost, plus try_to_wake_up when someone sleeps."""
-        items = [(S["sock_def_readable"], 0)]
-        if wq.waiters:
-            w = wq.waiters[0]
-            items.append((S["try_to_wake_up"] if w.cpu is cpu else S["ttwu_queue_wakelist"], 0))
-        return items
+        return [(S["sock_def_readable"], 0)] + self.sim.wake_items(wq.waiters[0] if wq.waiters else None, cpu)
 
     def _free(self, truesize: int, cpu: Any) -> None:
-        """sock_wfree -> unix_write_space: wake writers once wmem_alloc * 4 <= sndbuf."""
+        """sock_wfree -> unix_write_space: wake the sender socket's sleepers once
+        wmem_alloc * 4 <= sndbuf (for unix_stream that wait queue is also where the sender's
+        own reader sleeps, see lbsim.model.host)."""
         self.wmem -= truesize
         if self.wq_space.waiters and self.wmem * 4 <= self.sndbuf:
             self.sim.wake_all(self.wq_space, cpu)
@@ -104,7 +102,8 @@ class UnixStream(_UnixBase):
             yield from self._wait_wmem(task)
             truesize = truesize_unix_stream(size, self.modern)
             self.wmem += truesize  # skb_set_owner_w in sock_alloc_send_pskb
-            items = [(S["unix_stream_sendmsg"], 0), (S["skb_copy_datagram_from_iter"], size)]
+            items = [(S["unix_stream_sendmsg"], 0),
+                     (S["skb_copy_datagram_from_iter"], size, self.wmem > sim.cache_bytes)]
             items += self._wake_items(self.wq_data, cpu)
             yield sim.work(*items)
             # skb_queue_tail(&other->sk_receive_queue) + other->sk_data_ready(other)
@@ -136,7 +135,7 @@ class UnixStream(_UnixBase):
             if skb[2] + chunk == skb[1]:
                 freed.append(skb[3])
         sim.stage_wait[S["unix_stream_recvmsg"]] += wait
-        items = [(S["unix_stream_recvmsg"], 0), (S["skb_copy_datagram_msg"], copied)]
+        items = [(S["unix_stream_recvmsg"], 0), (S["skb_copy_datagram_msg"], copied, self.wmem > sim.cache_bytes)]
         if freed:
             items += self._free_items(sum(freed), cpu)
         task.msg = self.queue[0][0]
@@ -168,7 +167,8 @@ class UnixDgram(_UnixBase):
         truesize = truesize_unix_dgram(nbytes, self.modern)
         self.wmem += truesize
         full = len(self.queue) > self.max_qlen
-        items = [(S["unix_dgram_sendmsg"], 0), (S["skb_copy_datagram_from_iter"], nbytes)]
+        items = [(S["unix_dgram_sendmsg"], 0),
+                 (S["skb_copy_datagram_from_iter"], nbytes, self.wmem > sim.cache_bytes)]
         if not full:
             items += self._wake_items(self.wq_data, cpu)
         yield sim.work(*items)
@@ -200,7 +200,7 @@ class UnixDgram(_UnixBase):
         items = [(S["unix_dgram_recvmsg"], 0)]
         if self.peer_wait.waiters:
             items += self._wake_items(self.peer_wait, cpu)
-        items.append((S["skb_copy_datagram_msg"], n))
+        items.append((S["skb_copy_datagram_msg"], n, self.wmem > sim.cache_bytes))
         items += self._free_items(skb[3], cpu)
         # wake_up_interruptible_sync_poll(&u->peer_wait) happens right after the dequeue
         if self.peer_wait.waiters:

@@ -1,0 +1,470 @@
+"""Measured data -> fitted cost model.
+
+The fit has two layers:
+
+1. A *base* cost table: each stage's fixed cost, from kernel tracepoint intervals measured on
+   the host (``lbsim.measure.stages``), split among the stages inside each interval by the
+   rules in :func:`base_from_stage_intervals`.  Stages that no measured path exercises get
+   their cost from a stated rule (``RULES``).
+2. A bounded least-squares fit (SciPy ``least_squares``) of a few parameters against the
+   measured ping-pong medians, using the model's zero-load (``deterministic``) round trip:
+   one scale per transport's own protocol stages, the per-byte cost of each copy, the
+   waker's cost of a cross-CPU wake-up and the wake-up delays into an idle and into a busy
+   CPU.  Then the spread (log-normal cv of the stages, and of the wake-up delays) is fitted
+   to the measured p90/p50 ratios by full simulation.
+
+The result is a cost-model JSON file with its provenance (host, kernel, data hash, fitted
+subset, every fitted value with its bound and whether it sits there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from lbsim.costs import DELAYS, CostModel, StageCost, cost_model_from_dict
+from lbsim.model.stages import STAGES
+
+__all__ = ["TRANSPORT_STAGES", "SHARED_RULES", "FitResult", "fit_costs", "load_measured", "PARAMS"]
+
+#: stages scaled with each transport's own protocol work
+TRANSPORT_STAGES: dict[str, tuple[str, ...]] = {
+    "tcp": ("tcp_sendmsg", "tcp_stream_alloc_skb", "tcp_transmit_skb", "tcp_v4_rcv", "tcp_ack", "tcp_send_ack",
+            "tcp_recvmsg", "tcp_cleanup_rbuf", "tcp_add_backlog", "tcp_delack_timer", "tcp_retransmit_timer"),
+    "udp": ("udp_sendmsg", "udp_rcv", "udp_recvmsg"),
+    "unix_stream": ("unix_stream_sendmsg", "unix_stream_recvmsg"),
+    "unix_dgram": ("unix_dgram_sendmsg", "unix_dgram_recvmsg"),
+}
+
+#: stages no measured path exercises on an unmodified host: cost = the named stage's, and why
+SHARED_RULES: dict[str, tuple[str, str]] = {
+    "ip_fragment": ("ip_output", "per fragment ip_do_fragment builds an IP header and re-enters ip_finish_output2"),
+    "ip_defrag": ("ip_rcv", "per fragment ip_defrag does a hash lookup and queue insert, like ip_rcv's header work"),
+    "skb_gso_segment": ("tcp_transmit_skb", "per segment, skb_segment clones the skb and rewrites the TCP header"),
+    "net_rps_send_ipi": ("ttwu_queue_wakelist", "both send one IPI to another CPU"),
+    "tcp_delack_timer": ("tcp_send_ack", "the timer's work is building and sending the ACK"),
+    "tcp_retransmit_timer": ("tcp_send_ack", "the timer re-enters tcp_transmit_skb like an ACK"),
+    "tcp_add_backlog": ("process_backlog", "one skb appended to a queue under a lock"),
+}
+
+#: the fitted parameters: name -> (lower bound, upper bound, unit)
+PARAMS: dict[str, tuple[float, float, str]] = {
+    "scale_tcp": (0.2, 5.0, "x"),
+    "scale_udp": (0.2, 5.0, "x"),
+    "scale_unix_stream": (0.2, 5.0, "x"),
+    "scale_unix_dgram": (0.2, 5.0, "x"),
+    "copy_from_user_tcp_ns_per_byte": (0.0, 2.0, "ns/B"),
+    "copy_from_user_udp_ns_per_byte": (0.0, 2.0, "ns/B"),
+    "copy_from_user_unix_ns_per_byte": (0.0, 2.0, "ns/B"),
+    "wakeup_remote_idle_ns": (0.0, 200000.0, "ns"),
+    "wakeup_remote_busy_ns": (0.0, 200000.0, "ns"),
+}
+X0 = {"scale_tcp": 1.0, "scale_udp": 1.0, "scale_unix_stream": 1.0, "scale_unix_dgram": 1.0,
+      "copy_from_user_tcp_ns_per_byte": 0.05, "copy_from_user_udp_ns_per_byte": 0.05,
+      "copy_from_user_unix_ns_per_byte": 0.05, "wakeup_remote_idle_ns": 20000.0, "wakeup_remote_busy_ns": 10000.0}
+
+COPY_STAGE = {
+    "copy_from_user_tcp_ns_per_byte": ("skb_copy_to_page_nocache",),
+    "copy_from_user_udp_ns_per_byte": ("ip_generic_getfrag",),
+    "copy_from_user_unix_ns_per_byte": ("skb_copy_datagram_from_iter",),
+}
+
+PINGPONG_METRIC = "rtt_p50_us"
+
+
+def load_measured(path: str | Path) -> Any:
+    """The long-format measured CSV (see docs): one row per point, metric and repetition."""
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    need = {"transport", "workload", "placement", "msg_bytes", "metric", "value"}
+    missing = need - set(df.columns)
+    if missing:
+        raise ValueError(f"{path}: missing columns {', '.join(sorted(missing))}")
+    if "background" not in df.columns:
+        df["background"] = "idle"
+    return df
+
+
+def data_hash(df: Any) -> str:
+    cols = ["transport", "workload", "placement", "msg_bytes", "metric", "value", "background"]
+    text = df[cols].sort_values(cols).to_csv(index=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Point:
+    transport: str
+    placement: str
+    background: str
+    msg_bytes: int
+    measured_us: float
+    spread: float  # p90 / p50 - 1
+    fitted: bool = False
+
+
+@dataclass
+class FitResult:
+    model: CostModel
+    params: dict[str, float]
+    bounds_hit: list[str]
+    residuals: list[dict[str, Any]]
+    unidentified: list[str] = field(default_factory=list)
+
+
+def pingpong_points(df: Any, fit_sizes: Iterable[int]) -> list[Point]:
+    sizes = set(int(s) for s in fit_sizes)
+    pp = df[df.workload == "pingpong"]
+    med = pp.groupby(["transport", "placement", "background", "msg_bytes", "metric"])["value"].median()
+    pts = []
+    for (tr, pl, bg, n), _ in pp.groupby(["transport", "placement", "background", "msg_bytes"]):
+        try:
+            p50 = float(med[(tr, pl, bg, n, "rtt_p50_us")])
+            p90 = float(med[(tr, pl, bg, n, "rtt_p90_us")])
+        except KeyError:
+            continue
+        pts.append(Point(tr, pl, bg, int(n), p50, p90 / p50 - 1.0, fitted=int(n) in sizes))
+    return pts
+
+
+def apply_params(base: CostModel, p: dict[str, float], *, cv: float, delay_cv: float) -> CostModel:
+    stages: dict[str, StageCost] = {}
+    scale_of = {s: p[f"scale_{t}"] for t, ss in TRANSPORT_STAGES.items() for s in ss}
+    per_byte = {s: p[name] for name, ss in COPY_STAGE.items() for s in ss}
+    for s in STAGES:
+        b = base.stages[s]
+        fixed = b.fixed_ns * scale_of.get(s, 1.0)
+        stages[s] = StageCost(fixed, per_byte.get(s, b.per_byte_ns), cv)
+    for s, (src, _) in SHARED_RULES.items():
+        stages[s] = StageCost(stages[src].fixed_ns, 0.0, cv)
+    delays = {"wakeup_remote_idle_ns": StageCost(p["wakeup_remote_idle_ns"], 0.0, delay_cv),
+              "wakeup_remote_busy_ns": StageCost(p["wakeup_remote_busy_ns"], 0.0, delay_cv)}
+    return CostModel(name=base.name, stages=stages, delays=delays, provenance=dict(base.provenance),
+                     cache_bytes=base.cache_bytes)
+
+
+def _sim_p50_us(model: CostModel, pt: Point, *, deterministic: bool, messages: int, seed: int = 0) -> tuple[float, float]:
+    from lbsim.config import make_config
+    from lbsim.model.host import run_model
+
+    cfg = make_config(transport=pt.transport, workload="pingpong", msg_bytes=pt.msg_bytes, messages=messages,
+                      placement=pt.placement, background=[1] if pt.background == "busy" else "idle",
+                      deterministic=deterministic, seed=seed)
+    raw = run_model(cfg, model)
+    samples = raw["latency_samples"]
+    tail = samples[min(len(samples) - 1, 4):] if deterministic else samples
+    p50, p90 = np.percentile(tail, [50, 90])
+    return float(p50) / 1e3, float(p90 / p50 - 1.0)
+
+
+def fit_costs(df: Any, base: CostModel, fit_sizes: Iterable[int] = (64, 4096, 65536), *,
+              progress: Any = None) -> FitResult:
+    """Fit PARAMS (and the spread) to the ping-pong medians at ``fit_sizes``."""
+    from scipy.optimize import least_squares
+
+    pts = pingpong_points(df, fit_sizes)
+    fit_pts = [p for p in pts if p.fitted]
+    if not fit_pts:
+        raise ValueError("no ping-pong points at the fit sizes")
+    names = list(PARAMS)
+    lo = np.array([PARAMS[n][0] for n in names])
+    hi = np.array([PARAMS[n][1] for n in names])
+    x0 = np.array([X0[n] for n in names])
+    x0 = np.clip(x0, lo + 1e-9, hi - 1e-9)
+
+    def resid(x: np.ndarray) -> np.ndarray:
+        model = apply_params(base, dict(zip(names, x)), cv=0.0, delay_cv=0.0)
+        out = []
+        for pt in fit_pts:
+            sim, _ = _sim_p50_us(model, pt, deterministic=True, messages=8)
+            out.append(math.log(sim / pt.measured_us))
+        if progress:
+            progress(float(np.sqrt(np.mean(np.square(out)))))
+        return np.array(out)
+
+    sol = least_squares(resid, x0, bounds=(lo, hi), x_scale="jac", diff_step=1e-3, max_nfev=400)
+    params = dict(zip(names, sol.x.tolist()))
+    bounds_hit = [n for n, v in params.items() if v <= PARAMS[n][0] * (1 + 1e-6) + 1e-9 or v >= PARAMS[n][1] * (1 - 1e-6)]
+    # identifiability: columns of the Jacobian with (near) zero norm
+    jn = np.linalg.norm(sol.jac, axis=0)
+    unidentified = [n for n, v in zip(names, jn) if v < 1e-6]
+    # spread: one cv for the stages (same-CPU points) and one for the wake-up delays (cross-CPU)
+    same = [p for p in fit_pts if p.placement == "same"]
+    cross = [p for p in fit_pts if p.placement == "cross"]
+    cv = _fit_cv(base, params, same, "stage") if same else 0.2
+    delay_cv = _fit_cv(base, params, cross, "delay", stage_cv=cv) if cross else 0.2
+    model = apply_params(base, params, cv=cv, delay_cv=delay_cv)
+    rows = []
+    for pt in pts:
+        sim, _ = _sim_p50_us(model, pt, deterministic=True, messages=8)
+        rows.append({"transport": pt.transport, "placement": pt.placement, "background": pt.background,
+                     "msg_bytes": pt.msg_bytes, "measured_us": pt.measured_us, "simulated_us": sim,
+                     "error_pct": 100 * (sim / pt.measured_us - 1), "fitted": pt.fitted, "metric": "rtt_p50_us"})
+    params["stage_cv"] = cv
+    params["delay_cv"] = delay_cv
+    cold, cold_rows = _fit_cold_copy(model, df)
+    if cold is not None:
+        params["copy_cold_ns_per_byte"] = cold
+        model = with_cold_copies(model, cold)
+        rows += cold_rows
+    return FitResult(model=model, params=params, bounds_hit=bounds_hit, residuals=rows, unidentified=unidentified)
+
+
+COPY_STAGES = ("skb_copy_to_page_nocache", "ip_generic_getfrag", "skb_copy_datagram_from_iter", "skb_copy_datagram_msg")
+
+
+def with_cold_copies(model: CostModel, cold: float) -> CostModel:
+    stages = dict(model.stages)
+    for s in COPY_STAGES:
+        c = stages[s]
+        stages[s] = StageCost(c.fixed_ns, c.per_byte_ns, c.cv, max(cold, c.per_byte_ns))
+    return CostModel(name=model.name, stages=stages, delays=model.delays, provenance=model.provenance,
+                     distribution=model.distribution, cache_bytes=model.cache_bytes)
+
+
+def _sim_stream_MBps(model: CostModel, transport: str, placement: str, size: int) -> float:
+    from lbsim.config import make_config
+    from lbsim.model.host import run_model
+
+    messages = max(50, min(2000, (32 << 20) // size))
+    cfg = make_config(transport=transport, workload="stream", msg_bytes=size, messages=messages,
+                      placement=placement, deterministic=True)
+    return float(run_model(cfg, model)["throughput"]["bytes_per_s"]) / 1e6
+
+
+def _fit_cold_copy(model: CostModel, df: Any) -> tuple[float | None, list[dict[str, Any]]]:
+    """The per-byte cost of a copy whose data is not in cache: fitted to TCP same-CPU streams
+    of 64 KiB writes and larger, where megabytes of send buffer are queued."""
+    from scipy.optimize import minimize_scalar
+
+    st = df[(df.workload == "stream") & (df.metric == "throughput_MBps") & (df.transport == "tcp")
+            & (df.placement == "same") & (df.msg_bytes >= 65536)]
+    meas = st.groupby("msg_bytes")["value"].median()
+    if meas.empty:
+        return None, []
+
+    def err(c: float) -> float:
+        m = with_cold_copies(model, c)
+        return float(np.mean([math.log(_sim_stream_MBps(m, "tcp", "same", int(n)) / v) ** 2 for n, v in meas.items()]))
+
+    sol = minimize_scalar(err, bounds=(0.0, 2.0), method="bounded", options={"xatol": 1e-3})
+    cold = float(sol.x)
+    m = with_cold_copies(model, cold)
+    rows = []
+    for n, v in meas.items():
+        sim = _sim_stream_MBps(m, "tcp", "same", int(n))
+        rows.append({"transport": "tcp", "placement": "same", "background": "idle", "msg_bytes": int(n),
+                     "measured_us": float(v), "simulated_us": sim, "error_pct": 100 * (sim / v - 1),
+                     "fitted": True, "metric": "throughput_MBps"})
+    return cold, rows
+
+
+def _fit_cv(base: CostModel, params: dict[str, float], pts: list[Point], which: str, stage_cv: float = 0.0) -> float:
+    """Choose the cv whose simulated p90/p50 spread best matches the measured one."""
+    target = float(np.median([p.spread for p in pts]))
+    grid = [0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0]
+    best, best_err = grid[0], float("inf")
+    for c in grid:
+        model = apply_params(base, params, cv=c if which == "stage" else stage_cv, delay_cv=c if which == "delay" else 0.0)
+        spreads = [_sim_p50_us(model, p, deterministic=False, messages=600, seed=1)[1] for p in pts[:4]]
+        err = abs(float(np.median(spreads)) - target)
+        if err < best_err:
+            best, best_err = c, err
+    return best
+
+
+def write_cost_file(res: FitResult, path: str | Path, *, df: Any, fit_sizes: Iterable[int], base_source: str,
+                    host: dict[str, Any] | None = None) -> None:
+    data = res.model.to_dict()
+    data["name"] = f"calibrated on {platform.node() or 'host'} ({platform.release()})"
+    data["provenance"] = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "host": host or {"kernel": platform.release(), "machine": platform.machine()},
+        "data_sha256_16": data_hash(df),
+        "fit_sizes": sorted(int(s) for s in fit_sizes),
+        "base": base_source,
+        "method": "bounded least squares (scipy.optimize.least_squares) of log(simulated/measured) ping-pong "
+                  "p50 round trips at the fit sizes, zero-load deterministic model; spread (log-normal cv) "
+                  "matched to the measured p90/p50; the out-of-cache copy cost fitted to TCP same-CPU "
+                  "stream throughput at writes >= 64 KiB; cache_bytes = this host's L2",
+        "params": {k: {"value": v, "bounds": list(PARAMS[k][:2]) if k in PARAMS else None,
+                       "at_bound": k in res.bounds_hit} for k, v in res.params.items()},
+        "unidentified": res.unidentified,
+        "rules": {k: f"= {v[0]}: {v[1]}" for k, v in SHARED_RULES.items()},
+    }
+    Path(path).write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
+
+
+def base_model(stage_fixed_ns: dict[str, float], name: str = "base", cache_bytes: int = 2 << 20) -> CostModel:
+    """A cost model with the given fixed costs (others 0), no per-byte costs, no spread."""
+    stages = {s: {"fixed_ns": float(stage_fixed_ns.get(s, 0.0))} for s in STAGES}
+    return cost_model_from_dict({"name": name, "stages": stages, "cache_bytes": cache_bytes,
+                                 "delays": {d: {"mean_ns": 0.0} for d in DELAYS}})
+
+
+def _l2_bytes(cpu_dir: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
+    """This host's per-core L2 size (the cache a socket's queued data spills out of)."""
+    for idx in sorted(Path(cpu_dir).glob("index*")):
+        try:
+            if (idx / "level").read_text().strip() == "2":
+                txt = (idx / "size").read_text().strip().upper()
+                mult = {"K": 1024, "M": 1024 * 1024}.get(txt[-1], 1)
+                return int(txt.rstrip("KM")) * mult
+        except OSError:
+            continue
+    return 2 << 20
+
+
+def _T(med: dict[str, float], key: str, ov: float, floor: float = 10.0) -> float:
+    """A tracepoint interval's median minus the tracing overhead of one event."""
+    v = med.get(key)
+    if v is None or v != v:
+        raise KeyError(key)
+    return max(float(v) - ov, floor)
+
+
+def base_from_stage_intervals(stages: dict[str, Any]) -> tuple[dict[str, float], dict[str, float], dict[str, str]]:
+    """Stage fixed costs (ns) and per-byte copy-out cost from tracepoint intervals.
+
+    Returns (fixed_ns by stage, per_byte_ns by stage, the rule used for each stage).  Every
+    interval is its median minus the measured tracing overhead per event of its run; the split
+    of an interval among the stages inside it is the stated rule beside each stage.
+    """
+    runs = {(r["transport"], r["placement"], r["size"]): r["result"] for r in stages["runs"]}
+
+    def med(tr: str, pl: str = "same", size: int = 64) -> tuple[dict[str, float], float]:
+        r = runs[(tr, pl, size)]
+        ov = min(max(float(r.get("overhead_ns_per_event") or 0.0), 0.0), 250.0)
+        return r["medians"], ov
+
+    f: dict[str, float] = {}
+    rule: dict[str, str] = {}
+
+    def put(stage: str, value: float, why: str) -> None:
+        f[stage] = max(float(value), 5.0)
+        rule[stage] = why
+
+    mt, ot = med("tcp")
+    mu, ou = med("udp")
+    ms, os_ = med("unix_stream")
+    md, od = med("unix_dgram")
+    put("syscall", stages["null_syscall_ns"], "getppid() round trip (entry_SYSCALL_64 .. sysret), per call")
+    lo = (_T(mt, "dev_to_netif_rx", ot) + _T(mu, "dev_to_netif_rx", ou)) / 2
+    put("dev_queue_xmit", lo / 2, "net_dev_queue -> netif_rx_entry (tcp, udp), half")
+    put("loopback_xmit", lo / 2, "net_dev_queue -> netif_rx_entry (tcp, udp), half")
+    put("netif_rx", (_T(mt, "netif_rx_to_softirq", ot) + _T(mu, "netif_rx_to_softirq", ou)) / 2,
+        "netif_rx_entry -> softirq_entry (tcp, udp)")
+    sq = (_T(mt, "softirq_to_receive_skb", ot) + _T(mu, "softirq_to_receive_skb", ou)) / 2
+    tail = (_T(mt, "softirq_tail", ot) + _T(mu, "softirq_tail", ou)) / 2
+    put("net_rx_action", sq / 2 + tail, "half of softirq_entry -> netif_receive_skb, plus sched_wakeup -> softirq_exit")
+    put("process_backlog", sq / 2, "half of softirq_entry -> netif_receive_skb")
+    rx_udp = _T(mu, "receive_skb_to_waking", ou)
+    put("ip_rcv", rx_udp / 3, "a third of netif_receive_skb -> sched_waking (udp)")
+    put("udp_rcv", rx_udp / 3, "a third of netif_receive_skb -> sched_waking (udp)")
+    put("sock_def_readable", rx_udp / 3, "a third of netif_receive_skb -> sched_waking (udp)")
+    wake = [_T(m, "waking_to_wakeup", o) for m, o in ((mt, ot), (mu, ou), (ms, os_), (md, od))]
+    put("try_to_wake_up", float(np.mean(wake)), "sched_waking -> sched_wakeup, same CPU (all transports)")
+    sw = [_T(m, "switch", o) + _T(m, "recv_entry_to_switch_out", o) for m, o in ((mt, ot), (mu, ou), (ms, os_), (md, od))]
+    put("schedule", float(np.mean(sw)), "recvfrom entry -> switch out, plus last event -> sched_switch in")
+    tx_udp = _T(mu, "send_to_dev", ou)
+    put("ip_output", tx_udp / 2, "half of sys_enter_sendto -> net_dev_queue (udp)")
+    put("udp_sendmsg", tx_udp / 2 + _T(mu, "after_softirq_to_exit", ou),
+        "half of sys_enter_sendto -> net_dev_queue, plus softirq_exit -> sys_exit_sendto (udp)")
+    put("udp_recvmsg", _T(mu, "switch_in_to_exit", ou), "sched_switch in -> sys_exit_recvfrom (udp)")
+    tx_tcp = max(_T(mt, "send_to_dev", ot) - f["ip_output"], 30.0)
+    put("tcp_sendmsg", 0.5 * tx_tcp + _T(mt, "after_softirq_to_exit", ot),
+        "half of send_to_dev beyond ip_output, plus softirq_exit -> sys_exit_sendto (tcp)")
+    put("tcp_stream_alloc_skb", 0.2 * tx_tcp, "a fifth of send_to_dev beyond ip_output (tcp)")
+    put("tcp_transmit_skb", 0.3 * tx_tcp, "three tenths of send_to_dev beyond ip_output (tcp)")
+    put("tcp_send_ack", f["tcp_transmit_skb"], "as tcp_transmit_skb: a pure ACK is built and transmitted alike")
+    rx_tcp = max(_T(mt, "receive_skb_to_waking", ot) - f["ip_rcv"] - f["sock_def_readable"], 30.0)
+    put("tcp_v4_rcv", rx_tcp * 2 / 3, "two thirds of netif_receive_skb -> sched_waking beyond ip_rcv (tcp)")
+    put("tcp_ack", rx_tcp / 3, "a third of netif_receive_skb -> sched_waking beyond ip_rcv (tcp)")
+    put("tcp_recvmsg", _T(mt, "switch_in_to_copy", ot), "sched_switch in -> skb_copy_datagram_iovec (tcp)")
+    put("tcp_cleanup_rbuf", _T(mt, "copy_to_exit", ot), "skb_copy_datagram_iovec -> sys_exit_recvfrom (tcp)")
+    for tr, m, o in (("unix_stream", ms, os_), ("unix_dgram", md, od)):
+        send = _T(m, "send_to_waking", o) + _T(m, "waking_to_exit", o) - f["try_to_wake_up"] - f["sock_def_readable"]
+        put(f"{tr}_sendmsg", send, f"sys_enter_sendto -> sys_exit_sendto less the wake-up ({tr})")
+        put(f"{tr}_recvmsg", _T(m, "switch_in_to_copy", o) + _T(m, "copy_to_exit", o),
+            f"sched_switch in -> sys_exit_recvfrom ({tr})")
+    # the waker's side of a cross-CPU wake-up: sched_waking -> end of the waking context
+    cross = []
+    for tr, key in (("tcp", "softirq_tail"), ("udp", "softirq_tail"), ("unix_stream", "waking_to_exit"),
+                    ("unix_dgram", "waking_to_exit")):
+        m, o = med(tr, "cross")
+        if key in m and m[key] == m[key]:
+            cross.append(_T(m, key, o))
+    put("ttwu_queue_wakelist", f["try_to_wake_up"],
+        "as try_to_wake_up: queueing on a running CPU's wakelist (its IPI is the busy wake-up delay)")
+    put("send_call_function_single_ipi", float(np.median(cross)) - f["ttwu_queue_wakelist"],
+        "sched_waking -> softirq_exit / sys_exit_sendto across CPUs into an idle CPU (IPI to a halted vCPU, "
+        "VM exit), median of transports, less ttwu_queue_wakelist")
+    # copy #2 per byte: copy_to_exit grows with the size copied (tcp, 64 B and 64 KiB)
+    per_byte: dict[str, float] = {}
+    slopes = []
+    for tr in ("tcp", "unix_stream"):
+        if (tr, "same", 65536) in runs:
+            big, ob = med(tr, "same", 65536)
+            small, osm = med(tr, "same", 64)
+            key = "copy_to_exit"
+            slopes.append((_T(big, key, ob) - _T(small, key, osm)) / (65536 - 64))
+    per_byte["skb_copy_datagram_msg"] = max(float(np.mean(slopes)), 0.0) if slopes else 0.05
+    rule["skb_copy_datagram_msg"] = "slope of skb_copy_datagram_iovec -> sys_exit_recvfrom, 64 B vs 64 KiB (tcp, unix_stream)"
+    return f, per_byte, rule
+
+
+def calibrate_from_files(measured_csv: str | Path, stages_json: str | Path, out: str | Path,
+                         fit_sizes: Iterable[int] = (64, 4096, 65536), progress: Any = None) -> FitResult:
+    """The whole calibration: base from tracepoints, fit to the measured grid, write the file."""
+    df = load_measured(measured_csv)
+    stages = json.loads(Path(stages_json).read_text())
+    fixed, per_byte, rules = base_from_stage_intervals(stages)
+    base = base_model(fixed, name="tracepoint base", cache_bytes=_l2_bytes())
+    base = CostModel(name=base.name, stages={s: StageCost(c.fixed_ns, per_byte.get(s, 0.0), 0.0)
+                                             for s, c in base.stages.items()},
+                     delays=base.delays, provenance={}, cache_bytes=base.cache_bytes)
+    res = fit_costs(df, base, fit_sizes, progress=progress)
+    host_file = Path(str(measured_csv) + ".host.json")
+    host = json.loads(host_file.read_text()) if host_file.exists() else None
+    write_cost_file(res, out, df=df, fit_sizes=fit_sizes, base_source=f"{Path(stages_json).name}: " +
+                    "; ".join(f"{k}: {v}" for k, v in rules.items()), host=host)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m lbsim.calibrate MEASURED.csv STAGES.json -o COSTS.json [--fit-sizes 64,4096,65536]"""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m lbsim.calibrate", description=main.__doc__)
+    ap.add_argument("measured")
+    ap.add_argument("stages")
+    ap.add_argument("-o", "--out", required=True)
+    ap.add_argument("--fit-sizes", default="64,4096,65536")
+    a = ap.parse_args(argv)
+    sizes = [int(x) for x in a.fit_sizes.split(",")]
+    res = calibrate_from_files(a.measured, a.stages, a.out, fit_sizes=sizes)
+    for k, v in res.params.items():
+        lo_hi = PARAMS.get(k)
+        bound = f"  bounds {lo_hi[0]:g}..{lo_hi[1]:g}" if lo_hi else ""
+        print(f"{k:34s} {v:12.4f}{bound}{'  AT BOUND' if k in res.bounds_hit else ''}")
+    if res.unidentified:
+        print("not identified by the data:", ", ".join(res.unidentified))
+    print(f"{'point':44s} {'measured':>9s} {'simulated':>9s} {'error':>7s}")
+    for r in sorted(res.residuals, key=lambda r: (not r["fitted"], r["transport"], r["placement"], r["msg_bytes"])):
+        name = f"{r['transport']} {r['placement']}/{r['background']} {r['msg_bytes']} B{' (fit)' if r['fitted'] else ''}"
+        print(f"{name:44s} {r['measured_us']:9.2f} {r['simulated_us']:9.2f} {r['error_pct']:6.1f}%")
+    print(f"wrote {a.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
