@@ -1,0 +1,48 @@
+"""The shipped cost model: where it came from, and that it is reproducible from the data."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import pytest
+
+import lbsim
+from lbsim.calibrate import calibrate_from_files
+from lbsim.costs import load_costs
+from lbsim.model.stages import STAGES
+
+DATA = resources.files("lbsim") / "data"
+
+
+def test_default_costs_cover_every_stage_and_say_where_they_came_from():
+    m = load_costs()
+    assert set(m.stages) == set(STAGES)
+    prov = m.provenance
+    assert prov["data_sha256_16"] and prov["fit_sizes"] and prov["method"]
+    assert "null_syscall" in prov["base"] or "getppid" in prov["base"]
+    assert all(c.fixed_ns >= 0 and c.per_byte_ns >= 0 for c in m.stages.values())
+
+
+def test_recalibrating_the_committed_data_gives_the_shipped_model_back(tmp_path):
+    out = tmp_path / "costs.json"
+    calibrate_from_files(DATA / "measured-host.csv", DATA / "stages-host.json", out,
+                         fit_sizes=load_costs().provenance["fit_sizes"])
+    new = json.loads(out.read_text())
+    old = json.loads((DATA / "costs-default.json").read_text())
+    assert new["cache_bytes"] == old["cache_bytes"]
+    for s in STAGES:
+        for k in ("fixed_ns", "per_byte_ns", "cv"):
+            assert new["stages"][s][k] == pytest.approx(old["stages"][s][k], rel=1e-6, abs=1e-9), (s, k)
+    for d, v in old["delays"].items():
+        assert new["delays"][d]["mean_ns"] == pytest.approx(v["mean_ns"], rel=1e-6)
+
+
+@pytest.mark.parametrize("kernel", ["linux-6.12", "linux-2.6.32", "host"])
+@pytest.mark.parametrize("transport", ["tcp", "udp", "unix_stream", "unix_dgram"])
+def test_every_kernel_profile_runs_every_transport(kernel, transport):
+    r = lbsim.simulate(transport=transport, kernel=kernel, messages=200, msg_bytes=32768, placement="cross")
+    assert r.status == "ok" and r.conservation()["ok"]
+    if transport == "tcp" and kernel == "linux-2.6.32":
+        # MSS 16384 at MTU 16436: a 32 KiB message is two full segments
+        assert r.counters["tcp_out_segs"] >= 2 * 2 * 200
