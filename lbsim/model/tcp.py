@@ -53,6 +53,7 @@ from typing import Any, Generator
 from lbsim.model.core import BH_ENABLE, CPU, PREEMPT, Sim, Task, WaitQueue
 from lbsim.model.netdev import Net
 from lbsim.model.skb import truesize_tcp
+from lbsim.model.socket import consume, plan_read
 from lbsim.model.stages import SID
 
 __all__ = ["TcpSock", "tcp_connect", "tcp_size_goal"]
@@ -567,28 +568,11 @@ class TcpSock:
             if not self.rcvq:
                 yield from self.release_sock(cpu)
                 self.lock_sock()
-        copied = 0
-        wait = 0.0
-        now = self.env.now
-        for skb in self.rcvq:
-            if copied >= bufsize:
-                break
-            chunk = min(skb[1] - skb[2], bufsize - copied)
-            if skb[2] == 0:
-                wait += now - skb[4]
-            copied += chunk
+        copied, wait, _ = plan_read(self.rcvq, bufsize, self.env.now)
         sim.stage_wait[S["tcp_recvmsg"]] += wait
         task.msg = self.rcvq[0][5]
         yield sim.work((S["skb_copy_datagram_msg"], copied, self.peer._cold()), (S["tcp_cleanup_rbuf"], 0))
-        left = copied
-        while left > 0 and self.rcvq:
-            skb = self.rcvq[0]
-            chunk = min(skb[1] - skb[2], left)
-            skb[2] += chunk
-            left -= chunk
-            if skb[2] == skb[1]:
-                self.rcvq.popleft()
-                self.rmem -= skb[3]
+        consume(self.rcvq, copied, self._uncharge)
         self.copied_seq += copied
         self._rcv_space_adjust(copied)
         # tcp_cleanup_rbuf: ACK a pending ACK when more than a segment is un-ACKed or it was
@@ -606,6 +590,9 @@ class TcpSock:
         yield from self.release_sock(cpu)
         yield PREEMPT
         return copied
+
+    def _uncharge(self, truesize: int) -> None:
+        self.rmem -= truesize  # tcp_eat_recv_skb -> skb_free: sk_rmem_alloc shrinks
 
     def _rcv_space_adjust(self, copied: int) -> None:
         """tcp_rcv_space_adjust (DRS): once per receive round trip, if the reader drained more

@@ -29,6 +29,7 @@ from typing import Any, Generator
 
 from lbsim.model.core import PREEMPT, Sim, Task, WaitQueue
 from lbsim.model.skb import truesize_unix_dgram, truesize_unix_stream
+from lbsim.model.socket import consume, plan_read
 from lbsim.model.stages import SID
 
 __all__ = ["UnixStream", "UnixDgram"]
@@ -120,35 +121,14 @@ class UnixStream(_UnixBase):
         yield sim.work((S["syscall"], 0))
         while not self.queue:
             yield self.wq_data
-        copied = 0
-        freed: list[int] = []
-        wait = 0.0
-        now = self.env.now
-        # walk the queue as the reader will: skbs it consumes whole are freed
-        for skb in self.queue:
-            if copied >= bufsize:
-                break
-            chunk = min(skb[1] - skb[2], bufsize - copied)
-            copied += chunk
-            if skb[2] == 0:
-                wait += now - skb[4]
-            if skb[2] + chunk == skb[1]:
-                freed.append(skb[3])
+        copied, wait, freed = plan_read(self.queue, bufsize, self.env.now)
         sim.stage_wait[S["unix_stream_recvmsg"]] += wait
         items = [(S["unix_stream_recvmsg"], 0), (S["skb_copy_datagram_msg"], copied, self.wmem > sim.cache_bytes)]
         if freed:
-            items += self._free_items(sum(freed), cpu)
+            items += self._free_items(freed, cpu)
         task.msg = self.queue[0][0]
         yield sim.work(*items)
-        left = copied
-        while left > 0 and self.queue:
-            skb = self.queue[0]
-            chunk = min(skb[1] - skb[2], left)
-            skb[2] += chunk
-            left -= chunk
-            if skb[2] == skb[1]:
-                self.queue.popleft()
-                self._free(skb[3], cpu)
+        consume(self.queue, copied, lambda truesize: self._free(truesize, cpu))
         yield PREEMPT
         return copied
 

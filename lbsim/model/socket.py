@@ -1,0 +1,44 @@
+"""What every byte-stream socket does with its receive queue (tcp_recvmsg, unix_stream_read_generic).
+
+An skb in a stream receive queue is a list ``[key, len, consumed, truesize, t_enqueued, ...]``:
+a reader copies from as many skbs as its buffer takes (partial reads advance ``consumed``)
+and frees each skb it consumed whole.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable
+
+__all__ = ["plan_read", "consume"]
+
+
+def plan_read(queue: deque[list[Any]], bufsize: int, now: float) -> tuple[int, float, int]:
+    """What a read of ``bufsize`` will take: (bytes copied, time the skbs it starts on waited,
+    truesize of the skbs it frees)."""
+    copied = 0
+    wait = 0.0
+    freed = 0
+    for skb in queue:
+        if copied >= bufsize:
+            break
+        chunk = min(skb[1] - skb[2], bufsize - copied)
+        if skb[2] == 0:
+            wait += now - skb[4]
+        copied += chunk
+        if skb[2] + chunk == skb[1]:
+            freed += skb[3]
+    return copied, wait, freed
+
+
+def consume(queue: deque[list[Any]], nbytes: int, on_free: Callable[[int], None]) -> None:
+    """Advance the queue by ``nbytes``; ``on_free(truesize)`` for each skb consumed whole."""
+    left = nbytes
+    while left > 0 and queue:
+        skb = queue[0]
+        chunk = min(skb[1] - skb[2], left)
+        skb[2] += chunk
+        left -= chunk
+        if skb[2] == skb[1]:
+            queue.popleft()
+            on_free(skb[3])
