@@ -458,9 +458,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{k:34s} {v:12.4f}{bound}{'  AT BOUND' if k in res.bounds_hit else ''}")
     if res.unidentified:
         print("not identified by the data:", ", ".join(res.unidentified))
-    print(f"{'point':44s} {'measured':>9s} {'simulated':>9s} {'error':>7s}")
+    print(f"{'point':60s} {'measured':>9s} {'simulated':>9s} {'error':>7s}")
     for r in sorted(res.residuals, key=lambda r: (not r["fitted"], r["transport"], r["placement"], r["msg_bytes"])):
-        name = f"{r['transport']} {r['placement']}/{r['background']} {r['msg_bytes']} B{' (fit)' if r['fitted'] else ''}"
+        name = (f"{r['metric']} {r['transport']} {r['placement']}/{r['background']} {r['msg_bytes']} B"
+                f"{' (fit)' if r['fitted'] else ''}")
         print(f"{name:44s} {r['measured_us']:9.2f} {r['simulated_us']:9.2f} {r['error_pct']:6.1f}%")
     print(f"wrote {a.out}", file=sys.stderr)
     return 0

@@ -178,6 +178,98 @@ def cmd_compare(a: argparse.Namespace) -> int:
     return 0
 
 
+def _csv_list(text: str, allowed: Sequence[str] | None, what: str) -> list[str]:
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
+        raise InputError(f"{what}: empty list")
+    if allowed is not None:
+        for x in items:
+            if x not in allowed:
+                raise InputError(f"{what}: {x!r} is not allowed; allowed: {', '.join(allowed)}")
+    return items
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"{what}: {text!r} is not a comma-separated list of integers") from None
+    if not out or any(v < 1 for v in out):
+        raise InputError(f"{what}: sizes must be integers >= 1 (got {text!r})")
+    return out
+
+
+def cmd_measure(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lbsim.measure import measure, write_csv
+
+    transports = _csv_list(a.transports, TRANSPORTS, "--transports")
+    workloads = _csv_list(a.workloads, ("pingpong", "stream"), "--workloads")
+    placements = _csv_list(a.placements, ("same", "cross"), "--placements")
+    sizes = _int_list(a.sizes, "--sizes")
+    if a.reps < 1:
+        raise InputError("--reps: must be >= 1")
+    load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
+    print(f"lbsim: measuring (1-min loadavg {load}; run this on a quiet machine)", file=sys.stderr)
+    progress = None if a.quiet else (lambda m: print(m, file=sys.stderr))
+    df = measure(transports, workloads, sizes, placements, reps=a.reps, busy=[False, True] if a.busy else False,
+                 progress=progress)
+    out = write_csv(df, a.out)
+    print(f"lbsim: wrote {len(df)} rows to {out} (+ {out}.host.json)", file=sys.stderr)
+    if a.stages:
+        from lbsim.measure.stages import StagesUnavailable, measure_stages, tracefs_available
+
+        ok, why = tracefs_available()
+        if not ok:
+            print(f"lbsim: --stages skipped: {why}", file=sys.stderr)
+            return 0
+        from lbsim.measure.harness import null_syscall_ns
+
+        runs = []
+        for tr in transports:
+            for pl in placements:
+                for size in sizes:
+                    if tr == "udp" and size > 65507:
+                        continue
+                    try:
+                        r = measure_stages(tr, size=size, placement=pl, count=2000)
+                    except StagesUnavailable as e:
+                        print(f"lbsim: --stages skipped: {e}", file=sys.stderr)
+                        return 0
+                    runs.append({"transport": tr, "placement": pl, "size": size, "result": r})
+                    if progress:
+                        progress(f"stages {tr} {pl} {size} B: overhead {r.get('overhead_ns_per_event')} ns/event")
+        stages_path = Path(str(out).removesuffix(".csv") + ".stages.json")
+        stages_path.write_text(json.dumps({"null_syscall_ns": null_syscall_ns(), "runs": runs}, indent=1,
+                                          default=str) + "\n")
+        print(f"lbsim: wrote {stages_path}", file=sys.stderr)
+    return 0
+
+
+def cmd_calibrate(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lbsim import calibrate as cal
+
+    measured = Path(a.measured)
+    if not measured.is_file():
+        raise InputError(f"{measured}: no such measured-data file")
+    stages = Path(a.stages) if a.stages else Path(str(measured).removesuffix(".csv") + ".stages.json")
+    if not stages.is_file():
+        alt = measured.with_name("stages-host.json")
+        if a.stages is None and alt.is_file():
+            stages = alt
+        else:
+            raise InputError(f"{stages}: no tracepoint stage file (give --stages, made by lbsim measure --stages)")
+    try:
+        cal.load_measured(measured)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    sizes = _int_list(a.fit_sizes, "--fit-sizes")
+    return cal.main([str(measured), str(stages), "-o", a.out, "--fit-sizes", ",".join(map(str, sizes))])
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lbsim", description="Discrete-event model of Linux loopback vs UNIX domain sockets")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -187,10 +279,31 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="one workload on all four transports, side by side")
     _common_sim_args(c, transport=False)
     c.set_defaults(func=cmd_compare)
+    m = sub.add_parser("measure", help="measure this host's loopback and UNIX sockets (C harness)")
+    m.add_argument("--transports", default=",".join(TRANSPORTS))
+    m.add_argument("--workloads", default="pingpong,stream")
+    m.add_argument("--sizes", default="16,64,256,1024,4096,16384,65536")
+    m.add_argument("--placements", default="same,cross")
+    m.add_argument("--reps", type=int, default=3)
+    m.add_argument("--busy", action="store_true", help="also measure with the peer's CPU busy (a nice-19 spinner)")
+    m.add_argument("--stages", action="store_true", help="also record kernel tracepoints (root + tracefs)")
+    m.add_argument("--out", default="measured.csv", help="the long-format CSV to write (default measured.csv)")
+    m.add_argument("--quiet", action="store_true")
+    m.set_defaults(func=cmd_measure)
+    k = sub.add_parser("calibrate", help="fit a cost model to measured data")
+    k.add_argument("measured", help="long-format CSV written by lbsim measure")
+    k.add_argument("--stages", default=None, help="tracepoint stage file (default: beside MEASURED)")
+    k.add_argument("--fit-sizes", default="64,4096,65536")
+    k.add_argument("-o", "--out", default="costs.json", help="the cost-model file to write")
+    k.set_defaults(func=cmd_calibrate)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+
+    if hasattr(signal, "SIGPIPE"):  # `lbsim ... | head` ends quietly, as other tools do
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

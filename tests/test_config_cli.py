@@ -119,3 +119,28 @@ def test_bad_cost_file_is_reported_with_file_and_field(tmp_path):
     p = run_cli("simulate", "--costs", str(bad))
     assert p.returncode == 2
     assert str(bad) in p.stderr and "tcp_sendmsg" in p.stderr
+
+
+def test_cli_measure_writes_the_long_format_csv(tmp_path):
+    import pandas as pd
+
+    out = tmp_path / "m.csv"
+    p = run_cli("measure", "--transports", "unix_dgram,udp", "--workloads", "pingpong", "--sizes", "64",
+                "--placements", "same", "--reps", "1", "--out", str(out), "--quiet")
+    assert p.returncode == 0, p.stderr
+    df = pd.read_csv(out)
+    assert {"transport", "workload", "placement", "msg_bytes", "metric", "value", "harness", "loadavg"} <= set(df.columns)
+    assert set(df.transport) == {"unix_dgram", "udp"}
+    assert (df[df.metric == "rtt_p50_us"].value > 0).all()
+    assert (out.parent / "m.csv.host.json").exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["measure", "--transports", "sctp"], "--transports"),
+    (["measure", "--sizes", "a,b"], "--sizes"),
+    (["calibrate", "/nonexistent.csv"], "no such measured-data file"),
+])
+def test_cli_measure_and_calibrate_bad_input(args, needle):
+    p = run_cli(*args)
+    assert p.returncode == 2
+    assert needle in p.stderr and len(p.stderr.strip().splitlines()) == 1
