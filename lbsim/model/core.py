@@ -567,14 +567,8 @@ class Sim:
             total -= work[2]
         cpu.busy[kind] += total
         if self.trace_on:
-            end = self.env.now
-            t = end - (total if len(work) <= 2 else work[0])
-            if len(work) > 2:
-                t = end - work[0]  # remainder ran last; earlier parts were traced already
-                stages = work[1]
-                self._trace_stages(cpu, ctx, stages, end - sum(ns for _, ns in stages), kind)
-                return
-            self._trace_stages(cpu, ctx, work[1], t, kind)
+            # a command pre-empted part-way is traced as if it ran in one piece, ending now
+            self._trace_stages(cpu, ctx, work[1], self.env.now - sum(ns for _, ns in work[1]), kind)
 
     def account_partial(self, cpu: CPU, ctx: Any, done: float) -> None:
         work = ctx.work
