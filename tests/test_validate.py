@@ -1,0 +1,183 @@
+"""lbsim.validate: measured data against the model, its report, its command line and its input checks."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import pandas as pd
+import pytest
+
+import lbsim
+from lbsim.validate import (METRICS, MeasuredDataError, ValidationReport, check_measured, main, validate)
+
+DATA = resources.files("lbsim") / "data"
+FAST = {"messages_pingpong": 200, "stream_bytes": 1 << 20, "seed": 1}
+FAST_ARGS = ["--messages-pingpong", "200", "--stream-bytes", str(1 << 20), "--seed", "1", "-q"]
+ROW_COLUMNS = {"transport", "workload", "placement", "background", "msg_bytes", "metric", "measured", "simulated",
+               "error_pct", "spread", "fitted"}
+
+
+@pytest.fixture(scope="module")
+def subset() -> pd.DataFrame:
+    df = pd.read_csv(DATA / "measured-host.csv")
+    pp = (df.workload == "pingpong") & df.msg_bytes.isin([64, 4096]) & (df.background == "idle")
+    st = (df.workload == "stream") & (df.msg_bytes == 1024)
+    return df[pp | st].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def report(subset: pd.DataFrame) -> ValidationReport:
+    return validate(subset, **FAST)
+
+
+def _synthetic(points: list[dict], reps: int = 1, scale_rtt: float = 1.0) -> pd.DataFrame:
+    """The simulator's own output written as measured data (same settings validate uses)."""
+    rows = []
+    for p in points:
+        n = p["msg_bytes"]
+        messages = FAST["messages_pingpong"] if p["workload"] == "pingpong" else \
+            max(50, min(20000, FAST["stream_bytes"] // n))
+        bg = [1] if p.get("background") == "busy" else "idle"
+        r = lbsim.simulate(transport=p["transport"], workload=p["workload"], msg_bytes=n, messages=messages,
+                           placement=p["placement"], background=bg, seed=FAST["seed"])
+        lat = r.latency_us
+        if p["workload"] == "pingpong":
+            vals = {f"rtt_{k}_us": lat[k] * scale_rtt for k in ("mean", "p50", "p90", "p99", "p999")}
+        else:
+            vals = {"throughput_MBps": r.throughput["bytes_per_s"] / 1e6, "msgs_per_s": r.throughput["msgs_per_s"]}
+        for rep in range(reps):
+            for m, v in vals.items():
+                rows.append({"transport": p["transport"], "workload": p["workload"], "placement": p["placement"],
+                             "msg_bytes": n, "metric": m, "value": v, "rep": rep,
+                             "background": p.get("background", "idle"), "harness": "sim"})
+    return pd.DataFrame(rows)
+
+
+SYNTH_POINTS = [
+    {"transport": "tcp", "workload": "pingpong", "placement": "same", "msg_bytes": 64},
+    {"transport": "unix_stream", "workload": "pingpong", "placement": "same", "msg_bytes": 1024},
+    {"transport": "udp", "workload": "pingpong", "placement": "cross", "msg_bytes": 1024, "background": "busy"},
+    {"transport": "tcp", "workload": "stream", "placement": "same", "msg_bytes": 1024},
+    {"transport": "unix_stream", "workload": "stream", "placement": "same", "msg_bytes": 1024},
+]
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    d = tmp_path_factory.mktemp("synth")
+    good, slow = d / "synthetic.csv", d / "synthetic-rtt-x1.5.csv"
+    _synthetic(SYNTH_POINTS).to_csv(good, index=False)
+    _synthetic(SYNTH_POINTS, scale_rtt=1.5).to_csv(slow, index=False)
+    return str(good), str(slow)
+
+
+# --- shape ---------------------------------------------------------------------------------------
+
+def test_rows_have_the_documented_columns_and_one_row_per_point_and_metric(report, subset):
+    rows = report.rows
+    assert ROW_COLUMNS <= set(rows.columns)
+    # every measured (point, metric) present in both: loss_pct only for datagram transports
+    want = subset[~((subset.metric == "loss_pct") & subset.transport.isin(["tcp", "unix_stream"]))]
+    assert len(rows) == len(want.groupby(["transport", "workload", "placement", "background", "msg_bytes",
+                                          "metric"]))
+    assert set(rows.metric) <= set(METRICS)
+    # the measured value is the median over repetitions, the spread max - min
+    r = rows[(rows.transport == "tcp") & (rows.placement == "same") & (rows.msg_bytes == 64)
+             & (rows.metric == "rtt_p50_us")].iloc[0]
+    vals = subset[(subset.transport == "tcp") & (subset.placement == "same") & (subset.msg_bytes == 64)
+                  & (subset.workload == "pingpong") & (subset.metric == "rtt_p50_us")]["value"]
+    assert r.measured == pytest.approx(vals.median())
+    assert r.spread == pytest.approx(vals.max() - vals.min())
+    assert r.error_pct == pytest.approx(100 * (r.simulated / r.measured - 1))
+    # sorted by transport, workload, placement, size
+    keys = list(zip(rows.transport, rows.workload, rows.placement, rows.msg_bytes))
+    assert keys == sorted(keys)
+
+
+def test_summary_order_and_json(report):
+    s = pd.DataFrame(report.summary)
+    assert {"metric", "split", "count", "median_abs_error_pct", "worst_abs_error_pct", "worst_point"} <= set(s.columns)
+    assert set(s.split) == {"held-out", "fitted", "all"}
+    p50 = s[(s.metric == "rtt_p50_us") & (s.split == "all")].iloc[0]
+    assert p50["count"] == len(report.rows[report.rows.metric == "rtt_p50_us"])
+    assert p50["worst_point"].startswith(("tcp", "udp", "unix"))
+    o = report.order
+    assert {"checked", "agreed", "disagreements", "cells"} <= set(o)
+    assert o["checked"] > 0 and o["agreed"] + len(o["disagreements"]) == o["checked"]
+    for d in o["disagreements"]:
+        assert (d["measured_a"] - d["measured_b"]) * (d["simulated_a"] - d["simulated_b"]) <= 0
+    d = json.loads(json.dumps(report.to_dict()))  # strictly JSON-able (NaN -> null)
+    assert d["rows"] and d["summary"] and "order" in d
+    table = report.format_table()
+    assert table.index("held-out points") < table.index("fitted points") < table.index("order check") \
+        < table.index("points (measured")
+
+
+def test_fitted_and_held_out_follow_fit_sizes(subset):
+    small = subset[subset.workload == "pingpong"]
+    rep = validate(small, fit_sizes=[64], **FAST)
+    assert set(rep.rows[rep.rows.fitted].msg_bytes) == {64}
+    assert set(rep.rows[~rep.rows.fitted].msg_bytes) == {4096}
+    held = next(s for s in rep.summary if s["metric"] == "rtt_p50_us" and s["split"] == "held-out")
+    assert held["count"] == len(rep.rows[(rep.rows.metric == "rtt_p50_us") & (rep.rows.msg_bytes == 4096)])
+    # default: the cost model's provenance
+    assert validate(small, **FAST).fit_sizes == sorted(lbsim.load_costs().provenance["fit_sizes"])
+
+
+# --- synthetic data: the model against itself ---------------------------------------------------
+
+def test_the_models_own_output_validates_with_zero_error(synthetic):
+    good, _ = synthetic
+    rep = validate(good, **FAST)
+    assert rep.rows.error_pct.abs().max() < 1e-6
+    assert rep.passes(1)
+    assert len(rep.rows[~rep.rows.fitted]) > 0  # 1024 B is held out of the default fit sizes
+
+
+def test_cli_passes_and_fails_on_max_error(synthetic, capsys):
+    good, slow = synthetic
+    assert main([good, "--max-error", "1", *FAST_ARGS]) == 0
+    out = capsys.readouterr().out
+    assert "PASS" in out and out.index("held-out points") < out.index("fitted points")
+    assert not validate(slow, **FAST).passes(10)
+    assert main([slow, "--max-error", "10", *FAST_ARGS]) == 1
+    assert main([slow, "--max-error", "10", "--json", *FAST_ARGS]) == 1
+    d = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert d["passes"] is False
+    p50 = next(h for h in d["headline"] if h["metric"] == "rtt_p50_us")
+    assert p50["held_out_median_abs_error_pct"] == pytest.approx(100 / 3, rel=1e-6)
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+GOOD = "transport,workload,placement,msg_bytes,metric,value\ntcp,pingpong,same,64,rtt_p50_us,4.3\n"
+
+
+@pytest.mark.parametrize("text, words", [
+    ("transport,workload,placement,metric,value\ntcp,pingpong,same,rtt_p50_us,4\n", ["column", "msg_bytes"]),
+    (GOOD + "sctp,pingpong,same,64,rtt_p50_us,4\n", ["line 3", "transport", "sctp"]),
+    (GOOD + "udp,pingpong,same,70000,rtt_p50_us,40\n", ["line 3", "udp", "70000"]),
+    (GOOD + "tcp,pingpong,same,64,rtt_p50_ms,4\n", ["line 3", "metric", "rtt_p50_ms"]),
+    (GOOD + "tcp,pingpong,diagonal,64,rtt_p50_us,4\n", ["line 3", "placement", "diagonal"]),
+])
+def test_bad_csv_exits_2_with_one_line(tmp_path, capsys, text, words):
+    f = tmp_path / "bad.csv"
+    f.write_text(text)
+    assert main([str(f), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("lbsim: error: ") and str(f) in err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in err
+
+
+def test_missing_file_and_check_measured(tmp_path, capsys):
+    assert main([str(tmp_path / "nope.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.csv" in err and len(err.strip().splitlines()) == 1
+    df = pd.read_csv(pd.io.common.StringIO(GOOD))
+    check_measured(df, "x.csv")
+    with pytest.raises(MeasuredDataError, match=r"x\.csv: line 2: column 'workload'") as e:
+        check_measured(df.assign(workload="rr"), "x.csv")
+    assert isinstance(e.value, ValueError)
