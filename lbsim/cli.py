@@ -270,6 +270,12 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     return cal.main([str(measured), str(stages), "-o", a.out, "--fit-sizes", ",".join(map(str, sizes))])
 
 
+def cmd_validate(a: argparse.Namespace) -> int:
+    from lbsim.validate import main as validate_main
+
+    return validate_main(a.rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lbsim", description="Discrete-event model of Linux loopback vs UNIX domain sockets")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -296,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--fit-sizes", default="64,4096,65536")
     k.add_argument("-o", "--out", default="costs.json", help="the cost-model file to write")
     k.set_defaults(func=cmd_calibrate)
+    v = sub.add_parser("validate", add_help=False,
+                       help="simulate measured points and report the error: MEASURED [--costs FILE] "
+                            "[--max-error PCT] [--json] [--figure FILE] (see lbsim validate --help)")
+    v.add_argument("rest", nargs=argparse.REMAINDER)
+    v.set_defaults(func=cmd_validate)
     return p
 
 

@@ -644,6 +644,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--figure", default=None, metavar="FILE",
+                   help="also draw measured against simulated curves (PNG or SVG by extension)")
     try:
         a = p.parse_args(argv)
         if a.messages_pingpong < 1 or a.stream_bytes < 1 or a.seed < 0:
@@ -664,6 +666,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (_InputError, MeasuredDataError, CostFileError, ConfigError) as e:
         print(f"lbsim: error: {e}", file=sys.stderr)
         return 2
+    if a.figure:
+        from lbsim.plots import validation_figure
+
+        validation_figure(rep.rows).savefig(a.figure, dpi=110)
     if a.json:
         print(json.dumps(rep.to_dict(a.max_error)))
     else:

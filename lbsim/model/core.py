@@ -390,11 +390,11 @@ class CPU:
             return False
         if self.env.now - c.run_start >= self.sim.sched_slice_ns:
             return True
-        # protection ends early when the current task is far past the load-weighted average
-        # vruntime (by more than a slice: e.g. a nice-19 spinner against a nice-0 task)
+        # protection ends early once the current task is past the load-weighted average
+        # vruntime by more than a slice of CPU at its own weight (a nice-19 spinner: at once)
         ents = [t for t in self.rq if not t.rt]
         avg = (sum(t.vruntime * t.weight for t in ents) + cv * c.weight) / (sum(t.weight for t in ents) + c.weight)
-        return cv - avg > self.sim.sched_slice_ns
+        return cv - avg > self.sim.sched_slice_ns * c.weight / NICE_0_WEIGHT
 
     def _min_vruntime(self) -> float:
         v = [t.vruntime for t in self.rq if not t.rt]
