@@ -276,6 +276,35 @@ def cmd_validate(a: argparse.Namespace) -> int:
     return validate_main(a.rest)
 
 
+def cmd_run(a: argparse.Namespace) -> int:
+    """Run an experiment file; exit 1 if some runs failed (they are stored with status error)."""
+    from pathlib import Path
+
+    from lbsim.experiment import ExperimentError
+    from lbsim.runner import RunnerError, run_experiment
+
+    path = Path(a.experiment)
+    if not path.is_file() and not path.suffix and (Path("experiments") / f"{a.experiment}.toml").is_file():
+        path = Path("experiments") / f"{a.experiment}.toml"
+    if not path.is_file():
+        raise InputError(f"{a.experiment}: no such experiment file")
+    if a.jobs is not None and a.jobs < 1:
+        raise InputError(f"--jobs: must be >= 1 (got {a.jobs})")
+    executor = a.executor or ("dask" if a.dask_scheduler else "local")
+    if a.dask_scheduler and executor != "dask":
+        raise InputError("--dask-scheduler needs --executor dask")
+    try:
+        df = run_experiment(path, smoke=a.smoke, jobs=a.jobs, executor=executor, dask_scheduler=a.dask_scheduler,
+                            out=a.out, force=a.force, quiet=a.quiet)
+    except (ExperimentError, RunnerError) as e:
+        raise InputError(str(e)) from None
+    except KeyboardInterrupt:
+        print("lbsim: interrupted; finished runs are stored, run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    return 1 if df.attrs["summary"]["counts"].get("error", 0) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lbsim", description="Discrete-event model of Linux loopback vs UNIX domain sockets")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -302,6 +331,18 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--fit-sizes", default="64,4096,65536")
     k.add_argument("-o", "--out", default="costs.json", help="the cost-model file to write")
     k.set_defaults(func=cmd_calibrate)
+    r = sub.add_parser("run", help="run an experiment file (a parameter sweep) into a results folder")
+    r.add_argument("experiment", help="experiments/<name>.toml (or just <name>)")
+    r.add_argument("--smoke", action="store_true", help="apply the file's [smoke] overrides (a small version)")
+    r.add_argument("--jobs", type=int, default=None, help="parallel workers (default: the number of CPUs)")
+    r.add_argument("--executor", choices=("local", "dask"), default=None,
+                   help="local process pool (default) or dask")
+    r.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
+                   help="an existing dask scheduler, e.g. tcp://10.0.0.1:8786 (implies --executor dask)")
+    r.add_argument("--out", default=None, metavar="DIR", help="the results folder (default runs/<name>/)")
+    r.add_argument("--force", action="store_true", help="recompute runs that are already stored")
+    r.add_argument("--quiet", action="store_true", help="no progress and no summary")
+    r.set_defaults(func=cmd_run)
     v = sub.add_parser("validate", add_help=False,
                        help="simulate measured points and report the error: MEASURED [--costs FILE] "
                             "[--max-error PCT] [--json] [--figure FILE] (see lbsim validate --help)")

@@ -62,6 +62,7 @@ S_SCHEDULE = SID["schedule"]
 S_TTWU = SID["try_to_wake_up"]
 S_TTWU_REMOTE = SID["ttwu_queue_wakelist"]
 S_IPI_IDLE = SID["send_call_function_single_ipi"]
+S_BOUNCE = SID["cacheline_transfer"]
 
 
 class Sleep:
@@ -514,6 +515,14 @@ class Sim:
         if d.cv > 0 and not self.deterministic:
             ns *= self._mult(slot, d.cv)
         return ns
+
+    def touch(self, sock: Any, cpu: CPU) -> list[tuple[int, int]]:
+        """``cpu`` touches ``sock``: a cache-line transfer if another CPU touched it last."""
+        last = sock.last_cpu
+        sock.last_cpu = cpu
+        if last is None or last is cpu:
+            return []
+        return [(S_BOUNCE, 0)]
 
     # ------------------------------------------------------------------ wake-ups
     def wake_items(self, waiter: Task | None, cpu: CPU) -> list[tuple[int, int]]:

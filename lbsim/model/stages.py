@@ -17,6 +17,7 @@ ip             ip_output .. neigh_output, ip_rcv .. ip_local_deliver, fragments
 device         dev_queue_xmit, loopback_xmit, netif_rx/enqueue_to_backlog
 softirq        net_rx_action, process_backlog, __netif_receive_skb, RPS IPIs
 wakeup         sock_def_readable, try_to_wake_up, schedule (context switch)
+cache          socket state moving between CPU caches (cacheline_transfer)
 =============  ==================================================================
 """
 
@@ -66,10 +67,13 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
     ("send_call_function_single_ipi", "wakeup",
      "the wake-up IPI to an idle (halted) CPU; in a VM it exits to the hypervisor to wake the vCPU"),
     ("schedule", "wakeup", "__schedule + context_switch, charged to the CPU that switches"),
+    ("cacheline_transfer", "cache",
+     "not a kernel function: the stall when a CPU touches a socket (lock, queue heads, memory "
+     "counters, skb headers) that another CPU touched last; once per call or packet that does"),
 )
 
 STAGES: tuple[str, ...] = tuple(name for name, _, _ in _TABLE)
 SID: dict[str, int] = {name: i for i, name in enumerate(STAGES)}
 STAGE_GROUP: dict[str, str] = {name: group for name, group, _ in _TABLE}
 STAGE_DOC: dict[str, str] = {name: doc for name, _, doc in _TABLE}
-GROUPS: tuple[str, ...] = ("syscall", "copy", "tcp", "udp", "unix", "ip", "device", "softirq", "wakeup")
+GROUPS: tuple[str, ...] = ("syscall", "copy", "tcp", "udp", "unix", "ip", "device", "softirq", "wakeup", "cache")

@@ -143,6 +143,7 @@ class TcpSock:
         self.rcvq_space_prev = 0
         self.wq_data = WaitQueue(f"{name} sk_wq (read)")
         # socket lock
+        self.last_cpu: CPU | None = None  # the CPU that touched this socket last
         self.owned = False
         self.backlog: deque[tuple[Any, ...]] = deque()
         self.backlog_bytes = 0
@@ -354,7 +355,7 @@ class TcpSock:
     def rx(self, cpu: CPU, ctx: Any, pkt: tuple[Any, ...]) -> Generator[Any, None, None]:
         """process_backlog -> ip_rcv -> tcp_v4_rcv."""
         sim = self.sim
-        yield sim.work((S["process_backlog"], 0), (S["ip_rcv"], 0), (S["tcp_v4_rcv"], 0))
+        yield sim.work((S["process_backlog"], 0), (S["ip_rcv"], 0), (S["tcp_v4_rcv"], 0), *sim.touch(self, cpu))
         # bh_lock_sock_nested + sock_owned_by_user, decided now (the owner may have let go
         # while this CPU was in ip_rcv)
         if self.owned:
@@ -502,7 +503,7 @@ class TcpSock:
     def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
         sim = self.sim
         cpu = task.cpu
-        yield sim.work((S["syscall"], 0), (S["tcp_sendmsg"], 0))
+        yield sim.work((S["syscall"], 0), (S["tcp_sendmsg"], 0), *sim.touch(self, cpu))
         self.lock_sock()
         self.stats.sent(msg, nbytes, t_send)
         self.msg_ends.append((self.write_seq + nbytes, msg))
@@ -555,7 +556,7 @@ class TcpSock:
         """tcp_recvmsg: returns bytes copied (>= 1; returns as soon as data was copied)."""
         sim = self.sim
         cpu = task.cpu
-        yield sim.work((S["syscall"], 0), (S["tcp_recvmsg"], 0))
+        yield sim.work((S["syscall"], 0), (S["tcp_recvmsg"], 0), *sim.touch(self, cpu))
         self.lock_sock()
         while not self.rcvq:
             # sk_wait_data: flush the backlog, maybe ACK, release the lock and sleep

@@ -69,6 +69,7 @@ class UdpSocket:
         self.frag_pending: dict[int, int] = {}  # msg -> fragments still to come
         self.frag_dead: set[int] = set()  # datagrams that lost a fragment
         self.max_rmem = 0
+        self.last_cpu: CPU | None = None
 
     # ---------------------------------------------------------------- sender side
     def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
@@ -122,6 +123,7 @@ class UdpSocket:
             items = [head]
         else:
             items = [(S["process_backlog"], 0), (S["ip_rcv"], 0), (S["udp_rcv"], 0)]
+        items += sim.touch(self, cpu)
         truesize = pkt[6]
         accept = self._rcvbuf_accepts(truesize)
         waiter = self.wq.waiters[0] if (accept and self.wq.waiters) else None
@@ -159,7 +161,8 @@ class UdpSocket:
         sim.stage_wait[S["udp_recvmsg"]] += self.env.now - t_enq
         n = min(length, bufsize)
         task.msg = msg
-        yield sim.work((S["udp_recvmsg"], 0), (S["skb_copy_datagram_msg"], n, self.rmem > sim.cache_bytes))
+        yield sim.work((S["udp_recvmsg"], 0), (S["skb_copy_datagram_msg"], n, self.rmem > sim.cache_bytes),
+                       *sim.touch(self, task.cpu))
         self.rmem -= truesize
         yield PREEMPT
         return n

@@ -49,6 +49,7 @@ class _UnixBase:
         self.stats = stats
         self.modern = modern
         self.sender_blocked = 0
+        self.last_cpu: Any = None  # the CPU that touched the peer's queue last
 
     def _wake_items(self, wq: WaitQueue, cpu: Any) -> list[tuple[int, int]]:
         """sk_data_ready / sk_write_space cost, plus try_to_wake_up when someone sleeps."""
@@ -104,7 +105,7 @@ class UnixStream(_UnixBase):
             truesize = truesize_unix_stream(size, self.modern)
             self.wmem += truesize  # skb_set_owner_w in sock_alloc_send_pskb
             items = [(S["unix_stream_sendmsg"], 0),
-                     (S["skb_copy_datagram_from_iter"], size, self.wmem > sim.cache_bytes)]
+                     (S["skb_copy_datagram_from_iter"], size, self.wmem > sim.cache_bytes), *sim.touch(self, cpu)]
             items += self._wake_items(self.wq_data, cpu)
             yield sim.work(*items)
             # skb_queue_tail(&other->sk_receive_queue) + other->sk_data_ready(other)
@@ -123,7 +124,8 @@ class UnixStream(_UnixBase):
             yield self.wq_data
         copied, wait, freed = plan_read(self.queue, bufsize, self.env.now)
         sim.stage_wait[S["unix_stream_recvmsg"]] += wait
-        items = [(S["unix_stream_recvmsg"], 0), (S["skb_copy_datagram_msg"], copied, self.wmem > sim.cache_bytes)]
+        items = [(S["unix_stream_recvmsg"], 0), (S["skb_copy_datagram_msg"], copied, self.wmem > sim.cache_bytes),
+                 *sim.touch(self, cpu)]
         if freed:
             items += self._free_items(freed, cpu)
         task.msg = self.queue[0][0]
@@ -148,7 +150,7 @@ class UnixDgram(_UnixBase):
         self.wmem += truesize
         full = len(self.queue) > self.max_qlen
         items = [(S["unix_dgram_sendmsg"], 0),
-                 (S["skb_copy_datagram_from_iter"], nbytes, self.wmem > sim.cache_bytes)]
+                 (S["skb_copy_datagram_from_iter"], nbytes, self.wmem > sim.cache_bytes), *sim.touch(self, cpu)]
         if not full:
             items += self._wake_items(self.wq_data, cpu)
         yield sim.work(*items)
@@ -177,7 +179,7 @@ class UnixDgram(_UnixBase):
         sim.stage_wait[S["unix_dgram_recvmsg"]] += self.env.now - skb[4]
         task.msg = skb[0]
         n = min(skb[1], bufsize)
-        items = [(S["unix_dgram_recvmsg"], 0)]
+        items = [(S["unix_dgram_recvmsg"], 0), *sim.touch(self, cpu)]
         if self.peer_wait.waiters:
             items += self._wake_items(self.peer_wait, cpu)
         items.append((S["skb_copy_datagram_msg"], n, self.wmem > sim.cache_bytes))
