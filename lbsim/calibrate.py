@@ -421,8 +421,11 @@ def base_from_stage_intervals(stages: dict[str, Any]) -> tuple[dict[str, float],
     put("sock_def_readable", rx_udp / 3, "a third of netif_receive_skb -> sched_waking (udp)")
     wake = [_T(m, "waking_to_wakeup", o) for m, o in ((mt, ot), (mu, ou), (ms, os_), (md, od))]
     put("try_to_wake_up", float(np.mean(wake)), "sched_waking -> sched_wakeup, same CPU (all transports)")
-    sw = [_T(m, "switch", o) + _T(m, "recv_entry_to_switch_out", o) for m, o in ((mt, ot), (mu, ou), (ms, os_), (md, od))]
-    put("schedule", float(np.mean(sw)), "recvfrom entry -> switch out, plus last event -> sched_switch in")
+    quads = ((mt, ot), (mu, ou), (ms, os_), (md, od))
+    put("schedule", float(np.mean([_T(m, "switch", o) for m, o in quads])),
+        "last event on the CPU -> sched_switch to the woken task (all transports)")
+    put("schedule_timeout", float(np.mean([_T(m, "recv_entry_to_switch_out", o) for m, o in quads])),
+        "sys_enter_recvfrom -> sched_switch out of the task going to sleep (all transports)")
     tx_udp = _T(mu, "send_to_dev", ou)
     put("ip_output", tx_udp / 2, "half of sys_enter_sendto -> net_dev_queue (udp)")
     put("udp_sendmsg", tx_udp / 2 + _T(mu, "after_softirq_to_exit", ou),

@@ -37,27 +37,30 @@ LOOPBACK_TX = ["ip_output", "dev_queue_xmit", "loopback_xmit", "netif_rx"]
 SOFTIRQ_RX = ["net_rx_action", "process_backlog", "ip_rcv"]
 
 # one direction of a same-CPU ping-pong: the sender's send call (RX runs inline in its softirq),
-# the sender's next receive call going to sleep, the switch, the receiver's copy-out
+# the sender's next receive call going to sleep (schedule_timeout), the switch to the receiver
+# (schedule), the receiver's copy-out
 PATHS_SAME = {
     "udp": [("syscall", 0), ("udp_sendmsg", 0), ("ip_generic_getfrag", N)] + [(s, 0) for s in LOOPBACK_TX]
            + [(s, 0) for s in SOFTIRQ_RX] + [("udp_rcv", 0), ("sock_def_readable", 0), ("try_to_wake_up", 0),
-                                              ("syscall", 0), ("schedule", 0), ("udp_recvmsg", 0),
+                                              ("syscall", 0), ("schedule_timeout", 0), ("schedule", 0),
+                                              ("udp_recvmsg", 0),
                                               ("skb_copy_datagram_msg", N)],
     # the reader's consume_skb -> unix_write_space wakes the *sender's* socket, where the
     # sender's own reader sleeps: it is woken early, so the reply's sk_data_ready finds it awake
     "unix_stream": [("syscall", 0), ("unix_stream_sendmsg", 0), ("skb_copy_datagram_from_iter", N),
-                    ("sock_def_readable", 0), ("syscall", 0), ("schedule", 0),
+                    ("sock_def_readable", 0), ("syscall", 0), ("schedule_timeout", 0), ("schedule", 0),
                     ("unix_stream_recvmsg", 0), ("skb_copy_datagram_msg", N), ("sock_def_readable", 0),
                     ("try_to_wake_up", 0)],
     "unix_dgram": [("syscall", 0), ("unix_dgram_sendmsg", 0), ("skb_copy_datagram_from_iter", N),
-                   ("sock_def_readable", 0), ("try_to_wake_up", 0), ("syscall", 0), ("schedule", 0),
-                   ("unix_dgram_recvmsg", 0), ("skb_copy_datagram_msg", N)],
+                   ("sock_def_readable", 0), ("try_to_wake_up", 0), ("syscall", 0), ("schedule_timeout", 0),
+                   ("schedule", 0), ("unix_dgram_recvmsg", 0), ("skb_copy_datagram_msg", N)],
     # steady state: the data segment piggy-backs the ACK of the previous reply (tcp_ack), the
     # receiver is in ping-pong mode so no pure ACK is sent, the reply carries it
     "tcp": [("syscall", 0), ("tcp_sendmsg", 0), ("tcp_stream_alloc_skb", 0), ("skb_copy_to_page_nocache", N),
             ("tcp_transmit_skb", 0)] + [(s, 0) for s in LOOPBACK_TX] + [(s, 0) for s in SOFTIRQ_RX]
            + [("tcp_v4_rcv", 0), ("tcp_ack", 0), ("sock_def_readable", 0), ("try_to_wake_up", 0),
-              ("syscall", 0), ("tcp_recvmsg", 0), ("schedule", 0), ("skb_copy_datagram_msg", N),
+              ("syscall", 0), ("tcp_recvmsg", 0), ("schedule_timeout", 0), ("schedule", 0),
+              ("skb_copy_datagram_msg", N),
               ("tcp_cleanup_rbuf", 0)],
 }
 
@@ -77,8 +80,9 @@ def test_zero_load_rtt_cross_cpu_adds_the_remote_wakeup(transport):
     r = sim(transport=transport, msg_bytes=N, messages=20, placement="cross")
     path = PATHS_SAME[transport]
     i = path.index(("try_to_wake_up", 0))
-    assert path[i + 1] == ("syscall", 0)  # the sender's own receive call: off the critical path
-    one_way = sum(cost(s, n) for s, n in path[:i] + path[i + 2:])
+    # the sender's own receive call and its going to sleep run on its CPU, off the critical path
+    assert path[i + 1:i + 3] == [("syscall", 0), ("schedule_timeout", 0)]
+    one_way = sum(cost(s, n) for s, n in path[:i] + path[i + 3:])
     one_way += cost("ttwu_queue_wakelist") + cost("send_call_function_single_ipi") + delay("wakeup_remote_idle_ns")
     # the receiving socket was last touched by the other CPU: once when the sender's CPU
     # queues onto it, once when the receiver's CPU reads it

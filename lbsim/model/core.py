@@ -59,6 +59,7 @@ NICE_0_WEIGHT = 1024
 NICE_19_WEIGHT = 15  # kernel/sched/core.c sched_prio_to_weight[39]
 
 S_SCHEDULE = SID["schedule"]
+S_BLOCK = SID["schedule_timeout"]
 S_TTWU = SID["try_to_wake_up"]
 S_TTWU_REMOTE = SID["ttwu_queue_wakelist"]
 S_IPI_IDLE = SID["send_call_function_single_ipi"]
@@ -87,7 +88,7 @@ class Task:
 
     __slots__ = ("name", "cpu", "gen", "state", "work", "vruntime", "weight", "rt", "preemptible",
                  "user_mode", "run_start", "enq_time", "kind", "wq", "msg", "on_done", "wake_cpu",
-                 "sleep_start", "blocked_ns")
+                 "sleep_start", "blocked_ns", "blocking", "woken")
 
     def __init__(self, name: str, cpu: "CPU", gen: Iterator[Any] | None, *, rt: bool = False,
                  weight: int = NICE_0_WEIGHT, kind: int = CTX_TASK) -> None:
@@ -110,6 +111,8 @@ class Task:
         self.wake_cpu: CPU | None = None
         self.sleep_start = 0.0
         self.blocked_ns = 0.0
+        self.blocking = False  # between prepare_to_wait and schedule(): on the wait queue, still running
+        self.woken = False  # woken while blocking: the sleep is called off
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"<Task {self.name} cpu{self.cpu.idx} state={self.state}>"
@@ -198,6 +201,7 @@ class CPU:
             self.exec_switch = False
             self.prev = ctx
             sim.account(self, ctx, S_SCHEDULE, self.start, self._switch_ns, CTX_TASK)
+            ctx.vruntime += self._switch_ns * NICE_0_WEIGHT / ctx.weight  # the switch-in runs as the task
         else:
             work = ctx.work
             ctx.work = None
@@ -209,6 +213,13 @@ class CPU:
                 t: Task = ctx
                 ran = self.env.now - self.start
                 t.vruntime += ran * NICE_0_WEIGHT / t.weight
+                if t.blocking:
+                    t.blocking = False
+                    if not t.woken:
+                        self._block(t, None)  # already on its wait queue
+                        self.in_dispatch = False
+                        self._dispatch()
+                        return
             self._advance(ctx)
         self.in_dispatch = False
         self._dispatch()
@@ -238,9 +249,18 @@ class CPU:
         if ctx is self.softirq:
             raise RuntimeError(f"softirq yielded {cmd!r}")
         if type(cmd) is WaitQueue:
-            self._block(ctx, cmd)
+            # prepare_to_wait: on the queue from now (no lost wake-up), then the sleep itself
+            # costs schedule_timeout, after which the task blocks unless it was woken meanwhile
+            ctx.wq = cmd
+            cmd.waiters.append(ctx)
+            ctx.blocking = True
+            ctx.woken = False
+            ns = self.sim.cost(S_BLOCK)
+            ctx.work = [ns, [(S_BLOCK, ns)]]
+            ctx.preemptible = ctx.user_mode = False
             return
         if type(cmd) is Sleep:
+            ctx.wq = None
             self._block(ctx, None)
             delay = max(0.0, cmd.until - self.env.now)
             ev = self.env.timeout(delay)
@@ -251,10 +271,10 @@ class CPU:
     def _block(self, t: Task, wq: WaitQueue | None) -> None:
         t.state = SLEEPING
         t.work = None
-        t.wq = wq
-        t.sleep_start = self.env.now
         if wq is not None:
+            t.wq = wq
             wq.waiters.append(t)
+        t.sleep_start = self.env.now
         if self.curr is t:
             self.curr = None
 
@@ -391,8 +411,9 @@ class CPU:
             return False
         if self.env.now - c.run_start >= self.sim.sched_slice_ns:
             return True
-        # protection ends early once the current task is past the load-weighted average
-        # vruntime by more than a slice of CPU at its own weight (a nice-19 spinner: at once)
+        # RUN_TO_PARITY protects the current task for its slice; the protection ends early once
+        # it is past the load-weighted average vruntime by a slice of CPU at its own weight
+        # (a nice-19 spinner: at once)
         ents = [t for t in self.rq if not t.rt]
         avg = (sum(t.vruntime * t.weight for t in ents) + cv * c.weight) / (sum(t.weight for t in ents) + c.weight)
         return cv - avg > self.sim.sched_slice_ns * c.weight / NICE_0_WEIGHT
@@ -546,6 +567,13 @@ class Sim:
 
     def wake(self, t: Task, from_cpu: CPU | None) -> bool:
         """try_to_wake_up(): the waker's CPU cost is charged by the caller's stages."""
+        if t.blocking and not t.woken:
+            # woken between prepare_to_wait and schedule(): it never goes to sleep
+            if t.wq is not None and t in t.wq.waiters:
+                t.wq.waiters.remove(t)
+            t.wq = None
+            t.woken = True
+            return True
         if t.state != SLEEPING:
             return False
         if t.wq is not None:

@@ -66,7 +66,9 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
     ("ttwu_queue_wakelist", "wakeup", "try_to_wake_up of a task on another CPU: wakelist + IPI to a running CPU"),
     ("send_call_function_single_ipi", "wakeup",
      "the wake-up IPI to an idle (halted) CPU; in a VM it exits to the hypervisor to wake the vCPU"),
-    ("schedule", "wakeup", "__schedule + context_switch, charged to the CPU that switches"),
+    ("schedule_timeout", "wakeup", "a task going to sleep: prepare_to_wait, dequeue_task, pick_next_task, "
+     "charged to the task that blocks"),
+    ("schedule", "wakeup", "context_switch to the next task, charged to the task switched in"),
     ("cacheline_transfer", "cache",
      "not a kernel function: the stall when a CPU touches a socket (lock, queue heads, memory "
      "counters, skb headers) that another CPU touched last; once per call or packet that does"),
