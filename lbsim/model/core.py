@@ -37,10 +37,12 @@ one SimPy ``Timeout`` whose callback resumes the context.
 from __future__ import annotations
 
 from collections import deque
+from heapq import heappush
 from typing import Any, Callable, Generator, Iterator
 
 import numpy as np
 import simpy
+from simpy.core import NORMAL
 
 from lbsim.model.stages import SID, STAGES
 
@@ -64,6 +66,13 @@ S_TTWU = SID["try_to_wake_up"]
 S_TTWU_REMOTE = SID["ttwu_queue_wakelist"]
 S_IPI_IDLE = SID["send_call_function_single_ipi"]
 S_BOUNCE = SID["cacheline_transfer"]
+
+
+class _Fire(simpy.events.Event):
+    """The completion of one command on a CPU (a Timeout without its constructor's checks)."""
+
+
+_new_event = object.__new__
 
 
 class Sleep:
@@ -158,6 +167,7 @@ class CPU:
         self.process_queue: deque[tuple[Any, ...]] = deque()
         self.timer_queue: deque[tuple[Any, ...]] = deque()
         self.rps_ipi_list: list[CPU] = []
+        self._done_cb = self._done
         self.ksoftirqd: Task | None = None
         self.cur_pkt: tuple[Any, ...] | None = None  # the packet a softirq is processing
         # statistics (softnet_stat, lo lstats, busy time)
@@ -182,11 +192,17 @@ class CPU:
 
     # ------------------------------------------------------------------ execution
     def _start(self, ctx: Any, ns: float) -> None:
+        # the hot path: the same heap entry env.timeout(ns) would make, without its overhead
         self.exec = ctx
-        self.start = now = self.env.now
-        self.end = now + ns
-        ev = self.env.timeout(ns)
-        ev.callbacks.append(self._done)
+        env = self.env
+        self.start = now = env._now
+        self.end = end = now + ns
+        ev = _new_event(_Fire)
+        ev.env = env
+        ev.callbacks = [self._done_cb]
+        ev._value = None
+        ev._ok = True
+        heappush(env._queue, (end, NORMAL, next(env._eid), ev))
         self.ev = ev
 
     def _done(self, ev: simpy.events.Event) -> None:
@@ -515,13 +531,19 @@ class Sim:
         return ns
 
     def work(self, *items: tuple[int, ...]) -> list[Any]:
-        """A command: run the given (stage, bytes[, cold]) items back to back."""
+        """A command: run the given (stage, bytes[, cold]) items back to back.  (cost(),
+        inlined: this runs for every command.)"""
+        fixed = self._fixed
+        cvs = self._cv
         stages = []
         total = 0.0
-        cost = self.cost
         for it in items:
             sid = it[0]
-            ns = cost(sid, it[1], len(it) > 2 and it[2])
+            ns = fixed[sid] + (self._per_byte_cold[sid] if (len(it) > 2 and it[2]) else self._per_byte[sid]) * it[1]
+            cv = cvs[sid]
+            if cv > 0.0:
+                buf = self._buf[sid]
+                ns *= buf.pop() if buf else self._mult(sid, cv)
             total += ns
             stages.append((sid, ns))
         return [total, stages]
