@@ -3,8 +3,10 @@
 from lbsim.config import ConfigError, SimConfig, make_config
 from lbsim.costs import CostModel, load_costs
 from lbsim.simulate import Result, simulate
+from lbsim.runner import run_experiment
+from lbsim.results import load_results
 
 __version__ = "0.1.0"
 
 __all__ = ["simulate", "Result", "SimConfig", "make_config", "ConfigError", "CostModel", "load_costs",
-           "__version__"]
+           "run_experiment", "load_results", "__version__"]

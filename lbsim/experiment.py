@@ -124,6 +124,13 @@ def _did_you_mean(key: str, allowed: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else f"; allowed: {', '.join(allowed)}"
 
 
+def _with_value(msg: str, value: Any) -> str:
+    """``msg (got VALUE)``, unless the message already shows the (list) value."""
+    if isinstance(value, (list, tuple)) and repr(list(value)) in msg:
+        return msg
+    return f"{msg} (got {value!r})"
+
+
 def _field_error(key: str, value: Any) -> str | None:
     """The message if ``value`` is not allowed for SimConfig field ``key`` on its own, else None.
 
@@ -180,7 +187,7 @@ class _Draft:
         for i, v in enumerate(levels):
             msg = _field_error(key, v)
             if msg is not None:
-                raise self.fail(f"{where}[{i}]", f"{msg} (got {v!r})")
+                raise self.fail(f"{where}[{i}]", _with_value(msg, v))
             if unique and v in seen:
                 raise self.fail(f"{where}[{i}]", f"duplicate level {v!r}")
             seen.append(v)
@@ -205,7 +212,7 @@ class _Draft:
         self.check_key(key, where)
         msg = _field_error(key, value)
         if msg is not None:
-            raise self.fail(where, f"{msg} (got {value!r})")
+            raise self.fail(where, _with_value(msg, value))
         if override:  # a [smoke] value fixes the key for every run: it no longer varies
             self.factors.pop(key, None)
             self.factor_label.pop(key, None)
