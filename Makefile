@@ -1,5 +1,6 @@
 # lbsim: two commands do all the set-up on a fresh machine (Python >= 3.11 with venv, make, cc).
-#   make run    create .venv, install lbsim, run the main job on the default workload
+#   make run    create .venv, install lbsim, run the quickstart experiment (results in runs/quickstart/)
+#               and print the four transports side by side
 #   make test   create .venv, install lbsim with its test tools, run the tests
 PYTHON ?= python3
 VENV   := .venv
@@ -14,6 +15,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 run: $(BIN)/.installed
+	$(BIN)/lbsim run experiments/quickstart.toml
 	$(BIN)/lbsim compare --workload pingpong --msg-bytes 64 --messages 20000
 
 test: $(BIN)/.installed
