@@ -354,8 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     import signal
 
-    if hasattr(signal, "SIGPIPE"):  # `lbsim ... | head` ends quietly, as other tools do
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # `lbsim ... | head` ends quietly, as other tools do; restored afterwards, so that callers
+    # of main() (and processes they fork) keep Python's own SIGPIPE handling
+    old = signal.signal(signal.SIGPIPE, signal.SIG_DFL) if hasattr(signal, "SIGPIPE") else None
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -363,6 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, ConfigError, CostFileError) as e:
         print(f"lbsim: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGPIPE, old)
 
 
 if __name__ == "__main__":  # pragma: no cover

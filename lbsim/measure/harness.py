@@ -288,8 +288,12 @@ def _fork_role(fn, args: tuple = (), close: Sequence = ()) -> int:
                     k.close()
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # EPIPE, not death, whatever the caller set
             code = fn(*args) or 0
         except BaseException:  # noqa: BLE001 - child must never return into the caller
+            import traceback
+
+            traceback.print_exc()
             code = 1
         finally:
             os._exit(code)
