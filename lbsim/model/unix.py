@@ -77,6 +77,18 @@ class _UnixBase:
                 yield self.wq_space
             self.stats.blocked(self.env.now - t0)
 
+    def _queue_on_peer(self, msg: int, size: int, truesize: int, cpu: Any) -> None:
+        """skb_queue_tail(&other->sk_receive_queue) + other->sk_data_ready(other)."""
+        self.queue.append([msg, size, 0, truesize, self.env.now])
+        if self.wq_data.waiters:
+            self.sim.wake_all(self.wq_data, cpu)
+
+    def _enter_recv(self) -> Generator[Any, None, None]:
+        """The receive call's entry, then sleep until the peer's queue holds something."""
+        yield self.sim.work((S["syscall"], 0))
+        while not self.queue:
+            yield self.wq_data
+
     def in_flight_bytes(self) -> int:
         """Bytes queued on the peer and not yet read."""
         return sum(skb[1] - skb[2] for skb in self.queue)
@@ -108,20 +120,15 @@ class UnixStream(_UnixBase):
                      (S["skb_copy_datagram_from_iter"], size, self.wmem > sim.cache_bytes), *sim.touch(self, cpu)]
             items += self._wake_items(self.wq_data, cpu)
             yield sim.work(*items)
-            # skb_queue_tail(&other->sk_receive_queue) + other->sk_data_ready(other)
-            self.queue.append([msg, size, 0, truesize, self.env.now])
+            self._queue_on_peer(msg, size, truesize, cpu)
             left -= size
-            if self.wq_data.waiters:
-                sim.wake_all(self.wq_data, cpu)
         yield PREEMPT
 
     def recvmsg(self, task: Task, bufsize: int) -> Generator[Any, None, int]:
         """unix_stream_read_generic; returns the bytes copied."""
         sim = self.sim
         cpu = task.cpu
-        yield sim.work((S["syscall"], 0))
-        while not self.queue:
-            yield self.wq_data
+        yield from self._enter_recv()
         copied, wait, freed = plan_read(self.queue, bufsize, self.env.now)
         sim.stage_wait[S["unix_stream_recvmsg"]] += wait
         items = [(S["unix_stream_recvmsg"], 0), (S["skb_copy_datagram_msg"], copied, self.wmem > sim.cache_bytes),
@@ -163,18 +170,14 @@ class UnixDgram(_UnixBase):
             self.stats.blocked(self.env.now - t0)
             yield sim.work(*self._wake_items(self.wq_data, cpu))
         self.stats.sent(msg, nbytes, t_send)
-        self.queue.append([msg, nbytes, 0, truesize, self.env.now])
-        if self.wq_data.waiters:
-            sim.wake_all(self.wq_data, cpu)
+        self._queue_on_peer(msg, nbytes, truesize, cpu)
         yield PREEMPT
 
     def recvmsg(self, task: Task, bufsize: int) -> Generator[Any, None, int]:
         """__unix_dgram_recvmsg; returns the bytes read, ``task.msg`` names the datagram."""
         sim = self.sim
         cpu = task.cpu
-        yield sim.work((S["syscall"], 0))
-        while not self.queue:
-            yield self.wq_data
+        yield from self._enter_recv()
         skb = self.queue.popleft()
         sim.stage_wait[S["unix_dgram_recvmsg"]] += self.env.now - skb[4]
         task.msg = skb[0]
