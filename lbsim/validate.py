@@ -60,6 +60,7 @@ METRICS: dict[str, str] = {
     "rtt_mean_us": "pingpong", "rtt_p50_us": "pingpong", "rtt_p90_us": "pingpong",
     "rtt_p99_us": "pingpong", "rtt_p999_us": "pingpong",
     "throughput_MBps": "stream", "msgs_per_s": "stream", "loss_pct": "stream",
+    "rcvbuf_drop_pct": "stream", "backlog_drop_pct": "stream",
 }
 METRIC_ORDER = tuple(METRICS)
 #: the metrics of the order check and of :meth:`ValidationReport.passes`
@@ -450,6 +451,9 @@ def _sim_metrics(res: Any, transport: str) -> dict[str, float]:
     if transport in DATAGRAM:
         sent = c.get("messages_sent") or 0
         out["loss_pct"] = 100.0 * (c.get("messages_dropped") or 0) / sent if sent else float("nan")
+        sites = c.get("drops_by_site") or {}
+        out["rcvbuf_drop_pct"] = 100.0 * sites.get("rcvbuf", 0) / sent if sent else float("nan")
+        out["backlog_drop_pct"] = 100.0 * sites.get("backlog", 0) / sent if sent else float("nan")
     return out
 
 

@@ -30,7 +30,7 @@ __all__ = ["host_info", "measure", "write_csv", "stream_count", "COLUMNS",
 COLUMNS = ["transport", "workload", "placement", "msg_bytes", "metric", "value", "rep",
            "harness", "background", "policy", "loadavg", "kernel"]
 PINGPONG_METRICS = ("rtt_mean_us", "rtt_p50_us", "rtt_p90_us", "rtt_p99_us", "rtt_p999_us")
-STREAM_METRICS = ("throughput_MBps", "msgs_per_s", "loss_pct")
+STREAM_METRICS = ("throughput_MBps", "msgs_per_s", "loss_pct", "rcvbuf_drop_pct", "backlog_drop_pct")
 PLACEMENTS = {"same": (0, 0), "cross": (0, 1)}
 
 SYSCTLS = (
@@ -174,9 +174,15 @@ def _rows(res: dict, workload: str) -> list:
             PINGPONG_METRICS, ("mean_ns", "p50_ns", "p90_ns", "p99_ns", "p999_ns"))]
     sent, received = res["sent"], res["received"]
     loss = 100.0 * (sent - received) / sent if sent > 0 else float("nan")
-    return [("throughput_MBps", res["throughput_Bps"] / 1e6),
+    rows = [("throughput_MBps", res["throughput_Bps"] / 1e6),
             ("msgs_per_s", float(res["msgs_per_s"])),
             ("loss_pct", max(0.0, loss))]
+    # where the kernel dropped them, from its own counters (system-wide deltas over the run)
+    if sent > 0 and res.get("rcvbuf_errors") is not None:
+        rows.append(("rcvbuf_drop_pct", 100.0 * res["rcvbuf_errors"] / sent))
+    if sent > 0 and res.get("softnet_dropped") is not None:
+        rows.append(("backlog_drop_pct", 100.0 * res["softnet_dropped"] / sent))
+    return rows
 
 
 def measure(transports: Sequence[str] = TRANSPORTS,
