@@ -305,6 +305,51 @@ def cmd_run(a: argparse.Namespace) -> int:
     return 1 if df.attrs["summary"]["counts"].get("error", 0) else 0
 
 
+def cmd_trace(a: argparse.Namespace) -> int:
+    """One steady-state ping-pong round trip, function_graph style (see lbsim.trace)."""
+    from lbsim import trace as tr
+
+    def one(transport: str) -> Any:
+        if transport not in TRANSPORTS:
+            raise InputError(f"transport {transport!r} is not allowed; allowed: {', '.join(TRANSPORTS)}")
+        data: dict[str, Any] = {
+            "transport": transport, "workload": "pingpong", "msg_bytes": a.msg_bytes, "cpus": a.cpus,
+            "kernel": a.kernel, "costs": a.costs, "messages": tr.WARMUP + a.round_trips, "flows": 1,
+            "deterministic": True, "trace": True,
+            "placement": _parse_value(a.placement) if a.placement.startswith("[") else a.placement,
+        }
+        if a.mtu is not None:
+            data["mtu"] = a.mtu
+        return make_config(data)
+
+    if a.round_trips < 1:
+        raise InputError(f"--round-trips: must be >= 1 (got {a.round_trips})")
+    names = [a.transport] + ([a.compare] if a.compare else [])
+    if a.plot and not a.compare:
+        names.append("unix_stream" if a.transport != "unix_stream" else "tcp")
+    from lbsim.simulate import simulate
+
+    cfgs = {name: one(name) for name in names}
+    results = {name: simulate(cfg) for name, cfg in cfgs.items()}
+    shown = [a.transport] + ([a.compare] if a.compare else [])
+    lat = {}
+    for i, name in enumerate(shown):
+        df = tr.round_trip_records(results[name])
+        lat[name] = df.attrs["latency_ns"]
+        if i:
+            print()
+        print(f"=== {name} ===")
+        sys.stdout.write(tr.format_function_graph(df))
+    if a.compare:
+        x, y = lat[a.transport], lat[a.compare]
+        print(f"\n{a.transport} / {a.compare} round trip: {x / 1e3:.3f} us / {y / 1e3:.3f} us = {x / y:.2f}x")
+    if a.plot:
+        fig = tr.timeline_figure({name: tr.few_round_trips(r, a.round_trips) for name, r in results.items()})
+        fig.savefig(a.plot, dpi=120)
+        print(f"lbsim: wrote {a.plot}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lbsim", description="Discrete-event model of Linux loopback vs UNIX domain sockets")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -348,6 +393,19 @@ def build_parser() -> argparse.ArgumentParser:
                             "[--max-error PCT] [--json] [--figure FILE] (see lbsim validate --help)")
     v.add_argument("rest", nargs=argparse.REMAINDER)
     v.set_defaults(func=cmd_validate)
+    t = sub.add_parser("trace", help="one ping-pong round trip through the kernel stages, ftrace function_graph style")
+    t.add_argument("--transport", default="tcp", help=f"one of {', '.join(TRANSPORTS)} (default tcp)")
+    t.add_argument("--msg-bytes", type=int, default=64, help="payload of one send() (default 64)")
+    t.add_argument("--placement", default="same", help="same | cross | JSON list of one [client, server] CPU pair")
+    t.add_argument("--kernel", default="linux-6.12", help="linux-6.12 (default) | linux-2.6.32 | host")
+    t.add_argument("--cpus", type=int, default=2, help="number of CPUs (default 2)")
+    t.add_argument("--mtu", type=int, default=None, help="lo MTU (default: the kernel profile's)")
+    t.add_argument("--costs", default="default", help="cost model: 'default' or a JSON file")
+    t.add_argument("--compare", default=None, metavar="T2", help="also trace this transport and print the ratio")
+    t.add_argument("--round-trips", type=int, default=3, help="round trips drawn by --plot (default 3)")
+    t.add_argument("--plot", default=None, metavar="FILE",
+                   help="per-CPU timeline of --transport vs --compare (default unix_stream), PNG or SVG")
+    t.set_defaults(func=cmd_trace)
     return p
 
 

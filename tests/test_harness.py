@@ -171,7 +171,7 @@ def test_measure_tiny_grid(tmp_path):
     st = set(df[df.workload == "stream"].metric)
     assert pp == {"rtt_mean_us", "rtt_p50_us", "rtt_p90_us", "rtt_p99_us", "rtt_p999_us"}
     assert st == {"throughput_MBps", "msgs_per_s", "loss_pct", "rcvbuf_drop_pct", "backlog_drop_pct"}
-    assert len(df) == 3 * (5 + 3)
+    assert len(df) == 3 * (5 + 5)
     assert set(df.background) == {"idle"} and set(df.policy) == {"other"}
     assert set(df.harness) <= {"c", "python"}
     assert (df[~df.metric.str.endswith("_pct")].value > 0).all()
