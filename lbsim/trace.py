@@ -77,9 +77,9 @@ def round_trip_records(result: Any, index: int | None = None, count: int = 1) ->
     latency = float(sum(samples[index:index + count]))
     t_end = t0 + latency
     eps = 1e-6 * max(latency, 1.0)
-    ends = client.end_ns.to_numpy()
+    ends = df.end_ns.to_numpy()
     if not ((abs(ends - t_end) <= eps).any()):
-        raise RuntimeError("round trip window does not end at a client record (trace and latency disagree)")
+        raise RuntimeError("round trip window does not end at a record (trace and latency disagree)")
     out = df[(df.start_ns >= t0 - eps) & (df.start_ns < t_end - eps)].copy()
     out["group"] = out.stage.map(STAGE_GROUP)
     out["dur_ns"] = out.end_ns - out.start_ns

@@ -94,3 +94,14 @@ def test_bad_input_exits_2_with_one_line(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("lbsim: error:") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("tr", ["tcp", "unix_stream"])
+def test_large_messages_window_ends_after_the_window_update_softirq(tr):
+    # 64 KiB over TCP: the client's recv returns after the softirq of its own window-update ACK
+    r = trace_run(tr, msg_bytes=65536, round_trips=1)
+    df = round_trip_records(r)
+    sp = path_split(df)
+    assert sp["X"] == pytest.approx(float(r.latency_samples_ns[df.attrs["index"]]), rel=1e-12)
+    assert sp["Y"] + sp["Z"] == pytest.approx(sp["X"], rel=1e-9)
+    assert df.dur_ns.sum() == pytest.approx(sp["X"], rel=1e-9)  # one CPU: no idle time
