@@ -96,7 +96,7 @@ class Task:
     """A schedulable entity: a user process or a kernel thread (ksoftirqd/N)."""
 
     __slots__ = ("name", "cpu", "gen", "state", "work", "vruntime", "weight", "rt", "preemptible",
-                 "user_mode", "run_start", "enq_time", "kind", "wq", "msg", "on_done", "wake_cpu",
+                 "user_mode", "run_start", "enq_time", "kind", "wq", "msg", "on_done",
                  "sleep_start", "blocked_ns", "blocking", "woken")
 
     def __init__(self, name: str, cpu: "CPU", gen: Iterator[Any] | None, *, rt: bool = False,
@@ -117,7 +117,6 @@ class Task:
         self.wq: WaitQueue | None = None
         self.msg = -1
         self.on_done: Callable[[Task], None] | None = None
-        self.wake_cpu: CPU | None = None
         self.sleep_start = 0.0
         self.blocked_ns = 0.0
         self.blocking = False  # between prepare_to_wait and schedule(): on the wait queue, still running
@@ -183,10 +182,6 @@ class CPU:
         self.ksoftirqd_wakeups = 0
 
     # ------------------------------------------------------------------ state
-    @property
-    def idle(self) -> bool:
-        return self.exec is None and self.curr is None and not self.rq
-
     def _is_busy_for_wakeup(self) -> bool:
         return not (self.exec is None and self.curr is None)
 
