@@ -350,6 +350,32 @@ def cmd_trace(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(a: argparse.Namespace) -> int:
+    """Redraw the figures of a results folder from its stored rows (no simulation)."""
+    from pathlib import Path
+
+    folder = Path(a.results)
+    if not folder.is_dir():
+        raise InputError(f"{a.results}: no such results folder")
+    if not (any((folder / "runs").glob("*.parquet")) or any(folder.glob("*.parquet"))):
+        raise InputError(f"{a.results}: no stored results (no runs/*.parquet); run lbsim run first")
+    from lbsim.figures import applicable, draw_all
+    from lbsim.results import load_results
+
+    df = load_results(folder)
+    out = Path(a.out) if a.out else folder / "figures"
+    figs = applicable(df)
+    if not figs:
+        print(f"lbsim: no figure applies to the results in {folder}", file=sys.stderr)
+        return 0
+    written = draw_all(df, out)
+    for f in figs:
+        files = [p.name for p in written if p.stem == f.name]
+        print(f"{f.name}: {f.title} -> {', '.join(files)}")
+    print(f"lbsim: wrote {len(figs)} figures ({len(written)} files) to {out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lbsim", description="Discrete-event model of Linux loopback vs UNIX domain sockets")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -406,6 +432,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", default=None, metavar="FILE",
                    help="per-CPU timeline of --transport vs --compare (default unix_stream), PNG or SVG")
     t.set_defaults(func=cmd_trace)
+    pl = sub.add_parser("plot", help="redraw the figures of a results folder (PNG and SVG under DIR/figures/)")
+    pl.add_argument("results", metavar="DIR", help="a results folder written by lbsim run")
+    pl.add_argument("--out", default=None, metavar="DIR", help="where to write the figures (default DIR/figures/)")
+    pl.set_defaults(func=cmd_plot)
     return p
 
 

@@ -8,8 +8,12 @@ import matplotlib
 
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402,F401
 
-__all__ = ["validation_figure", "TRANSPORT_STYLE"]
+__all__ = [
+    "validation_figure", "TRANSPORT_STYLE", "latency_vs_size", "throughput_vs_size", "ratio_heatmap",
+    "stage_breakdown", "queue_drops", "latency_vs_load", "mtu_tso", "kernels_bars", "scaling",
+]
 
 TRANSPORT_STYLE: dict[str, dict[str, Any]] = {
     "tcp": {"color": "#d62728", "marker": "o"},
@@ -55,3 +59,435 @@ def validation_figure(rows: Any, *, title: str = "lbsim against the host kernel"
     fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize="small")
     fig.suptitle(title)
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Figures of a results folder (the tidy rows of lbsim.load_results).  Each function takes the
+# DataFrame (and optionally the Axes to draw on: one Axes, or a sequence for several panels),
+# averages over replications and returns the Figure.  Nothing here imports the simulation.
+
+FIG_WIDTH = 7.0  # inches; at dpi 100 a figure is 700 px wide
+
+#: configuration columns that a figure does not plot are pinned to one value (this one if present)
+_PIN_PREFERRED: dict[str, Any] = {"kernel": "linux-6.12", "tso": True, "rps_cpus": 0}
+_PIN_COLUMNS = ("workload", "kernel", "mtu", "tso", "cpus", "flows", "rate_per_s", "rps_cpus",
+                "netdev_max_backlog", "rmem_default", "wmem_default", "unix_max_dgram_qlen", "tcp_rmem",
+                "tcp_wmem", "so_sndbuf", "so_rcvbuf", "background", "policy", "costs", "burst_size",
+                "burst_gap_ns", "placement", "msg_bytes", "tcp_nodelay", "dev_weight", "netdev_budget",
+                "tcp_init_cwnd", "hz")
+
+STAGE_GROUP_COLORS: dict[str, str] = {
+    "syscall": "#7f7f7f", "copy": "#bcbd22", "tcp": "#d62728", "udp": "#ff7f0e", "ip": "#e377c2",
+    "device": "#8c564b", "softirq": "#9467bd", "unix": "#1f77b4", "wakeup": "#17becf", "cache": "#2ca02c",
+}
+
+
+def _ok(df: Any) -> Any:
+    if "status" in df.columns:
+        df = df[df["status"] == "ok"]
+    return df[df["value"].notna()]
+
+
+def _transports(values: Any) -> list[str]:
+    present = [str(v) for v in dict.fromkeys(values)]
+    return [t for t in TRANSPORT_STYLE if t in present] + sorted(t for t in present if t not in TRANSPORT_STYLE)
+
+
+def _style(tr: str) -> dict[str, Any]:
+    return TRANSPORT_STYLE.get(tr, {"color": "#444444", "marker": "x"})
+
+
+def _pin(d: Any, keep: tuple[str, ...]) -> tuple[Any, dict[str, Any]]:
+    """Keep one value of every configuration column that varies but is not plotted."""
+    pinned: dict[str, Any] = {}
+    for col in _PIN_COLUMNS:
+        if col in keep or col not in d.columns:
+            continue
+        vals = list(dict.fromkeys(d[col].dropna().tolist()))
+        if len(vals) <= 1:
+            continue
+        pref = _PIN_PREFERRED.get(col)
+        v = pref if pref in vals else sorted(vals, key=lambda x: (str(type(x)), x))[0]
+        d = d[d[col] == v]
+        pinned[col] = v
+    return d, pinned
+
+
+def _note(pinned: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in pinned.items())
+
+
+def _mean(d: Any, metric: str, by: list[str]) -> Any:
+    """Mean over replications of one metric, per ``by`` (rows with missing keys dropped)."""
+    sub = d[d["metric"] == metric]
+    if sub.empty:
+        return sub.assign(mean=[]).loc[:, [*by, "mean"]] if by else sub
+    return sub.groupby(by, dropna=True, sort=True)["value"].mean().reset_index(name="mean")
+
+
+def _axes(ax: Any, n: int, *, ncols: int | None = None, height: float = 3.6, sharey: bool = False) -> tuple[Any, list]:
+    """The figure and ``n`` Axes: ``ax`` given (one or a sequence), or new panels side by side."""
+    if ax is not None:
+        axes = list(ax) if isinstance(ax, (list, tuple)) or hasattr(ax, "flat") else [ax]
+        axes = list(getattr(ax, "flat", axes))
+        if len(axes) < n:
+            raise ValueError(f"need {n} Axes, got {len(axes)}")
+        return axes[0].figure, axes[:n]
+    ncols = ncols or min(n, 2)
+    nrows = -(-n // ncols)
+    fig, axs = plt.subplots(nrows, ncols, figsize=(FIG_WIDTH, height * nrows), squeeze=False,
+                            constrained_layout=True, sharey=sharey)
+    flat = list(axs.flat)
+    for extra in flat[n:]:
+        extra.set_visible(False)
+    return fig, flat[:n]
+
+
+def _size_axis(ax: Any) -> None:
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_fmt_bytes))
+
+
+def _plain_log_y(ax: Any) -> None:
+    ax.set_yscale("log")
+    fmt = matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:g}")
+    ax.yaxis.set_major_formatter(fmt)
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
+        lambda v, _p: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
+
+
+def _fmt_bytes(x: float, _pos: Any = None) -> str:
+    if x >= 1 << 20 and x % (1 << 20) == 0:
+        return f"{int(x) >> 20}M"
+    if x >= 1024 and x % 1024 == 0:
+        return f"{int(x) >> 10}K"
+    return f"{x:g}"
+
+
+def _placements(d: Any) -> list[str]:
+    return sorted(str(p) for p in d["placement"].dropna().unique()) if "placement" in d.columns else []
+
+
+def _finish(fig: Any, axes: list, title: str, pinned: dict[str, Any]) -> Any:
+    handles, labels = [], []
+    for a in axes:
+        for h, lab in zip(*a.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    if handles:
+        engine = fig.get_layout_engine()
+        if engine is not None and type(engine).__name__ == "ConstrainedLayoutEngine":
+            fig.legend(handles, labels, loc="outside lower center", ncol=min(4 if max(map(len, labels)) < 15 else 3, len(labels)), fontsize="small")
+        else:
+            axes[0].legend(handles, labels, fontsize="small")
+    note = _note(pinned)
+    fig.suptitle(title + (f"\n({note})" if note else ""), fontsize="medium")
+    return fig
+
+
+def latency_vs_size(df: Any, ax: Any = None) -> Any:
+    """Ping-pong round trip against message size: p50 line, band up to p99; a panel per placement."""
+    d = _ok(df)
+    d = d[d["workload"] == "pingpong"]
+    d, pinned = _pin(d, ("msg_bytes", "placement"))
+    places = _placements(d)
+    fig, axes = _axes(ax, len(places))
+    for a, pl in zip(axes, places):
+        dp = d[d["placement"] == pl]
+        p50 = _mean(dp, "latency_us_p50", ["transport", "msg_bytes"])
+        p99 = _mean(dp, "latency_us_p99", ["transport", "msg_bytes"])
+        for tr in _transports(p50["transport"]):
+            st = _style(tr)
+            x = p50[p50.transport == tr].sort_values("msg_bytes")
+            y = p99[p99.transport == tr].set_index("msg_bytes")["mean"].reindex(x.msg_bytes)
+            a.plot(x.msg_bytes, x["mean"], color=st["color"], marker=st["marker"], label=tr)
+            a.fill_between(x.msg_bytes.astype(float), x["mean"].to_numpy(float), y.to_numpy(float),
+                           color=st["color"], alpha=0.15, linewidth=0)
+        _size_axis(a)
+        _plain_log_y(a)
+        a.set_xlabel("message size (bytes)")
+        a.set_ylabel("round trip (µs)")
+        a.set_title(f"placement {pl}")
+        a.grid(True, which="both", alpha=0.3)
+    return _finish(fig, axes, "Ping-pong latency: p50 (line), band to p99", pinned)
+
+
+def throughput_vs_size(df: Any, ax: Any = None) -> Any:
+    """Stream throughput (MB/s) against write size; a panel per placement."""
+    d = _ok(df)
+    d = d[d["workload"] == "stream"]
+    d, pinned = _pin(d, ("msg_bytes", "placement"))
+    places = _placements(d)
+    fig, axes = _axes(ax, len(places))
+    for a, pl in zip(axes, places):
+        m = _mean(d[d["placement"] == pl], "throughput_bytes_per_s", ["transport", "msg_bytes"])
+        for tr in _transports(m["transport"]):
+            st = _style(tr)
+            x = m[m.transport == tr].sort_values("msg_bytes")
+            a.plot(x.msg_bytes, x["mean"] / 1e6, color=st["color"], marker=st["marker"], label=tr)
+        _size_axis(a)
+        _plain_log_y(a)
+        a.set_xlabel("write size (bytes)")
+        a.set_ylabel("throughput (MB/s)")
+        a.set_title(f"placement {pl}")
+        a.grid(True, which="both", alpha=0.3)
+    return _finish(fig, axes, "Stream throughput against write size", pinned)
+
+
+_RATIO_PANELS = (
+    ("pingpong", "latency_us_p50", "ping-pong p50 latency ÷ unix_stream (>1: slower)"),
+    ("stream", "throughput_bytes_per_s", "stream throughput ÷ unix_stream (>1: faster)"),
+)
+
+
+def ratio_tables(df: Any) -> list[tuple[str, Any]]:
+    """Per panel (ping-pong p50, stream throughput): a table transport/placement × msg_bytes of
+    the ratio to unix_stream.  Panels without unix_stream and another transport are left out."""
+    d = _ok(df)
+    out = []
+    for wl, metric, title in _RATIO_PANELS:
+        dw = d[d["workload"] == wl]
+        dw, pinned = _pin(dw, ("msg_bytes", "placement"))
+        m = _mean(dw, metric, ["transport", "placement", "msg_bytes"])
+        if m.empty or "unix_stream" not in set(m.transport) or m.transport.nunique() < 2:
+            continue
+        ref = m[m.transport == "unix_stream"].set_index(["placement", "msg_bytes"])["mean"]
+        m = m[m.transport != "unix_stream"].copy()
+        m["ratio"] = m["mean"].to_numpy(float) / ref.reindex(
+            list(zip(m.placement, m.msg_bytes))).to_numpy(float)
+        order = {t: i for i, t in enumerate(_transports(m.transport))}
+        m["row"] = [f"{t} / {p}" for t, p in zip(m.transport, m.placement)]
+        m = m.sort_values(["transport", "placement"], key=lambda s: s.map(order) if s.name == "transport" else s)
+        table = m.pivot_table(index="row", columns="msg_bytes", values="ratio", sort=False)
+        if table.notna().to_numpy().any():
+            out.append((title + (f" ({_note(pinned)})" if pinned else ""), table))
+    return out
+
+
+def ratio_heatmap(df: Any, ax: Any = None) -> Any:
+    """Ratio to unix_stream over message size × placement: ping-pong p50 and/or stream throughput."""
+    import numpy as np
+    from matplotlib.colors import LogNorm
+
+    tables = ratio_tables(df)
+    heights = [max(1.6, 0.32 * len(t) + 1.2) for _, t in tables]
+    if ax is None:
+        fig, axs = plt.subplots(len(tables), 1, figsize=(FIG_WIDTH, sum(heights) + 0.4), squeeze=False,
+                                constrained_layout=True, gridspec_kw={"height_ratios": heights})
+        axes = list(axs.flat)
+    else:
+        fig, axes = _axes(ax, len(tables))
+    for a, (title, t) in zip(axes, tables):
+        v = t.to_numpy(float)
+        finite = v[np.isfinite(v) & (v > 0)]
+        span = float(np.max(np.abs(np.log10(finite)))) if finite.size else 0.0
+        lim = 10 ** min(max(span, np.log10(1.5)), 2.0)  # symmetric in log around 1, 1.5x .. 100x
+        im = a.imshow(v, aspect="auto", cmap="RdBu_r", norm=LogNorm(vmin=1 / lim, vmax=lim))
+        for (i, j), val in np.ndenumerate(v):
+            if np.isfinite(val):
+                a.text(j, i, f"{val:.2g}×", ha="center", va="center", fontsize="small")
+        a.set_xticks(range(len(t.columns)), [_fmt_bytes(float(c)) for c in t.columns])
+        a.set_yticks(range(len(t.index)), list(t.index))
+        for lab in a.get_yticklabels():
+            lab.set_color(_style(lab.get_text().split(" / ")[0])["color"])
+        a.set_xlabel("message size (bytes)")
+        a.set_ylabel("transport / placement")
+        a.set_title(title, fontsize="medium")
+        fig.colorbar(im, ax=a, label="ratio (×)")
+    fig.suptitle("Ratio to unix_stream", fontsize="medium")
+    return fig
+
+
+def stage_breakdown_table(df: Any) -> tuple[Any, dict[str, Any]]:
+    """ns per delivered message per transport × stage group, for the smallest size on one CPU."""
+    d = _ok(df)
+    d = d[d["metric"].isin(["stage_busy_ns", "messages_delivered"])]
+    if "workload" in d.columns and (d["workload"] == "pingpong").any():
+        d = d[d["workload"] == "pingpong"]
+    if "placement" in d.columns and (d["placement"] == "same").any():
+        d = d[d["placement"] == "same"]
+    if "msg_bytes" in d.columns and d["msg_bytes"].notna().any():
+        d = d[d["msg_bytes"] == d["msg_bytes"].min()]
+    d, pinned = _pin(d, ())
+    for col in ("workload", "placement", "msg_bytes"):
+        if col in d.columns and d[col].notna().any():
+            pinned.setdefault(col, d[col].dropna().iloc[0])
+    busy = d[d["metric"] == "stage_busy_ns"]
+    per_run = busy.groupby(["transport", "run_id", "stage_group"])["value"].sum().reset_index()
+    msgs = d[d["metric"] == "messages_delivered"].groupby("run_id")["value"].sum()
+    per_run["per_msg"] = per_run["value"].to_numpy(float) / msgs.reindex(per_run.run_id).to_numpy(float)
+    per_run = per_run[per_run["per_msg"].notna() & (per_run["per_msg"] > 0)]
+    table = per_run.groupby(["transport", "stage_group"])["per_msg"].mean().unstack(fill_value=0.0)
+    table = table.reindex(_transports(table.index)) if len(table) else table
+    return table, pinned
+
+
+def stage_breakdown(df: Any, ax: Any = None) -> Any:
+    """Where the time goes: stacked bar per transport of CPU time per stage group per message."""
+    table, pinned = stage_breakdown_table(df)
+    fig, (a,) = _axes(ax, 1, height=4.2)
+    groups = [g for g in STAGE_GROUP_COLORS if g in table.columns] + sorted(
+        g for g in table.columns if g not in STAGE_GROUP_COLORS)
+    bottom = [0.0] * len(table)
+    x = list(range(len(table)))
+    for g in groups:
+        vals = table[g].to_numpy(float) / 1e3
+        a.bar(x, vals, bottom=bottom, color=STAGE_GROUP_COLORS.get(g), label=g, edgecolor="white", linewidth=0.5)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    a.set_xticks(x, list(table.index))
+    for lab in a.get_xticklabels():
+        lab.set_color(_style(lab.get_text())["color"])
+    a.set_ylabel("CPU time per delivered message (µs)")
+    a.set_xlabel("transport")
+    a.grid(True, axis="y", alpha=0.3)
+    a.legend(title="stage group", fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle("Where the time goes" + (f"\n({_note(pinned)})" if pinned else ""), fontsize="medium")
+    return fig
+
+
+QUEUE_METRICS = (
+    ("messages_dropped", "messages dropped", 1.0),
+    ("softnet_dropped", "softnet backlog drops (packets)", 1.0),
+    ("udp_rcvbuf_errors", "UDP receive-buffer errors", 1.0),
+    ("sender_blocked_ns", "sender blocked (ms)", 1e-6),
+)
+
+
+def queue_drops(df: Any, ax: Any = None) -> Any:
+    """Drops and blocked time against netdev_max_backlog, solid without RPS and dashed with."""
+    d = _ok(df)
+    d, pinned = _pin(d, ("netdev_max_backlog", "rps_cpus"))
+    present = [q for q in QUEUE_METRICS if (d["metric"] == q[0]).any()]
+    fig, axes = _axes(ax, len(present), height=3.0)
+    has_rps = "rps_cpus" in d.columns and d["rps_cpus"].notna().any()
+    by = ["transport", "netdev_max_backlog"] + (["rps_cpus"] if has_rps else [])
+    for a, (metric, label, scale) in zip(axes, present):
+        m = _mean(d, metric, by)
+        for tr in _transports(m["transport"]):
+            st = _style(tr)
+            mt = m[m.transport == tr]
+            rps_values = sorted(mt["rps_cpus"].unique()) if has_rps else [None]
+            for rps in rps_values:
+                x = (mt if rps is None else mt[mt.rps_cpus == rps]).sort_values("netdev_max_backlog")
+                on = rps is not None and rps != 0
+                a.plot(x.netdev_max_backlog, x["mean"] * scale, color=st["color"], marker=st["marker"],
+                       linestyle="--" if on else "-", fillstyle="none" if on else "full",
+                       label=tr + ("" if rps is None else (f", RPS mask {rps:#x}" if on else ", no RPS")))
+        a.set_xscale("log")
+        a.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:g}"))
+        a.set_yscale("symlog", linthresh=1.0)
+        a.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:g}"))
+        a.set_ylim(bottom=0)
+        a.set_xlabel("netdev_max_backlog (packets)")
+        a.set_ylabel(label)
+        a.grid(True, which="both", alpha=0.3)
+    return _finish(fig, axes, "Drops and blocked time against queue limits", pinned)
+
+
+def latency_vs_load(df: Any, ax: Any = None) -> Any:
+    """Poisson arrivals: p50 (solid) and p99 (dashed) latency against offered rate; panel per placement."""
+    d = _ok(df)
+    d = d[d["workload"] == "poisson"]
+    d, pinned = _pin(d, ("rate_per_s", "placement"))
+    places = _placements(d)
+    fig, axes = _axes(ax, len(places), sharey=True)
+    for a, pl in zip(axes, places):
+        dp = d[d["placement"] == pl]
+        for metric, ls, q in (("latency_us_p50", "-", "p50"), ("latency_us_p99", "--", "p99")):
+            m = _mean(dp, metric, ["transport", "rate_per_s"])
+            for tr in _transports(m["transport"]):
+                st = _style(tr)
+                x = m[m.transport == tr].sort_values("rate_per_s")
+                a.plot(x.rate_per_s / 1e3, x["mean"], color=st["color"], marker=st["marker"], linestyle=ls,
+                       fillstyle="full" if q == "p50" else "none", label=f"{tr} {q}")
+        a.set_xscale("log")
+        a.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:g}"))
+        a.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        _plain_log_y(a)
+        a.set_xlabel("offered load (thousand messages/s)")
+        a.set_ylabel("one-way latency (µs)")
+        a.set_title(f"placement {pl}")
+        a.grid(True, which="both", alpha=0.3)
+    return _finish(fig, axes, "Latency against offered load (p50 solid, p99 dashed)", pinned)
+
+
+def mtu_tso(df: Any, ax: Any = None) -> Any:
+    """Stream throughput against the lo MTU; a line per transport and TSO setting."""
+    d = _ok(df)
+    d = d[d["workload"] == "stream"]
+    d, pinned = _pin(d, ("mtu", "tso"))
+    fig, (a,) = _axes(ax, 1, height=4.0)
+    m = _mean(d, "throughput_bytes_per_s", ["transport", "tso", "mtu"])
+    for tr in _transports(m["transport"]):
+        st = _style(tr)
+        mt = m[m.transport == tr]
+        for tso in sorted(mt["tso"].unique(), reverse=True):
+            x = mt[mt.tso == tso].sort_values("mtu")
+            a.plot(x.mtu, x["mean"] / 1e6, color=st["color"], marker=st["marker"],
+                   linestyle="-" if tso else "--", fillstyle="full" if tso else "none",
+                   label=f"{tr}, TSO {'on' if tso else 'off'}")
+    a.set_xscale("log", base=2)
+    a.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:g}"))
+    a.set_xticks(sorted(m["mtu"].unique()))
+    a.set_xlabel("lo MTU (bytes)")
+    a.set_ylabel("throughput (MB/s)")
+    a.grid(True, which="both", alpha=0.3)
+    return _finish(fig, [a], "Stream throughput against MTU, with and without TSO", pinned)
+
+
+def kernels_bars(df: Any, ax: Any = None) -> Any:
+    """Bars per transport, one per kernel: ping-pong p50 and/or stream throughput."""
+    d = _ok(df)
+    panels = []
+    for wl, metric, label, scale in (("pingpong", "latency_us_p50", "p50 round trip (µs)", 1.0),
+                                     ("stream", "throughput_bytes_per_s", "throughput (MB/s)", 1e-6)):
+        dw, pinned = _pin(d[d["workload"] == wl], ("kernel",))
+        m = _mean(dw, metric, ["transport", "kernel"])
+        if not m.empty:
+            panels.append((wl, label, scale, m, pinned))
+    fig, axes = _axes(ax, len(panels), ncols=1, height=3.0)
+    hatches = ["", "//", "..", "xx"]
+    for a, (wl, label, scale, m, pinned) in zip(axes, panels):
+        trs = _transports(m["transport"])
+        kernels = sorted(m["kernel"].unique())
+        w = 0.8 / len(kernels)
+        for k, kern in enumerate(kernels):
+            mk = m[m.kernel == kern].set_index("transport")["mean"].reindex(trs)
+            a.bar([i + (k - (len(kernels) - 1) / 2) * w for i in range(len(trs))], mk.to_numpy(float) * scale,
+                  width=w, color=[_style(t)["color"] for t in trs], alpha=1.0 - 0.45 * k,
+                  hatch=hatches[k % len(hatches)], edgecolor="black", linewidth=0.5, label=kern)
+        a.set_xticks(range(len(trs)), trs)
+        a.set_xlabel("transport")
+        a.set_ylabel(label)
+        a.set_title(wl + (f" ({_note(pinned)})" if pinned else ""), fontsize="medium")
+        a.grid(True, axis="y", alpha=0.3)
+        if a is axes[0]:
+            a.legend(title="kernel", fontsize="small")
+    fig.suptitle("Kernel profiles", fontsize="medium")
+    return fig
+
+
+def scaling(df: Any, ax: Any = None) -> Any:
+    """Request/response: messages per second against flows; a line per transport and CPU count."""
+    d = _ok(df)
+    d = d[d["workload"] == "rr"]
+    d, pinned = _pin(d, ("flows", "cpus"))
+    fig, (a,) = _axes(ax, 1, height=4.0)
+    m = _mean(d, "throughput_msgs_per_s", ["transport", "cpus", "flows"])
+    styles = ["-", "--", ":", "-."]
+    cpus = sorted(m["cpus"].unique())
+    for tr in _transports(m["transport"]):
+        st = _style(tr)
+        for i, c in enumerate(cpus):
+            x = m[(m.transport == tr) & (m.cpus == c)].sort_values("flows")
+            if x.empty:
+                continue
+            a.plot(x.flows, x["mean"] / 1e3, color=st["color"], marker=st["marker"],
+                   linestyle=styles[i % len(styles)], label=f"{tr}, {c} CPUs")
+    a.set_xscale("log", base=2)
+    a.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:g}"))
+    a.set_xlabel("flows (concurrent request/response pairs)")
+    a.set_ylabel("throughput (thousand messages/s)")
+    a.grid(True, which="both", alpha=0.3)
+    return _finish(fig, [a], "Scaling with CPUs and flows (request/response)", pinned)
