@@ -6,7 +6,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test clean
+EXPERIMENTS := quickstart latency_vs_size throughput_vs_size mtu queues cpus load kernels
+
+.PHONY: run test results clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +22,14 @@ run: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
+
+# the shipped results: every experiment's full sweep into results/<name>/ and its figures
+results: $(BIN)/.installed
+	for e in $(EXPERIMENTS); do \
+	  $(BIN)/lbsim run experiments/$$e.toml --out results/$$e --force --quiet && \
+	  $(BIN)/lbsim plot results/$$e || exit 1; \
+	done
+	$(BIN)/python scripts/readme_numbers.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
