@@ -304,6 +304,12 @@ def _cost_hashes(specs: list[RunSpec]) -> dict[str, str]:
     return out
 
 
+def _model_hash() -> str:
+    from lbsim.simulate import model_hash
+
+    return model_hash()
+
+
 def _manifest(exp: Experiment, specs: list[RunSpec], session: dict[str, Any],
               previous: list[dict[str, Any]]) -> dict[str, Any]:
     import lbsim
@@ -313,7 +319,7 @@ def _manifest(exp: Experiment, specs: list[RunSpec], session: dict[str, Any],
     return {
         "experiment": exp.name, "experiment_file": exp.path, "smoke": exp.smoke,
         "lbsim_version": lbsim.__version__, "git_commit": commit, "git_dirty": bool(dirty) if commit else None,
-        "costs_hash": _cost_hashes(specs),
+        "costs_hash": _cost_hashes(specs), "model_hash": _model_hash(),
         "python": platform.python_version(), "simpy": _version("simpy"), "numpy": _version("numpy"),
         "pandas": _version("pandas"), "pyarrow": _version("pyarrow"), "pydantic": _version("pydantic"),
         "dask": _version("dask") if session["executor"] == "dask" else None,

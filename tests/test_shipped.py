@@ -38,6 +38,9 @@ def test_shipped_results_are_not_stale(name):
     text = json.dumps(m)
     assert lbsim.load_costs().hash in text, f"results/{name} were made with other costs: run make results"
     assert lbsim.__version__ in text, f"results/{name} were made by another lbsim version: run make results"
+    from lbsim.simulate import model_hash
+
+    assert m.get("model_hash") == model_hash(), f"results/{name} were made by another model: run make results"
     df = lbsim.load_results(RESULTS / name)
     assert set(df.status) <= {"ok", "skipped"}
 
