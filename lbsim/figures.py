@@ -82,6 +82,10 @@ def _kernels(d: Any) -> bool:
                for wl, m in (("pingpong", "latency_us_p50"), ("stream", "throughput_bytes_per_s")))
 
 
+def _cdf(d: Any) -> bool:
+    return len(_metric_rows(d, "latency_us_p999")) > 0 and _has(d, "placement", "transport")
+
+
 def _scaling(d: Any) -> bool:
     r = _metric_rows(d, "throughput_msgs_per_s", "rr")
     return _has(r, "flows", "cpus") and (_n(r, "flows") >= 2 or _n(r, "cpus") >= 2)
@@ -98,6 +102,7 @@ class Figure:
 FIGURES: tuple[Figure, ...] = (
     Figure("latency_vs_size", "ping-pong latency (p50, band to p99) against message size", _latency_vs_size,
            plots.latency_vs_size),
+    Figure("latency_cdf", "latency distribution per transport (p50 to p99.9)", _cdf, plots.latency_cdf),
     Figure("throughput_vs_size", "stream throughput against write size", _throughput_vs_size,
            plots.throughput_vs_size),
     Figure("ratio_to_unix_stream", "ratio to unix_stream over message size x placement", _ratio,

@@ -10,7 +10,7 @@ matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402,F401
 
-__all__ = [
+__all__ = ["latency_cdf", 
     "validation_figure", "TRANSPORT_STYLE", "latency_vs_size", "throughput_vs_size", "ratio_heatmap",
     "stage_breakdown", "queue_drops", "latency_vs_load", "mtu_tso", "kernels_bars", "scaling",
 ]
@@ -491,3 +491,40 @@ def scaling(df: Any, ax: Any = None) -> Any:
     a.set_ylabel("throughput (thousand messages/s)")
     a.grid(True, which="both", alpha=0.3)
     return _finish(fig, [a], "Scaling with CPUs and flows (request/response)", pinned)
+
+
+_QUANTILES = (("latency_us_p50", 0.50), ("latency_us_p90", 0.90), ("latency_us_p99", 0.99),
+              ("latency_us_p999", 0.999))
+
+
+def latency_cdf(df: Any, ax: Any = None) -> Any:
+    """Latency distribution per transport from the stored quantiles (p50, p90, p99, p99.9):
+    the fraction of messages at or under each latency, with the tail stretched (logit scale).
+    A panel per placement, for the smallest message size."""
+    d = _ok(df)
+    d = d[d["metric"].isin([m for m, _ in _QUANTILES])]
+    if "msg_bytes" in d.columns and len(d):
+        d = d[d["msg_bytes"] == d["msg_bytes"].min()]
+    d, pinned = _pin(d, ("placement",))
+    places = _placements(d)
+    fig, axes = _axes(ax, len(places))
+    for a, pl in zip(axes, places):
+        dp = d[d["placement"] == pl]
+        for tr in _transports(dp["transport"]):
+            st = _style(tr)
+            xs, ys = [], []
+            for metric, q in _QUANTILES:
+                v = dp[(dp.transport == tr) & (dp.metric == metric)]["value"].mean()
+                if v == v:
+                    xs.append(v)
+                    ys.append(q)
+            a.plot(xs, ys, color=st["color"], marker=st["marker"], label=tr, drawstyle="default")
+        a.set_xscale("log")
+        a.set_yscale("logit")
+        a.set_xlabel("latency (µs)")
+        a.set_ylabel("fraction of messages ≤ latency")
+        a.set_title(f"placement {pl}")
+        a.grid(True, which="both", alpha=0.3)
+    size = int(d["msg_bytes"].min()) if "msg_bytes" in d.columns and len(d) else None
+    title = "Latency distribution (p50, p90, p99, p99.9)" + (f", {size} B" if size else "")
+    return _finish(fig, axes, title, pinned)

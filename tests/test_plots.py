@@ -22,14 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # smoke experiment -> the figures its data supports
 EXPECTED = {
-    "quickstart": {"ratio_to_unix_stream", "stage_breakdown"},
-    "latency_vs_size": {"latency_vs_size", "ratio_to_unix_stream", "stage_breakdown"},
-    "throughput_vs_size": {"throughput_vs_size", "ratio_to_unix_stream", "stage_breakdown"},
-    "queues": {"queue_drops", "stage_breakdown"},
-    "load": {"latency_vs_load", "stage_breakdown"},
-    "cpus": {"scaling", "stage_breakdown"},
-    "kernels": {"kernels", "ratio_to_unix_stream", "stage_breakdown"},
-    "mtu": {"mtu_tso", "stage_breakdown"},
+    "quickstart": {"latency_cdf", "ratio_to_unix_stream", "stage_breakdown"},
+    "latency_vs_size": {"latency_cdf", "latency_vs_size", "ratio_to_unix_stream", "stage_breakdown"},
+    "throughput_vs_size": {"latency_cdf", "throughput_vs_size", "ratio_to_unix_stream", "stage_breakdown"},
+    "queues": {"latency_cdf", "queue_drops", "stage_breakdown"},
+    "load": {"latency_cdf", "latency_vs_load", "stage_breakdown"},
+    "cpus": {"latency_cdf", "scaling", "stage_breakdown"},
+    "kernels": {"latency_cdf", "kernels", "ratio_to_unix_stream", "stage_breakdown"},
+    "mtu": {"latency_cdf", "mtu_tso", "stage_breakdown"},
 }
 
 
