@@ -75,6 +75,9 @@ class _Fire(simpy.events.Event):
 _new_event = object.__new__
 
 
+_INLINE = object()  # CPU.ev of a command completed by the trampoline, not by a heap entry
+
+
 class Sleep:
     __slots__ = ("until",)
 
@@ -192,6 +195,16 @@ class CPU:
         env = self.env
         self.start = now = env._now
         self.end = end = now + ns
+        sim = self.sim
+        if sim._tramp and sim._pending is None:
+            # nothing else can happen before this command ends? then the trampoline in
+            # Sim.run_inline completes it without a heap entry (checked again there)
+            q = env._queue
+            if not q or q[0][0] > end:
+                marker = _INLINE
+                self.ev = marker
+                sim._pending = self
+                return
         ev = _new_event(_Fire)
         ev.env = env
         ev.callbacks = [self._done_cb]
@@ -200,7 +213,31 @@ class CPU:
         heappush(env._queue, (end, NORMAL, next(env._eid), ev))
         self.ev = ev
 
-    def _done(self, ev: simpy.events.Event) -> None:
+    def _materialize(self) -> None:
+        """Turn a pending inline completion into the heap entry it stands for."""
+        env = self.env
+        ev = _new_event(_Fire)
+        ev.env = env
+        ev.callbacks = [self._done_cb]
+        ev._value = None
+        ev._ok = True
+        heappush(env._queue, (self.end, NORMAL, next(env._eid), ev))
+        self.ev = ev
+
+    def _done(self, ev: Any) -> None:
+        sim = self.sim
+        if not sim._tramp:
+            # entered from SimPy: run this completion, then every inline one it leads to
+            sim._tramp = True
+            try:
+                self._done_one(ev)
+                sim.run_inline()
+            finally:
+                sim._tramp = False
+            return
+        self._done_one(ev)
+
+    def _done_one(self, ev: Any) -> None:
         if ev is not self.ev:
             return  # a pre-empted command's stale completion
         ctx = self.exec
@@ -499,6 +536,9 @@ class Sim:
         # SCHED_TUNABLESCALING_LOG: x (1 + ilog2(min(ncpus, 8)))
         factor = 1 + int(np.log2(min(cpus, 8)))
         self.sched_slice_ns = float(kernel.sched_base_slice_ns * factor)
+        # the inline trampoline (see CPU._start / Sim.run_inline)
+        self._tramp = False
+        self._pending: CPU | None = None
         self.cpus = [CPU(self, i) for i in range(cpus)]
         # statistics
         n = len(STAGES)
@@ -508,6 +548,26 @@ class Sim:
         self.trace_on = trace
         self.trace: list[tuple[int, str, int, str, float, float, str]] = []
         self.net: Any = None  # set by the host wiring (lbsim.model.netdev.Net)
+
+    def run_inline(self) -> None:
+        """Complete commands without the event heap while each is the next thing to happen.
+
+        Exact: a command is completed here only if no heap entry is due at or before its end,
+        which is when SimPy would have popped its Timeout next anyway; otherwise it is put on
+        the heap as the Timeout it stands for."""
+        env = self.env
+        q = env._queue
+        while self._pending is not None:
+            cpu = self._pending
+            self._pending = None
+            if cpu.ev is not _INLINE:
+                continue  # pre-empted meanwhile
+            end = cpu.end
+            if q and q[0][0] <= end:
+                cpu._materialize()
+                return
+            env._now = end
+            cpu._done_one(_INLINE)
 
     # ------------------------------------------------------------------ random costs
     def _mult(self, i: int, cv: float) -> float:
