@@ -244,12 +244,7 @@ def _fit_cacheline_transfer(model: CostModel, df: Any) -> tuple[float | None, li
         return None, []
 
     def sim(m: CostModel, tr: str, n: int) -> float:
-        from lbsim.config import make_config
-        from lbsim.model.host import run_model
-
-        cfg = make_config(transport=tr, workload="stream", msg_bytes=n, messages=4000, placement="cross",
-                          deterministic=True)
-        return float(run_model(cfg, m)["throughput"]["bytes_per_s"]) / 1e6
+        return _sim_stream_MBps(m, tr, "cross", n, messages=4000)
 
     def err(b: float) -> float:
         m = with_stage_fixed(model, "cacheline_transfer", b)
@@ -278,11 +273,14 @@ def with_cold_copies(model: CostModel, cold: float) -> CostModel:
                      distribution=model.distribution, cache_bytes=model.cache_bytes)
 
 
-def _sim_stream_MBps(model: CostModel, transport: str, placement: str, size: int) -> float:
+def _sim_stream_MBps(model: CostModel, transport: str, placement: str, size: int,
+                     messages: int | None = None) -> float:
+    """Deterministic stream throughput (MB/s); by default about 32 MB of writes."""
     from lbsim.config import make_config
     from lbsim.model.host import run_model
 
-    messages = max(50, min(2000, (32 << 20) // size))
+    if messages is None:
+        messages = max(50, min(2000, (32 << 20) // size))
     cfg = make_config(transport=transport, workload="stream", msg_bytes=size, messages=messages,
                       placement=placement, deterministic=True)
     return float(run_model(cfg, model)["throughput"]["bytes_per_s"]) / 1e6
