@@ -209,6 +209,11 @@ def sim_kernel(measured: Any) -> str:
     return s if s in (*KERNELS, "host") else "linux-6.12"
 
 
+def stream_messages(msg_bytes: int, stream_bytes: int = 32 << 20) -> int:
+    """Writes simulated for a stream point: about ``stream_bytes`` of data, 50 to 20000 writes."""
+    return max(50, min(20000, stream_bytes // int(msg_bytes)))
+
+
 def sim_fields(point: Any, *, messages_pingpong: int = 1000, stream_bytes: int = 32 << 20,
                seed: int = 1) -> dict[str, Any]:
     """The SimConfig fields that reproduce one measured point (a row of the normalised frame)."""
@@ -217,7 +222,7 @@ def sim_fields(point: Any, *, messages_pingpong: int = 1000, stream_bytes: int =
     fields: dict[str, Any] = {
         "transport": point["transport"], "workload": workload, "msg_bytes": n,
         "placement": point["placement"], "seed": seed,
-        "messages": messages_pingpong if workload == "pingpong" else max(50, min(20000, stream_bytes // n)),
+        "messages": messages_pingpong if workload == "pingpong" else stream_messages(n, stream_bytes),
     }
     if "cpus" in point and not pd.isna(point["cpus"]):
         fields["cpus"] = int(point["cpus"])

@@ -65,7 +65,6 @@ S_BLOCK = SID["schedule_timeout"]
 S_TTWU = SID["try_to_wake_up"]
 S_TTWU_REMOTE = SID["ttwu_queue_wakelist"]
 S_IPI_IDLE = SID["send_call_function_single_ipi"]
-S_BOUNCE = SID["cacheline_transfer"]
 
 
 class _Fire(simpy.events.Event):
@@ -620,7 +619,7 @@ class Sim:
         sock.last_cpu = cpu
         if last is None or last is cpu:
             return []
-        return [(S_BOUNCE, 0)]
+        return [(sock.BOUNCE_SID, 0)]
 
     # ------------------------------------------------------------------ wake-ups
     def wake_items(self, waiter: Task | None, cpu: CPU) -> list[tuple[int, int]]:

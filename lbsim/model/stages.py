@@ -70,8 +70,11 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
      "charged to the task that blocks"),
     ("schedule", "wakeup", "context_switch to the next task, charged to the task switched in"),
     ("cacheline_transfer", "cache",
-     "not a kernel function: the stall when a CPU touches a socket (lock, queue heads, memory "
+     "not a kernel function: the stall when a CPU touches an INET socket (lock, queue heads, memory "
      "counters, skb headers) that another CPU touched last; once per call or packet that does"),
+    ("cacheline_transfer_unix", "cache",
+     "the same for an AF_UNIX socket (peer receive queue and its lock, the writer's sk_wmem_alloc): "
+     "fewer, different lines than a tcp_sock/udp_sock, so fitted on its own"),
 )
 
 STAGES: tuple[str, ...] = tuple(name for name, _, _ in _TABLE)

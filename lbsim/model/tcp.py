@@ -82,6 +82,8 @@ def _roundup_pow2(n: int) -> int:
 class TcpSock:
     """One end of an established connection."""
 
+    BOUNCE_SID = S["cacheline_transfer"]  # Sim.touch: the cache-line transfer this socket type costs
+
     def __init__(self, sim: Sim, net: Net, name: str, *, kernel: Any, flow: int, stats: Any,
                  nodelay: bool, so_sndbuf: int | None, so_rcvbuf: int | None) -> None:
         self.sim = sim
@@ -393,7 +395,13 @@ class TcpSock:
             return
         now = self.env.now
         self.rcv_nxt += length
-        truesize = truesize_tcp(length, self.modern)
+        if self.modern and self.rcvq:
+            # tcp_queue_rcv -> tcp_try_coalesce (3.5+): in-order data joins the tail skb of a
+            # non-empty receive queue; skb_try_coalesce takes the page frags (charged by the
+            # byte in tcp_sendmsg) and frees the head, so sk_rmem_alloc grows by the payload
+            truesize = length
+        else:
+            truesize = truesize_tcp(length, self.modern)
         self.rmem += truesize
         # tcp_measure_rcv_mss and the scaling ratio learned from len/truesize (6.7+)
         per_seg = length // segs if segs else length

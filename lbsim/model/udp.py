@@ -51,6 +51,8 @@ def udp_fragments(payload: int, mtu: int) -> list[int]:
 class UdpSocket:
     """A connected UDP socket pair's receiving end, with the sender's send path."""
 
+    BOUNCE_SID = S["cacheline_transfer"]  # Sim.touch: the cache-line transfer this socket type costs
+
     def __init__(self, sim: Sim, net: Net, *, rcvbuf: int, flow: int, stats: Any) -> None:
         self.sim = sim
         self.net = net

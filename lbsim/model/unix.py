@@ -38,6 +38,8 @@ S = SID
 
 
 class _UnixBase:
+    BOUNCE_SID = S["cacheline_transfer_unix"]  # Sim.touch: the cache-line transfer this socket type costs
+
     def __init__(self, sim: Sim, *, sndbuf: int, stats: Any, modern: bool) -> None:
         self.sim = sim
         self.env = sim.env
