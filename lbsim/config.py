@@ -25,7 +25,7 @@ WORKLOADS = ("pingpong", "stream", "rr", "poisson", "burst")
 #: SimConfig fields that override the kernel profile.
 KERNEL_FIELDS = (
     "mtu", "tso", "rps_cpus", "netdev_max_backlog", "dev_weight", "netdev_budget",
-    "netdev_budget_usecs", "hz", "rmem_default", "wmem_default", "tcp_rmem", "tcp_wmem",
+    "netdev_budget_usecs", "hz", "skb_defer_max", "rmem_default", "wmem_default", "tcp_rmem", "tcp_wmem",
     "tcp_init_cwnd", "unix_max_dgram_qlen",
 )
 
@@ -86,6 +86,7 @@ class SimConfig(BaseModel):
     netdev_budget: int | None = Field(None, ge=1)
     netdev_budget_usecs: int | None = Field(None, ge=1)
     hz: int | None = Field(None, ge=100, le=1000)
+    skb_defer_max: int | None = Field(None, ge=0)
     rmem_default: int | None = Field(None, ge=2304)
     wmem_default: int | None = Field(None, ge=4608)
     tcp_rmem: tuple[int, int, int] | None = None

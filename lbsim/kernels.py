@@ -49,6 +49,9 @@ class KernelParams:
     #: kernel/softirq.c MAX_SOFTIRQ_RESTART = 10, MAX_SOFTIRQ_TIME = 2 ms, then ksoftirqd.
     max_softirq_restart: int = 10
     max_softirq_time_ns: int = 2_000_000
+    #: net/core/hotdata.c .sysctl_skb_defer_max = 64 (net.core.skb_defer_max, 5.19+): how many skbs
+    #: a CPU may queue for freeing by the CPU that allocated them (skb_attempt_defer_free); 0 = off.
+    skb_defer_max: int = 64
     # --- scheduler -----------------------------------------------------------------------------
     #: kernel/sched/fair.c normalized_sysctl_sched_base_slice = 750000 ns (EEVDF, 6.6+), scaled
     #: by 1 + ilog2(min(ncpus, 8)) at boot; 2.6.32's CFS sched_min_granularity was also 0.75 ms
@@ -131,6 +134,7 @@ LINUX_2_6_32 = KernelParams(
     unix_max_dgram_qlen=10,
     unix_stream_max_skb_bytes=16384 - 320,  # linear skbs <= SKB_MAX_ALLOC before 2013 (§4.1)
     udp_rcvbuf_rule="ge",
+    skb_defer_max=0,  # no skb_attempt_defer_free before 68822bdf76f1 (v5.19): the reader frees
     # 2.6.32 __alloc_skb: truesize = SKB_DATA_ALIGN(size) + sizeof(struct sk_buff); shared info
     # not counted [U: read from 2.6.32 net/core/skbuff.c excerpts].
     skb_truesize_overhead=232,
@@ -145,6 +149,7 @@ HOST_FILES: dict[str, str] = {
     "gso_max_size": "/sys/class/net/lo/gso_max_size",
     "netdev_max_backlog": "/proc/sys/net/core/netdev_max_backlog",
     "dev_weight": "/proc/sys/net/core/dev_weight",
+    "skb_defer_max": "/proc/sys/net/core/skb_defer_max",
     "netdev_budget": "/proc/sys/net/core/netdev_budget",
     "netdev_budget_usecs": "/proc/sys/net/core/netdev_budget_usecs",
     "rmem_default": "/proc/sys/net/core/rmem_default",

@@ -60,7 +60,7 @@ PATHS_SAME = {
             ("tcp_transmit_skb", 0)] + [(s, 0) for s in LOOPBACK_TX] + [(s, 0) for s in SOFTIRQ_RX]
            + [("tcp_v4_rcv", 0), ("tcp_ack", 0), ("sock_def_readable", 0), ("try_to_wake_up", 0),
               ("syscall", 0), ("tcp_recvmsg", 0), ("schedule_timeout", 0), ("schedule", 0),
-              ("skb_copy_datagram_msg", N),
+              ("skb_copy_datagram_msg", N), ("__kfree_skb", 0),
               ("tcp_cleanup_rbuf", 0)],
 }
 
@@ -285,3 +285,38 @@ def test_trace_records_each_stage_with_cpu_and_times():
     assert (df.end_ns >= df.start_ns).all()
     busy = sum(s["busy_ns"] for s in r.stages)
     assert (df.end_ns - df.start_ns).sum() == pytest.approx(busy, rel=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# skb_attempt_defer_free (5.19+): a TCP reader hands consumed skbs back to the allocating CPU
+# ---------------------------------------------------------------------------------------------
+def test_tcp_reader_on_another_cpu_defers_the_free_to_the_senders_softirq():
+    def frees(defer_max):
+        r = sim(transport="tcp", workload="pingpong", msg_bytes=64, placement="cross", messages=50,
+                skb_defer_max=defer_max, trace=True)
+        df = r.trace_frame()
+        return df[df.stage == "__kfree_skb"].groupby(["cpu", "context"]).size().to_dict()
+
+    deferred = frees(64)
+    assert set(deferred) == {(0, "softirq/0"), (1, "softirq/1")}  # skb_defer_free_flush in net_rx_action
+    assert set(frees(0)) == {(0, "client0"), (1, "server0")}  # __kfree_skb by the reader itself
+
+
+def test_defer_list_is_capped_at_skb_defer_max_and_kicked_at_half():
+    from types import SimpleNamespace
+
+    from lbsim.model.netdev import S_DEFER_KICK, S_KFREE, Net
+
+    net = Net.__new__(Net)
+    net.kernel = SimpleNamespace(skb_defer_max=64)
+    reader = SimpleNamespace(defer_count=0, defer_kicked=False)
+    alloc = SimpleNamespace(defer_count=0, defer_kicked=False)
+    items, kick = net.defer_free(reader, alloc, 40)
+    assert kick is alloc and items == [(S_DEFER_KICK, 0)]  # the skb finding 32 queued sends the IPI
+    assert alloc.defer_count == 40
+    alloc.defer_kicked = True  # IPI in flight: no second kick
+    items, kick = net.defer_free(reader, alloc, 30)
+    assert kick is None and items == [(S_KFREE, 0)] * 6  # 24 more fit, 6 are freed by the reader
+    assert alloc.defer_count == 64
+    items, _ = net.defer_free(reader, reader, 3)  # allocated on this CPU: freed at once
+    assert items == [(S_KFREE, 0)] * 3

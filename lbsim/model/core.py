@@ -168,6 +168,8 @@ class CPU:
         self.process_queue: deque[tuple[Any, ...]] = deque()
         self.timer_queue: deque[tuple[Any, ...]] = deque()
         self.rps_ipi_list: list[CPU] = []
+        self.defer_count = 0  # skbs other CPUs queued for this CPU to free (sd->defer_count)
+        self.defer_kicked = False  # NET_RX raised by kick_defer_list_purge (sd->defer_ipi_scheduled)
         self._done_cb = self._done
         self.ksoftirqd: Task | None = None
         self.cur_pkt: tuple[Any, ...] | None = None  # the packet a softirq is processing

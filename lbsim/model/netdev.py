@@ -19,6 +19,10 @@ Kernel functions modelled (net/core/dev.c, drivers/net/loopback.c, kernel/softir
 ``process_backlog``     ``dev_weight`` packets per poll from ``process_queue``; when it is
                         empty the whole ``input_pkt_queue`` is spliced over (only
                         ``input_pkt_queue`` counts against the limit)
+``skb_attempt_defer_free`` (5.19+) a TCP reader hands each skb it consumed back to the CPU
+                        that allocated it (up to ``skb_defer_max`` queued per CPU); that CPU
+                        frees them in ``skb_defer_free_flush`` at each net_rx_action round,
+                        and the skb that finds the list half full kicks it by IPI
 
 Left out: flow limit (off by default: ``flow_limit_cpu_bitmap`` = 0), GRO (not on this
 path), netfilter hooks (no rules), ptype_all taps.
@@ -41,6 +45,8 @@ def flow_hash(flow: int) -> int:
 
 S_NET_RX_ACTION = SID["net_rx_action"]
 S_RPS_IPI = SID["net_rps_send_ipi"]
+S_KFREE = SID["__kfree_skb"]
+S_DEFER_KICK = SID["kick_defer_list_purge"]
 
 #: a packet in a backlog: (owner, msg_id, length_bytes, flow_hash (32 bit), enqueue_time, *payload)
 Packet = tuple
@@ -101,6 +107,33 @@ class Net:
             target.backlog_max = qlen + 1
         return True
 
+    def defer_free(self, cpu: CPU, alloc: CPU | None, n: int) -> tuple[list[tuple[int, int]], CPU | None]:
+        """skb_attempt_defer_free for ``n`` skbs a reader on ``cpu`` consumed, allocated on
+        ``alloc``: returns the stages the reader pays now (frees it may not defer, the kick)
+        and the CPU to kick, if any.  Each skb goes on ``alloc``'s defer list unless that CPU is
+        this one or the list already holds ``skb_defer_max``; the skb that finds the list at
+        half of it sends an IPI (kick_defer_list_purge) that raises NET_RX there."""
+        dmax = self.kernel.skb_defer_max
+        if alloc is None or alloc is cpu or dmax <= 0:
+            return [(S_KFREE, 0)] * n, None
+        items: list[tuple[int, int]] = []
+        kick = None
+        for _ in range(n):
+            if alloc.defer_count >= dmax:
+                items.append((S_KFREE, 0))
+                continue
+            if alloc.defer_count == dmax >> 1 and not alloc.defer_kicked:
+                kick = alloc
+                items.append((S_DEFER_KICK, 0))
+            alloc.defer_count += 1
+        return items, kick
+
+    def kick_defer(self, tgt: CPU) -> None:
+        """The kick's IPI arrives (after the target's wake-up delay): NET_RX raised there."""
+        tgt.defer_kicked = True
+        ev = self.env.timeout(self.sim.wakeup_delay(tgt))
+        ev.callbacks.append(lambda _e: tgt.raise_softirq_irq())
+
     def add_timer(self, cpu: CPU, item: tuple[Any, ...]) -> None:
         """A timer (TIMER_SOFTIRQ) expired on ``cpu``: run its handler in softirq."""
         cpu.timer_queue.append(item)
@@ -118,7 +151,7 @@ class Net:
             while cpu.timer_queue:
                 item = cpu.timer_queue.popleft()
                 yield from item[0].timer(cpu, ctx, item)
-            if cpu.napi_scheduled:  # type: ignore[attr-defined]
+            if cpu.napi_scheduled or cpu.defer_kicked:  # type: ignore[attr-defined]
                 yield from self._net_rx_action(cpu, ctx)
             if cpu.rps_ipi_list:
                 # net_rps_action_and_irq_enable -> net_rps_send_ipi for each queued target
@@ -145,10 +178,16 @@ class Net:
         iq = cpu.process_queue or cpu.input_pkt_queue
         ctx.msg = iq[0][1] if iq else -1
         yield sim.work((S_NET_RX_ACTION, 0))
+        cpu.defer_kicked = False
         budget = self.budget
         time_limit = env.now + self.budget_ns
         weight = self.weight
         while True:
+            if cpu.defer_count:
+                # skb_defer_free_flush: free what other CPUs' readers handed back to this CPU
+                n = cpu.defer_count
+                cpu.defer_count = 0
+                yield sim.work(*[(S_KFREE, 0)] * n)
             # napi_poll(backlog) -> process_backlog, at most `weight` packets
             work = 0
             quota = weight

@@ -1,6 +1,7 @@
 """What every byte-stream socket does with its receive queue (tcp_recvmsg, unix_stream_read_generic).
 
-An skb in a stream receive queue is a list ``[key, len, consumed, truesize, t_enqueued, ...]``:
+An skb in a stream receive queue is a list ``[key, len, consumed, truesize, t_enqueued, ...]``
+(TCP adds ``msg`` and ``heads``, 0 when the data was coalesced into the skb before it):
 a reader copies from as many skbs as its buffer takes (partial reads advance ``consumed``)
 and frees each skb it consumed whole.
 """
@@ -13,12 +14,13 @@ from typing import Any, Callable
 __all__ = ["plan_read", "consume"]
 
 
-def plan_read(queue: deque[list[Any]], bufsize: int, now: float) -> tuple[int, float, int]:
+def plan_read(queue: deque[list[Any]], bufsize: int, now: float) -> tuple[int, float, int, int]:
     """What a read of ``bufsize`` will take: (bytes copied, time the skbs it starts on waited,
-    truesize of the skbs it frees)."""
+    truesize of the skbs it frees, how many skbs it frees)."""
     copied = 0
     wait = 0.0
     freed = 0
+    nfree = 0
     for skb in queue:
         if copied >= bufsize:
             break
@@ -28,7 +30,8 @@ def plan_read(queue: deque[list[Any]], bufsize: int, now: float) -> tuple[int, f
         copied += chunk
         if skb[2] + chunk == skb[1]:
             freed += skb[3]
-    return copied, wait, freed
+            nfree += skb[6] if len(skb) > 6 else 1  # TCP: 0 for data coalesced into the skb before
+    return copied, wait, freed, nfree
 
 
 def consume(queue: deque[list[Any]], nbytes: int, on_free: Callable[[int], None]) -> None:

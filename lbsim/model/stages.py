@@ -61,6 +61,10 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
     ("unix_stream_recvmsg", "unix", "unix_stream_read_generic: iolock, unlink + consume_skb, per call"),
     ("unix_dgram_recvmsg", "unix", "__unix_dgram_recvmsg: iolock, dequeue, peer_wait wake-up"),
     ("skb_copy_datagram_msg", "copy", "copy #2, skb -> user, per byte (all transports)"),
+    ("__kfree_skb", "tcp", "freeing a consumed TCP skb (skb_release_data, kfree_skbmem): by the reader, or "
+     "deferred by skb_attempt_defer_free to the CPU that allocated it (skb_defer_free_flush in net_rx_action)"),
+    ("kick_defer_list_purge", "softirq", "the IPI skb_attempt_defer_free sends when a remote CPU's defer list "
+     "reaches skb_defer_max / 2, raising NET_RX there"),
     ("sock_def_readable", "wakeup", "sk_data_ready / sk_write_space: wake_up on the socket wait queue"),
     ("try_to_wake_up", "wakeup", "try_to_wake_up of a task on this CPU (enqueue, check_preempt)"),
     ("ttwu_queue_wakelist", "wakeup", "try_to_wake_up of a task on another CPU: wakelist + IPI to a running CPU"),

@@ -28,7 +28,9 @@ in quick-ack mode, else the delayed-ACK timer, ``TCP_DELACK_MIN`` = 40 ms), and
 cancels a pending delayed ACK.  ACKs are their own skbs (``tcp_send_ack``) and cross lo
 on the CPU that sends them.
 
-``tcp_recvmsg`` (receiver task): copy (``skb_copy_datagram_msg``), free consumed skbs,
+``tcp_recvmsg`` (receiver task): copy (``skb_copy_datagram_msg``), free consumed skbs
+(``__kfree_skb``; from another CPU ``skb_attempt_defer_free`` hands them back to the
+sender's CPU, which frees them in its next NET_RX run, see netdev.py),
 ``tcp_rcv_space_adjust`` (DRS: the receive buffer grows toward ``tcp_rmem[2]`` when the
 reader drains more than a window per round), ``tcp_cleanup_rbuf`` (ACK when one is
 pending and more than a segment is un-ACKed or it was pushed, or when the window at
@@ -121,12 +123,13 @@ class TcpSock:
         self.rto_token = 0
         self.rto_armed = False
         self.msg_ends: deque[tuple[int, int]] = deque()  # (write_seq at the end of a write, msg)
+        self.tx_cpu: CPU | None = None  # where tcp_sendmsg allocates our skbs (skb->alloc_cpu)
         # receive side
         self.rcv_nxt = 0
         self.rcv_wup = 0
         self.rcv_wnd = 0
         self.copied_seq = 0
-        self.rcvq: deque[list[Any]] = deque()  # [end_seq, len, consumed, truesize, t_enq, msg]
+        self.rcvq: deque[list[Any]] = deque()  # [end_seq, len, consumed, truesize, t_enq, msg, heads]
         self.rmem = 0
         self.user_rcvbuf = so_rcvbuf is not None
         self.rcvbuf = 2 * so_rcvbuf if so_rcvbuf is not None else kernel.tcp_rmem[1]
@@ -399,9 +402,12 @@ class TcpSock:
             # tcp_queue_rcv -> tcp_try_coalesce (3.5+): in-order data joins the tail skb of a
             # non-empty receive queue; skb_try_coalesce takes the page frags (charged by the
             # byte in tcp_sendmsg) and frees the head, so sk_rmem_alloc grows by the payload
+            # and the reader later frees one skb for both
             truesize = length
+            heads = 0
         else:
             truesize = truesize_tcp(length, self.modern)
+            heads = 1
         self.rmem += truesize
         # tcp_measure_rcv_mss and the scaling ratio learned from len/truesize (6.7+)
         per_seg = length // segs if segs else length
@@ -411,11 +417,11 @@ class TcpSock:
             self.pushed = True
         if self.modern:
             self.ratio = max(self.ratio, min(0.99, length / truesize)) if length >= 4096 else self.ratio
-        self.rcvq.append([self.rcv_nxt, length, 0, truesize, now, msg])
+        self.rcvq.append([self.rcv_nxt, length, 0, truesize, now, msg, heads])
         while self.ofo and self.rcv_nxt in self.ofo:  # tcp_ofo_queue: the hole is filled
             q = self.ofo.pop(self.rcv_nxt)
             self.rcv_nxt += q[6]
-            self.rcvq.append([self.rcv_nxt, q[6], 0, truesize_tcp(q[6], self.modern), now, q[1]])
+            self.rcvq.append([self.rcv_nxt, q[6], 0, truesize_tcp(q[6], self.modern), now, q[1], 1])
         self.last_rcv = now
         self.ack_pending = True
         waiter = self.wq_data.waiters[0] if self.wq_data.waiters else None
@@ -512,6 +518,7 @@ class TcpSock:
         sim = self.sim
         cpu = task.cpu
         yield sim.work((S["syscall"], 0), (S["tcp_sendmsg"], 0), *sim.touch(self, cpu))
+        self.tx_cpu = cpu
         self.lock_sock()
         self.stats.sent(msg, nbytes, t_send)
         self.msg_ends.append((self.write_seq + nbytes, msg))
@@ -577,10 +584,19 @@ class TcpSock:
             if not self.rcvq:
                 yield from self.release_sock(cpu)
                 self.lock_sock()
-        copied, wait, _ = plan_read(self.rcvq, bufsize, self.env.now)
+        copied, wait, _, nfree = plan_read(self.rcvq, bufsize, self.env.now)
         sim.stage_wait[S["tcp_recvmsg"]] += wait
         task.msg = self.rcvq[0][5]
-        yield sim.work((S["skb_copy_datagram_msg"], copied, self.peer._cold()), (S["tcp_cleanup_rbuf"], 0))
+        items = [(S["skb_copy_datagram_msg"], copied, self.peer._cold())]
+        kick = None
+        if nfree:
+            # tcp_eat_recv_skb -> skb_attempt_defer_free for each skb consumed whole
+            frees, kick = self.net.defer_free(cpu, self.peer.tx_cpu, nfree)
+            items += frees
+        items.append((S["tcp_cleanup_rbuf"], 0))
+        yield sim.work(*items)
+        if kick is not None:
+            self.net.kick_defer(kick)
         consume(self.rcvq, copied, self._uncharge)
         self.copied_seq += copied
         self._rcv_space_adjust(copied)

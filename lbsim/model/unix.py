@@ -131,7 +131,7 @@ class UnixStream(_UnixBase):
         sim = self.sim
         cpu = task.cpu
         yield from self._enter_recv()
-        copied, wait, freed = plan_read(self.queue, bufsize, self.env.now)
+        copied, wait, freed, _ = plan_read(self.queue, bufsize, self.env.now)
         sim.stage_wait[S["unix_stream_recvmsg"]] += wait
         items = [(S["unix_stream_recvmsg"], 0), (S["skb_copy_datagram_msg"], copied, self.wmem > sim.cache_bytes),
                  *sim.touch(self, cpu)]
