@@ -11,6 +11,10 @@ machine (the 1-min loadavg is printed):
 
     .venv/bin/python benchmarks/bench.py --quick     # 10^4 and 10^5, 3 repetitions (< 5 min)
     .venv/bin/python benchmarks/bench.py             # also 10^6, and the shipped sweeps at 1 and N jobs
+
+The sweeps are every shipped experiment's full sweep (experiments/*.toml), run one after the
+other with 1 job and then with one job per CPU; the total (minutes per job count) gives the
+parallel efficiency T1 / (N * TN).
 """
 
 from __future__ import annotations
@@ -134,12 +138,20 @@ def main(argv: list[str] | None = None) -> int:
     sweeps = []
     if not a.quick:
         jobs = os.cpu_count() or 1
-        for name in ("latency_vs_size", "cpus"):
+        names = sorted(p.stem for p in (ROOT / "experiments").glob("*.toml"))
+        tot1 = totn = 0.0
+        print(f"{'sweep':20s} {'1 job':>8s} {f'{jobs} jobs':>8s} {'efficiency':>10s}")
+        for name in names:
             t1 = sweep_time(name, 1)
             tn = sweep_time(name, jobs)
+            tot1 += t1
+            totn += tn
             eff = t1 / (tn * jobs)
-            sweeps.append({"experiment": name, "jobs1_s": t1, f"jobs{jobs}_s": tn, "efficiency": eff})
-            print(f"sweep {name}: 1 job {t1:.1f} s, {jobs} jobs {tn:.1f} s, parallel efficiency {100 * eff:.0f} %")
+            sweeps.append({"experiment": name, "jobs1_s": t1, "jobsN_s": tn, "jobs": jobs, "efficiency": eff})
+            print(f"{name:20s} {t1:7.1f}s {tn:7.1f}s {100 * eff:9.0f}%")
+        eff = tot1 / (totn * jobs)
+        sweeps.append({"experiment": "all", "jobs1_s": tot1, "jobsN_s": totn, "jobs": jobs, "efficiency": eff})
+        print(f"{'all shipped sweeps':20s} {tot1:7.1f}s {totn:7.1f}s {100 * eff:9.0f}%")
     print(f"loadavg (1 min) after: {Path('/proc/loadavg').read_text().split()[0]}")
     if a.json:
         Path(a.json).write_text(json.dumps({"reference": ref, "points": rows, "sweeps": sweeps}, indent=1) + "\n")
