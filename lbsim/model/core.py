@@ -256,10 +256,21 @@ class CPU:
             kind = ctx.kind
             if kind != CTX_SOFTIRQ and self.softirq_active and ctx is self.ksoftirqd:
                 kind = CTX_SOFTIRQ
-            sim.account_work(self, ctx, work, kind)
+            if len(work) == 2 and not sim.trace_on:
+                # Sim.account_work, inlined (the common case: accounted in one piece, no trace)
+                count = sim.stage_count
+                busy = sim.stage_busy
+                total = 0.0
+                for sid, ns in work[1]:
+                    count[sid] += 1
+                    busy[sid] += ns
+                    total += ns
+                self.busy[kind] += total
+            else:
+                sim.account_work(self, ctx, work, kind)
             if ctx.kind != CTX_SOFTIRQ:
                 t: Task = ctx
-                ran = self.env.now - self.start
+                ran = self.env._now - self.start
                 t.vruntime += ran * NICE_0_WEIGHT / t.weight
                 if t.blocking:
                     t.blocking = False
@@ -268,7 +279,31 @@ class CPU:
                         self.in_dispatch = False
                         self._dispatch()
                         return
-            self._advance(ctx)
+            # _advance(ctx), inlined for the common case: the context yields its next work
+            try:
+                cmd = next(ctx.gen)
+            except StopIteration:
+                self._finished(ctx)
+            else:
+                if type(cmd) is list:
+                    ctx.work = cmd
+                    if ctx is self.softirq:
+                        # what _dispatch would do next: the softirq keeps the CPU
+                        self.in_dispatch = False
+                        self._start(ctx, cmd[0])
+                        return
+                    if ctx.kind != CTX_SOFTIRQ:
+                        ctx.preemptible = ctx.user_mode = ctx.kind == CTX_BACKGROUND
+                    if (ctx is self.curr and not ctx.preemptible and self.softirq.gen is None
+                            and not (self.softirq_pending and not self.softirq_deferred
+                                     and not self.softirq_active)):
+                        # what _dispatch would do next: no softirq to run, the task is not at
+                        # a preemption point, so it goes on with its command
+                        self.in_dispatch = False
+                        self._start(ctx, cmd[0])
+                        return
+                else:
+                    self._command(ctx, cmd)
         self.in_dispatch = False
         self._dispatch()
 
@@ -277,16 +312,23 @@ class CPU:
         try:
             cmd = next(ctx.gen)
         except StopIteration:
-            if ctx is self.softirq:
-                self._softirq_finished()
-            else:
-                self._task_exit(ctx)
+            self._finished(ctx)
             return
         if type(cmd) is list:
             ctx.work = cmd
             if ctx.kind != CTX_SOFTIRQ:
                 ctx.preemptible = ctx.user_mode = ctx.kind == CTX_BACKGROUND
             return
+        self._command(ctx, cmd)
+
+    def _finished(self, ctx: Any) -> None:
+        if ctx is self.softirq:
+            self._softirq_finished()
+        else:
+            self._task_exit(ctx)
+
+    def _command(self, ctx: Any, cmd: Any) -> None:
+        """Act on a command other than work."""
         if cmd is BH_ENABLE:
             ctx.work = None
             return
