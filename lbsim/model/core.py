@@ -352,7 +352,7 @@ class CPU:
         if type(cmd) is Sleep:
             ctx.wq = None
             self._block(ctx, None)
-            delay = max(0.0, cmd.until - self.env.now)
+            delay = max(0.0, cmd.until - self.env._now)
             ev = self.env.timeout(delay)
             ev.callbacks.append(lambda _ev, t=ctx: self.sim.wake(t, None))
             return
@@ -364,7 +364,7 @@ class CPU:
         if wq is not None:
             t.wq = wq
             wq.waiters.append(t)
-        t.sleep_start = self.env.now
+        t.sleep_start = self.env._now
         if self.curr is t:
             self.curr = None
 
@@ -410,7 +410,7 @@ class CPU:
                 t = self._pick()
                 self.curr = t
                 t.state = RUNNING
-                t.run_start = self.env.now
+                t.run_start = self.env._now
                 sim.runq_wait(self, t)
                 if t is not self.prev:
                     self.switches += 1
@@ -435,13 +435,13 @@ class CPU:
             return True
         if t.rt:
             return False
-        if self.env.now - t.run_start < self.sim.sched_slice_ns:
+        if self.env._now - t.run_start < self.sim.sched_slice_ns:
             return False
         return any(o.rt or o.vruntime < t.vruntime for o in self.rq)
 
     def _put_prev(self, t: Task) -> None:
         t.state = RUNNABLE
-        t.enq_time = self.env.now
+        t.enq_time = self.env._now
         self.rq.append(t)
         self.curr = None
 
@@ -465,7 +465,7 @@ class CPU:
     # ------------------------------------------------------------------ wake-ups
     def enqueue_task(self, t: Task) -> None:
         """Make ``t`` runnable here (the end of try_to_wake_up)."""
-        now = self.env.now
+        now = self.env._now
         t.state = RUNNABLE
         t.enq_time = now
         t.blocked_ns += now - t.sleep_start
@@ -496,10 +496,10 @@ class CPU:
             return True
         cv = c.vruntime  # update_curr(): include what the running command has used so far
         if self.exec is c and not self.exec_switch:
-            cv += (self.env.now - self.start) * NICE_0_WEIGHT / c.weight
+            cv += (self.env._now - self.start) * NICE_0_WEIGHT / c.weight
         if w.vruntime >= cv:
             return False
-        if self.env.now - c.run_start >= self.sim.sched_slice_ns:
+        if self.env._now - c.run_start >= self.sim.sched_slice_ns:
             return True
         # RUN_TO_PARITY protects the current task for its slice; the protection ends early once
         # it is past the load-weighted average vruntime by a slice of CPU at its own weight
@@ -521,7 +521,7 @@ class CPU:
 
     def _preempt_running_task(self, c: Task) -> None:
         """Interrupt the running task's command (IRQ exit); it keeps the remainder."""
-        now = self.env.now
+        now = self.env._now
         done = now - self.start
         c.work[0] = self.end - now
         c.vruntime += done * NICE_0_WEIGHT / c.weight
@@ -724,7 +724,7 @@ class Sim:
         cpu.busy[kind] += total
         if self.trace_on:
             # a command pre-empted part-way is traced as if it ran in one piece, ending now
-            self._trace_stages(cpu, ctx, work[1], self.env.now - sum(ns for _, ns in work[1]), kind)
+            self._trace_stages(cpu, ctx, work[1], self.env._now - sum(ns for _, ns in work[1]), kind)
 
     def account_partial(self, cpu: CPU, ctx: Any, done: float) -> None:
         work = ctx.work
@@ -736,7 +736,7 @@ class Sim:
             work.append(done)
 
     def runq_wait(self, cpu: CPU, t: Task) -> None:
-        self.stage_wait[S_SCHEDULE] += self.env.now - t.enq_time
+        self.stage_wait[S_SCHEDULE] += self.env._now - t.enq_time
 
     def account(self, cpu: CPU, ctx: Any, sid: int, start: float, ns: float, kind: int) -> None:
         self.stage_count[sid] += 1

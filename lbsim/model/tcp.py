@@ -255,13 +255,13 @@ class TcpSock:
             self.packets_out += segs
             self.out_segs += segs
             ack, wnd = self._stamp_ack()
-            if self.last_rcv > self.env.now - self.delack_ns:
+            if self.last_rcv > self.env._now - self.delack_ns:
                 self.pingpong = True  # tcp_event_data_sent: a reply within ato
             self.data_packets += 1 if (self.tso or segs == 1) else segs
             if self.tso or segs == 1:
                 yield sim.work((S["tcp_transmit_skb"], 0), (S["ip_output"], 0), (S["dev_queue_xmit"], 0),
                                (S["loopback_xmit"], 0), (S["netif_rx"], 0))
-                net.netif_rx(cpu, (self.peer, msg, length + HDR, self.flow, self.env.now, seq, length, segs,
+                net.netif_rx(cpu, (self.peer, msg, length + HDR, self.flow, self.env._now, seq, length, segs,
                                    ack, wnd))
             else:
                 items = [(S["tcp_transmit_skb"], 0), (S["ip_output"], 0), (S["dev_queue_xmit"], 0)]
@@ -270,7 +270,7 @@ class TcpSock:
                 off = 0
                 while off < length:
                     n = min(mss, length - off)
-                    net.netif_rx(cpu, (self.peer, msg, n + HDR, self.flow, self.env.now, seq + off, n, 1, ack, wnd))
+                    net.netif_rx(cpu, (self.peer, msg, n + HDR, self.flow, self.env._now, seq + off, n, 1, ack, wnd))
                     off += n
             if not self.rto_armed:
                 self._arm_rto(cpu)
@@ -283,7 +283,7 @@ class TcpSock:
         self.pure_acks_sent += 1
         yield self.sim.work((S["tcp_send_ack"], 0), (S["ip_output"], 0), (S["dev_queue_xmit"], 0),
                             (S["loopback_xmit"], 0), (S["netif_rx"], 0))
-        self.net.netif_rx(cpu, (self.peer, -1, HDR, self.flow, self.env.now, self.snd_nxt, 0, 0, ack, wnd))
+        self.net.netif_rx(cpu, (self.peer, -1, HDR, self.flow, self.env._now, self.snd_nxt, 0, 0, ack, wnd))
         if in_task:
             yield BH_ENABLE
 
@@ -391,7 +391,7 @@ class TcpSock:
             self.ack_pending = True
             yield from self.send_ack(cpu, in_task)
             return
-        now = self.env.now
+        now = self.env._now
         self.rcv_nxt += length
         truesize = truesize_tcp(length, self.modern)
         self.rmem += truesize
@@ -514,11 +514,11 @@ class TcpSock:
                 # sk_stream_wait_memory: push what we have, release the lock, sleep
                 yield from self.write_xmit(cpu, True, True)
                 yield from self.release_sock(cpu)
-                t0 = self.env.now
+                t0 = self.env._now
                 # woken by sk_stream_write_space only once wmem_queued <= 2/3 sndbuf
                 while self.wmem_queued >= self.sndbuf:
                     yield self.wq_space
-                self.stats.blocked(self.env.now - t0)
+                self.stats.blocked(self.env._now - t0)
                 self.lock_sock()
                 continue
             goal = self.size_goal()
@@ -569,7 +569,7 @@ class TcpSock:
             if not self.rcvq:
                 yield from self.release_sock(cpu)
                 self.lock_sock()
-        copied, wait, _ = plan_read(self.rcvq, bufsize, self.env.now)
+        copied, wait, _ = plan_read(self.rcvq, bufsize, self.env._now)
         sim.stage_wait[S["tcp_recvmsg"]] += wait
         task.msg = self.rcvq[0][5]
         yield sim.work((S["skb_copy_datagram_msg"], copied, self.peer._cold()), (S["tcp_cleanup_rbuf"], 0))
@@ -601,7 +601,7 @@ class TcpSock:
         to memory, up to tcp_rmem[2].  The round is RCV_RTT_NS: on lo the receiver's RTT
         estimate (tcp_rcv_rtt_measure_ts) is tens to hundreds of microseconds."""
         self.rcvq_space += copied
-        now = self.env.now
+        now = self.env._now
         if now - self.rcvq_time < RCV_RTT_NS:
             return
         space = self.rcvq_space

@@ -91,7 +91,7 @@ class UdpSocket:
                 w = sim.work((S["dev_queue_xmit"], 0), (S["loopback_xmit"], 0), (S["netif_rx"], 0))
             yield w
             last = i == nfr - 1
-            self.net.netif_rx(cpu, (self, msg, flen + 20, self.flow, self.env.now, nbytes, truesize, t_send,
+            self.net.netif_rx(cpu, (self, msg, flen + 20, self.flow, self.env._now, nbytes, truesize, t_send,
                                     nfr > 1, last))
             yield BH_ENABLE
         yield PREEMPT
@@ -138,7 +138,7 @@ class UdpSocket:
         self.rmem += truesize
         if self.rmem > self.max_rmem:
             self.max_rmem = self.rmem
-        self.queue.append((msg, pkt[5], truesize, pkt[7], self.env.now))
+        self.queue.append((msg, pkt[5], truesize, pkt[7], self.env._now))
         if self.wq.waiters:
             sim.wake_all(self.wq, cpu)
 
@@ -158,7 +158,7 @@ class UdpSocket:
         while not self.queue:
             yield self.wq
         msg, length, truesize, t_send, t_enq = self.queue.popleft()
-        sim.stage_wait[S["udp_recvmsg"]] += self.env.now - t_enq
+        sim.stage_wait[S["udp_recvmsg"]] += self.env._now - t_enq
         n = min(length, bufsize)
         task.msg = msg
         yield sim.work((S["udp_recvmsg"], 0), (S["skb_copy_datagram_msg"], n, self.rmem > sim.cache_bytes),

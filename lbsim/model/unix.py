@@ -72,14 +72,14 @@ class _UnixBase:
         """sock_alloc_send_pskb -> sock_wait_for_wmem while wmem_alloc >= sndbuf."""
         if self.wmem >= self.sndbuf:
             self.sender_blocked += 1
-            t0 = self.env.now
+            t0 = self.env._now
             while self.wmem >= self.sndbuf:
                 yield self.wq_space
-            self.stats.blocked(self.env.now - t0)
+            self.stats.blocked(self.env._now - t0)
 
     def _queue_on_peer(self, msg: int, size: int, truesize: int, cpu: Any) -> None:
         """skb_queue_tail(&other->sk_receive_queue) + other->sk_data_ready(other)."""
-        self.queue.append([msg, size, 0, truesize, self.env.now])
+        self.queue.append([msg, size, 0, truesize, self.env._now])
         if self.wq_data.waiters:
             self.sim.wake_all(self.wq_data, cpu)
 
@@ -129,7 +129,7 @@ class UnixStream(_UnixBase):
         sim = self.sim
         cpu = task.cpu
         yield from self._enter_recv()
-        copied, wait, freed = plan_read(self.queue, bufsize, self.env.now)
+        copied, wait, freed = plan_read(self.queue, bufsize, self.env._now)
         sim.stage_wait[S["unix_stream_recvmsg"]] += wait
         items = [(S["unix_stream_recvmsg"], 0), (S["skb_copy_datagram_msg"], copied, self.wmem > sim.cache_bytes),
                  *sim.touch(self, cpu)]
@@ -164,10 +164,10 @@ class UnixDgram(_UnixBase):
         if len(self.queue) > self.max_qlen:
             # unix_recvq_full_lockless(other) -> unix_wait_for_peer(), then restart_locked
             self.sender_blocked += 1
-            t0 = self.env.now
+            t0 = self.env._now
             while len(self.queue) > self.max_qlen:
                 yield self.peer_wait
-            self.stats.blocked(self.env.now - t0)
+            self.stats.blocked(self.env._now - t0)
             yield sim.work(*self._wake_items(self.wq_data, cpu))
         self.stats.sent(msg, nbytes, t_send)
         self._queue_on_peer(msg, nbytes, truesize, cpu)
@@ -179,7 +179,7 @@ class UnixDgram(_UnixBase):
         cpu = task.cpu
         yield from self._enter_recv()
         skb = self.queue.popleft()
-        sim.stage_wait[S["unix_dgram_recvmsg"]] += self.env.now - skb[4]
+        sim.stage_wait[S["unix_dgram_recvmsg"]] += self.env._now - skb[4]
         task.msg = skb[0]
         n = min(skb[1], bufsize)
         items = [(S["unix_dgram_recvmsg"], 0), *sim.touch(self, cpu)]

@@ -52,10 +52,10 @@ def pingpong_client(task: Task, out: Channel, back: Channel, *, messages: int, n
     for _ in range(messages):
         msg = next(ids)
         task.msg = msg
-        t0 = env_now.now
+        t0 = env_now._now
         yield from out.send(task, msg, nbytes, t0)
         yield from _recv_exact(back, task, nbytes)
-        record(env_now.now - t0)
+        record(env_now._now - t0)
 
 
 def echo_server(task: Task, inbound: Channel, reply: Channel, *, nbytes: int, ids: Any) -> Generator[Any, None, None]:
@@ -64,7 +64,7 @@ def echo_server(task: Task, inbound: Channel, reply: Channel, *, nbytes: int, id
         yield from _recv_exact(inbound, task, nbytes)
         msg = next(ids)
         task.msg = msg
-        yield from reply.send(task, msg, nbytes, env.now)
+        yield from reply.send(task, msg, nbytes, env._now)
 
 
 def one_way_sender(task: Task, out: Channel, *, messages: int, nbytes: int, ids: Any,
@@ -74,13 +74,13 @@ def one_way_sender(task: Task, out: Channel, *, messages: int, nbytes: int, ids:
     for i in range(messages):
         if arrivals is not None:
             t = next(arrivals)
-            if t > env.now:
+            if t > env._now:
                 yield Sleep(t)
         elif burst is not None and i and i % burst[0] == 0 and burst[1] > 0:
-            yield Sleep(env.now + burst[1])
+            yield Sleep(env._now + burst[1])
         msg = next(ids)
         task.msg = msg
-        yield from out.send(task, msg, nbytes, env.now)
+        yield from out.send(task, msg, nbytes, env._now)
 
 
 def sink(task: Task, inbound: Channel, *, nbytes: int) -> Generator[Any, None, None]:
