@@ -66,6 +66,11 @@ S_TTWU = SID["try_to_wake_up"]
 S_TTWU_REMOTE = SID["ttwu_queue_wakelist"]
 S_IPI_IDLE = SID["send_call_function_single_ipi"]
 S_BOUNCE = SID["cacheline_transfer"]
+# constant work items (stage ids) of Sim.touch and Sim.wake_items
+_BOUNCE_ITEMS = (S_BOUNCE,)
+_TTWU_ITEMS = (S_TTWU,)
+_TTWU_REMOTE_ITEMS = (S_TTWU_REMOTE,)
+_TTWU_REMOTE_IPI_ITEMS = (S_TTWU_REMOTE, S_IPI_IDLE)
 
 
 class _Fire(simpy.events.Event):
@@ -565,6 +570,8 @@ class Sim:
         children = self.seedseq.spawn(len(STAGES) + 4)
         self._fixed = [costs.stages[s].fixed_ns for s in STAGES]
         self._per_byte = [costs.stages[s].per_byte_ns for s in STAGES]
+        # the cost of an item without bytes, computed as cost() computes it
+        self._fixed0 = [f + b * 0 for f, b in zip(self._fixed, self._per_byte)]
         self._per_byte_cold = [costs.stages[s].per_byte_cold_ns if costs.stages[s].per_byte_cold_ns is not None
                                else costs.stages[s].per_byte_ns for s in STAGES]
         self.cache_bytes = costs.cache_bytes
@@ -627,19 +634,26 @@ class Sim:
             ns *= self._mult(sid, cv)
         return ns
 
-    def work(self, *items: tuple[int, ...]) -> list[Any]:
-        """A command: run the given (stage, bytes[, cold]) items back to back.  (cost(),
-        inlined: this runs for every command.)"""
-        fixed = self._fixed
+    def work(self, *items: int | tuple[int, ...]) -> list[Any]:
+        """A command: run the given items back to back; an item is a stage id (per-packet
+        work, no bytes) or a (stage, bytes[, cold]) tuple.  (cost(), inlined: this runs for
+        every command.)"""
+        fixed0 = self._fixed0
         cvs = self._cv
+        bufs = self._buf
         stages = []
         total = 0.0
         for it in items:
-            sid = it[0]
-            ns = fixed[sid] + (self._per_byte_cold[sid] if (len(it) > 2 and it[2]) else self._per_byte[sid]) * it[1]
+            if type(it) is int:
+                sid = it
+                ns = fixed0[sid]
+            else:
+                sid = it[0]
+                ns = self._fixed[sid] + (
+                    self._per_byte_cold[sid] if (len(it) > 2 and it[2]) else self._per_byte[sid]) * it[1]
             cv = cvs[sid]
             if cv > 0.0:
-                buf = self._buf[sid]
+                buf = bufs[sid]
                 ns *= buf.pop() if buf else self._mult(sid, cv)
             total += ns
             stages.append((sid, ns))
@@ -656,25 +670,27 @@ class Sim:
             ns *= self._mult(slot, d.cv)
         return ns
 
-    def touch(self, sock: Any, cpu: CPU) -> list[tuple[int, int]]:
-        """``cpu`` touches ``sock``: a cache-line transfer if another CPU touched it last."""
+    def touch(self, sock: Any, cpu: CPU) -> tuple[int, ...]:
+        """``cpu`` touches ``sock``: a cache-line transfer if another CPU touched it last
+        (work items: stage ids)."""
         last = sock.last_cpu
         sock.last_cpu = cpu
         if last is None or last is cpu:
-            return []
-        return [(S_BOUNCE, 0)]
+            return ()
+        return _BOUNCE_ITEMS
 
     # ------------------------------------------------------------------ wake-ups
-    def wake_items(self, waiter: Task | None, cpu: CPU) -> list[tuple[int, int]]:
-        """The waker's stages for waking ``waiter`` from ``cpu`` (none if nobody sleeps)."""
+    def wake_items(self, waiter: Task | None, cpu: CPU) -> tuple[int, ...]:
+        """The waker's stages for waking ``waiter`` from ``cpu`` (none if nobody sleeps;
+        work items: stage ids)."""
         if waiter is None:
-            return []
+            return ()
         target = waiter.cpu
         if target is cpu:
-            return [(S_TTWU, 0)]
+            return _TTWU_ITEMS
         if target._is_busy_for_wakeup():
-            return [(S_TTWU_REMOTE, 0)]
-        return [(S_TTWU_REMOTE, 0), (S_IPI_IDLE, 0)]
+            return _TTWU_REMOTE_ITEMS
+        return _TTWU_REMOTE_IPI_ITEMS
 
     def wake_all(self, wq: WaitQueue, from_cpu: CPU | None) -> int:
         n = 0

@@ -65,6 +65,25 @@ TCP_MIN_MSS = 88
 RCV_RTT_NS = 100_000.0  # the DRS measurement round on lo (see TcpSock._rcv_space_adjust)
 HDR = 20 + 20 + 12  # IP + TCP + timestamp option bytes on the wire
 
+# the stages of the fixed commands (work items: stage ids), built once
+_XMIT = (S["tcp_transmit_skb"], S["ip_output"], S["dev_queue_xmit"], S["loopback_xmit"], S["netif_rx"])
+_XMIT_GSO_HEAD = (S["tcp_transmit_skb"], S["ip_output"], S["dev_queue_xmit"])
+_XMIT_GSO_SEG = (S["skb_gso_segment"], S["loopback_xmit"], S["netif_rx"])
+_SEND_ACK = (S["tcp_send_ack"], S["ip_output"], S["dev_queue_xmit"], S["loopback_xmit"], S["netif_rx"])
+_RCV = (S["process_backlog"], S["ip_rcv"], S["tcp_v4_rcv"])
+_SENDMSG = (S["syscall"], S["tcp_sendmsg"])
+_RECVMSG = (S["syscall"], S["tcp_recvmsg"])
+S_READABLE = S["sock_def_readable"]
+S_ACK = S["tcp_ack"]
+S_ADD_BACKLOG = S["tcp_add_backlog"]
+S_DELACK_TIMER = S["tcp_delack_timer"]
+S_RTX_TIMER = S["tcp_retransmit_timer"]
+S_ALLOC_SKB = S["tcp_stream_alloc_skb"]
+S_COPY_IN = S["skb_copy_to_page_nocache"]
+S_COPY_OUT = S["skb_copy_datagram_msg"]
+S_CLEANUP_RBUF = S["tcp_cleanup_rbuf"]
+S_RECVMSG = S["tcp_recvmsg"]
+
 
 def tcp_size_goal(mss: int, gso_max_size: int) -> tuple[int, int]:
     """tcp_xmit_size_goal(): (gso_segs, size_goal bytes) for a socket with GSO."""
@@ -259,14 +278,11 @@ class TcpSock:
                 self.pingpong = True  # tcp_event_data_sent: a reply within ato
             self.data_packets += 1 if (self.tso or segs == 1) else segs
             if self.tso or segs == 1:
-                yield sim.work((S["tcp_transmit_skb"], 0), (S["ip_output"], 0), (S["dev_queue_xmit"], 0),
-                               (S["loopback_xmit"], 0), (S["netif_rx"], 0))
+                yield sim.work(*_XMIT)
                 net.netif_rx(cpu, (self.peer, msg, length + HDR, self.flow, self.env._now, seq, length, segs,
                                    ack, wnd))
             else:
-                items = [(S["tcp_transmit_skb"], 0), (S["ip_output"], 0), (S["dev_queue_xmit"], 0)]
-                items += [(S["skb_gso_segment"], 0), (S["loopback_xmit"], 0), (S["netif_rx"], 0)] * segs
-                yield sim.work(*items)
+                yield sim.work(*_XMIT_GSO_HEAD, *(_XMIT_GSO_SEG * segs))
                 off = 0
                 while off < length:
                     n = min(mss, length - off)
@@ -281,8 +297,7 @@ class TcpSock:
         """__tcp_send_ack: a pure ACK through the whole IP/lo path on this CPU."""
         ack, wnd = self._stamp_ack()
         self.pure_acks_sent += 1
-        yield self.sim.work((S["tcp_send_ack"], 0), (S["ip_output"], 0), (S["dev_queue_xmit"], 0),
-                            (S["loopback_xmit"], 0), (S["netif_rx"], 0))
+        yield self.sim.work(*_SEND_ACK)
         self.net.netif_rx(cpu, (self.peer, -1, HDR, self.flow, self.env._now, self.snd_nxt, 0, 0, ack, wnd))
         if in_task:
             yield BH_ENABLE
@@ -315,7 +330,7 @@ class TcpSock:
             if self.owned:
                 self.deferred_delack = True  # TCP_DELACK_TIMER_DEFERRED
                 return
-            yield self.sim.work((S["tcp_delack_timer"], 0))
+            yield self.sim.work(S_DELACK_TIMER)
             if self.ack_pending:
                 self.quick = max(self.quick, 1) if not self.pingpong else self.quick
                 self.pingpong = False  # inet_csk_exit_pingpong_mode on delack timeout
@@ -327,7 +342,7 @@ class TcpSock:
             if self.owned:
                 self.deferred_rto = True
                 return
-            yield self.sim.work((S["tcp_retransmit_timer"], 0))
+            yield self.sim.work(S_RTX_TIMER)
             yield from self._retransmit(cpu, False)
 
     def _retransmit(self, cpu: CPU, in_task: bool) -> Generator[Any, None, None]:
@@ -355,7 +370,7 @@ class TcpSock:
     def rx(self, cpu: CPU, ctx: Any, pkt: tuple[Any, ...]) -> Generator[Any, None, None]:
         """process_backlog -> ip_rcv -> tcp_v4_rcv."""
         sim = self.sim
-        yield sim.work((S["process_backlog"], 0), (S["ip_rcv"], 0), (S["tcp_v4_rcv"], 0), *sim.touch(self, cpu))
+        yield sim.work(*_RCV, *sim.touch(self, cpu))
         # bh_lock_sock_nested + sock_owned_by_user, decided now (the owner may have let go
         # while this CPU was in ip_rcv)
         if self.owned:
@@ -366,7 +381,7 @@ class TcpSock:
                 return
             self.backlog.append(pkt)
             self.backlog_bytes += pkt[6] + 832
-            yield sim.work((S["tcp_add_backlog"], 0))
+            yield sim.work(S_ADD_BACKLOG)
             return
         yield from self.do_rcv(cpu, pkt, False)
 
@@ -411,8 +426,7 @@ class TcpSock:
         self.last_rcv = now
         self.ack_pending = True
         waiter = self.wq_data.waiters[0] if self.wq_data.waiters else None
-        items = [(S["sock_def_readable"], 0)] + sim.wake_items(waiter, cpu)
-        yield sim.work(*items)
+        yield sim.work(S_READABLE, *sim.wake_items(waiter, cpu))
         if self.wq_data.waiters:
             sim.wake_all(self.wq_data, cpu)
         # ---- __tcp_ack_snd_check
@@ -462,11 +476,11 @@ class TcpSock:
             self._arm_rto(cpu)
         else:
             self.rto_armed = False
-        items = [(S["tcp_ack"], 0)]
         wake = bool(self.wq_space.waiters) and self.wmem_queued * 3 <= self.sndbuf * 2
         if wake:
-            items += [(S["sock_def_readable"], 0)] + sim.wake_items(self.wq_space.waiters[0], cpu)
-        yield sim.work(*items)
+            yield sim.work(S_ACK, S_READABLE, *sim.wake_items(self.wq_space.waiters[0], cpu))
+        else:
+            yield sim.work(S_ACK)
         if wake and self.wq_space.waiters and self.wmem_queued * 3 <= self.sndbuf * 2:
             sim.wake_all(self.wq_space, cpu)  # sk_stream_write_space
         # tcp_data_snd_check: transmit more from this context
@@ -487,13 +501,13 @@ class TcpSock:
                 yield from self.do_rcv(cpu, pkt, True)
             if self.deferred_rto:
                 self.deferred_rto = False
-                yield sim.work((S["tcp_retransmit_timer"], 0))
+                yield sim.work(S_RTX_TIMER)
                 yield from self._retransmit(cpu, True)
                 continue
             if self.deferred_delack:
                 self.deferred_delack = False
                 if self.ack_pending:
-                    yield sim.work((S["tcp_delack_timer"], 0))
+                    yield sim.work(S_DELACK_TIMER)
                     yield from self.send_ack(cpu, True)
                 continue
             break
@@ -503,7 +517,7 @@ class TcpSock:
     def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
         sim = self.sim
         cpu = task.cpu
-        yield sim.work((S["syscall"], 0), (S["tcp_sendmsg"], 0), *sim.touch(self, cpu))
+        yield sim.work(*_SENDMSG, *sim.touch(self, cpu))
         self.lock_sock()
         self.stats.sent(msg, nbytes, t_send)
         self.msg_ends.append((self.write_seq + nbytes, msg))
@@ -526,13 +540,13 @@ class TcpSock:
                 room = goal - self.write_q[-1]
                 chunk = min(room, left)
                 self.write_q[-1] += chunk
-                items = [(S["skb_copy_to_page_nocache"], chunk, self._cold())]
+                items = ((S_COPY_IN, chunk, self._cold()),)
             else:
                 chunk = min(goal, left)
                 self.write_q.append(chunk)
                 self.tail_open = True
                 new_skbs += 1
-                items = [(S["tcp_stream_alloc_skb"], 0), (S["skb_copy_to_page_nocache"], chunk, self._cold())]
+                items = (S_ALLOC_SKB, (S_COPY_IN, chunk, self._cold()))
             old = self.write_q[-1] - chunk
             self.wmem_queued += truesize_tcp(self.write_q[-1], self.modern) - (
                 truesize_tcp(old, self.modern) if old else 0)
@@ -556,7 +570,7 @@ class TcpSock:
         """tcp_recvmsg: returns bytes copied (>= 1; returns as soon as data was copied)."""
         sim = self.sim
         cpu = task.cpu
-        yield sim.work((S["syscall"], 0), (S["tcp_recvmsg"], 0), *sim.touch(self, cpu))
+        yield sim.work(*_RECVMSG, *sim.touch(self, cpu))
         self.lock_sock()
         while not self.rcvq:
             # sk_wait_data: flush the backlog, maybe ACK, release the lock and sleep
@@ -570,9 +584,9 @@ class TcpSock:
                 yield from self.release_sock(cpu)
                 self.lock_sock()
         copied, wait, _ = plan_read(self.rcvq, bufsize, self.env._now)
-        sim.stage_wait[S["tcp_recvmsg"]] += wait
+        sim.stage_wait[S_RECVMSG] += wait
         task.msg = self.rcvq[0][5]
-        yield sim.work((S["skb_copy_datagram_msg"], copied, self.peer._cold()), (S["tcp_cleanup_rbuf"], 0))
+        yield sim.work((S_COPY_OUT, copied, self.peer._cold()), S_CLEANUP_RBUF)
         consume(self.rcvq, copied, self._uncharge)
         self.copied_seq += copied
         self._rcv_space_adjust(copied)
