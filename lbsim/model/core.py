@@ -284,31 +284,42 @@ class CPU:
                         self.in_dispatch = False
                         self._dispatch()
                         return
-            # _advance(ctx), inlined for the common case: the context yields its next work
-            try:
-                cmd = next(ctx.gen)
-            except StopIteration:
-                self._finished(ctx)
-            else:
+            # _advance(ctx) and what _dispatch would do next, inlined for the common case
+            # where the same context keeps the CPU
+            gen = ctx.gen
+            softirq = self.softirq
+            while True:
+                try:
+                    cmd = next(gen)
+                except StopIteration:
+                    self._finished(ctx)
+                    break
                 if type(cmd) is list:
                     ctx.work = cmd
-                    if ctx is self.softirq:
-                        # what _dispatch would do next: the softirq keeps the CPU
+                    if ctx is softirq:
                         self.in_dispatch = False
-                        self._start(ctx, cmd[0])
+                        self._start(ctx, cmd[0])  # the softirq keeps the CPU
                         return
                     if ctx.kind != CTX_SOFTIRQ:
                         ctx.preemptible = ctx.user_mode = ctx.kind == CTX_BACKGROUND
-                    if (ctx is self.curr and not ctx.preemptible and self.softirq.gen is None
-                            and not (self.softirq_pending and not self.softirq_deferred
-                                     and not self.softirq_active)):
-                        # what _dispatch would do next: no softirq to run, the task is not at
-                        # a preemption point, so it goes on with its command
-                        self.in_dispatch = False
-                        self._start(ctx, cmd[0])
-                        return
+                elif (cmd is PREEMPT or cmd is BH_ENABLE) and ctx is not softirq:
+                    ctx.work = None
+                    if cmd is PREEMPT:
+                        ctx.preemptible = True
                 else:
                     self._command(ctx, cmd)
+                # _dispatch: a softirq to run first, or a task no longer current: do it there
+                if ctx is not self.curr or softirq.gen is not None or (
+                        self.softirq_pending and not self.softirq_deferred and not self.softirq_active):
+                    break
+                if ctx.preemptible and self.rq and self._should_yield(ctx):
+                    self._put_prev(ctx)
+                    break
+                work = ctx.work
+                if work is not None:
+                    self.in_dispatch = False
+                    self._start(ctx, work[0])
+                    return
         self.in_dispatch = False
         self._dispatch()
 
