@@ -25,7 +25,7 @@ Left out: credentials/SCM (``maybe_add_creds``, no ancillary data in the workloa
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Generator
+from typing import Any, Generator, Iterable
 
 from lbsim.model.core import PREEMPT, Sim, Task, WaitQueue
 from lbsim.model.skb import truesize_unix_dgram, truesize_unix_stream
@@ -76,14 +76,18 @@ class _UnixBase:
             return self._wake_items(self.wq_space, cpu)
         return ()
 
-    def _wait_wmem(self, task: Task) -> Generator[Any, None, None]:
+    def _wait_wmem(self, task: Task) -> Iterable[Any]:
         """sock_alloc_send_pskb -> sock_wait_for_wmem while wmem_alloc >= sndbuf."""
         if self.wmem >= self.sndbuf:
-            self.sender_blocked += 1
-            t0 = self.env._now
-            while self.wmem >= self.sndbuf:
-                yield self.wq_space
-            self.stats.blocked(self.env._now - t0)
+            return self._wait_wmem_sleep()
+        return ()  # room: no generator to run
+
+    def _wait_wmem_sleep(self) -> Generator[Any, None, None]:
+        self.sender_blocked += 1
+        t0 = self.env._now
+        while self.wmem >= self.sndbuf:
+            yield self.wq_space
+        self.stats.blocked(self.env._now - t0)
 
     def _queue_on_peer(self, msg: int, size: int, truesize: int, cpu: Any) -> None:
         """skb_queue_tail(&other->sk_receive_queue) + other->sk_data_ready(other)."""
