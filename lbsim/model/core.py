@@ -318,7 +318,18 @@ class CPU:
                 work = ctx.work
                 if work is not None:
                     self.in_dispatch = False
-                    self._start(ctx, work[0])
+                    # _start(ctx, work[0]), inlined
+                    self.exec = ctx
+                    env = self.env
+                    self.start = now = env._now
+                    self.end = end = now + work[0]
+                    if sim._tramp and sim._pending is None:
+                        q = env._queue
+                        if not q or q[0][0] > end:
+                            self.ev = _INLINE
+                            sim._pending = self
+                            return
+                    self._materialize()
                     return
         self.in_dispatch = False
         self._dispatch()
@@ -525,14 +536,19 @@ class CPU:
         return cv - avg > self.sim.sched_slice_ns * c.weight / NICE_0_WEIGHT
 
     def _min_vruntime(self) -> float:
-        v = [t.vruntime for t in self.rq if not t.rt]
+        m = None  # min() of the vruntimes of the fair tasks here, without building the list
+        for t in self.rq:
+            if not t.rt:
+                v = t.vruntime
+                if m is None or v < m:
+                    m = v
         c = self.curr
         if c is not None and not c.rt:
-            v.append(c.vruntime)
-        if v:
-            m = min(v)
-            if m > self.min_vruntime:
-                self.min_vruntime = m
+            v = c.vruntime
+            if m is None or v < m:
+                m = v
+        if m is not None and m > self.min_vruntime:
+            self.min_vruntime = m
         return self.min_vruntime
 
     def _preempt_running_task(self, c: Task) -> None:

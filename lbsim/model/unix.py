@@ -138,7 +138,10 @@ class UnixStream(_UnixBase):
         """unix_stream_read_generic; returns the bytes copied."""
         sim = self.sim
         cpu = task.cpu
-        yield from self._enter_recv()
+        # _enter_recv(), inlined: the call's entry, then sleep until the queue holds something
+        yield sim.work(S_SYSCALL)
+        while not self.queue:
+            yield self.wq_data
         copied, wait, freed = plan_read(self.queue, bufsize, self.env._now)
         sim.stage_wait[S_STREAM_RECVMSG] += wait
         items = (S_STREAM_RECVMSG, (S_COPY_OUT, copied, self.wmem > sim.cache_bytes), *sim.touch(self, cpu))
@@ -185,7 +188,10 @@ class UnixDgram(_UnixBase):
         """__unix_dgram_recvmsg; returns the bytes read, ``task.msg`` names the datagram."""
         sim = self.sim
         cpu = task.cpu
-        yield from self._enter_recv()
+        # _enter_recv(), inlined: the call's entry, then sleep until the queue holds something
+        yield sim.work(S_SYSCALL)
+        while not self.queue:
+            yield self.wq_data
         skb = self.queue.popleft()
         sim.stage_wait[S_DGRAM_RECVMSG] += self.env._now - skb[4]
         task.msg = skb[0]
