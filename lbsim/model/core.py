@@ -243,28 +243,35 @@ class CPU:
         self._done_one(ev)
 
     def _done_one(self, ev: Any) -> None:
+        """Complete the command on this CPU, then start what runs next.  While the same context
+        goes on and its next command is again the next thing to happen, complete that one too
+        (what Sim.run_inline would do next), without returning."""
         if ev is not self.ev:
             return  # a pre-empted command's stale completion
-        ctx = self.exec
-        self.exec = None
-        self.ev = None
-        self.in_dispatch = True
         sim = self.sim
-        if self.exec_switch:
-            self.exec_switch = False
-            self.prev = ctx
-            sim.account(self, ctx, S_SCHEDULE, self.start, self._switch_ns, CTX_TASK)
-            ctx.vruntime += self._switch_ns * NICE_0_WEIGHT / ctx.weight  # the switch-in runs as the task
-        else:
+        env = self.env
+        softirq = self.softirq
+        count = sim.stage_count
+        busy = sim.stage_busy
+        plain = not sim.trace_on
+        while True:
+            ctx = self.exec
+            self.exec = None
+            self.ev = None
+            self.in_dispatch = True
+            if self.exec_switch:
+                self.exec_switch = False
+                self.prev = ctx
+                sim.account(self, ctx, S_SCHEDULE, self.start, self._switch_ns, CTX_TASK)
+                ctx.vruntime += self._switch_ns * NICE_0_WEIGHT / ctx.weight  # the switch-in runs as the task
+                break
             work = ctx.work
             ctx.work = None
             kind = ctx.kind
             if kind != CTX_SOFTIRQ and self.softirq_active and ctx is self.ksoftirqd:
                 kind = CTX_SOFTIRQ
-            if len(work) == 2 and not sim.trace_on:
+            if plain and len(work) == 2:
                 # Sim.account_work, inlined (the common case: accounted in one piece, no trace)
-                count = sim.stage_count
-                busy = sim.stage_busy
                 total = 0.0
                 for sid, ns in work[1]:
                     count[sid] += 1
@@ -274,32 +281,26 @@ class CPU:
             else:
                 sim.account_work(self, ctx, work, kind)
             if ctx.kind != CTX_SOFTIRQ:
-                t: Task = ctx
-                ran = self.env._now - self.start
-                t.vruntime += ran * NICE_0_WEIGHT / t.weight
-                if t.blocking:
-                    t.blocking = False
-                    if not t.woken:
-                        self._block(t, None)  # already on its wait queue
-                        self.in_dispatch = False
-                        self._dispatch()
-                        return
+                ctx.vruntime += (env._now - self.start) * NICE_0_WEIGHT / ctx.weight
+                if ctx.blocking:
+                    ctx.blocking = False
+                    if not ctx.woken:
+                        self._block(ctx, None)  # already on its wait queue
+                        break
             # _advance(ctx) and what _dispatch would do next, inlined for the common case
             # where the same context keeps the CPU
             gen = ctx.gen
-            softirq = self.softirq
             while True:
                 try:
                     cmd = next(gen)
                 except StopIteration:
                     self._finished(ctx)
+                    work = None
                     break
                 if type(cmd) is list:
-                    ctx.work = cmd
+                    ctx.work = work = cmd
                     if ctx is softirq:
-                        self.in_dispatch = False
-                        self._start(ctx, cmd[0])  # the softirq keeps the CPU
-                        return
+                        break  # the softirq keeps the CPU
                     if ctx.kind != CTX_SOFTIRQ:
                         ctx.preemptible = ctx.user_mode = ctx.kind == CTX_BACKGROUND
                 elif (cmd is PREEMPT or cmd is BH_ENABLE) and ctx is not softirq:
@@ -311,26 +312,29 @@ class CPU:
                 # _dispatch: a softirq to run first, or a task no longer current: do it there
                 if ctx is not self.curr or softirq.gen is not None or (
                         self.softirq_pending and not self.softirq_deferred and not self.softirq_active):
+                    work = None
                     break
                 if ctx.preemptible and self.rq and self._should_yield(ctx):
                     self._put_prev(ctx)
+                    work = None
                     break
                 work = ctx.work
                 if work is not None:
-                    self.in_dispatch = False
-                    # _start(ctx, work[0]), inlined
-                    self.exec = ctx
-                    env = self.env
-                    self.start = now = env._now
-                    self.end = end = now + work[0]
-                    if sim._tramp and sim._pending is None:
-                        q = env._queue
-                        if not q or q[0][0] > end:
-                            self.ev = _INLINE
-                            sim._pending = self
-                            return
-                    self._materialize()
-                    return
+                    break
+            if work is None:
+                break
+            self.in_dispatch = False
+            # _start(ctx, work[0]), inlined; and if it would be completed inline next, go on here
+            self.exec = ctx
+            self.start = now = env._now
+            self.end = end = now + work[0]
+            if sim._tramp and sim._pending is None:
+                q = env._queue
+                if not q or q[0][0] > end:
+                    env._now = end  # Sim.run_inline's step, taken here
+                    continue
+            self._materialize()
+            return
         self.in_dispatch = False
         self._dispatch()
 
