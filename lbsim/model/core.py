@@ -609,6 +609,7 @@ class Sim:
         self._cv = [0.0 if deterministic else costs.stages[s].cv for s in STAGES]
         self._rngs = [np.random.default_rng(c) for c in children]
         self._buf: list[list[float]] = [[] for _ in range(len(STAGES) + 4)]
+        self._draw = [b.pop for b in self._buf]  # the next multiplier of each stream (IndexError: refill)
         self._delay_idle = costs.delays["wakeup_remote_idle_ns"]
         self._delay_busy = costs.delays["wakeup_remote_busy_ns"]
         self.arrival_rng = np.random.default_rng(children[-1])
@@ -658,6 +659,16 @@ class Sim:
             buf.extend(draws.tolist()[::-1])
         return buf.pop()
 
+    def _refill(self, sid: int) -> float:
+        """The next multiplier of stage ``sid`` when its buffer is empty; a stage without
+        spread (cv 0) gets multipliers of exactly 1.0 (``ns * 1.0 == ns``) and no draws."""
+        cv = self._cv[sid]
+        if cv > 0.0:
+            return self._mult(sid, cv)
+        buf = self._buf[sid]
+        buf.extend([1.0] * 1024)
+        return buf.pop()
+
     def cost(self, sid: int, nbytes: int = 0, cold: bool = False) -> float:
         ns = self._fixed[sid] + (self._per_byte_cold[sid] if cold else self._per_byte[sid]) * nbytes
         cv = self._cv[sid]
@@ -670,24 +681,26 @@ class Sim:
         work, no bytes) or a (stage, bytes[, cold]) tuple.  (cost(), inlined: this runs for
         every command.)"""
         fixed0 = self._fixed0
-        cvs = self._cv
-        bufs = self._buf
+        draw = self._draw
         stages = []
         total = 0.0
         for it in items:
             if type(it) is int:
-                sid = it
-                ns = fixed0[sid]
+                try:
+                    ns = fixed0[it] * draw[it]()
+                except IndexError:
+                    ns = fixed0[it] * self._refill(it)
+                stages.append((it, ns))
             else:
                 sid = it[0]
                 ns = self._fixed[sid] + (
                     self._per_byte_cold[sid] if (len(it) > 2 and it[2]) else self._per_byte[sid]) * it[1]
-            cv = cvs[sid]
-            if cv > 0.0:
-                buf = bufs[sid]
-                ns *= buf.pop() if buf else self._mult(sid, cv)
+                cv = self._cv[sid]
+                if cv > 0.0:
+                    buf = self._buf[sid]
+                    ns *= buf.pop() if buf else self._mult(sid, cv)
+                stages.append((sid, ns))
             total += ns
-            stages.append((sid, ns))
         return [total, stages]
 
     def cost_schedule(self) -> float:
