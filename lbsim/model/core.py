@@ -243,9 +243,9 @@ class CPU:
         self._done_one(ev)
 
     def _done_one(self, ev: Any) -> None:
-        """Complete the command on this CPU, then start what runs next.  While the same context
-        goes on and its next command is again the next thing to happen, complete that one too
-        (what Sim.run_inline would do next), without returning."""
+        """Complete the command on this CPU, then start what runs next.  While the command
+        started here is again the next thing to happen, complete it too (what Sim.run_inline
+        would do next), without returning."""
         if ev is not self.ev:
             return  # a pre-empted command's stale completion
         sim = self.sim
@@ -259,84 +259,89 @@ class CPU:
             self.exec = None
             self.ev = None
             self.in_dispatch = True
+            work = None
             if self.exec_switch:
                 self.exec_switch = False
                 self.prev = ctx
                 sim.account(self, ctx, S_SCHEDULE, self.start, self._switch_ns, CTX_TASK)
                 ctx.vruntime += self._switch_ns * NICE_0_WEIGHT / ctx.weight  # the switch-in runs as the task
-                break
-            work = ctx.work
-            ctx.work = None
-            kind = ctx.kind
-            if kind != CTX_SOFTIRQ and self.softirq_active and ctx is self.ksoftirqd:
-                kind = CTX_SOFTIRQ
-            if plain and len(work) == 2:
-                # Sim.account_work, inlined (the common case: accounted in one piece, no trace)
-                total = 0.0
-                for sid, ns in work[1]:
-                    count[sid] += 1
-                    busy[sid] += ns
-                    total += ns
-                self.busy[kind] += total
             else:
-                sim.account_work(self, ctx, work, kind)
-            if ctx.kind != CTX_SOFTIRQ:
-                ctx.vruntime += (env._now - self.start) * NICE_0_WEIGHT / ctx.weight
-                if ctx.blocking:
-                    ctx.blocking = False
-                    if not ctx.woken:
-                        self._block(ctx, None)  # already on its wait queue
-                        break
-            # _advance(ctx) and what _dispatch would do next, inlined for the common case
-            # where the same context keeps the CPU
-            gen = ctx.gen
-            while True:
-                try:
-                    cmd = next(gen)
-                except StopIteration:
-                    self._finished(ctx)
-                    work = None
-                    break
-                if type(cmd) is list:
-                    ctx.work = work = cmd
-                    if ctx is softirq:
-                        break  # the softirq keeps the CPU
-                    if ctx.kind != CTX_SOFTIRQ:
-                        ctx.preemptible = ctx.user_mode = ctx.kind == CTX_BACKGROUND
-                elif (cmd is PREEMPT or cmd is BH_ENABLE) and ctx is not softirq:
-                    ctx.work = None
-                    if cmd is PREEMPT:
-                        ctx.preemptible = True
-                else:
-                    self._command(ctx, cmd)
-                # _dispatch: a softirq to run first, or a task no longer current: do it there
-                if ctx is not self.curr or softirq.gen is not None or (
-                        self.softirq_pending and not self.softirq_deferred and not self.softirq_active):
-                    work = None
-                    break
-                if ctx.preemptible and self.rq and self._should_yield(ctx):
-                    self._put_prev(ctx)
-                    work = None
-                    break
                 work = ctx.work
-                if work is not None:
-                    break
-            if work is None:
-                break
+                ctx.work = None
+                kind = ctx.kind
+                if kind != CTX_SOFTIRQ and self.softirq_active and ctx is self.ksoftirqd:
+                    kind = CTX_SOFTIRQ
+                if plain and len(work) == 2:
+                    # Sim.account_work, inlined (the common case: accounted in one piece, no trace)
+                    total = 0.0
+                    for sid, ns in work[1]:
+                        count[sid] += 1
+                        busy[sid] += ns
+                        total += ns
+                    self.busy[kind] += total
+                else:
+                    sim.account_work(self, ctx, work, kind)
+                work = None
+                if ctx.kind != CTX_SOFTIRQ:
+                    ctx.vruntime += (env._now - self.start) * NICE_0_WEIGHT / ctx.weight
+                    if ctx.blocking:
+                        ctx.blocking = False
+                        if not ctx.woken:
+                            self._block(ctx, None)  # already on its wait queue
+                            ctx = None
+                if ctx is not None:
+                    # _advance(ctx) and what _dispatch would do next, inlined for the common
+                    # case where the same context keeps the CPU
+                    gen = ctx.gen
+                    while True:
+                        try:
+                            cmd = next(gen)
+                        except StopIteration:
+                            self._finished(ctx)
+                            break
+                        if type(cmd) is list:
+                            ctx.work = cmd
+                            if ctx is softirq:
+                                work = cmd  # the softirq keeps the CPU
+                                break
+                            if ctx.kind != CTX_SOFTIRQ:
+                                ctx.preemptible = ctx.user_mode = ctx.kind == CTX_BACKGROUND
+                        elif (cmd is PREEMPT or cmd is BH_ENABLE) and ctx is not softirq:
+                            ctx.work = None
+                            if cmd is PREEMPT:
+                                ctx.preemptible = True
+                        else:
+                            self._command(ctx, cmd)
+                        # _dispatch: a softirq to run first, or a task no longer current: there
+                        if ctx is not self.curr or softirq.gen is not None or (
+                                self.softirq_pending and not self.softirq_deferred and not self.softirq_active):
+                            break
+                        if ctx.preemptible and self.rq and self._should_yield(ctx):
+                            self._put_prev(ctx)
+                            break
+                        work = ctx.work
+                        if work is not None:
+                            break
             self.in_dispatch = False
-            # _start(ctx, work[0]), inlined; and if it would be completed inline next, go on here
-            self.exec = ctx
-            self.start = now = env._now
-            self.end = end = now + work[0]
-            if sim._tramp and sim._pending is None:
-                q = env._queue
-                if not q or q[0][0] > end:
-                    env._now = end  # Sim.run_inline's step, taken here
-                    continue
-            self._materialize()
+            if work is not None:
+                # _start(ctx, work[0]), inlined
+                self.exec = ctx
+                self.start = now = env._now
+                self.end = end = now + work[0]
+                if sim._tramp and sim._pending is None:
+                    q = env._queue
+                    if not q or q[0][0] > end:
+                        env._now = end  # it is next: Sim.run_inline's step, taken here
+                        continue
+                self._materialize()
+                return
+            self._dispatch()
+            if sim._pending is self and self.ev is _INLINE:
+                # _dispatch started a command that is next: Sim.run_inline's step, taken here
+                sim._pending = None
+                env._now = self.end
+                continue
             return
-        self.in_dispatch = False
-        self._dispatch()
 
     def _advance(self, ctx: Any) -> None:
         """Resume a context's generator until it yields its next command."""
@@ -670,6 +675,12 @@ class Sim:
         return buf.pop()
 
     def cost(self, sid: int, nbytes: int = 0, cold: bool = False) -> float:
+        if not nbytes and not cold:
+            # fixed0 * multiplier: the same value as below (a cv-0 stage draws exact 1.0s)
+            try:
+                return self._fixed0[sid] * self._draw[sid]()
+            except IndexError:
+                return self._fixed0[sid] * self._refill(sid)
         ns = self._fixed[sid] + (self._per_byte_cold[sid] if cold else self._per_byte[sid]) * nbytes
         cv = self._cv[sid]
         if cv > 0.0:
