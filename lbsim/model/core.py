@@ -83,6 +83,55 @@ _new_event = object.__new__
 _INLINE = object()  # CPU.ev of a command completed by the trampoline, not by a heap entry
 
 
+class LazyTimer:
+    """A timer that is re-armed far more often than it expires (TCP's RTO and delayed ACK),
+    with the heap traffic of one Timeout per arm cut to about one entry per expiry.
+
+    ``arm(delay, *args)`` stands for ``env.timeout(delay)`` with a callback ``fn(*args)``,
+    where ``fn`` does nothing unless its arm is the latest one (a token check): so only the
+    latest arm's entry matters.  It is given the key (time, priority, event id) the Timeout
+    would have had, taken when armed; while an older arm's entry, due earlier, is on the heap
+    it is not pushed yet: when that older entry pops (doing nothing, as its Timeout would),
+    the latest arm's entry is pushed with its key.  Heap order is by key alone, so every
+    other event pops in the same order and at the same time as with a Timeout per arm."""
+
+    __slots__ = ("env", "fn", "latest", "queued")
+
+    def __init__(self, env: simpy.Environment, fn: Callable[..., None]) -> None:
+        self.env = env
+        self.fn = fn
+        self.latest: tuple[Any, ...] | None = None  # (time, event id, args) of the latest arm
+        self.queued: dict[int, float] = {}  # event id -> time of this timer's entries on the heap
+
+    def arm(self, delay: float, *args: Any) -> None:
+        env = self.env
+        when = env._now + delay
+        eid = next(env._eid)
+        self.latest = (when, eid, args)
+        queued = self.queued
+        if not queued or min(queued.values()) > when:
+            self._push(when, eid)  # nothing of this timer on the heap due before it
+
+    def _push(self, when: float, eid: int) -> None:
+        env = self.env
+        ev = _new_event(_Fire)
+        ev.env = env
+        ev.callbacks = [self._popped]
+        ev._value = eid
+        ev._ok = True
+        heappush(env._queue, (when, NORMAL, eid, ev))
+        self.queued[eid] = when
+
+    def _popped(self, ev: Any) -> None:
+        eid = ev._value
+        del self.queued[eid]
+        when, latest_eid, args = self.latest  # type: ignore[misc]
+        if eid == latest_eid:
+            self.fn(*args)
+        elif latest_eid not in self.queued and not any(t <= when for t in self.queued.values()):
+            self._push(when, latest_eid)
+
+
 class Sleep:
     __slots__ = ("until",)
 

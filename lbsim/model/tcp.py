@@ -50,7 +50,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Generator
 
-from lbsim.model.core import BH_ENABLE, CPU, PREEMPT, Sim, Task, WaitQueue
+from lbsim.model.core import BH_ENABLE, CPU, PREEMPT, LazyTimer, Sim, Task, WaitQueue
 from lbsim.model.netdev import Net
 from lbsim.model.skb import truesize_tcp
 from lbsim.model.socket import consume, plan_read
@@ -137,6 +137,7 @@ class TcpSock:
         self.wq_space = WaitQueue(f"{name} sk_wq (write)")
         self.rto_token = 0
         self.rto_armed = False
+        self.rto_timer = LazyTimer(self.env, self._rto_expired)
         self.msg_ends: deque[tuple[int, int]] = deque()  # (write_seq at the end of a write, msg)
         # receive side
         self.rcv_nxt = 0
@@ -156,6 +157,7 @@ class TcpSock:
         self.last_rcv = -1e18
         self.delack_token = 0
         self.delack_armed = False
+        self.delack_timer = LazyTimer(self.env, self._delack_expired)
         self.rcvq_space = 0
         self.rcvq_time = 0.0
         # tcp_init_buffer_space: rcvq_space.space = min(rcv_wnd, TCP_INIT_CWND * advmss)
@@ -306,20 +308,22 @@ class TcpSock:
     def _arm_rto(self, cpu: CPU) -> None:
         self.rto_armed = True
         self.rto_token += 1
-        tok = self.rto_token
-        ev = self.env.timeout(self.rto_ns)
-        ev.callbacks.append(lambda _e: self.net.add_timer(cpu, (self, "rto", tok)) if tok == self.rto_token
-                            and self.rto_armed else None)
+        self.rto_timer.arm(self.rto_ns, cpu, self.rto_token)
+
+    def _rto_expired(self, cpu: CPU, tok: int) -> None:
+        if tok == self.rto_token and self.rto_armed:
+            self.net.add_timer(cpu, (self, "rto", tok))
 
     def _arm_delack(self, cpu: CPU) -> None:
         if self.delack_armed:
             return
         self.delack_armed = True
         self.delack_token += 1
-        tok = self.delack_token
-        ev = self.env.timeout(self.delack_ns)
-        ev.callbacks.append(lambda _e: self.net.add_timer(cpu, (self, "delack", tok))
-                            if tok == self.delack_token and self.delack_armed else None)
+        self.delack_timer.arm(self.delack_ns, cpu, self.delack_token)
+
+    def _delack_expired(self, cpu: CPU, tok: int) -> None:
+        if tok == self.delack_token and self.delack_armed:
+            self.net.add_timer(cpu, (self, "delack", tok))
 
     def timer(self, cpu: CPU, ctx: Any, item: tuple[Any, ...]) -> Generator[Any, None, None]:
         kind, tok = item[1], item[2]
