@@ -816,10 +816,9 @@ class Sim:
         if t.state != SLEEPING:
             return False
         if t.wq is not None:
-            try:
-                t.wq.waiters.remove(t)
-            except ValueError:
-                pass
+            waiters = t.wq.waiters
+            if t in waiters:  # (wake_all has taken it off already: no ValueError to raise)
+                waiters.remove(t)
             t.wq = None
         target = t.cpu
         if from_cpu is None or from_cpu is target:

@@ -48,7 +48,7 @@ timestamps (only their 12 option bytes).
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Generator
+from typing import Any, Generator, Iterable
 
 from lbsim.model.core import BH_ENABLE, CPU, PREEMPT, LazyTimer, Sim, Task, WaitQueue
 from lbsim.model.netdev import Net
@@ -495,8 +495,14 @@ class TcpSock:
     def lock_sock(self) -> None:
         self.owned = True
 
-    def release_sock(self, cpu: CPU) -> Generator[Any, None, None]:
+    def release_sock(self, cpu: CPU) -> Iterable[Any]:
         """__release_sock: process the backlog in task context, then tcp_release_cb."""
+        if not (self.backlog or self.deferred_rto or self.deferred_delack):
+            self.owned = False
+            return ()  # nothing to process: no generator to run
+        return self._release_sock(cpu)
+
+    def _release_sock(self, cpu: CPU) -> Generator[Any, None, None]:
         sim = self.sim
         while True:  # anything that arrives while we work here also waits for us
             while self.backlog:
