@@ -309,11 +309,13 @@ class CPU:
             self.ev = None
             self.in_dispatch = True
             work = None
+            advance = True  # it completed a command of its own: resume it first
             if self.exec_switch:
                 self.exec_switch = False
                 self.prev = ctx
                 sim.account(self, ctx, S_SCHEDULE, self.start, self._switch_ns, CTX_TASK)
                 ctx.vruntime += self._switch_ns * NICE_0_WEIGHT / ctx.weight  # the switch-in runs as the task
+                advance = False  # switched in: _dispatch's checks come first
             else:
                 work = ctx.work
                 ctx.work = None
@@ -338,11 +340,12 @@ class CPU:
                         if not ctx.woken:
                             self._block(ctx, None)  # already on its wait queue
                             ctx = None
-                if ctx is not None:
-                    # _advance(ctx) and what _dispatch would do next, inlined for the common
-                    # case where the same context keeps the CPU
-                    gen = ctx.gen
-                    while True:
+            if ctx is not None:
+                # _advance(ctx) and what _dispatch would do next, inlined for the common case
+                # where the same context keeps the CPU
+                gen = ctx.gen
+                while True:
+                    if advance:
                         try:
                             cmd = next(gen)
                         except StopIteration:
@@ -361,16 +364,17 @@ class CPU:
                                 ctx.preemptible = True
                         else:
                             self._command(ctx, cmd)
-                        # _dispatch: a softirq to run first, or a task no longer current: there
-                        if ctx is not self.curr or softirq.gen is not None or (
-                                self.softirq_pending and not self.softirq_deferred and not self.softirq_active):
-                            break
-                        if ctx.preemptible and self.rq and self._should_yield(ctx):
-                            self._put_prev(ctx)
-                            break
-                        work = ctx.work
-                        if work is not None:
-                            break
+                    advance = True
+                    # _dispatch: a softirq to run first, or a task no longer current: there
+                    if ctx is not self.curr or softirq.gen is not None or (
+                            self.softirq_pending and not self.softirq_deferred and not self.softirq_active):
+                        break
+                    if ctx.preemptible and self.rq and self._should_yield(ctx):
+                        self._put_prev(ctx)
+                        break
+                    work = ctx.work
+                    if work is not None:
+                        break
             self.in_dispatch = False
             if work is not None:
                 # _start(ctx, work[0]), inlined
