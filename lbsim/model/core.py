@@ -341,8 +341,9 @@ class CPU:
                             self._block(ctx, None)  # already on its wait queue
                             ctx = None
             if ctx is not None:
-                # _advance(ctx) and what _dispatch would do next, inlined for the common case
-                # where the same context keeps the CPU
+                # _advance(ctx) and what _dispatch would do next, inlined for the common cases:
+                # the same context keeps the CPU, or it passes from a task to the softirq it
+                # raised (BH_ENABLE) and back when that is done
                 gen = ctx.gen
                 while True:
                     if advance:
@@ -350,7 +351,9 @@ class CPU:
                             cmd = next(gen)
                         except StopIteration:
                             self._finished(ctx)
-                            break
+                            if ctx is not softirq:
+                                break
+                            cmd = None  # the softirq is done: _dispatch looks again
                         if type(cmd) is list:
                             ctx.work = cmd
                             if ctx is softirq:
@@ -358,6 +361,8 @@ class CPU:
                                 break
                             if ctx.kind != CTX_SOFTIRQ:
                                 ctx.preemptible = ctx.user_mode = ctx.kind == CTX_BACKGROUND
+                        elif cmd is None:
+                            pass
                         elif (cmd is PREEMPT or cmd is BH_ENABLE) and ctx is not softirq:
                             ctx.work = None
                             if cmd is PREEMPT:
@@ -365,14 +370,29 @@ class CPU:
                         else:
                             self._command(ctx, cmd)
                     advance = True
-                    # _dispatch: a softirq to run first, or a task no longer current: there
-                    if ctx is not self.curr or softirq.gen is not None or (
+                    # _dispatch: 1. the softirq runs above tasks (unless handed to ksoftirqd)
+                    if softirq.gen is not None or (
                             self.softirq_pending and not self.softirq_deferred and not self.softirq_active):
+                        if softirq.gen is None:
+                            self.softirq_active = True
+                            softirq.gen = sim.net.do_softirq(self, softirq)
+                        ctx = softirq
+                        gen = ctx.gen
+                        work = ctx.work
+                        if work is not None:
+                            break
+                        continue
+                    # 2. the current task goes on, unless it gives way at a preemption point
+                    t = self.curr
+                    if t is None:
                         break
-                    if ctx.preemptible and self.rq and self._should_yield(ctx):
-                        self._put_prev(ctx)
+                    if t is not ctx:
+                        ctx = t
+                        gen = t.gen
+                    if t.preemptible and self.rq and self._should_yield(t):
+                        self._put_prev(t)
                         break
-                    work = ctx.work
+                    work = t.work
                     if work is not None:
                         break
             self.in_dispatch = False
