@@ -303,6 +303,7 @@ class CPU:
         count = sim.stage_count
         busy = sim.stage_busy
         plain = not sim.trace_on
+        cpu_busy = self.busy
         while True:
             ctx = self.exec
             self.exec = None
@@ -320,7 +321,7 @@ class CPU:
                 work = ctx.work
                 ctx.work = None
                 kind = ctx.kind
-                if kind != CTX_SOFTIRQ and self.softirq_active and ctx is self.ksoftirqd:
+                if self.softirq_active and kind != CTX_SOFTIRQ and ctx is self.ksoftirqd:
                     kind = CTX_SOFTIRQ
                 if plain and len(work) == 2:
                     # Sim.account_work, inlined (the common case: accounted in one piece, no trace)
@@ -329,7 +330,7 @@ class CPU:
                         count[sid] += 1
                         busy[sid] += ns
                         total += ns
-                    self.busy[kind] += total
+                    cpu_busy[kind] += total
                 else:
                     sim.account_work(self, ctx, work, kind)
                 work = None
