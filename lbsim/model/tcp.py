@@ -132,6 +132,8 @@ class TcpSock:
         self.cwnd = kernel.tcp_init_cwnd
         self.snd_wnd = 65535
         self.max_window = 0
+        self._goal_for = -1  # the max_window size_goal() was last computed for, and its result
+        self._goal = 0
         self.user_sndbuf = so_sndbuf is not None
         self.sndbuf = 2 * so_sndbuf if so_sndbuf is not None else kernel.tcp_wmem[1]
         self.wq_space = WaitQueue(f"{name} sk_wq (write)")
@@ -193,8 +195,13 @@ class TcpSock:
         return m
 
     def size_goal(self) -> int:
+        mw = self.max_window
+        if mw == self._goal_for:
+            return self._goal  # advmss and gso_max_size are fixed: it only changes with max_window
         mss = self.mss()
-        return tcp_size_goal(mss, self._bound_half_wnd(self.gso_max_size))[1]
+        self._goal = goal = tcp_size_goal(mss, self._bound_half_wnd(self.gso_max_size))[1]
+        self._goal_for = mw
+        return goal
 
     def _bound_half_wnd(self, size: int) -> int:
         mw = self.max_window
