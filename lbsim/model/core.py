@@ -557,6 +557,8 @@ class CPU:
 
     def _pick(self) -> Task:
         rq = self.rq
+        if len(rq) == 1:
+            return rq.pop()  # the only runnable task
         best_i = -1
         for i, t in enumerate(rq):
             if t.rt:
@@ -614,8 +616,9 @@ class CPU:
         # RUN_TO_PARITY protects the current task for its slice; the protection ends early once
         # it is past the load-weighted average vruntime by a slice of CPU at its own weight
         # (a nice-19 spinner: at once)
-        ents = [t for t in self.rq if not t.rt]
-        avg = (sum(t.vruntime * t.weight for t in ents) + cv * c.weight) / (sum(t.weight for t in ents) + c.weight)
+        rq = self.rq
+        avg = ((sum(t.vruntime * t.weight for t in rq if not t.rt) + cv * c.weight)
+               / (sum(t.weight for t in rq if not t.rt) + c.weight))
         return cv - avg > self.sim.sched_slice_ns * c.weight / NICE_0_WEIGHT
 
     def _min_vruntime(self) -> float:
@@ -780,10 +783,10 @@ class Sim:
                 sid = it[0]
                 ns = self._fixed[sid] + (
                     self._per_byte_cold[sid] if (len(it) > 2 and it[2]) else self._per_byte[sid]) * it[1]
-                cv = self._cv[sid]
-                if cv > 0.0:
-                    buf = self._buf[sid]
-                    ns *= buf.pop() if buf else self._mult(sid, cv)
+                try:
+                    ns *= draw[sid]()  # (exact 1.0 for a cv-0 stage)
+                except IndexError:
+                    ns *= self._refill(sid)
                 stages.append((sid, ns))
             total += ns
         return [total, stages]
