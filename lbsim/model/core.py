@@ -390,7 +390,9 @@ class CPU:
                     if t is not ctx:
                         ctx = t
                         gen = t.gen
-                    if t.preemptible and self.rq and self._should_yield(t):
+                    if t.preemptible and self.rq and (
+                            self.need_resched or (not t.rt and env._now - t.run_start >= sim.sched_slice_ns)
+                    ) and self._should_yield(t):  # (its quick "no" answers, tested here first)
                         self._put_prev(t)
                         break
                     work = t.work
