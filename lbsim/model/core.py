@@ -65,6 +65,10 @@ S_BLOCK = SID["schedule_timeout"]
 S_TTWU = SID["try_to_wake_up"]
 S_TTWU_REMOTE = SID["ttwu_queue_wakelist"]
 S_IPI_IDLE = SID["send_call_function_single_ipi"]
+# constant work items (stage ids) of Sim.wake_items
+_TTWU_ITEMS = (S_TTWU,)
+_TTWU_REMOTE_ITEMS = (S_TTWU_REMOTE,)
+_TTWU_REMOTE_IPI_ITEMS = (S_TTWU_REMOTE, S_IPI_IDLE)
 
 
 class _Fire(simpy.events.Event):
@@ -75,6 +79,55 @@ _new_event = object.__new__
 
 
 _INLINE = object()  # CPU.ev of a command completed by the trampoline, not by a heap entry
+
+
+class LazyTimer:
+    """A timer that is re-armed far more often than it expires (TCP's RTO and delayed ACK),
+    with the heap traffic of one Timeout per arm cut to about one entry per expiry.
+
+    ``arm(delay, *args)`` stands for ``env.timeout(delay)`` with a callback ``fn(*args)``,
+    where ``fn`` does nothing unless its arm is the latest one (a token check): so only the
+    latest arm's entry matters.  It is given the key (time, priority, event id) the Timeout
+    would have had, taken when armed; while an older arm's entry, due earlier, is on the heap
+    it is not pushed yet: when that older entry pops (doing nothing, as its Timeout would),
+    the latest arm's entry is pushed with its key.  Heap order is by key alone, so every
+    other event pops in the same order and at the same time as with a Timeout per arm."""
+
+    __slots__ = ("env", "fn", "latest", "queued")
+
+    def __init__(self, env: simpy.Environment, fn: Callable[..., None]) -> None:
+        self.env = env
+        self.fn = fn
+        self.latest: tuple[Any, ...] | None = None  # (time, event id, args) of the latest arm
+        self.queued: dict[int, float] = {}  # event id -> time of this timer's entries on the heap
+
+    def arm(self, delay: float, *args: Any) -> None:
+        env = self.env
+        when = env._now + delay
+        eid = next(env._eid)
+        self.latest = (when, eid, args)
+        queued = self.queued
+        if not queued or min(queued.values()) > when:
+            self._push(when, eid)  # nothing of this timer on the heap due before it
+
+    def _push(self, when: float, eid: int) -> None:
+        env = self.env
+        ev = _new_event(_Fire)
+        ev.env = env
+        ev.callbacks = [self._popped]
+        ev._value = eid
+        ev._ok = True
+        heappush(env._queue, (when, NORMAL, eid, ev))
+        self.queued[eid] = when
+
+    def _popped(self, ev: Any) -> None:
+        eid = ev._value
+        del self.queued[eid]
+        when, latest_eid, args = self.latest  # type: ignore[misc]
+        if eid == latest_eid:
+            self.fn(*args)
+        elif latest_eid not in self.queued and not any(t <= when for t in self.queued.values()):
+            self._push(when, latest_eid)
 
 
 class Sleep:
@@ -239,55 +292,155 @@ class CPU:
         self._done_one(ev)
 
     def _done_one(self, ev: Any) -> None:
+        """Complete the command on this CPU, then start what runs next.  While the command
+        started here is again the next thing to happen, complete it too (what Sim.run_inline
+        would do next), without returning."""
         if ev is not self.ev:
             return  # a pre-empted command's stale completion
-        ctx = self.exec
-        self.exec = None
-        self.ev = None
-        self.in_dispatch = True
         sim = self.sim
-        if self.exec_switch:
-            self.exec_switch = False
-            self.prev = ctx
-            sim.account(self, ctx, S_SCHEDULE, self.start, self._switch_ns, CTX_TASK)
-            ctx.vruntime += self._switch_ns * NICE_0_WEIGHT / ctx.weight  # the switch-in runs as the task
-        else:
-            work = ctx.work
-            ctx.work = None
-            kind = ctx.kind
-            if kind != CTX_SOFTIRQ and self.softirq_active and ctx is self.ksoftirqd:
-                kind = CTX_SOFTIRQ
-            sim.account_work(self, ctx, work, kind)
-            if ctx.kind != CTX_SOFTIRQ:
-                t: Task = ctx
-                ran = self.env.now - self.start
-                t.vruntime += ran * NICE_0_WEIGHT / t.weight
-                if t.blocking:
-                    t.blocking = False
-                    if not t.woken:
-                        self._block(t, None)  # already on its wait queue
-                        self.in_dispatch = False
-                        self._dispatch()
-                        return
-            self._advance(ctx)
-        self.in_dispatch = False
-        self._dispatch()
+        env = self.env
+        softirq = self.softirq
+        count = sim.stage_count
+        busy = sim.stage_busy
+        plain = not sim.trace_on
+        cpu_busy = self.busy
+        while True:
+            ctx = self.exec
+            self.exec = None
+            self.ev = None
+            self.in_dispatch = True
+            work = None
+            advance = True  # it completed a command of its own: resume it first
+            if self.exec_switch:
+                self.exec_switch = False
+                self.prev = ctx
+                sim.account(self, ctx, S_SCHEDULE, self.start, self._switch_ns, CTX_TASK)
+                ctx.vruntime += self._switch_ns * NICE_0_WEIGHT / ctx.weight  # the switch-in runs as the task
+                advance = False  # switched in: _dispatch's checks come first
+            else:
+                work = ctx.work
+                ctx.work = None
+                kind = ctx.kind
+                if self.softirq_active and kind != CTX_SOFTIRQ and ctx is self.ksoftirqd:
+                    kind = CTX_SOFTIRQ
+                if plain and len(work) == 2:
+                    # Sim.account_work, inlined (the common case: accounted in one piece, no trace)
+                    total = 0.0
+                    for sid, ns in work[1]:
+                        count[sid] += 1
+                        busy[sid] += ns
+                        total += ns
+                    cpu_busy[kind] += total
+                else:
+                    sim.account_work(self, ctx, work, kind)
+                work = None
+                if ctx.kind != CTX_SOFTIRQ:
+                    ctx.vruntime += (env._now - self.start) * NICE_0_WEIGHT / ctx.weight
+                    if ctx.blocking:
+                        ctx.blocking = False
+                        if not ctx.woken:
+                            self._block(ctx, None)  # already on its wait queue
+                            ctx = None
+            if ctx is not None:
+                # _advance(ctx) and what _dispatch would do next, inlined for the common cases:
+                # the same context keeps the CPU, or it passes from a task to the softirq it
+                # raised (BH_ENABLE) and back when that is done
+                gen = ctx.gen
+                while True:
+                    if advance:
+                        try:
+                            cmd = next(gen)
+                        except StopIteration:
+                            self._finished(ctx)
+                            if ctx is not softirq:
+                                break
+                            cmd = None  # the softirq is done: _dispatch looks again
+                        if type(cmd) is list:
+                            ctx.work = cmd
+                            if ctx is softirq:
+                                work = cmd  # the softirq keeps the CPU
+                                break
+                            if ctx.kind != CTX_SOFTIRQ:
+                                ctx.preemptible = ctx.user_mode = ctx.kind == CTX_BACKGROUND
+                        elif cmd is None:
+                            pass
+                        elif (cmd is PREEMPT or cmd is BH_ENABLE) and ctx is not softirq:
+                            ctx.work = None
+                            if cmd is PREEMPT:
+                                ctx.preemptible = True
+                        else:
+                            self._command(ctx, cmd)
+                    advance = True
+                    # _dispatch: 1. the softirq runs above tasks (unless handed to ksoftirqd)
+                    if softirq.gen is not None or (
+                            self.softirq_pending and not self.softirq_deferred and not self.softirq_active):
+                        if softirq.gen is None:
+                            self.softirq_active = True
+                            softirq.gen = sim.net.do_softirq(self, softirq)
+                        ctx = softirq
+                        gen = ctx.gen
+                        work = ctx.work
+                        if work is not None:
+                            break
+                        continue
+                    # 2. the current task goes on, unless it gives way at a preemption point
+                    t = self.curr
+                    if t is None:
+                        break
+                    if t is not ctx:
+                        ctx = t
+                        gen = t.gen
+                    if t.preemptible and self.rq and (
+                            self.need_resched or (not t.rt and env._now - t.run_start >= sim.sched_slice_ns)
+                    ) and self._should_yield(t):  # (its quick "no" answers, tested here first)
+                        self._put_prev(t)
+                        break
+                    work = t.work
+                    if work is not None:
+                        break
+            self.in_dispatch = False
+            if work is not None:
+                # _start(ctx, work[0]), inlined
+                self.exec = ctx
+                self.start = now = env._now
+                self.end = end = now + work[0]
+                if sim._tramp and sim._pending is None:
+                    q = env._queue
+                    if not q or q[0][0] > end:
+                        env._now = end  # it is next: Sim.run_inline's step, taken here
+                        continue
+                self._materialize()
+                return
+            self._dispatch()
+            if sim._pending is self and self.ev is _INLINE:
+                # _dispatch started a command that is next: Sim.run_inline's step, taken here
+                sim._pending = None
+                env._now = self.end
+                continue
+            return
 
     def _advance(self, ctx: Any) -> None:
         """Resume a context's generator until it yields its next command."""
         try:
             cmd = next(ctx.gen)
         except StopIteration:
-            if ctx is self.softirq:
-                self._softirq_finished()
-            else:
-                self._task_exit(ctx)
+            self._finished(ctx)
             return
         if type(cmd) is list:
             ctx.work = cmd
             if ctx.kind != CTX_SOFTIRQ:
                 ctx.preemptible = ctx.user_mode = ctx.kind == CTX_BACKGROUND
             return
+        self._command(ctx, cmd)
+
+    def _finished(self, ctx: Any) -> None:
+        if ctx is self.softirq:
+            self._softirq_finished()
+        else:
+            self._task_exit(ctx)
+
+    def _command(self, ctx: Any, cmd: Any) -> None:
+        """Act on a command other than work."""
         if cmd is BH_ENABLE:
             ctx.work = None
             return
@@ -311,7 +464,7 @@ class CPU:
         if type(cmd) is Sleep:
             ctx.wq = None
             self._block(ctx, None)
-            delay = max(0.0, cmd.until - self.env.now)
+            delay = max(0.0, cmd.until - self.env._now)
             ev = self.env.timeout(delay)
             ev.callbacks.append(lambda _ev, t=ctx: self.sim.wake(t, None))
             return
@@ -323,7 +476,7 @@ class CPU:
         if wq is not None:
             t.wq = wq
             wq.waiters.append(t)
-        t.sleep_start = self.env.now
+        t.sleep_start = self.env._now
         if self.curr is t:
             self.curr = None
 
@@ -369,7 +522,7 @@ class CPU:
                 t = self._pick()
                 self.curr = t
                 t.state = RUNNING
-                t.run_start = self.env.now
+                t.run_start = self.env._now
                 sim.runq_wait(self, t)
                 if t is not self.prev:
                     self.switches += 1
@@ -394,18 +547,20 @@ class CPU:
             return True
         if t.rt:
             return False
-        if self.env.now - t.run_start < self.sim.sched_slice_ns:
+        if self.env._now - t.run_start < self.sim.sched_slice_ns:
             return False
         return any(o.rt or o.vruntime < t.vruntime for o in self.rq)
 
     def _put_prev(self, t: Task) -> None:
         t.state = RUNNABLE
-        t.enq_time = self.env.now
+        t.enq_time = self.env._now
         self.rq.append(t)
         self.curr = None
 
     def _pick(self) -> Task:
         rq = self.rq
+        if len(rq) == 1:
+            return rq.pop()  # the only runnable task
         best_i = -1
         for i, t in enumerate(rq):
             if t.rt:
@@ -424,7 +579,7 @@ class CPU:
     # ------------------------------------------------------------------ wake-ups
     def enqueue_task(self, t: Task) -> None:
         """Make ``t`` runnable here (the end of try_to_wake_up)."""
-        now = self.env.now
+        now = self.env._now
         t.state = RUNNABLE
         t.enq_time = now
         t.blocked_ns += now - t.sleep_start
@@ -455,32 +610,38 @@ class CPU:
             return True
         cv = c.vruntime  # update_curr(): include what the running command has used so far
         if self.exec is c and not self.exec_switch:
-            cv += (self.env.now - self.start) * NICE_0_WEIGHT / c.weight
+            cv += (self.env._now - self.start) * NICE_0_WEIGHT / c.weight
         if w.vruntime >= cv:
             return False
-        if self.env.now - c.run_start >= self.sim.sched_slice_ns:
+        if self.env._now - c.run_start >= self.sim.sched_slice_ns:
             return True
         # RUN_TO_PARITY protects the current task for its slice; the protection ends early once
         # it is past the load-weighted average vruntime by a slice of CPU at its own weight
         # (a nice-19 spinner: at once)
-        ents = [t for t in self.rq if not t.rt]
-        avg = (sum(t.vruntime * t.weight for t in ents) + cv * c.weight) / (sum(t.weight for t in ents) + c.weight)
+        rq = self.rq
+        avg = ((sum(t.vruntime * t.weight for t in rq if not t.rt) + cv * c.weight)
+               / (sum(t.weight for t in rq if not t.rt) + c.weight))
         return cv - avg > self.sim.sched_slice_ns * c.weight / NICE_0_WEIGHT
 
     def _min_vruntime(self) -> float:
-        v = [t.vruntime for t in self.rq if not t.rt]
+        m = None  # min() of the vruntimes of the fair tasks here, without building the list
+        for t in self.rq:
+            if not t.rt:
+                v = t.vruntime
+                if m is None or v < m:
+                    m = v
         c = self.curr
         if c is not None and not c.rt:
-            v.append(c.vruntime)
-        if v:
-            m = min(v)
-            if m > self.min_vruntime:
-                self.min_vruntime = m
+            v = c.vruntime
+            if m is None or v < m:
+                m = v
+        if m is not None and m > self.min_vruntime:
+            self.min_vruntime = m
         return self.min_vruntime
 
     def _preempt_running_task(self, c: Task) -> None:
         """Interrupt the running task's command (IRQ exit); it keeps the remainder."""
-        now = self.env.now
+        now = self.env._now
         done = now - self.start
         c.work[0] = self.end - now
         c.vruntime += done * NICE_0_WEIGHT / c.weight
@@ -524,12 +685,15 @@ class Sim:
         children = self.seedseq.spawn(len(STAGES) + 4)
         self._fixed = [costs.stages[s].fixed_ns for s in STAGES]
         self._per_byte = [costs.stages[s].per_byte_ns for s in STAGES]
+        # the cost of an item without bytes, computed as cost() computes it
+        self._fixed0 = [f + b * 0 for f, b in zip(self._fixed, self._per_byte)]
         self._per_byte_cold = [costs.stages[s].per_byte_cold_ns if costs.stages[s].per_byte_cold_ns is not None
                                else costs.stages[s].per_byte_ns for s in STAGES]
         self.cache_bytes = costs.cache_bytes
         self._cv = [0.0 if deterministic else costs.stages[s].cv for s in STAGES]
         self._rngs = [np.random.default_rng(c) for c in children]
         self._buf: list[list[float]] = [[] for _ in range(len(STAGES) + 4)]
+        self._draw = [b.pop for b in self._buf]  # the next multiplier of each stream (IndexError: refill)
         self._delay_idle = costs.delays["wakeup_remote_idle_ns"]
         self._delay_busy = costs.delays["wakeup_remote_busy_ns"]
         self.arrival_rng = np.random.default_rng(children[-1])
@@ -579,29 +743,54 @@ class Sim:
             buf.extend(draws.tolist()[::-1])
         return buf.pop()
 
+    def _refill(self, sid: int) -> float:
+        """The next multiplier of stage ``sid`` when its buffer is empty; a stage without
+        spread (cv 0) gets multipliers of exactly 1.0 (``ns * 1.0 == ns``) and no draws."""
+        cv = self._cv[sid]
+        if cv > 0.0:
+            return self._mult(sid, cv)
+        buf = self._buf[sid]
+        buf.extend([1.0] * 1024)
+        return buf.pop()
+
     def cost(self, sid: int, nbytes: int = 0, cold: bool = False) -> float:
+        if not nbytes and not cold:
+            # fixed0 * multiplier: the same value as below (a cv-0 stage draws exact 1.0s)
+            try:
+                return self._fixed0[sid] * self._draw[sid]()
+            except IndexError:
+                return self._fixed0[sid] * self._refill(sid)
         ns = self._fixed[sid] + (self._per_byte_cold[sid] if cold else self._per_byte[sid]) * nbytes
         cv = self._cv[sid]
         if cv > 0.0:
             ns *= self._mult(sid, cv)
         return ns
 
-    def work(self, *items: tuple[int, ...]) -> list[Any]:
-        """A command: run the given (stage, bytes[, cold]) items back to back.  (cost(),
-        inlined: this runs for every command.)"""
-        fixed = self._fixed
-        cvs = self._cv
+    def work(self, *items: int | tuple[int, ...]) -> list[Any]:
+        """A command: run the given items back to back; an item is a stage id (per-packet
+        work, no bytes) or a (stage, bytes[, cold]) tuple.  (cost(), inlined: this runs for
+        every command.)"""
+        fixed0 = self._fixed0
+        draw = self._draw
         stages = []
         total = 0.0
         for it in items:
-            sid = it[0]
-            ns = fixed[sid] + (self._per_byte_cold[sid] if (len(it) > 2 and it[2]) else self._per_byte[sid]) * it[1]
-            cv = cvs[sid]
-            if cv > 0.0:
-                buf = self._buf[sid]
-                ns *= buf.pop() if buf else self._mult(sid, cv)
+            if type(it) is int:
+                try:
+                    ns = fixed0[it] * draw[it]()
+                except IndexError:
+                    ns = fixed0[it] * self._refill(it)
+                stages.append((it, ns))
+            else:
+                sid = it[0]
+                ns = self._fixed[sid] + (
+                    self._per_byte_cold[sid] if (len(it) > 2 and it[2]) else self._per_byte[sid]) * it[1]
+                try:
+                    ns *= draw[sid]()  # (exact 1.0 for a cv-0 stage)
+                except IndexError:
+                    ns *= self._refill(sid)
+                stages.append((sid, ns))
             total += ns
-            stages.append((sid, ns))
         return [total, stages]
 
     def cost_schedule(self) -> float:
@@ -615,25 +804,27 @@ class Sim:
             ns *= self._mult(slot, d.cv)
         return ns
 
-    def touch(self, sock: Any, cpu: CPU) -> list[tuple[int, int]]:
-        """``cpu`` touches ``sock``: a cache-line transfer if another CPU touched it last."""
+    def touch(self, sock: Any, cpu: CPU) -> tuple[int, ...]:
+        """``cpu`` touches ``sock``: a cache-line transfer if another CPU touched it last
+        (work items: stage ids)."""
         last = sock.last_cpu
         sock.last_cpu = cpu
         if last is None or last is cpu:
-            return []
-        return [(sock.BOUNCE_SID, 0)]
+            return ()
+        return sock.BOUNCE_ITEMS
 
     # ------------------------------------------------------------------ wake-ups
-    def wake_items(self, waiter: Task | None, cpu: CPU) -> list[tuple[int, int]]:
-        """The waker's stages for waking ``waiter`` from ``cpu`` (none if nobody sleeps)."""
+    def wake_items(self, waiter: Task | None, cpu: CPU) -> tuple[int, ...]:
+        """The waker's stages for waking ``waiter`` from ``cpu`` (none if nobody sleeps;
+        work items: stage ids)."""
         if waiter is None:
-            return []
+            return ()
         target = waiter.cpu
         if target is cpu:
-            return [(S_TTWU, 0)]
+            return _TTWU_ITEMS
         if target._is_busy_for_wakeup():
-            return [(S_TTWU_REMOTE, 0)]
-        return [(S_TTWU_REMOTE, 0), (S_IPI_IDLE, 0)]
+            return _TTWU_REMOTE_ITEMS
+        return _TTWU_REMOTE_IPI_ITEMS
 
     def wake_all(self, wq: WaitQueue, from_cpu: CPU | None) -> int:
         n = 0
@@ -655,10 +846,9 @@ class Sim:
         if t.state != SLEEPING:
             return False
         if t.wq is not None:
-            try:
-                t.wq.waiters.remove(t)
-            except ValueError:
-                pass
+            waiters = t.wq.waiters
+            if t in waiters:  # (wake_all has taken it off already: no ValueError to raise)
+                waiters.remove(t)
             t.wq = None
         target = t.cpu
         if from_cpu is None or from_cpu is target:
@@ -683,7 +873,7 @@ class Sim:
         cpu.busy[kind] += total
         if self.trace_on:
             # a command pre-empted part-way is traced as if it ran in one piece, ending now
-            self._trace_stages(cpu, ctx, work[1], self.env.now - sum(ns for _, ns in work[1]), kind)
+            self._trace_stages(cpu, ctx, work[1], self.env._now - sum(ns for _, ns in work[1]), kind)
 
     def account_partial(self, cpu: CPU, ctx: Any, done: float) -> None:
         work = ctx.work
@@ -695,7 +885,7 @@ class Sim:
             work.append(done)
 
     def runq_wait(self, cpu: CPU, t: Task) -> None:
-        self.stage_wait[S_SCHEDULE] += self.env.now - t.enq_time
+        self.stage_wait[S_SCHEDULE] += self.env._now - t.enq_time
 
     def account(self, cpu: CPU, ctx: Any, sid: int, start: float, ns: float, kind: int) -> None:
         self.stage_count[sid] += 1

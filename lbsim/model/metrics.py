@@ -116,7 +116,7 @@ class FlowDir:
     def received(self, nbytes: int, msg: int) -> int:
         """Account a receive; returns the number of messages it completed."""
         run = self.run
-        now = self.env.now
+        now = self.env._now
         run.last_recv = now
         run.delivered_bytes += nbytes
         self.recv_bytes += nbytes

@@ -144,7 +144,7 @@ class Net:
         """handle_softirqs(): TIMER then NET_RX, with the restart limits."""
         sim = self.sim
         env = self.env
-        start = env.now
+        start = env._now
         restarts = 0
         while True:
             cpu.softirq_pending = False
@@ -157,14 +157,14 @@ class Net:
                 # net_rps_action_and_irq_enable -> net_rps_send_ipi for each queued target
                 targets = cpu.rps_ipi_list
                 cpu.rps_ipi_list = []
-                yield sim.work(*[(S_RPS_IPI, 0)] * len(targets))
+                yield sim.work(*(S_RPS_IPI,) * len(targets))
                 for tgt in targets:
                     ev = env.timeout(sim.wakeup_delay(tgt))
                     ev.callbacks.append(lambda _e, c=tgt: c.raise_softirq_irq())
             if not cpu.softirq_pending:
                 return
             restarts += 1
-            if restarts >= self.max_restart or env.now - start >= self.max_softirq_ns:
+            if restarts >= self.max_restart or env._now - start >= self.max_softirq_ns:
                 # wakeup_softirqd(): the rest runs in ksoftirqd/N, a SCHED_OTHER task
                 cpu.softirq_deferred = True
                 cpu.ksoftirqd_wakeups += 1
@@ -177,10 +177,10 @@ class Net:
         env = self.env
         iq = cpu.process_queue or cpu.input_pkt_queue
         ctx.msg = iq[0][1] if iq else -1
-        yield sim.work((S_NET_RX_ACTION, 0))
+        yield sim.work(S_NET_RX_ACTION)
         cpu.defer_kicked = False
         budget = self.budget
-        time_limit = env.now + self.budget_ns
+        time_limit = env._now + self.budget_ns
         weight = self.weight
         while True:
             if cpu.defer_count:
@@ -203,7 +203,7 @@ class Net:
                     pq = iq
                 pkt = pq.popleft()
                 cpu.processed += 1
-                self.backlog_wait_ns += env.now - pkt[4]
+                self.backlog_wait_ns += env._now - pkt[4]
                 self.backlog_waits += 1
                 ctx.msg = pkt[1]
                 cpu.cur_pkt = pkt
@@ -211,7 +211,7 @@ class Net:
                 cpu.cur_pkt = None
                 work += 1
             budget -= work
-            if budget <= 0 or env.now >= time_limit:
+            if budget <= 0 or env._now >= time_limit:
                 cpu.time_squeeze += 1
                 cpu.softirq_pending = True  # napi stays on the poll list; NET_RX re-raised
                 return

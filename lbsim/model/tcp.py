@@ -50,9 +50,9 @@ timestamps (only their 12 option bytes).
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Generator
+from typing import Any, Generator, Iterable
 
-from lbsim.model.core import BH_ENABLE, CPU, PREEMPT, Sim, Task, WaitQueue
+from lbsim.model.core import BH_ENABLE, CPU, PREEMPT, LazyTimer, Sim, Task, WaitQueue
 from lbsim.model.netdev import Net
 from lbsim.model.skb import truesize_tcp
 from lbsim.model.socket import consume, plan_read
@@ -66,6 +66,25 @@ TCP_MSS_DEFAULT = 536
 TCP_MIN_MSS = 88
 RCV_RTT_NS = 100_000.0  # the DRS measurement round on lo (see TcpSock._rcv_space_adjust)
 HDR = 20 + 20 + 12  # IP + TCP + timestamp option bytes on the wire
+
+# the stages of the fixed commands (work items: stage ids), built once
+_XMIT = (S["tcp_transmit_skb"], S["ip_output"], S["dev_queue_xmit"], S["loopback_xmit"], S["netif_rx"])
+_XMIT_GSO_HEAD = (S["tcp_transmit_skb"], S["ip_output"], S["dev_queue_xmit"])
+_XMIT_GSO_SEG = (S["skb_gso_segment"], S["loopback_xmit"], S["netif_rx"])
+_SEND_ACK = (S["tcp_send_ack"], S["ip_output"], S["dev_queue_xmit"], S["loopback_xmit"], S["netif_rx"])
+_RCV = (S["process_backlog"], S["ip_rcv"], S["tcp_v4_rcv"])
+_SENDMSG = (S["syscall"], S["tcp_sendmsg"])
+_RECVMSG = (S["syscall"], S["tcp_recvmsg"])
+S_READABLE = S["sock_def_readable"]
+S_ACK = S["tcp_ack"]
+S_ADD_BACKLOG = S["tcp_add_backlog"]
+S_DELACK_TIMER = S["tcp_delack_timer"]
+S_RTX_TIMER = S["tcp_retransmit_timer"]
+S_ALLOC_SKB = S["tcp_stream_alloc_skb"]
+S_COPY_IN = S["skb_copy_to_page_nocache"]
+S_COPY_OUT = S["skb_copy_datagram_msg"]
+S_CLEANUP_RBUF = S["tcp_cleanup_rbuf"]
+S_RECVMSG = S["tcp_recvmsg"]
 
 
 def tcp_size_goal(mss: int, gso_max_size: int) -> tuple[int, int]:
@@ -85,6 +104,7 @@ class TcpSock:
     """One end of an established connection."""
 
     BOUNCE_SID = S["cacheline_transfer"]  # Sim.touch: the cache-line transfer this socket type costs
+    BOUNCE_ITEMS = (BOUNCE_SID,)  # the work items Sim.touch returns
 
     def __init__(self, sim: Sim, net: Net, name: str, *, kernel: Any, flow: int, stats: Any,
                  nodelay: bool, so_sndbuf: int | None, so_rcvbuf: int | None) -> None:
@@ -117,11 +137,14 @@ class TcpSock:
         self.cwnd = kernel.tcp_init_cwnd
         self.snd_wnd = 65535
         self.max_window = 0
+        self._goal_for = -1  # the max_window size_goal() was last computed for, and its result
+        self._goal = 0
         self.user_sndbuf = so_sndbuf is not None
         self.sndbuf = 2 * so_sndbuf if so_sndbuf is not None else kernel.tcp_wmem[1]
         self.wq_space = WaitQueue(f"{name} sk_wq (write)")
         self.rto_token = 0
         self.rto_armed = False
+        self.rto_timer = LazyTimer(self.env, self._rto_expired)
         self.msg_ends: deque[tuple[int, int]] = deque()  # (write_seq at the end of a write, msg)
         self.tx_cpu: CPU | None = None  # where tcp_sendmsg allocates our skbs (skb->alloc_cpu)
         # receive side
@@ -142,6 +165,7 @@ class TcpSock:
         self.last_rcv = -1e18
         self.delack_token = 0
         self.delack_armed = False
+        self.delack_timer = LazyTimer(self.env, self._delack_expired)
         self.rcvq_space = 0
         self.rcvq_time = 0.0
         # tcp_init_buffer_space: rcvq_space.space = min(rcv_wnd, TCP_INIT_CWND * advmss)
@@ -177,8 +201,13 @@ class TcpSock:
         return m
 
     def size_goal(self) -> int:
+        mw = self.max_window
+        if mw == self._goal_for:
+            return self._goal  # advmss and gso_max_size are fixed: it only changes with max_window
         mss = self.mss()
-        return tcp_size_goal(mss, self._bound_half_wnd(self.gso_max_size))[1]
+        self._goal = goal = tcp_size_goal(mss, self._bound_half_wnd(self.gso_max_size))[1]
+        self._goal_for = mw
+        return goal
 
     def _bound_half_wnd(self, size: int) -> int:
         mw = self.max_window
@@ -260,22 +289,19 @@ class TcpSock:
             self.packets_out += segs
             self.out_segs += segs
             ack, wnd = self._stamp_ack()
-            if self.last_rcv > self.env.now - self.delack_ns:
+            if self.last_rcv > self.env._now - self.delack_ns:
                 self.pingpong = True  # tcp_event_data_sent: a reply within ato
             self.data_packets += 1 if (self.tso or segs == 1) else segs
             if self.tso or segs == 1:
-                yield sim.work((S["tcp_transmit_skb"], 0), (S["ip_output"], 0), (S["dev_queue_xmit"], 0),
-                               (S["loopback_xmit"], 0), (S["netif_rx"], 0))
-                net.netif_rx(cpu, (self.peer, msg, length + HDR, self.flow, self.env.now, seq, length, segs,
+                yield sim.work(*_XMIT)
+                net.netif_rx(cpu, (self.peer, msg, length + HDR, self.flow, self.env._now, seq, length, segs,
                                    ack, wnd))
             else:
-                items = [(S["tcp_transmit_skb"], 0), (S["ip_output"], 0), (S["dev_queue_xmit"], 0)]
-                items += [(S["skb_gso_segment"], 0), (S["loopback_xmit"], 0), (S["netif_rx"], 0)] * segs
-                yield sim.work(*items)
+                yield sim.work(*_XMIT_GSO_HEAD, *(_XMIT_GSO_SEG * segs))
                 off = 0
                 while off < length:
                     n = min(mss, length - off)
-                    net.netif_rx(cpu, (self.peer, msg, n + HDR, self.flow, self.env.now, seq + off, n, 1, ack, wnd))
+                    net.netif_rx(cpu, (self.peer, msg, n + HDR, self.flow, self.env._now, seq + off, n, 1, ack, wnd))
                     off += n
             if not self.rto_armed:
                 self._arm_rto(cpu)
@@ -286,9 +312,8 @@ class TcpSock:
         """__tcp_send_ack: a pure ACK through the whole IP/lo path on this CPU."""
         ack, wnd = self._stamp_ack()
         self.pure_acks_sent += 1
-        yield self.sim.work((S["tcp_send_ack"], 0), (S["ip_output"], 0), (S["dev_queue_xmit"], 0),
-                            (S["loopback_xmit"], 0), (S["netif_rx"], 0))
-        self.net.netif_rx(cpu, (self.peer, -1, HDR, self.flow, self.env.now, self.snd_nxt, 0, 0, ack, wnd))
+        yield self.sim.work(*_SEND_ACK)
+        self.net.netif_rx(cpu, (self.peer, -1, HDR, self.flow, self.env._now, self.snd_nxt, 0, 0, ack, wnd))
         if in_task:
             yield BH_ENABLE
 
@@ -296,20 +321,22 @@ class TcpSock:
     def _arm_rto(self, cpu: CPU) -> None:
         self.rto_armed = True
         self.rto_token += 1
-        tok = self.rto_token
-        ev = self.env.timeout(self.rto_ns)
-        ev.callbacks.append(lambda _e: self.net.add_timer(cpu, (self, "rto", tok)) if tok == self.rto_token
-                            and self.rto_armed else None)
+        self.rto_timer.arm(self.rto_ns, cpu, self.rto_token)
+
+    def _rto_expired(self, cpu: CPU, tok: int) -> None:
+        if tok == self.rto_token and self.rto_armed:
+            self.net.add_timer(cpu, (self, "rto", tok))
 
     def _arm_delack(self, cpu: CPU) -> None:
         if self.delack_armed:
             return
         self.delack_armed = True
         self.delack_token += 1
-        tok = self.delack_token
-        ev = self.env.timeout(self.delack_ns)
-        ev.callbacks.append(lambda _e: self.net.add_timer(cpu, (self, "delack", tok))
-                            if tok == self.delack_token and self.delack_armed else None)
+        self.delack_timer.arm(self.delack_ns, cpu, self.delack_token)
+
+    def _delack_expired(self, cpu: CPU, tok: int) -> None:
+        if tok == self.delack_token and self.delack_armed:
+            self.net.add_timer(cpu, (self, "delack", tok))
 
     def timer(self, cpu: CPU, ctx: Any, item: tuple[Any, ...]) -> Generator[Any, None, None]:
         kind, tok = item[1], item[2]
@@ -320,7 +347,7 @@ class TcpSock:
             if self.owned:
                 self.deferred_delack = True  # TCP_DELACK_TIMER_DEFERRED
                 return
-            yield self.sim.work((S["tcp_delack_timer"], 0))
+            yield self.sim.work(S_DELACK_TIMER)
             if self.ack_pending:
                 self.quick = max(self.quick, 1) if not self.pingpong else self.quick
                 self.pingpong = False  # inet_csk_exit_pingpong_mode on delack timeout
@@ -332,7 +359,7 @@ class TcpSock:
             if self.owned:
                 self.deferred_rto = True
                 return
-            yield self.sim.work((S["tcp_retransmit_timer"], 0))
+            yield self.sim.work(S_RTX_TIMER)
             yield from self._retransmit(cpu, False)
 
     def _retransmit(self, cpu: CPU, in_task: bool) -> Generator[Any, None, None]:
@@ -360,7 +387,7 @@ class TcpSock:
     def rx(self, cpu: CPU, ctx: Any, pkt: tuple[Any, ...]) -> Generator[Any, None, None]:
         """process_backlog -> ip_rcv -> tcp_v4_rcv."""
         sim = self.sim
-        yield sim.work((S["process_backlog"], 0), (S["ip_rcv"], 0), (S["tcp_v4_rcv"], 0), *sim.touch(self, cpu))
+        yield sim.work(*_RCV, *sim.touch(self, cpu))
         # bh_lock_sock_nested + sock_owned_by_user, decided now (the owner may have let go
         # while this CPU was in ip_rcv)
         if self.owned:
@@ -371,7 +398,7 @@ class TcpSock:
                 return
             self.backlog.append(pkt)
             self.backlog_bytes += pkt[6] + 832
-            yield sim.work((S["tcp_add_backlog"], 0))
+            yield sim.work(S_ADD_BACKLOG)
             return
         yield from self.do_rcv(cpu, pkt, False)
 
@@ -396,7 +423,7 @@ class TcpSock:
             self.ack_pending = True
             yield from self.send_ack(cpu, in_task)
             return
-        now = self.env.now
+        now = self.env._now
         self.rcv_nxt += length
         if self.modern and self.rcvq:
             # tcp_queue_rcv -> tcp_try_coalesce (3.5+): in-order data joins the tail skb of a
@@ -425,8 +452,7 @@ class TcpSock:
         self.last_rcv = now
         self.ack_pending = True
         waiter = self.wq_data.waiters[0] if self.wq_data.waiters else None
-        items = [(S["sock_def_readable"], 0)] + sim.wake_items(waiter, cpu)
-        yield sim.work(*items)
+        yield sim.work(S_READABLE, *sim.wake_items(waiter, cpu))
         if self.wq_data.waiters:
             sim.wake_all(self.wq_data, cpu)
         # ---- __tcp_ack_snd_check
@@ -476,11 +502,11 @@ class TcpSock:
             self._arm_rto(cpu)
         else:
             self.rto_armed = False
-        items = [(S["tcp_ack"], 0)]
         wake = bool(self.wq_space.waiters) and self.wmem_queued * 3 <= self.sndbuf * 2
         if wake:
-            items += [(S["sock_def_readable"], 0)] + sim.wake_items(self.wq_space.waiters[0], cpu)
-        yield sim.work(*items)
+            yield sim.work(S_ACK, S_READABLE, *sim.wake_items(self.wq_space.waiters[0], cpu))
+        else:
+            yield sim.work(S_ACK)
         if wake and self.wq_space.waiters and self.wmem_queued * 3 <= self.sndbuf * 2:
             sim.wake_all(self.wq_space, cpu)  # sk_stream_write_space
         # tcp_data_snd_check: transmit more from this context
@@ -491,8 +517,14 @@ class TcpSock:
     def lock_sock(self) -> None:
         self.owned = True
 
-    def release_sock(self, cpu: CPU) -> Generator[Any, None, None]:
+    def release_sock(self, cpu: CPU) -> Iterable[Any]:
         """__release_sock: process the backlog in task context, then tcp_release_cb."""
+        if not (self.backlog or self.deferred_rto or self.deferred_delack):
+            self.owned = False
+            return ()  # nothing to process: no generator to run
+        return self._release_sock(cpu)
+
+    def _release_sock(self, cpu: CPU) -> Generator[Any, None, None]:
         sim = self.sim
         while True:  # anything that arrives while we work here also waits for us
             while self.backlog:
@@ -501,13 +533,13 @@ class TcpSock:
                 yield from self.do_rcv(cpu, pkt, True)
             if self.deferred_rto:
                 self.deferred_rto = False
-                yield sim.work((S["tcp_retransmit_timer"], 0))
+                yield sim.work(S_RTX_TIMER)
                 yield from self._retransmit(cpu, True)
                 continue
             if self.deferred_delack:
                 self.deferred_delack = False
                 if self.ack_pending:
-                    yield sim.work((S["tcp_delack_timer"], 0))
+                    yield sim.work(S_DELACK_TIMER)
                     yield from self.send_ack(cpu, True)
                 continue
             break
@@ -517,7 +549,7 @@ class TcpSock:
     def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
         sim = self.sim
         cpu = task.cpu
-        yield sim.work((S["syscall"], 0), (S["tcp_sendmsg"], 0), *sim.touch(self, cpu))
+        yield sim.work(*_SENDMSG, *sim.touch(self, cpu))
         self.tx_cpu = cpu
         self.lock_sock()
         self.stats.sent(msg, nbytes, t_send)
@@ -529,11 +561,11 @@ class TcpSock:
                 # sk_stream_wait_memory: push what we have, release the lock, sleep
                 yield from self.write_xmit(cpu, True, True)
                 yield from self.release_sock(cpu)
-                t0 = self.env.now
+                t0 = self.env._now
                 # woken by sk_stream_write_space only once wmem_queued <= 2/3 sndbuf
                 while self.wmem_queued >= self.sndbuf:
                     yield self.wq_space
-                self.stats.blocked(self.env.now - t0)
+                self.stats.blocked(self.env._now - t0)
                 self.lock_sock()
                 continue
             goal = self.size_goal()
@@ -541,13 +573,13 @@ class TcpSock:
                 room = goal - self.write_q[-1]
                 chunk = min(room, left)
                 self.write_q[-1] += chunk
-                items = [(S["skb_copy_to_page_nocache"], chunk, self._cold())]
+                items = ((S_COPY_IN, chunk, self._cold()),)
             else:
                 chunk = min(goal, left)
                 self.write_q.append(chunk)
                 self.tail_open = True
                 new_skbs += 1
-                items = [(S["tcp_stream_alloc_skb"], 0), (S["skb_copy_to_page_nocache"], chunk, self._cold())]
+                items = (S_ALLOC_SKB, (S_COPY_IN, chunk, self._cold()))
             old = self.write_q[-1] - chunk
             self.wmem_queued += truesize_tcp(self.write_q[-1], self.modern) - (
                 truesize_tcp(old, self.modern) if old else 0)
@@ -571,7 +603,7 @@ class TcpSock:
         """tcp_recvmsg: returns bytes copied (>= 1; returns as soon as data was copied)."""
         sim = self.sim
         cpu = task.cpu
-        yield sim.work((S["syscall"], 0), (S["tcp_recvmsg"], 0), *sim.touch(self, cpu))
+        yield sim.work(*_RECVMSG, *sim.touch(self, cpu))
         self.lock_sock()
         while not self.rcvq:
             # sk_wait_data: flush the backlog, maybe ACK, release the lock and sleep
@@ -584,19 +616,17 @@ class TcpSock:
             if not self.rcvq:
                 yield from self.release_sock(cpu)
                 self.lock_sock()
-        copied, wait, _, nfree = plan_read(self.rcvq, bufsize, self.env.now)
-        sim.stage_wait[S["tcp_recvmsg"]] += wait
+        copied, wait, _, nfree = plan_read(self.rcvq, bufsize, self.env._now)
+        sim.stage_wait[S_RECVMSG] += wait
         task.msg = self.rcvq[0][5]
-        items = [(S["skb_copy_datagram_msg"], copied, self.peer._cold())]
-        kick = None
         if nfree:
             # tcp_eat_recv_skb -> skb_attempt_defer_free for each skb consumed whole
             frees, kick = self.net.defer_free(cpu, self.peer.tx_cpu, nfree)
-            items += frees
-        items.append((S["tcp_cleanup_rbuf"], 0))
-        yield sim.work(*items)
-        if kick is not None:
-            self.net.kick_defer(kick)
+            yield sim.work((S_COPY_OUT, copied, self.peer._cold()), *frees, S_CLEANUP_RBUF)
+            if kick is not None:
+                self.net.kick_defer(kick)
+        else:
+            yield sim.work((S_COPY_OUT, copied, self.peer._cold()), S_CLEANUP_RBUF)
         consume(self.rcvq, copied, self._uncharge)
         self.copied_seq += copied
         self._rcv_space_adjust(copied)
@@ -625,7 +655,7 @@ class TcpSock:
         to memory, up to tcp_rmem[2].  The round is RCV_RTT_NS: on lo the receiver's RTT
         estimate (tcp_rcv_rtt_measure_ts) is tens to hundreds of microseconds."""
         self.rcvq_space += copied
-        now = self.env.now
+        now = self.env._now
         if now - self.rcvq_time < RCV_RTT_NS:
             return
         space = self.rcvq_space

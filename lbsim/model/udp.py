@@ -32,6 +32,19 @@ from lbsim.model.stages import SID
 __all__ = ["UdpSocket", "udp_fragments"]
 
 S = SID
+# the stages of the fixed commands (work items: stage ids), built once
+_XMIT = (S["dev_queue_xmit"], S["loopback_xmit"], S["netif_rx"])
+_XMIT_FRAG = (S["ip_fragment"], S["dev_queue_xmit"], S["loopback_xmit"], S["netif_rx"])
+_RCV = (S["process_backlog"], S["ip_rcv"], S["udp_rcv"])
+_RCV_FRAG = (S["process_backlog"], S["ip_rcv"], S["ip_defrag"])
+S_SYSCALL = S["syscall"]
+S_SENDMSG = S["udp_sendmsg"]
+S_COPY_IN = S["ip_generic_getfrag"]
+S_IP_OUTPUT = S["ip_output"]
+S_UDP_RCV = S["udp_rcv"]
+S_READABLE = S["sock_def_readable"]
+S_RECVMSG = S["udp_recvmsg"]
+S_COPY_OUT = S["skb_copy_datagram_msg"]
 
 
 def udp_fragments(payload: int, mtu: int) -> list[int]:
@@ -52,6 +65,7 @@ class UdpSocket:
     """A connected UDP socket pair's receiving end, with the sender's send path."""
 
     BOUNCE_SID = S["cacheline_transfer"]  # Sim.touch: the cache-line transfer this socket type costs
+    BOUNCE_ITEMS = (BOUNCE_SID,)  # the work items Sim.touch returns
 
     def __init__(self, sim: Sim, net: Net, *, rcvbuf: int, flow: int, stats: Any) -> None:
         self.sim = sim
@@ -77,8 +91,7 @@ class UdpSocket:
     def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
         sim = self.sim
         frags = udp_fragments(nbytes, self.mtu)
-        yield sim.work((S["syscall"], 0), (S["udp_sendmsg"], 0), (S["ip_generic_getfrag"], nbytes, self.rmem > sim.cache_bytes),
-                       (S["ip_output"], 0))
+        yield sim.work(S_SYSCALL, S_SENDMSG, (S_COPY_IN, nbytes, self.rmem > sim.cache_bytes), S_IP_OUTPUT)
         cpu = task.cpu
         nfr = len(frags)
         if nfr > 1:
@@ -87,13 +100,12 @@ class UdpSocket:
         self.stats.sent(msg, nbytes, t_send)
         for i, flen in enumerate(frags):
             if nfr > 1:
-                w = sim.work((S["ip_fragment"], 0), (S["dev_queue_xmit"], 0), (S["loopback_xmit"], 0),
-                             (S["netif_rx"], 0))
+                w = sim.work(*_XMIT_FRAG)
             else:
-                w = sim.work((S["dev_queue_xmit"], 0), (S["loopback_xmit"], 0), (S["netif_rx"], 0))
+                w = sim.work(*_XMIT)
             yield w
             last = i == nfr - 1
-            self.net.netif_rx(cpu, (self, msg, flen + 20, self.flow, self.env.now, nbytes, truesize, t_send,
+            self.net.netif_rx(cpu, (self, msg, flen + 20, self.flow, self.env._now, nbytes, truesize, t_send,
                                     nfr > 1, last))
             yield BH_ENABLE
         yield PREEMPT
@@ -112,7 +124,7 @@ class UdpSocket:
         msg = pkt[1]
         if pkt[8]:
             # ip_local_deliver -> ip_defrag: queue until the datagram is complete
-            yield sim.work((S["process_backlog"], 0), (S["ip_rcv"], 0), (S["ip_defrag"], 0))
+            yield sim.work(*_RCV_FRAG)
             left = self.frag_pending.get(msg, 0) - 1
             if left > 0:
                 self.frag_pending[msg] = left
@@ -121,16 +133,15 @@ class UdpSocket:
             if msg in self.frag_dead:
                 self.frag_dead.discard(msg)
                 return
-            head = (S["udp_rcv"], 0)
-            items = [head]
+            items = [S_UDP_RCV]
         else:
-            items = [(S["process_backlog"], 0), (S["ip_rcv"], 0), (S["udp_rcv"], 0)]
+            items = list(_RCV)
         items += sim.touch(self, cpu)
         truesize = pkt[6]
         accept = self._rcvbuf_accepts(truesize)
         waiter = self.wq.waiters[0] if (accept and self.wq.waiters) else None
         if accept:
-            items.append((S["sock_def_readable"], 0))
+            items.append(S_READABLE)
             items += sim.wake_items(waiter, cpu)
         yield sim.work(*items)
         if not self._rcvbuf_accepts(truesize):  # re-check at the time the skb is charged
@@ -140,7 +151,7 @@ class UdpSocket:
         self.rmem += truesize
         if self.rmem > self.max_rmem:
             self.max_rmem = self.rmem
-        self.queue.append((msg, pkt[5], truesize, pkt[7], self.env.now))
+        self.queue.append((msg, pkt[5], truesize, pkt[7], self.env._now))
         if self.wq.waiters:
             sim.wake_all(self.wq, cpu)
 
@@ -156,15 +167,14 @@ class UdpSocket:
     def recvmsg(self, task: Task, bufsize: int) -> Generator[Any, None, int]:
         """Returns the bytes read; ``task.msg`` names the datagram."""
         sim = self.sim
-        yield sim.work((S["syscall"], 0))
+        yield sim.work(S_SYSCALL)
         while not self.queue:
             yield self.wq
         msg, length, truesize, t_send, t_enq = self.queue.popleft()
-        sim.stage_wait[S["udp_recvmsg"]] += self.env.now - t_enq
+        sim.stage_wait[S_RECVMSG] += self.env._now - t_enq
         n = min(length, bufsize)
         task.msg = msg
-        yield sim.work((S["udp_recvmsg"], 0), (S["skb_copy_datagram_msg"], n, self.rmem > sim.cache_bytes),
-                       *sim.touch(self, task.cpu))
+        yield sim.work(S_RECVMSG, (S_COPY_OUT, n, self.rmem > sim.cache_bytes), *sim.touch(self, task.cpu))
         self.rmem -= truesize
         yield PREEMPT
         return n

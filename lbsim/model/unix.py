@@ -25,7 +25,7 @@ Left out: credentials/SCM (``maybe_add_creds``, no ancillary data in the workloa
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Generator
+from typing import Any, Generator, Iterable
 
 from lbsim.model.core import PREEMPT, Sim, Task, WaitQueue
 from lbsim.model.skb import truesize_unix_dgram, truesize_unix_stream
@@ -35,10 +35,19 @@ from lbsim.model.stages import SID
 __all__ = ["UnixStream", "UnixDgram"]
 
 S = SID
+S_SYSCALL = S["syscall"]
+S_READABLE = S["sock_def_readable"]
+S_STREAM_SENDMSG = S["unix_stream_sendmsg"]
+S_STREAM_RECVMSG = S["unix_stream_recvmsg"]
+S_DGRAM_SENDMSG = S["unix_dgram_sendmsg"]
+S_DGRAM_RECVMSG = S["unix_dgram_recvmsg"]
+S_COPY_IN = S["skb_copy_datagram_from_iter"]
+S_COPY_OUT = S["skb_copy_datagram_msg"]
 
 
 class _UnixBase:
     BOUNCE_SID = S["cacheline_transfer_unix"]  # Sim.touch: the cache-line transfer this socket type costs
+    BOUNCE_ITEMS = (BOUNCE_SID,)  # the work items Sim.touch returns
 
     def __init__(self, sim: Sim, *, sndbuf: int, stats: Any, modern: bool) -> None:
         self.sim = sim
@@ -53,9 +62,9 @@ class _UnixBase:
         self.sender_blocked = 0
         self.last_cpu: Any = None  # the CPU that touched the peer's queue last
 
-    def _wake_items(self, wq: WaitQueue, cpu: Any) -> list[tuple[int, int]]:
+    def _wake_items(self, wq: WaitQueue, cpu: Any) -> tuple[int, ...]:
         """sk_data_ready / sk_write_space cost, plus try_to_wake_up when someone sleeps."""
-        return [(S["sock_def_readable"], 0)] + self.sim.wake_items(wq.waiters[0] if wq.waiters else None, cpu)
+        return (S_READABLE, *self.sim.wake_items(wq.waiters[0] if wq.waiters else None, cpu))
 
     def _free(self, truesize: int, cpu: Any) -> None:
         """sock_wfree -> unix_write_space: wake the sender socket's sleepers once
@@ -65,29 +74,33 @@ class _UnixBase:
         if self.wq_space.waiters and self.wmem * 4 <= self.sndbuf:
             self.sim.wake_all(self.wq_space, cpu)
 
-    def _free_items(self, truesize: int, cpu: Any) -> list[tuple[int, int]]:
+    def _free_items(self, truesize: int, cpu: Any) -> tuple[int, ...]:
         if self.wq_space.waiters and (self.wmem - truesize) * 4 <= self.sndbuf:
             return self._wake_items(self.wq_space, cpu)
-        return []
+        return ()
 
-    def _wait_wmem(self, task: Task) -> Generator[Any, None, None]:
+    def _wait_wmem(self, task: Task) -> Iterable[Any]:
         """sock_alloc_send_pskb -> sock_wait_for_wmem while wmem_alloc >= sndbuf."""
         if self.wmem >= self.sndbuf:
-            self.sender_blocked += 1
-            t0 = self.env.now
-            while self.wmem >= self.sndbuf:
-                yield self.wq_space
-            self.stats.blocked(self.env.now - t0)
+            return self._wait_wmem_sleep()
+        return ()  # room: no generator to run
+
+    def _wait_wmem_sleep(self) -> Generator[Any, None, None]:
+        self.sender_blocked += 1
+        t0 = self.env._now
+        while self.wmem >= self.sndbuf:
+            yield self.wq_space
+        self.stats.blocked(self.env._now - t0)
 
     def _queue_on_peer(self, msg: int, size: int, truesize: int, cpu: Any) -> None:
         """skb_queue_tail(&other->sk_receive_queue) + other->sk_data_ready(other)."""
-        self.queue.append([msg, size, 0, truesize, self.env.now])
+        self.queue.append([msg, size, 0, truesize, self.env._now])
         if self.wq_data.waiters:
             self.sim.wake_all(self.wq_data, cpu)
 
     def _enter_recv(self) -> Generator[Any, None, None]:
         """The receive call's entry, then sleep until the peer's queue holds something."""
-        yield self.sim.work((S["syscall"], 0))
+        yield self.sim.work(S_SYSCALL)
         while not self.queue:
             yield self.wq_data
 
@@ -108,7 +121,7 @@ class UnixStream(_UnixBase):
     def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
         sim = self.sim
         cpu = task.cpu
-        yield sim.work((S["syscall"], 0))
+        yield sim.work(S_SYSCALL)
         self.stats.sent(msg, nbytes, t_send)
         left = nbytes
         while left > 0:
@@ -118,10 +131,8 @@ class UnixStream(_UnixBase):
             yield from self._wait_wmem(task)
             truesize = truesize_unix_stream(size, self.modern)
             self.wmem += truesize  # skb_set_owner_w in sock_alloc_send_pskb
-            items = [(S["unix_stream_sendmsg"], 0),
-                     (S["skb_copy_datagram_from_iter"], size, self.wmem > sim.cache_bytes), *sim.touch(self, cpu)]
-            items += self._wake_items(self.wq_data, cpu)
-            yield sim.work(*items)
+            yield sim.work(S_STREAM_SENDMSG, (S_COPY_IN, size, self.wmem > sim.cache_bytes), *sim.touch(self, cpu),
+                           *self._wake_items(self.wq_data, cpu))
             self._queue_on_peer(msg, size, truesize, cpu)
             left -= size
         yield PREEMPT
@@ -130,11 +141,13 @@ class UnixStream(_UnixBase):
         """unix_stream_read_generic; returns the bytes copied."""
         sim = self.sim
         cpu = task.cpu
-        yield from self._enter_recv()
-        copied, wait, freed, _ = plan_read(self.queue, bufsize, self.env.now)
-        sim.stage_wait[S["unix_stream_recvmsg"]] += wait
-        items = [(S["unix_stream_recvmsg"], 0), (S["skb_copy_datagram_msg"], copied, self.wmem > sim.cache_bytes),
-                 *sim.touch(self, cpu)]
+        # _enter_recv(), inlined: the call's entry, then sleep until the queue holds something
+        yield sim.work(S_SYSCALL)
+        while not self.queue:
+            yield self.wq_data
+        copied, wait, freed, _ = plan_read(self.queue, bufsize, self.env._now)
+        sim.stage_wait[S_STREAM_RECVMSG] += wait
+        items = (S_STREAM_RECVMSG, (S_COPY_OUT, copied, self.wmem > sim.cache_bytes), *sim.touch(self, cpu))
         if freed:
             items += self._free_items(freed, cpu)
         task.msg = self.queue[0][0]
@@ -153,23 +166,22 @@ class UnixDgram(_UnixBase):
     def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
         sim = self.sim
         cpu = task.cpu
-        yield sim.work((S["syscall"], 0))
+        yield sim.work(S_SYSCALL)
         yield from self._wait_wmem(task)
         truesize = truesize_unix_dgram(nbytes, self.modern)
         self.wmem += truesize
         full = len(self.queue) > self.max_qlen
-        items = [(S["unix_dgram_sendmsg"], 0),
-                 (S["skb_copy_datagram_from_iter"], nbytes, self.wmem > sim.cache_bytes), *sim.touch(self, cpu)]
+        items = (S_DGRAM_SENDMSG, (S_COPY_IN, nbytes, self.wmem > sim.cache_bytes), *sim.touch(self, cpu))
         if not full:
             items += self._wake_items(self.wq_data, cpu)
         yield sim.work(*items)
         if len(self.queue) > self.max_qlen:
             # unix_recvq_full_lockless(other) -> unix_wait_for_peer(), then restart_locked
             self.sender_blocked += 1
-            t0 = self.env.now
+            t0 = self.env._now
             while len(self.queue) > self.max_qlen:
                 yield self.peer_wait
-            self.stats.blocked(self.env.now - t0)
+            self.stats.blocked(self.env._now - t0)
             yield sim.work(*self._wake_items(self.wq_data, cpu))
         self.stats.sent(msg, nbytes, t_send)
         self._queue_on_peer(msg, nbytes, truesize, cpu)
@@ -179,16 +191,18 @@ class UnixDgram(_UnixBase):
         """__unix_dgram_recvmsg; returns the bytes read, ``task.msg`` names the datagram."""
         sim = self.sim
         cpu = task.cpu
-        yield from self._enter_recv()
+        # _enter_recv(), inlined: the call's entry, then sleep until the queue holds something
+        yield sim.work(S_SYSCALL)
+        while not self.queue:
+            yield self.wq_data
         skb = self.queue.popleft()
-        sim.stage_wait[S["unix_dgram_recvmsg"]] += self.env.now - skb[4]
+        sim.stage_wait[S_DGRAM_RECVMSG] += self.env._now - skb[4]
         task.msg = skb[0]
         n = min(skb[1], bufsize)
-        items = [(S["unix_dgram_recvmsg"], 0), *sim.touch(self, cpu)]
+        items = (S_DGRAM_RECVMSG, *sim.touch(self, cpu))
         if self.peer_wait.waiters:
             items += self._wake_items(self.peer_wait, cpu)
-        items.append((S["skb_copy_datagram_msg"], n, self.wmem > sim.cache_bytes))
-        items += self._free_items(skb[3], cpu)
+        items += ((S_COPY_OUT, n, self.wmem > sim.cache_bytes), *self._free_items(skb[3], cpu))
         # wake_up_interruptible_sync_poll(&u->peer_wait) happens right after the dequeue
         if self.peer_wait.waiters:
             sim.wake(self.peer_wait.waiters[0], cpu)  # exclusive wait: one writer

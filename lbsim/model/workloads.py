@@ -49,22 +49,34 @@ def _recv_exact(ch: Channel, task: Task, nbytes: int) -> Generator[Any, None, No
 def pingpong_client(task: Task, out: Channel, back: Channel, *, messages: int, nbytes: int, ids: Any,
                     record: Callable[[float], None]) -> Generator[Any, None, None]:
     env_now = task.cpu.env
+    send = out.send
+    recv, stream, received, msg_of = back.recv, back.stream, back.stats.received, back.msg_of
     for _ in range(messages):
         msg = next(ids)
         task.msg = msg
-        t0 = env_now.now
-        yield from out.send(task, msg, nbytes, t0)
-        yield from _recv_exact(back, task, nbytes)
-        record(env_now.now - t0)
+        t0 = env_now._now
+        yield from send(task, msg, nbytes, t0)
+        got = 0
+        while got < nbytes:  # _recv_exact(back, task, nbytes), inlined: one generator less
+            n = yield from recv(task, nbytes - got if stream else nbytes)
+            got += n if stream else nbytes
+            received(n, msg_of(task))
+        record(env_now._now - t0)
 
 
 def echo_server(task: Task, inbound: Channel, reply: Channel, *, nbytes: int, ids: Any) -> Generator[Any, None, None]:
     env = task.cpu.env
+    send = reply.send
+    recv, stream, received, msg_of = inbound.recv, inbound.stream, inbound.stats.received, inbound.msg_of
     while True:
-        yield from _recv_exact(inbound, task, nbytes)
+        got = 0
+        while got < nbytes:  # _recv_exact(inbound, task, nbytes), inlined: one generator less
+            n = yield from recv(task, nbytes - got if stream else nbytes)
+            got += n if stream else nbytes
+            received(n, msg_of(task))
         msg = next(ids)
         task.msg = msg
-        yield from reply.send(task, msg, nbytes, env.now)
+        yield from send(task, msg, nbytes, env._now)
 
 
 def one_way_sender(task: Task, out: Channel, *, messages: int, nbytes: int, ids: Any,
@@ -74,13 +86,13 @@ def one_way_sender(task: Task, out: Channel, *, messages: int, nbytes: int, ids:
     for i in range(messages):
         if arrivals is not None:
             t = next(arrivals)
-            if t > env.now:
+            if t > env._now:
                 yield Sleep(t)
         elif burst is not None and i and i % burst[0] == 0 and burst[1] > 0:
-            yield Sleep(env.now + burst[1])
+            yield Sleep(env._now + burst[1])
         msg = next(ids)
         task.msg = msg
-        yield from out.send(task, msg, nbytes, env.now)
+        yield from out.send(task, msg, nbytes, env._now)
 
 
 def sink(task: Task, inbound: Channel, *, nbytes: int) -> Generator[Any, None, None]:
