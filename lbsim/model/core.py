@@ -324,13 +324,14 @@ class CPU:
                 if self.softirq_active and kind != CTX_SOFTIRQ and ctx is self.ksoftirqd:
                     kind = CTX_SOFTIRQ
                 if plain and len(work) == 2:
-                    # Sim.account_work, inlined (the common case: accounted in one piece, no trace)
-                    total = 0.0
-                    for sid, ns in work[1]:
+                    # Sim.account_work, inlined (the common case: accounted in one piece, no
+                    # trace).  work[0] is the sum of the stages, added up in their order by
+                    # Sim.work; a command without stages (the busy spinner) adds 0.0.
+                    stages = work[1]
+                    for sid, ns in stages:
                         count[sid] += 1
                         busy[sid] += ns
-                        total += ns
-                    cpu_busy[kind] += total
+                    cpu_busy[kind] += work[0] if stages else 0.0
                 else:
                     sim.account_work(self, ctx, work, kind)
                 work = None
@@ -790,6 +791,22 @@ class Sim:
                 except IndexError:
                     ns *= self._refill(sid)
                 stages.append((sid, ns))
+            total += ns
+        return [total, stages]
+
+    def work_ids(self, *sids: int) -> list[Any]:
+        """``work()`` for items that are all stage ids (per-packet work, no bytes): the same
+        command, without testing each item's type."""
+        fixed0 = self._fixed0
+        draw = self._draw
+        stages = []
+        total = 0.0
+        for sid in sids:
+            try:
+                ns = fixed0[sid] * draw[sid]()
+            except IndexError:
+                ns = fixed0[sid] * self._refill(sid)
+            stages.append((sid, ns))
             total += ns
         return [total, stages]
 

@@ -157,7 +157,7 @@ class Net:
                 # net_rps_action_and_irq_enable -> net_rps_send_ipi for each queued target
                 targets = cpu.rps_ipi_list
                 cpu.rps_ipi_list = []
-                yield sim.work(*(S_RPS_IPI,) * len(targets))
+                yield sim.work_ids(*(S_RPS_IPI,) * len(targets))
                 for tgt in targets:
                     ev = env.timeout(sim.wakeup_delay(tgt))
                     ev.callbacks.append(lambda _e, c=tgt: c.raise_softirq_irq())
@@ -177,7 +177,7 @@ class Net:
         env = self.env
         iq = cpu.process_queue or cpu.input_pkt_queue
         ctx.msg = iq[0][1] if iq else -1
-        yield sim.work(S_NET_RX_ACTION)
+        yield sim.work_ids(S_NET_RX_ACTION)
         cpu.defer_kicked = False
         budget = self.budget
         time_limit = env._now + self.budget_ns

@@ -293,11 +293,11 @@ class TcpSock:
                 self.pingpong = True  # tcp_event_data_sent: a reply within ato
             self.data_packets += 1 if (self.tso or segs == 1) else segs
             if self.tso or segs == 1:
-                yield sim.work(*_XMIT)
+                yield sim.work_ids(*_XMIT)
                 net.netif_rx(cpu, (self.peer, msg, length + HDR, self.flow, self.env._now, seq, length, segs,
                                    ack, wnd))
             else:
-                yield sim.work(*_XMIT_GSO_HEAD, *(_XMIT_GSO_SEG * segs))
+                yield sim.work_ids(*_XMIT_GSO_HEAD, *(_XMIT_GSO_SEG * segs))
                 off = 0
                 while off < length:
                     n = min(mss, length - off)
@@ -312,7 +312,7 @@ class TcpSock:
         """__tcp_send_ack: a pure ACK through the whole IP/lo path on this CPU."""
         ack, wnd = self._stamp_ack()
         self.pure_acks_sent += 1
-        yield self.sim.work(*_SEND_ACK)
+        yield self.sim.work_ids(*_SEND_ACK)
         self.net.netif_rx(cpu, (self.peer, -1, HDR, self.flow, self.env._now, self.snd_nxt, 0, 0, ack, wnd))
         if in_task:
             yield BH_ENABLE
@@ -347,7 +347,7 @@ class TcpSock:
             if self.owned:
                 self.deferred_delack = True  # TCP_DELACK_TIMER_DEFERRED
                 return
-            yield self.sim.work(S_DELACK_TIMER)
+            yield self.sim.work_ids(S_DELACK_TIMER)
             if self.ack_pending:
                 self.quick = max(self.quick, 1) if not self.pingpong else self.quick
                 self.pingpong = False  # inet_csk_exit_pingpong_mode on delack timeout
@@ -359,7 +359,7 @@ class TcpSock:
             if self.owned:
                 self.deferred_rto = True
                 return
-            yield self.sim.work(S_RTX_TIMER)
+            yield self.sim.work_ids(S_RTX_TIMER)
             yield from self._retransmit(cpu, False)
 
     def _retransmit(self, cpu: CPU, in_task: bool) -> Generator[Any, None, None]:
@@ -387,7 +387,7 @@ class TcpSock:
     def rx(self, cpu: CPU, ctx: Any, pkt: tuple[Any, ...]) -> Generator[Any, None, None]:
         """process_backlog -> ip_rcv -> tcp_v4_rcv."""
         sim = self.sim
-        yield sim.work(*_RCV, *sim.touch(self, cpu))
+        yield sim.work_ids(*_RCV, *sim.touch(self, cpu))
         # bh_lock_sock_nested + sock_owned_by_user, decided now (the owner may have let go
         # while this CPU was in ip_rcv)
         if self.owned:
@@ -398,7 +398,7 @@ class TcpSock:
                 return
             self.backlog.append(pkt)
             self.backlog_bytes += pkt[6] + 832
-            yield sim.work(S_ADD_BACKLOG)
+            yield sim.work_ids(S_ADD_BACKLOG)
             return
         yield from self.do_rcv(cpu, pkt, False)
 
@@ -452,7 +452,7 @@ class TcpSock:
         self.last_rcv = now
         self.ack_pending = True
         waiter = self.wq_data.waiters[0] if self.wq_data.waiters else None
-        yield sim.work(S_READABLE, *sim.wake_items(waiter, cpu))
+        yield sim.work_ids(S_READABLE, *sim.wake_items(waiter, cpu))
         if self.wq_data.waiters:
             sim.wake_all(self.wq_data, cpu)
         # ---- __tcp_ack_snd_check
@@ -504,9 +504,9 @@ class TcpSock:
             self.rto_armed = False
         wake = bool(self.wq_space.waiters) and self.wmem_queued * 3 <= self.sndbuf * 2
         if wake:
-            yield sim.work(S_ACK, S_READABLE, *sim.wake_items(self.wq_space.waiters[0], cpu))
+            yield sim.work_ids(S_ACK, S_READABLE, *sim.wake_items(self.wq_space.waiters[0], cpu))
         else:
-            yield sim.work(S_ACK)
+            yield sim.work_ids(S_ACK)
         if wake and self.wq_space.waiters and self.wmem_queued * 3 <= self.sndbuf * 2:
             sim.wake_all(self.wq_space, cpu)  # sk_stream_write_space
         # tcp_data_snd_check: transmit more from this context
@@ -533,13 +533,13 @@ class TcpSock:
                 yield from self.do_rcv(cpu, pkt, True)
             if self.deferred_rto:
                 self.deferred_rto = False
-                yield sim.work(S_RTX_TIMER)
+                yield sim.work_ids(S_RTX_TIMER)
                 yield from self._retransmit(cpu, True)
                 continue
             if self.deferred_delack:
                 self.deferred_delack = False
                 if self.ack_pending:
-                    yield sim.work(S_DELACK_TIMER)
+                    yield sim.work_ids(S_DELACK_TIMER)
                     yield from self.send_ack(cpu, True)
                 continue
             break
@@ -549,7 +549,7 @@ class TcpSock:
     def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
         sim = self.sim
         cpu = task.cpu
-        yield sim.work(*_SENDMSG, *sim.touch(self, cpu))
+        yield sim.work_ids(*_SENDMSG, *sim.touch(self, cpu))
         self.tx_cpu = cpu
         self.lock_sock()
         self.stats.sent(msg, nbytes, t_send)
@@ -603,7 +603,7 @@ class TcpSock:
         """tcp_recvmsg: returns bytes copied (>= 1; returns as soon as data was copied)."""
         sim = self.sim
         cpu = task.cpu
-        yield sim.work(*_RECVMSG, *sim.touch(self, cpu))
+        yield sim.work_ids(*_RECVMSG, *sim.touch(self, cpu))
         self.lock_sock()
         while not self.rcvq:
             # sk_wait_data: flush the backlog, maybe ACK, release the lock and sleep

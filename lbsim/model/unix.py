@@ -100,7 +100,7 @@ class _UnixBase:
 
     def _enter_recv(self) -> Generator[Any, None, None]:
         """The receive call's entry, then sleep until the peer's queue holds something."""
-        yield self.sim.work(S_SYSCALL)
+        yield self.sim.work_ids(S_SYSCALL)
         while not self.queue:
             yield self.wq_data
 
@@ -121,7 +121,7 @@ class UnixStream(_UnixBase):
     def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
         sim = self.sim
         cpu = task.cpu
-        yield sim.work(S_SYSCALL)
+        yield sim.work_ids(S_SYSCALL)
         self.stats.sent(msg, nbytes, t_send)
         left = nbytes
         while left > 0:
@@ -142,7 +142,7 @@ class UnixStream(_UnixBase):
         sim = self.sim
         cpu = task.cpu
         # _enter_recv(), inlined: the call's entry, then sleep until the queue holds something
-        yield sim.work(S_SYSCALL)
+        yield sim.work_ids(S_SYSCALL)
         while not self.queue:
             yield self.wq_data
         copied, wait, freed, _ = plan_read(self.queue, bufsize, self.env._now)
@@ -166,7 +166,7 @@ class UnixDgram(_UnixBase):
     def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
         sim = self.sim
         cpu = task.cpu
-        yield sim.work(S_SYSCALL)
+        yield sim.work_ids(S_SYSCALL)
         yield from self._wait_wmem(task)
         truesize = truesize_unix_dgram(nbytes, self.modern)
         self.wmem += truesize
@@ -182,7 +182,7 @@ class UnixDgram(_UnixBase):
             while len(self.queue) > self.max_qlen:
                 yield self.peer_wait
             self.stats.blocked(self.env._now - t0)
-            yield sim.work(*self._wake_items(self.wq_data, cpu))
+            yield sim.work_ids(*self._wake_items(self.wq_data, cpu))
         self.stats.sent(msg, nbytes, t_send)
         self._queue_on_peer(msg, nbytes, truesize, cpu)
         yield PREEMPT
@@ -192,7 +192,7 @@ class UnixDgram(_UnixBase):
         sim = self.sim
         cpu = task.cpu
         # _enter_recv(), inlined: the call's entry, then sleep until the queue holds something
-        yield sim.work(S_SYSCALL)
+        yield sim.work_ids(S_SYSCALL)
         while not self.queue:
             yield self.wq_data
         skb = self.queue.popleft()
