@@ -321,7 +321,7 @@ class CPU:
                 work = ctx.work
                 ctx.work = None
                 kind = ctx.kind
-                if self.softirq_active and kind != CTX_SOFTIRQ and ctx is self.ksoftirqd:
+                if ctx is self.ksoftirqd and self.softirq_active and kind != CTX_SOFTIRQ:
                     kind = CTX_SOFTIRQ
                 if plain and len(work) == 2:
                     # Sim.account_work, inlined (the common case: accounted in one piece, no
@@ -401,11 +401,12 @@ class CPU:
                         break
             self.in_dispatch = False
             if work is not None:
-                # _start(ctx, work[0]), inlined
+                # _start(ctx, work[0]), inlined (sim._tramp is always set here: _done_one runs
+                # only from CPU._done and Sim.run_inline, both inside the trampoline)
                 self.exec = ctx
                 self.start = now = env._now
                 self.end = end = now + work[0]
-                if sim._tramp and sim._pending is None:
+                if sim._pending is None:
                     q = env._queue
                     if not q or q[0][0] > end:
                         env._now = end  # it is next: Sim.run_inline's step, taken here
