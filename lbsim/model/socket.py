@@ -29,7 +29,9 @@ def plan_read(queue: deque[list[Any]], bufsize: int, now: float) -> tuple[int, f
     for skb in queue:
         if copied >= bufsize:
             break
-        chunk = min(skb[1] - skb[2], bufsize - copied)
+        chunk = skb[1] - skb[2]
+        if bufsize - copied < chunk:  # min(...)
+            chunk = bufsize - copied
         if skb[2] == 0:
             wait += now - skb[4]
         copied += chunk
@@ -44,7 +46,9 @@ def consume(queue: deque[list[Any]], nbytes: int, on_free: Callable[[int], None]
     left = nbytes
     while left > 0 and queue:
         skb = queue[0]
-        chunk = min(skb[1] - skb[2], left)
+        chunk = skb[1] - skb[2]
+        if left < chunk:  # min(...)
+            chunk = left
         skb[2] += chunk
         left -= chunk
         if skb[2] == skb[1]:

@@ -222,11 +222,16 @@ class TcpSock:
 
     def window(self) -> int:
         """__tcp_select_window: free receive space scaled by the len/truesize ratio."""
-        free = max(0, self.rcvbuf - self.rmem)
+        # (max()/min() spelt out on this path: the same values, without a builtin call)
+        free = self.rcvbuf - self.rmem
+        if not free > 0:
+            free = 0
         win = int(free * self.ratio)
         # never shrink the window already offered (tcp_select_window)
         cur = self.rcv_wup + self.rcv_wnd - self.rcv_nxt
-        return max(win, cur, 0)
+        if cur > win:
+            win = cur
+        return win if win >= 0 else 0  # max(win, cur, 0)
 
     def _expand_sndbuf(self) -> None:
         """tcp_sndbuf_expand: 2 x max(cwnd, TCP_INIT_CWND) x per-MSS memory."""
@@ -439,7 +444,7 @@ class TcpSock:
         # tcp_measure_rcv_mss and the scaling ratio learned from len/truesize (6.7+)
         per_seg = length // segs if segs else length
         if per_seg >= self.rcv_mss:
-            self.rcv_mss = min(per_seg, self.advmss)
+            self.rcv_mss = per_seg if not self.advmss < per_seg else self.advmss
         else:
             self.pushed = True
         if self.modern:
@@ -474,7 +479,8 @@ class TcpSock:
             acked_segs += r[3]
             done_msgs += 1
         self.wmem_queued -= freed
-        self.packets_out = max(0, self.packets_out - acked_segs)
+        out = self.packets_out - acked_segs
+        self.packets_out = out if out > 0 else 0
         if ack > self.snd_nxt:
             # after an RTO rewound snd_nxt, the peer had the data already: drop it from the queue
             skip = ack - self.snd_nxt
@@ -571,11 +577,11 @@ class TcpSock:
             goal = self.size_goal()
             if self.write_q and self.write_q[-1] < goal:  # unsent tail skb with room
                 room = goal - self.write_q[-1]
-                chunk = min(room, left)
+                chunk = left if left < room else room
                 self.write_q[-1] += chunk
                 items = ((S_COPY_IN, chunk, self._cold()),)
             else:
-                chunk = min(goal, left)
+                chunk = left if left < goal else goal
                 self.write_q.append(chunk)
                 self.tail_open = True
                 new_skbs += 1
@@ -635,7 +641,9 @@ class TcpSock:
         time_to_ack = self.ack_pending and (
             (self.rcv_nxt - self.rcv_wup > self.rcv_mss) or (self.pushed and not self.pingpong))
         if not time_to_ack and copied > 0:
-            cur = max(0, self.rcv_wup + self.rcv_wnd - self.rcv_nxt)
+            cur = self.rcv_wup + self.rcv_wnd - self.rcv_nxt
+            if not cur > 0:
+                cur = 0
             if 2 * cur <= self.rcvbuf:
                 new = self.window()
                 if new and new >= 2 * cur:
