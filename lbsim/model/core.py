@@ -106,9 +106,10 @@ class LazyTimer:
         when = env._now + delay
         eid = next(env._eid)
         self.latest = (when, eid, args)
-        queued = self.queued
-        if not queued or min(queued.values()) > when:
-            self._push(when, eid)  # nothing of this timer on the heap due before it
+        for t in self.queued.values():  # (min(queued.values()) > when, without the builtin call)
+            if t <= when:
+                return  # an entry of this timer due no later is on the heap: it pushes this one
+        self._push(when, eid)  # nothing of this timer on the heap due before it
 
     def _push(self, when: float, eid: int) -> None:
         env = self.env
