@@ -400,6 +400,15 @@ def run_experiment(path: str | Path, *, smoke: bool = False, jobs: int | None = 
 
     with _locked(folder):
         stale = clean_stale_tmp(folder)
+        # runs of an earlier version of this experiment (their ids are not in this expansion)
+        # would be mixed into load_results: move them aside, out of runs/
+        current = {s.run_id for s in specs}
+        superseded = [p for p in (folder / "runs").glob("*.parquet") if p.stem not in current]
+        if superseded:
+            aside = folder / "superseded"
+            aside.mkdir(exist_ok=True)
+            for p in superseded:
+                os.replace(p, aside / p.name)
         stored = {} if force else stored_runs(folder)
         toml_path, manifest_path = folder / "experiment.toml", folder / "manifest.json"
         resolved = experiment_to_toml(exp, f"The resolved experiment, written by lbsim run (lbsim {version}).\n"
@@ -429,6 +438,9 @@ def run_experiment(path: str | Path, *, smoke: bool = False, jobs: int | None = 
         display = _Display(len(todo), title=exp.name, quiet=quiet, callback=progress)
         if stale:
             display.say(f"lbsim: removed {stale} unfinished temp file(s) from {folder}")
+        if superseded:
+            display.say(f"lbsim: moved {len(superseded)} run(s) that are not part of this experiment to "
+                        f"{folder / 'superseded'}")
         if changed:
             display.say(f"lbsim: {toml_path} differs from this experiment; stored runs that are still part "
                         "of it are kept (--force recomputes)")

@@ -261,6 +261,20 @@ def test_resume_skips_stored_runs_and_force_recomputes(tmp_path):
     assert len(json.loads((out / "manifest.json").read_text())["sessions"]) == 3
 
 
+def test_runs_no_longer_part_of_the_experiment_are_moved_aside(tmp_path):
+    """A changed experiment (here: one size fewer) run into the same folder must not mix the
+    old runs into load_results: they go to superseded/, the kept ones are resumed."""
+    path, out = write(tmp_path, SMALL), tmp_path / "out"
+    first = run_experiment(path, jobs=2, out=out, quiet=True)
+    old_ids = set(first["run_id"])
+    write(tmp_path, SMALL.replace("msg_bytes = [64, 70000]", "msg_bytes = [64]"))
+    again = run_experiment(path, jobs=2, out=out, quiet=True)
+    assert again.attrs["summary"]["computed"] == 0 and again.attrs["summary"]["resumed"] == 6
+    kept = set(load_results(out)["run_id"])
+    assert kept == set(again["run_id"]) and len(kept) == 6 < len(old_ids)
+    assert {p.stem for p in (out / "superseded").glob("*.parquet")} == old_ids - kept
+
+
 def test_a_failing_run_is_recorded_and_the_exit_status_is_1(tmp_path, capsys):
     missing = tmp_path / "no-such-costs.json"
     path = write(tmp_path, f"""
