@@ -260,13 +260,7 @@ class CPU:
                 self.ev = marker
                 sim._pending = self
                 return
-        ev = _new_event(_Fire)
-        ev.env = env
-        ev.callbacks = [self._done_cb]
-        ev._value = None
-        ev._ok = True
-        heappush(env._queue, (end, NORMAL, next(env._eid), ev))
-        self.ev = ev
+        self._materialize()
 
     def _materialize(self) -> None:
         """Turn a pending inline completion into the heap entry it stands for."""

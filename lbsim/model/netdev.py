@@ -129,8 +129,13 @@ class Net:
         return items, kick
 
     def kick_defer(self, tgt: CPU) -> None:
-        """The kick's IPI arrives (after the target's wake-up delay): NET_RX raised there."""
+        """kick_defer_list_purge: NET_RX raised on ``tgt`` by IPI."""
         tgt.defer_kicked = True
+        self.raise_net_rx_by_ipi(tgt)
+
+    def raise_net_rx_by_ipi(self, tgt: CPU) -> None:
+        """An IPI that raises NET_RX on ``tgt`` (RPS, the defer-list kick): it arrives after
+        the target's wake-up delay."""
         ev = self.env.timeout(self.sim.wakeup_delay(tgt))
         ev.callbacks.append(lambda _e: tgt.raise_softirq_irq())
 
@@ -159,8 +164,7 @@ class Net:
                 cpu.rps_ipi_list = []
                 yield sim.work_ids(*(S_RPS_IPI,) * len(targets))
                 for tgt in targets:
-                    ev = env.timeout(sim.wakeup_delay(tgt))
-                    ev.callbacks.append(lambda _e, c=tgt: c.raise_softirq_irq())
+                    self.raise_net_rx_by_ipi(tgt)
             if not cpu.softirq_pending:
                 return
             restarts += 1
@@ -187,7 +191,7 @@ class Net:
                 # skb_defer_free_flush: free what other CPUs' readers handed back to this CPU
                 n = cpu.defer_count
                 cpu.defer_count = 0
-                yield sim.work(*[(S_KFREE, 0)] * n)
+                yield sim.work_ids(*(S_KFREE,) * n)
             # napi_poll(backlog) -> process_backlog, at most `weight` packets
             work = 0
             quota = weight

@@ -625,14 +625,11 @@ class TcpSock:
         copied, wait, _, nfree = plan_read(self.rcvq, bufsize, self.env._now)
         sim.stage_wait[S_RECVMSG] += wait
         task.msg = self.rcvq[0][5]
-        if nfree:
-            # tcp_eat_recv_skb -> skb_attempt_defer_free for each skb consumed whole
-            frees, kick = self.net.defer_free(cpu, self.peer.tx_cpu, nfree)
-            yield sim.work((S_COPY_OUT, copied, self.peer._cold()), *frees, S_CLEANUP_RBUF)
-            if kick is not None:
-                self.net.kick_defer(kick)
-        else:
-            yield sim.work((S_COPY_OUT, copied, self.peer._cold()), S_CLEANUP_RBUF)
+        # tcp_eat_recv_skb -> skb_attempt_defer_free for each skb consumed whole
+        frees, kick = self.net.defer_free(cpu, self.peer.tx_cpu, nfree) if nfree else ((), None)
+        yield sim.work((S_COPY_OUT, copied, self.peer._cold()), *frees, S_CLEANUP_RBUF)
+        if kick is not None:
+            self.net.kick_defer(kick)
         consume(self.rcvq, copied, self._uncharge)
         self.copied_seq += copied
         self._rcv_space_adjust(copied)
