@@ -292,10 +292,7 @@ def _fit_cacheline_transfer(model: CostModel, df: Any, families: dict[str, tuple
     for (tr, n), v in meas.items():
         if tr not in fitted_on:
             continue
-        s = sim(model, tr, int(n))
-        rows.append({"transport": tr, "placement": "cross", "background": "idle", "msg_bytes": int(n),
-                     "measured_us": float(v), "simulated_us": s, "fitted": True, "metric": "throughput_MBps",
-                     "error_pct": 100 * (s / float(v) - 1)})
+        rows.append(_stream_row(tr, "cross", n, v, sim(model, tr, int(n))))
     return fitted, rows
 
 
@@ -338,13 +335,7 @@ def _fit_kfree_skb(model: CostModel, df: Any) -> tuple[float | None, list[dict[s
     sol = minimize_scalar(err, bounds=(lo, hi), method="bounded", options={"xatol": 2.0})
     x = float(sol.x) if sol.fun <= errs[i] else float(grid[i])
     m = split_kfree_skb(model, x)
-    rows = []
-    for n, v in meas.items():
-        s_ = sim(m, int(n))
-        rows.append({"transport": "tcp", "placement": "cross", "background": "idle", "msg_bytes": int(n),
-                     "measured_us": float(v), "simulated_us": s_, "error_pct": 100 * (s_ / float(v) - 1),
-                     "fitted": True, "metric": "throughput_MBps"})
-    return x, rows
+    return x, [_stream_row("tcp", "cross", n, v, sim(m, int(n))) for n, v in meas.items()]
 
 
 COPY_STAGES = ("skb_copy_to_page_nocache", "ip_generic_getfrag", "skb_copy_datagram_from_iter", "skb_copy_datagram_msg")
@@ -357,6 +348,13 @@ def with_cold_copies(model: CostModel, cold: float) -> CostModel:
         stages[s] = StageCost(c.fixed_ns, c.per_byte_ns, c.cv, max(cold, c.per_byte_ns))
     return CostModel(name=model.name, stages=stages, delays=model.delays, provenance=model.provenance,
                      distribution=model.distribution, cache_bytes=model.cache_bytes)
+
+
+def _stream_row(transport: str, placement: str, msg_bytes: Any, measured: Any, simulated: float) -> dict[str, Any]:
+    """A residual row of a fitted stream point (idle background, MB/s)."""
+    return {"transport": transport, "placement": placement, "background": "idle", "msg_bytes": int(msg_bytes),
+            "measured_us": float(measured), "simulated_us": simulated,
+            "error_pct": 100 * (simulated / float(measured) - 1), "fitted": True, "metric": "throughput_MBps"}
 
 
 def _sim_stream_MBps(model: CostModel, transport: str, placement: str, size: int,
@@ -390,13 +388,8 @@ def _fit_cold_copy(model: CostModel, df: Any) -> tuple[float | None, list[dict[s
     sol = minimize_scalar(err, bounds=(0.0, 2.0), method="bounded", options={"xatol": 1e-3})
     cold = float(sol.x)
     m = with_cold_copies(model, cold)
-    rows = []
-    for n, v in meas.items():
-        sim = _sim_stream_MBps(m, "tcp", "same", int(n))
-        rows.append({"transport": "tcp", "placement": "same", "background": "idle", "msg_bytes": int(n),
-                     "measured_us": float(v), "simulated_us": sim, "error_pct": 100 * (sim / v - 1),
-                     "fitted": True, "metric": "throughput_MBps"})
-    return cold, rows
+    return cold, [_stream_row("tcp", "same", n, v, _sim_stream_MBps(m, "tcp", "same", int(n)))
+                  for n, v in meas.items()]
 
 
 def _fit_cv(base: CostModel, params: dict[str, float], pts: list[Point], which: str, stage_cv: float = 0.0) -> float:
