@@ -38,14 +38,19 @@ def _n(d: Any, col: str) -> int:
     return int(d[col].nunique(dropna=True)) if col in d.columns else 0
 
 
+def _swept(d: Any, metric: str, workload: str, x: str, other: str) -> bool:
+    """Rows of ``metric`` for ``workload`` with an ``x`` column taking at least two values
+    (and an ``other`` column): a curve against ``x`` can be drawn."""
+    r = _metric_rows(d, metric, workload)
+    return _has(r, x, other) and _n(r, x) >= 2
+
+
 def _latency_vs_size(d: Any) -> bool:
-    r = _metric_rows(d, "latency_us_p50", "pingpong")
-    return _has(r, "msg_bytes", "placement") and _n(r, "msg_bytes") >= 2
+    return _swept(d, "latency_us_p50", "pingpong", "msg_bytes", "placement")
 
 
 def _throughput_vs_size(d: Any) -> bool:
-    r = _metric_rows(d, "throughput_bytes_per_s", "stream")
-    return _has(r, "msg_bytes", "placement") and _n(r, "msg_bytes") >= 2
+    return _swept(d, "throughput_bytes_per_s", "stream", "msg_bytes", "placement")
 
 
 def _ratio(d: Any) -> bool:
@@ -66,13 +71,11 @@ def _queues(d: Any) -> bool:
 
 
 def _load(d: Any) -> bool:
-    r = _metric_rows(d, "latency_us_p50", "poisson")
-    return _has(r, "rate_per_s", "placement") and _n(r, "rate_per_s") >= 2
+    return _swept(d, "latency_us_p50", "poisson", "rate_per_s", "placement")
 
 
 def _mtu(d: Any) -> bool:
-    r = _metric_rows(d, "throughput_bytes_per_s", "stream")
-    return _has(r, "mtu", "tso") and _n(r, "mtu") >= 2
+    return _swept(d, "throughput_bytes_per_s", "stream", "mtu", "tso")
 
 
 def _kernels(d: Any) -> bool:
