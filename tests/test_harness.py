@@ -37,15 +37,8 @@ needs_cc = pytest.mark.skipif(not have_cc, reason="no C compiler")
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _private_cache(tmp_path_factory):
-    """Build into a private cache so the test never races a real user cache."""
-    old = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        os.environ.pop("XDG_CACHE_HOME", None)
-    else:
-        os.environ["XDG_CACHE_HOME"] = old
+def _private_cache(private_harness_cache):
+    """Build into a private cache so the test never races a real user cache (conftest.py)."""
 
 
 def _no_leftover_processes():

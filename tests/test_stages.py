@@ -187,14 +187,8 @@ def _no_harness_left():
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _private_cache(tmp_path_factory):
-    old = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        os.environ.pop("XDG_CACHE_HOME", None)
-    else:
-        os.environ["XDG_CACHE_HOME"] = old
+def _private_cache(private_harness_cache):
+    """Build into a private cache so the test never races a real user cache (conftest.py)."""
 
 
 @pytest.fixture
