@@ -447,6 +447,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     old = signal.signal(signal.SIGPIPE, signal.SIG_DFL) if hasattr(signal, "SIGPIPE") else None
     parser = build_parser()
     try:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        if argv[:1] == ["validate"]:
+            # everything after it goes to lbsim.validate's own parser as it is (argparse's
+            # REMAINDER would not take a leading option such as --help)
+            return int(cmd_validate(argparse.Namespace(rest=argv[1:])))
         args = parser.parse_args(argv)
         return int(args.func(args))
     except (InputError, ConfigError, CostFileError) as e:

@@ -181,3 +181,15 @@ def test_missing_file_and_check_measured(tmp_path, capsys):
     with pytest.raises(MeasuredDataError, match=r"x\.csv: line 2: column 'workload'") as e:
         check_measured(df.assign(workload="rr"), "x.csv")
     assert isinstance(e.value, ValueError)
+
+
+def test_lbsim_validate_takes_options_first(synthetic, capsys):
+    """`lbsim validate --help` and options before MEASURED reach validate's own parser."""
+    from lbsim.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as e:
+        cli_main(["validate", "--help"])
+    assert e.value.code == 0
+    assert "--max-error" in capsys.readouterr().out
+    good, _ = synthetic
+    assert cli_main(["validate", "--max-error", "1", good, *FAST_ARGS]) == 0
