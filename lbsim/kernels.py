@@ -56,6 +56,9 @@ class KernelParams:
     #: kernel/sched/fair.c normalized_sysctl_sched_base_slice = 750000 ns (EEVDF, 6.6+), scaled
     #: by 1 + ilog2(min(ncpus, 8)) at boot; 2.6.32's CFS sched_min_granularity was also 0.75 ms
     sched_base_slice_ns: int = 750_000
+    #: kernel/sched/features.h SCHED_FEAT(DELAY_DEQUEUE, true), with DELAY_ZERO (6.12+): a task
+    #: that sleeps while not eligible stays queued until its lag is paid back.
+    sched_delay_dequeue: bool = True
     # --- socket buffers ----------------------------------------------------------------------
     #: include/net/sock.h SK_RMEM_MAX / SK_WMEM_MAX = 212992 (net.core.{r,w}mem_default).
     rmem_default: int = 212992
@@ -134,6 +137,7 @@ LINUX_2_6_32 = KernelParams(
     unix_max_dgram_qlen=10,
     unix_stream_max_skb_bytes=16384 - 320,  # linear skbs <= SKB_MAX_ALLOC before 2013 (§4.1)
     udp_rcvbuf_rule="ge",
+    sched_delay_dequeue=False,  # CFS, no EEVDF features
     skb_defer_max=0,  # no skb_attempt_defer_free before 68822bdf76f1 (v5.19): the reader frees
     # 2.6.32 __alloc_skb: truesize = SKB_DATA_ALIGN(size) + sizeof(struct sk_buff); shared info
     # not counted [U: read from 2.6.32 net/core/skbuff.c excerpts].

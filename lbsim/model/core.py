@@ -18,8 +18,9 @@ a ``WaitQueue``    sleep until woken (``sk_wait_data``, ``sk_stream_wait_memory`
 Each CPU serialises its work (one command at a time).  Softirq work pre-empts task
 work: a softirq raised while a task runs executes at the next BH_ENABLE of that task
 (raised by the task itself) or immediately (raised by an IPI, e.g. RPS).  Tasks are
-scheduled by policy: ``fair`` (CFS-like: vruntime, sleeper placement, wake-up
-pre-emption, time slices; the kernel runs PREEMPT_NONE so a task in a syscall is only
+scheduled by policy: ``fair`` (EEVDF, kernel/sched/fair.c 6.6+: vruntime, virtual
+deadlines, lag kept across a sleep, eligibility against the load-weighted average
+vruntime, RUN_TO_PARITY; the kernel runs PREEMPT_NONE so a task in a syscall is only
 pre-empted at its next preemption point) or ``fifo`` (SCHED_FIFO, run to block).
 Background spinners and ksoftirqd are SCHED_OTHER (nice 19 and 0).
 
@@ -151,7 +152,9 @@ class WaitQueue:
 class Task:
     """A schedulable entity: a user process or a kernel thread (ksoftirqd/N)."""
 
-    __slots__ = ("name", "cpu", "gen", "state", "work", "vruntime", "weight", "rt", "preemptible",
+    __slots__ = ("name", "cpu", "gen", "state", "work", "vruntime", "deadline", "vlag", "vprot", "delayed", "weight",
+                 "rt",
+                 "preemptible",
                  "user_mode", "run_start", "enq_time", "kind", "wq", "msg", "on_done",
                  "sleep_start", "blocked_ns", "blocking", "woken")
 
@@ -163,6 +166,10 @@ class Task:
         self.state = RUNNABLE
         self.work: list[Any] | None = None
         self.vruntime = 0.0
+        self.deadline = 0.0  # EEVDF virtual deadline (set when it first becomes runnable)
+        self.vlag = 0.0  # lag saved when it went to sleep (update_entity_lag)
+        self.vprot = 0.0  # RUN_TO_PARITY: protected from wake-up pre-emption below this vruntime
+        self.delayed = False  # DELAY_DEQUEUE: asleep but still on the run queue (sched_delayed)
         self.weight = weight
         self.rt = rt
         self.preemptible = True
@@ -213,6 +220,7 @@ class CPU:
         self.in_dispatch = False
         self.need_resched = False
         self.min_vruntime = 0.0
+        self._delayed_avg = 0.0
         # NET_RX state (per-CPU softnet_data)
         self.softirq = Softirq(idx)
         self.softirq_pending = False
@@ -387,7 +395,7 @@ class CPU:
                         ctx = t
                         gen = t.gen
                     if t.preemptible and self.rq and (
-                            self.need_resched or (not t.rt and env._now - t.run_start >= sim.sched_slice_ns)
+                            self.need_resched or (not t.rt and t.vruntime >= t.deadline)
                     ) and self._should_yield(t):  # (its quick "no" answers, tested here first)
                         self._put_prev(t)
                         break
@@ -468,6 +476,8 @@ class CPU:
         raise RuntimeError(f"{ctx.name} yielded {cmd!r}")
 
     def _block(self, t: Task, wq: WaitQueue | None) -> None:
+        if not t.rt and self.curr is t:
+            self._dequeue_sleeper(t)
         t.state = SLEEPING
         t.work = None
         if wq is not None:
@@ -513,10 +523,10 @@ class CPU:
                 self._put_prev(t)
                 t = None
             if t is None:
-                if not self.rq:
+                t = self._pick() if self.rq else None
+                if t is None:
                     self.prev = None  # switched to the idle task: the next task costs a switch
                     return
-                t = self._pick()
                 self.curr = t
                 t.state = RUNNING
                 t.run_start = self.env._now
@@ -537,16 +547,18 @@ class CPU:
             return
 
     def _should_yield(self, t: Task) -> bool:
-        """At a preemption point: give way on need_resched, or (fair) when the slice is used
-        up and a runnable task has had less CPU (EEVDF update_deadline -> resched_curr)."""
+        """At a preemption point: give way on need_resched, or (fair) once the task has run
+        past its virtual deadline: update_deadline() gives it a new one and reschedules when
+        another task is runnable (pick_eevdf may pick it again)."""
         if self.need_resched:
             self.need_resched = False
             return True
         if t.rt:
             return False
-        if self.env._now - t.run_start < self.sim.sched_slice_ns:
+        if t.vruntime < t.deadline:
             return False
-        return any(o.rt or o.vruntime < t.vruntime for o in self.rq)
+        t.deadline = t.vruntime + self.sim.sched_slice_ns * NICE_0_WEIGHT / t.weight
+        return bool(self.rq)
 
     def _put_prev(self, t: Task) -> None:
         t.state = RUNNABLE
@@ -554,7 +566,24 @@ class CPU:
         self.rq.append(t)
         self.curr = None
 
-    def _pick(self) -> Task:
+    def _pick(self) -> Task | None:
+        """pick_next_task: an RT task first, else pick_eevdf(); a sleeper whose dequeue was
+        delayed is dequeued for good when it comes up (None: nothing left to run)."""
+        rq = self.rq
+        while rq:
+            t = self._pick_one()
+            if not t.delayed:
+                t.vprot = t.deadline  # set_protect_slice(): equal slices, protected to its deadline
+                return t
+            # dequeue_entities(DEQUEUE_DELAYED): update_entity_lag, then DELAY_ZERO clips a
+            # positive lag to 0
+            self._save_lag(t, counted=False)
+            if t.vlag > 0.0:
+                t.vlag = 0.0
+            t.delayed = False
+        return None
+
+    def _pick_one(self) -> Task:
         rq = self.rq
         if len(rq) == 1:
             return rq.pop()  # the only runnable task
@@ -564,13 +593,19 @@ class CPU:
                 best_i = i
                 break
         if best_i < 0:
-            best_i = 0
-            best_v = rq[0].vruntime
-            for i in range(1, len(rq)):
-                v = rq[i].vruntime
-                if v < best_v:
-                    best_v = v
+            # pick_eevdf(): of the eligible tasks (vruntime <= the load-weighted average), the
+            # one with the earliest virtual deadline (the queue order breaks ties)
+            avg = self._avg_vruntime()
+            best_d = 0.0
+            for i, t in enumerate(rq):
+                if t.vruntime <= avg and (best_i < 0 or t.deadline < best_d):
                     best_i = i
+                    best_d = t.deadline
+            if best_i < 0:  # (rounding: nobody at or below the average) the least vruntime
+                best_i = min(range(len(rq)), key=lambda i: rq[i].vruntime)
+        t = rq[best_i]
+        if t.delayed:
+            self._delayed_avg = avg  # V with it still queued, for its lag
         return rq.pop(best_i)
 
     # ------------------------------------------------------------------ wake-ups
@@ -580,12 +615,20 @@ class CPU:
         t.state = RUNNABLE
         t.enq_time = now
         t.blocked_ns += now - t.sleep_start
-        if not t.rt:
-            # place_entity(): a task keeps its lag across a sleep, bounded by one slice
-            floor = self._min_vruntime() - self.sim.sched_slice_ns
-            if t.vruntime < floor:
-                t.vruntime = floor
-        self.rq.append(t)
+        if t.delayed:
+            # requeue_delayed_entity(): still queued; with DELAY_ZERO a task whose lag has
+            # turned positive meanwhile is placed again with lag 0, else it keeps its vruntime
+            t.delayed = False
+            if self._avg_vruntime() > t.vruntime:
+                self.rq.remove(t)
+                t.vlag = 0.0
+                self._place_entity(t)
+                self.rq.append(t)
+        elif not t.rt:
+            self._place_entity(t)
+            self.rq.append(t)
+        else:
+            self.rq.append(t)
         if self.exec is None and not self.in_dispatch and self.curr is None:
             self._dispatch()
             return
@@ -597,28 +640,96 @@ class CPU:
             if c.user_mode and self.exec is c and not self.exec_switch:
                 self._preempt_running_task(c)
 
+    def _curr_vruntime(self, c: Task) -> float:
+        """update_curr(): the current task's vruntime including what its running command has
+        used so far."""
+        if self.exec is c and not self.exec_switch:
+            return c.vruntime + (self.env._now - self.start) * NICE_0_WEIGHT / c.weight
+        return c.vruntime
+
+    def _avg_vruntime(self) -> float:
+        """avg_vruntime(): the load-weighted average vruntime V of the fair tasks queued here
+        and the current one; a task is eligible when its vruntime is at most V.  (Summed
+        relative to min_vruntime, as the kernel sums relative to its zero_vruntime.)"""
+        base = self.min_vruntime
+        num = 0.0
+        load = 0
+        for t in self.rq:
+            if not t.rt:
+                num += (t.vruntime - base) * t.weight
+                load += t.weight
+        c = self.curr
+        if c is not None and not c.rt and c.state == RUNNING:
+            num += (self._curr_vruntime(c) - base) * c.weight
+            load += c.weight
+        return base + num / load if load else base
+
+    def _queued_load(self) -> int:
+        load = 0
+        for t in self.rq:
+            if not t.rt:
+                load += t.weight
+        c = self.curr
+        if c is not None and not c.rt and c.state == RUNNING:
+            load += c.weight
+        return load
+
+    def _place_entity(self, t: Task) -> None:
+        """place_entity() on a wake-up (PLACE_LAG): the task comes back at the average
+        vruntime less the lag it had when it went to sleep, that lag inflated by
+        (load + w) / load so that adding it leaves the average where the lag says; its
+        deadline is a slice (at its weight) later.  On an otherwise empty queue the lag is
+        dropped."""
+        load = self._queued_load()
+        avg = self._avg_vruntime() if load else self._min_vruntime()
+        lag = t.vlag * (load + t.weight) / load if load else 0.0
+        t.vruntime = avg - lag
+        t.deadline = t.vruntime + self.sim.sched_slice_ns * NICE_0_WEIGHT / t.weight
+
+    def _save_lag(self, t: Task, counted: bool = True) -> None:
+        """update_entity_lag() when the task leaves the run queue: vlag = V - v, clamped to
+        +-max(2 slices, TICK_NSEC) of CPU at its weight.  (``counted``: V counts it now;
+        else V as _pick_one found it, before it was taken off the queue.)"""
+        limit = self.sim.lag_limit_ns * NICE_0_WEIGHT / t.weight
+        if counted:
+            lag = self._avg_vruntime() - t.vruntime
+        elif len(self.rq) == 0 and self.curr is None:
+            lag = 0.0  # it was the only one: V was its own vruntime
+        else:
+            lag = self._delayed_avg - t.vruntime
+        t.vlag = limit if lag > limit else (-limit if lag < -limit else lag)
+
+    def _dequeue_sleeper(self, t: Task) -> None:
+        """dequeue_entity(DEQUEUE_SLEEP): an eligible task leaves with its lag saved; with
+        DELAY_DEQUEUE (6.12+) one that is not eligible (it has had more than its share)
+        stays queued, competing, until pick_eevdf() comes to it or it is woken."""
+        if self.sim.kernel.sched_delay_dequeue and t.vruntime > self._avg_vruntime():
+            t.delayed = True
+            self.rq.append(t)
+        else:
+            self._save_lag(t)
+
     def _wakeup_preempts(self, w: Task, c: Task) -> bool:
-        """check_preempt_wakeup_fair (EEVDF): the woken task runs first if it has had less CPU
-        and the current one is not protected by RUN_TO_PARITY: it has used its slice, or it
-        has run far ahead of the queue's load-weighted average vruntime."""
+        """check_preempt_wakeup_fair (EEVDF): pre-empt when pick_eevdf() would now pick the
+        woken task: the current task keeps the CPU while it is eligible and inside its
+        RUN_TO_PARITY protection; otherwise the eligible task with the earliest virtual
+        deadline wins (the current one only if it is eligible)."""
         if c.rt:
             return False
         if w.rt:
             return True
-        cv = c.vruntime  # update_curr(): include what the running command has used so far
-        if self.exec is c and not self.exec_switch:
-            cv += (self.env._now - self.start) * NICE_0_WEIGHT / c.weight
-        if w.vruntime >= cv:
+        cv = self._curr_vruntime(c)
+        avg = self._avg_vruntime()
+        curr_eligible = cv <= avg
+        if curr_eligible and cv < c.vprot:
             return False
-        if self.env._now - c.run_start >= self.sim.sched_slice_ns:
-            return True
-        # RUN_TO_PARITY protects the current task for its slice; the protection ends early once
-        # it is past the load-weighted average vruntime by a slice of CPU at its own weight
-        # (a nice-19 spinner: at once)
-        rq = self.rq
-        avg = ((sum(t.vruntime * t.weight for t in rq if not t.rt) + cv * c.weight)
-               / (sum(t.weight for t in rq if not t.rt) + c.weight))
-        return cv - avg > self.sim.sched_slice_ns * c.weight / NICE_0_WEIGHT
+        best = None
+        for t in self.rq:
+            if not t.rt and t.vruntime <= avg and (best is None or t.deadline < best.deadline):
+                best = t
+        if best is not w:
+            return False
+        return not (curr_eligible and c.deadline < w.deadline)
 
     def _min_vruntime(self) -> float:
         m = None  # min() of the vruntimes of the fair tasks here, without building the list
@@ -698,6 +809,8 @@ class Sim:
         # SCHED_TUNABLESCALING_LOG: x (1 + ilog2(min(ncpus, 8)))
         factor = 1 + int(np.log2(min(cpus, 8)))
         self.sched_slice_ns = float(kernel.sched_base_slice_ns * factor)
+        # update_entity_lag(): a sleeper keeps at most max(2 * slice, TICK_NSEC) of lag
+        self.lag_limit_ns = max(2 * self.sched_slice_ns, 1e9 / kernel.hz)
         # the inline trampoline (see CPU._start / Sim.run_inline)
         self._tramp = False
         self._pending: CPU | None = None
