@@ -217,7 +217,9 @@ class TcpSock:
 
     def _cold(self) -> bool:
         """Is this direction's queued data (our write queue + un-ACKed, the peer's receive
-        queue) larger than the cache?  Then copies stream from/to memory."""
+        queue) larger than the cache?  Then the reader's copy out (copy #2) streams from
+        memory.  Copy #1 is never cold: it reads a hot user buffer into recently freed pages
+        (as for UDP and AF_UNIX; docs/scheduling.md)."""
         return self.wmem_queued + self.peer.rmem > self.sim.cache_bytes
 
     def window(self) -> int:
@@ -579,13 +581,13 @@ class TcpSock:
                 room = goal - self.write_q[-1]
                 chunk = left if left < room else room
                 self.write_q[-1] += chunk
-                items = ((S_COPY_IN, chunk, self._cold()),)
+                items = ((S_COPY_IN, chunk),)
             else:
                 chunk = left if left < goal else goal
                 self.write_q.append(chunk)
                 self.tail_open = True
                 new_skbs += 1
-                items = (S_ALLOC_SKB, (S_COPY_IN, chunk, self._cold()))
+                items = (S_ALLOC_SKB, (S_COPY_IN, chunk))
             old = self.write_q[-1] - chunk
             self.wmem_queued += truesize_tcp(self.write_q[-1], self.modern) - (
                 truesize_tcp(old, self.modern) if old else 0)
