@@ -20,8 +20,9 @@ work: a softirq raised while a task runs executes at the next BH_ENABLE of that 
 (raised by the task itself) or immediately (raised by an IPI, e.g. RPS).  Tasks are
 scheduled by policy: ``fair`` (EEVDF, kernel/sched/fair.c 6.6+: vruntime, virtual
 deadlines, lag kept across a sleep, eligibility against the load-weighted average
-vruntime, RUN_TO_PARITY; the kernel runs PREEMPT_NONE so a task in a syscall is only
-pre-empted at its next preemption point) or ``fifo`` (SCHED_FIFO, run to block).
+vruntime, RUN_TO_PARITY, DELAY_DEQUEUE; the linux-2.6.32 profile keeps these rules without
+DELAY_DEQUEUE, an approximation of its CFS; the kernel runs PREEMPT_NONE so a task in a
+syscall is only pre-empted at its next preemption point) or ``fifo`` (SCHED_FIFO, run to block).
 Background spinners and ksoftirqd are SCHED_OTHER (nice 19 and 0).
 
 A wake-up onto the waker's own CPU makes the task runnable at once (the context switch
