@@ -103,6 +103,21 @@ def _roundup_pow2(n: int) -> int:
 class TcpSock:
     """One end of an established connection."""
 
+    # __slots__: attribute loads and method lookups specialise (LOAD_ATTR_SLOT, LOAD_METHOD_NO_DICT);
+    # with ~75 attributes an instance dict is not shared-key, so they went through dict lookups
+    __slots__ = ("sim", "env", "net", "name", "flow", "stats", "modern", "nodelay", "tso",
+                 "gso_max_size", "advmss", "wmem_max", "rmem_max", "quickacks_max", "delack_ns",
+                 "rto_ns", "peer", "write_q", "tail_open", "rtx", "write_seq", "snd_una", "snd_nxt",
+                 "wmem_queued", "packets_out", "cwnd", "snd_wnd", "max_window", "_goal_for",
+                 "_goal", "user_sndbuf", "sndbuf", "wq_space", "rto_token", "rto_armed",
+                 "rto_timer", "msg_ends", "tx_cpu", "rcv_nxt", "rcv_wup", "rcv_wnd", "copied_seq",
+                 "rcvq", "rmem", "user_rcvbuf", "rcvbuf", "ratio", "rcv_mss", "ack_pending",
+                 "pushed", "quick", "pingpong", "last_rcv", "delack_token", "delack_armed",
+                 "delack_timer", "rcvq_space", "rcvq_time", "rcvq_space_prev", "wq_data",
+                 "last_cpu", "owned", "backlog", "backlog_bytes", "deferred_delack", "deferred_rto",
+                 "out_segs", "in_segs", "retrans_segs", "pure_acks_sent", "data_packets",
+                 "backlog_drops", "ofo_queued", "ofo", "lost_bytes")
+
     BOUNCE_SID = S["cacheline_transfer"]  # Sim.touch: the cache-line transfer this socket type costs
     BOUNCE_ITEMS = (BOUNCE_SID,)  # the work items Sim.touch returns
 
