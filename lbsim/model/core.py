@@ -198,6 +198,17 @@ class Softirq:
 class CPU:
     """One CPU: serialises work; softirq above tasks; a run queue of tasks."""
 
+    # __slots__: the attribute loads/stores of the command loop specialise (LOAD_ATTR_SLOT);
+    # with ~40 attributes an instance dict is not shared-key (they went through dict lookups).
+    # A new attribute belongs here; "__dict__" keeps one that is not (slower) working.
+    __slots__ = ("sim", "env", "idx", "rq", "curr", "prev", "exec", "exec_switch", "ev", "end", "start",
+                 "in_dispatch", "need_resched", "min_vruntime", "softirq", "softirq_pending",
+                 "softirq_deferred", "softirq_active", "input_pkt_queue", "process_queue", "timer_queue",
+                 "rps_ipi_list", "defer_count", "defer_kicked", "_done_cb", "ksoftirqd", "cur_pkt",
+                 "processed", "dropped", "time_squeeze", "received_rps", "lo_tx_packets", "lo_tx_bytes",
+                 "backlog_max", "busy", "switches", "ksoftirqd_wakeups", "_switch_ns", "napi_scheduled",
+                 "ksoftirqd_wq", "__dict__")
+
     def __init__(self, sim: "Sim", idx: int) -> None:
         self.sim = sim
         self.env = sim.env
@@ -226,6 +237,9 @@ class CPU:
         self.defer_kicked = False  # NET_RX raised by kick_defer_list_purge (sd->defer_ipi_scheduled)
         self._done_cb = self._done
         self.ksoftirqd: Task | None = None
+        self.ksoftirqd_wq: WaitQueue | None = None  # set by Net with ksoftirqd
+        self.napi_scheduled = False  # the backlog NAPI is on the poll list (Net)
+        self._switch_ns = 0.0  # the cost of the context switch in progress (exec_switch)
         self.cur_pkt: tuple[Any, ...] | None = None  # the packet a softirq is processing
         # statistics (softnet_stat, lo lstats, busy time)
         self.processed = 0

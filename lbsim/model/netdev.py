@@ -70,7 +70,7 @@ class Net:
         self.backlog_wait_ns = 0.0
         self.backlog_waits = 0
         for cpu in sim.cpus:
-            cpu.napi_scheduled = False  # type: ignore[attr-defined]
+            cpu.napi_scheduled = False
             wq = WaitQueue(f"ksoftirqd/{cpu.idx}")
             t = Task(f"ksoftirqd/{cpu.idx}", cpu, None)
             t.gen = self._ksoftirqd(cpu, t, wq)
@@ -78,7 +78,7 @@ class Net:
             t.wq = wq
             wq.waiters.append(t)
             cpu.ksoftirqd = t
-            cpu.ksoftirqd_wq = wq  # type: ignore[attr-defined]
+            cpu.ksoftirqd_wq = wq
 
     # ------------------------------------------------------------------ transmit side
     def netif_rx(self, cpu: CPU, pkt: Packet) -> bool:
@@ -97,8 +97,8 @@ class Net:
             target.dropped += 1
             pkt[0].dropped(pkt, "backlog")
             return False
-        if qlen == 0 and not target.napi_scheduled:  # type: ignore[attr-defined]
-            target.napi_scheduled = True  # type: ignore[attr-defined]
+        if qlen == 0 and not target.napi_scheduled:
+            target.napi_scheduled = True
             if target is not cpu:
                 cpu.rps_ipi_list.append(target)
             cpu.softirq_pending = True
@@ -156,7 +156,7 @@ class Net:
             while cpu.timer_queue:
                 item = cpu.timer_queue.popleft()
                 yield from item[0].timer(cpu, ctx, item)
-            if cpu.napi_scheduled or cpu.defer_kicked:  # type: ignore[attr-defined]
+            if cpu.napi_scheduled or cpu.defer_kicked:
                 yield from self._net_rx_action(cpu, ctx)
             if cpu.rps_ipi_list:
                 # net_rps_action_and_irq_enable -> net_rps_send_ipi for each queued target
@@ -200,7 +200,7 @@ class Net:
                 if not pq:
                     iq = cpu.input_pkt_queue
                     if not iq:
-                        cpu.napi_scheduled = False  # type: ignore[attr-defined]
+                        cpu.napi_scheduled = False
                         return
                     cpu.process_queue = iq  # skb_queue_splice_tail_init
                     cpu.input_pkt_queue = deque()
