@@ -405,32 +405,43 @@ class TcpSock:
         self.stats.packet_dropped(where)
 
     def rx(self, cpu: CPU, ctx: Any, pkt: tuple[Any, ...]) -> Generator[Any, None, None]:
-        """process_backlog -> ip_rcv -> tcp_v4_rcv."""
-        sim = self.sim
-        yield sim.work_ids(*_RCV, *sim.touch(self, cpu))
-        # bh_lock_sock_nested + sock_owned_by_user, decided now (the owner may have let go
-        # while this CPU was in ip_rcv)
-        if self.owned:
-            limit = 2 * self.rcvbuf + self.sndbuf // 2 + 65536
-            if self.backlog_bytes > limit:
-                self.backlog_drops += 1
-                self.dropped(pkt, "tcp_backlog")
-                return
-            self.backlog.append(pkt)
-            self.backlog_bytes += pkt[6] + 832
-            yield sim.work_ids(S_ADD_BACKLOG)
-            return
-        yield from self.do_rcv(cpu, pkt, False)
+        """process_backlog -> ip_rcv -> tcp_v4_rcv (then tcp_rcv_established: do_rcv)."""
+        return self.do_rcv(cpu, pkt, False, True)  # (one generator for both: no yield-from level)
 
-    def do_rcv(self, cpu: CPU, pkt: tuple[Any, ...], in_task: bool) -> Generator[Any, None, None]:
-        """tcp_rcv_established: ACK processing, then data, then the ACK decision."""
+    def do_rcv(self, cpu: CPU, pkt: tuple[Any, ...], in_task: bool,
+               from_ip: bool = False) -> Generator[Any, None, None]:
+        """tcp_rcv_established: ACK processing, then data, then the ACK decision; ``from_ip``:
+        first the receive path up to the socket (``rx``), which may put it on the backlog."""
         sim = self.sim
+        if from_ip:
+            yield sim.work_ids(*_RCV, *sim.touch(self, cpu))
+            # bh_lock_sock_nested + sock_owned_by_user, decided now (the owner may have let go
+            # while this CPU was in ip_rcv)
+            if self.owned:
+                limit = 2 * self.rcvbuf + self.sndbuf // 2 + 65536
+                if self.backlog_bytes > limit:
+                    self.backlog_drops += 1
+                    self.dropped(pkt, "tcp_backlog")
+                    return
+                self.backlog.append(pkt)
+                self.backlog_bytes += pkt[6] + 832
+                yield sim.work_ids(S_ADD_BACKLOG)
+                return
         _, msg, _, _, _, seq, length, segs, ack, wnd = pkt
         if length:
             self.in_segs += segs
-        # ---- tcp_ack
+        # ---- tcp_ack (_process_ack's state changes, then its command and what follows it)
         if ack > self.snd_una or (ack == self.snd_una and wnd != self.snd_wnd):
-            yield from self._process_ack(cpu, ack, wnd, in_task)
+            wake = self._process_ack(cpu, ack, wnd)
+            if wake:
+                yield sim.work_ids(S_ACK, S_READABLE, *sim.wake_items(self.wq_space.waiters[0], cpu))
+            else:
+                yield sim.work_ids(S_ACK)
+            if wake and self.wq_space.waiters and self.wmem_queued * 3 <= self.sndbuf * 2:
+                sim.wake_all(self.wq_space, cpu)  # sk_stream_write_space
+            # tcp_data_snd_check: transmit more from this context
+            if self.write_q:
+                yield from self.write_xmit(cpu, in_task, True)
         if not length:
             return
         # ---- data
@@ -482,8 +493,9 @@ class TcpSock:
         else:
             self._arm_delack(cpu)
 
-    def _process_ack(self, cpu: CPU, ack: int, wnd: int, in_task: bool) -> Generator[Any, None, None]:
-        sim = self.sim
+    def _process_ack(self, cpu: CPU, ack: int, wnd: int) -> bool:
+        """tcp_ack's state changes (do_rcv yields its command); returns whether the writer is
+        to be woken (sk_stream_write_space)."""
         freed = 0
         acked_segs = 0
         out_before = self.packets_out
@@ -523,16 +535,7 @@ class TcpSock:
             self._arm_rto(cpu)
         else:
             self.rto_armed = False
-        wake = bool(self.wq_space.waiters) and self.wmem_queued * 3 <= self.sndbuf * 2
-        if wake:
-            yield sim.work_ids(S_ACK, S_READABLE, *sim.wake_items(self.wq_space.waiters[0], cpu))
-        else:
-            yield sim.work_ids(S_ACK)
-        if wake and self.wq_space.waiters and self.wmem_queued * 3 <= self.sndbuf * 2:
-            sim.wake_all(self.wq_space, cpu)  # sk_stream_write_space
-        # tcp_data_snd_check: transmit more from this context
-        if self.write_q:
-            yield from self.write_xmit(cpu, in_task, True)
+        return bool(self.wq_space.waiters) and self.wmem_queued * 3 <= self.sndbuf * 2
 
     # ================================================================ socket lock
     def lock_sock(self) -> None:
