@@ -157,7 +157,51 @@ class Net:
                 item = cpu.timer_queue.popleft()
                 yield from item[0].timer(cpu, ctx, item)
             if cpu.napi_scheduled or cpu.defer_kicked:
-                yield from self._net_rx_action(cpu, ctx)
+                # net_rx_action (_net_rx_action's body, inlined: one yield-from level less under
+                # every packet's receive path)
+                iq = cpu.process_queue or cpu.input_pkt_queue
+                ctx.msg = iq[0][1] if iq else -1
+                yield sim.work_ids(S_NET_RX_ACTION)
+                cpu.defer_kicked = False
+                budget = self.budget
+                time_limit = env._now + self.budget_ns
+                weight = self.weight
+                polling = True
+                while polling:
+                    if cpu.defer_count:
+                        # skb_defer_free_flush: free what other CPUs' readers handed back to this CPU
+                        n = cpu.defer_count
+                        cpu.defer_count = 0
+                        yield sim.work_ids(*(S_KFREE,) * n)
+                    # napi_poll(backlog) -> process_backlog, at most `weight` packets
+                    work = 0
+                    quota = weight
+                    while work < quota:
+                        pq = cpu.process_queue
+                        if not pq:
+                            iq = cpu.input_pkt_queue
+                            if not iq:
+                                cpu.napi_scheduled = False
+                                polling = False  # the backlog is empty: net_rx_action is done
+                                break
+                            cpu.process_queue = iq  # skb_queue_splice_tail_init
+                            cpu.input_pkt_queue = deque()
+                            pq = iq
+                        pkt = pq.popleft()
+                        cpu.processed += 1
+                        self.backlog_wait_ns += env._now - pkt[4]
+                        self.backlog_waits += 1
+                        ctx.msg = pkt[1]
+                        cpu.cur_pkt = pkt
+                        yield from pkt[0].rx(cpu, ctx, pkt)
+                        cpu.cur_pkt = None
+                        work += 1
+                    else:
+                        budget -= work
+                        if budget <= 0 or env._now >= time_limit:
+                            cpu.time_squeeze += 1
+                            cpu.softirq_pending = True  # napi stays on the poll list; NET_RX re-raised
+                            polling = False
             if cpu.rps_ipi_list:
                 # net_rps_action_and_irq_enable -> net_rps_send_ipi for each queued target
                 targets = cpu.rps_ipi_list
@@ -174,50 +218,6 @@ class Net:
                 cpu.ksoftirqd_wakeups += 1
                 if cpu.ksoftirqd is not None and cpu.ksoftirqd.state == 2:
                     sim.wake(cpu.ksoftirqd, cpu)
-                return
-
-    def _net_rx_action(self, cpu: CPU, ctx: Any) -> Generator[Any, None, None]:
-        sim = self.sim
-        env = self.env
-        iq = cpu.process_queue or cpu.input_pkt_queue
-        ctx.msg = iq[0][1] if iq else -1
-        yield sim.work_ids(S_NET_RX_ACTION)
-        cpu.defer_kicked = False
-        budget = self.budget
-        time_limit = env._now + self.budget_ns
-        weight = self.weight
-        while True:
-            if cpu.defer_count:
-                # skb_defer_free_flush: free what other CPUs' readers handed back to this CPU
-                n = cpu.defer_count
-                cpu.defer_count = 0
-                yield sim.work_ids(*(S_KFREE,) * n)
-            # napi_poll(backlog) -> process_backlog, at most `weight` packets
-            work = 0
-            quota = weight
-            while work < quota:
-                pq = cpu.process_queue
-                if not pq:
-                    iq = cpu.input_pkt_queue
-                    if not iq:
-                        cpu.napi_scheduled = False
-                        return
-                    cpu.process_queue = iq  # skb_queue_splice_tail_init
-                    cpu.input_pkt_queue = deque()
-                    pq = iq
-                pkt = pq.popleft()
-                cpu.processed += 1
-                self.backlog_wait_ns += env._now - pkt[4]
-                self.backlog_waits += 1
-                ctx.msg = pkt[1]
-                cpu.cur_pkt = pkt
-                yield from pkt[0].rx(cpu, ctx, pkt)
-                cpu.cur_pkt = None
-                work += 1
-            budget -= work
-            if budget <= 0 or env._now >= time_limit:
-                cpu.time_squeeze += 1
-                cpu.softirq_pending = True  # napi stays on the poll list; NET_RX re-raised
                 return
 
     def _ksoftirqd(self, cpu: CPU, me: Task, wq: WaitQueue) -> Generator[Any, None, None]:
