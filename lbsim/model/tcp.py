@@ -75,6 +75,7 @@ _SEND_ACK = (S["tcp_send_ack"], S["ip_output"], S["dev_queue_xmit"], S["loopback
 _RCV = (S["process_backlog"], S["ip_rcv"], S["tcp_v4_rcv"])
 _SENDMSG = (S["syscall"], S["tcp_sendmsg"])
 _RECVMSG = (S["syscall"], S["tcp_recvmsg"])
+S_BOUNCE = S["cacheline_transfer"]
 S_READABLE = S["sock_def_readable"]
 S_ACK = S["tcp_ack"]
 S_ADD_BACKLOG = S["tcp_add_backlog"]
@@ -118,7 +119,7 @@ class TcpSock:
                  "out_segs", "in_segs", "retrans_segs", "pure_acks_sent", "data_packets",
                  "backlog_drops", "ofo_queued", "ofo", "lost_bytes")
 
-    BOUNCE_SID = S["cacheline_transfer"]  # Sim.touch: the cache-line transfer this socket type costs
+    BOUNCE_SID = S_BOUNCE  # Sim.touch: the cache-line transfer this socket type costs
     BOUNCE_ITEMS = (BOUNCE_SID,)  # the work items Sim.touch returns
 
     def __init__(self, sim: Sim, net: Net, name: str, *, kernel: Any, flow: int, stats: Any,
@@ -414,7 +415,9 @@ class TcpSock:
         first the receive path up to the socket (``rx``), which may put it on the backlog."""
         sim = self.sim
         if from_ip:
-            yield sim.work_ids(*_RCV, *sim.touch(self, cpu))
+            last = self.last_cpu  # Sim.touch(self, cpu), inlined (no call, no tuple to unpack)
+            self.last_cpu = cpu
+            yield sim.work_ids(*_RCV) if last is None or last is cpu else sim.work_ids(*_RCV, S_BOUNCE)
             # bh_lock_sock_nested + sock_owned_by_user, decided now (the owner may have let go
             # while this CPU was in ip_rcv)
             if self.owned:
@@ -573,9 +576,11 @@ class TcpSock:
     def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
         sim = self.sim
         cpu = task.cpu
-        yield sim.work_ids(*_SENDMSG, *sim.touch(self, cpu))
+        last = self.last_cpu  # Sim.touch(self, cpu), inlined (no call, no tuple to unpack)
+        self.last_cpu = cpu
+        yield sim.work_ids(*_SENDMSG) if last is None or last is cpu else sim.work_ids(*_SENDMSG, S_BOUNCE)
         self.tx_cpu = cpu
-        self.lock_sock()
+        self.owned = True  # lock_sock()
         self.stats.sent(msg, nbytes, t_send)
         self.msg_ends.append((self.write_seq + nbytes, msg))
         left = nbytes
@@ -620,23 +625,31 @@ class TcpSock:
         # tcp_push(): PSH on the last skb; Nagle decides unless TCP_NODELAY
         self.tail_open = False
         yield from self.write_xmit(cpu, True, True)
-        yield from self.release_sock(cpu)
+        if self.backlog or self.deferred_rto or self.deferred_delack:
+            yield from self._release_sock(cpu)
+        else:
+            self.owned = False  # release_sock() with nothing to process, inlined
         yield PREEMPT
 
     def recvmsg(self, task: Task, bufsize: int) -> Generator[Any, None, int]:
         """tcp_recvmsg: returns bytes copied (>= 1; returns as soon as data was copied)."""
         sim = self.sim
         cpu = task.cpu
-        yield sim.work_ids(*_RECVMSG, *sim.touch(self, cpu))
-        self.lock_sock()
+        last = self.last_cpu  # Sim.touch(self, cpu), inlined (no call, no tuple to unpack)
+        self.last_cpu = cpu
+        yield sim.work_ids(*_RECVMSG) if last is None or last is cpu else sim.work_ids(*_RECVMSG, S_BOUNCE)
+        self.owned = True  # lock_sock()
         while not self.rcvq:
             # sk_wait_data: flush the backlog, maybe ACK, release the lock and sleep
-            yield from self.release_sock(cpu)
+            if self.backlog or self.deferred_rto or self.deferred_delack:
+                yield from self._release_sock(cpu)
+            else:
+                self.owned = False  # release_sock() with nothing to process, inlined
             if self.rcvq:
-                self.lock_sock()
+                self.owned = True  # lock_sock()
                 break
             yield self.wq_data
-            self.lock_sock()
+            self.owned = True  # lock_sock()
             if not self.rcvq:
                 yield from self.release_sock(cpu)
                 self.lock_sock()
@@ -665,7 +678,10 @@ class TcpSock:
                     time_to_ack = True
         if time_to_ack:
             yield from self.send_ack(cpu, True)
-        yield from self.release_sock(cpu)
+        if self.backlog or self.deferred_rto or self.deferred_delack:
+            yield from self._release_sock(cpu)
+        else:
+            self.owned = False  # release_sock() with nothing to process, inlined
         yield PREEMPT
         return copied
 
