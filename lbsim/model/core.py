@@ -313,6 +313,7 @@ class CPU:
         busy = sim.stage_busy
         plain = not sim.trace_on
         cpu_busy = self.busy
+        q = env._queue
         while True:
             ctx = self.exec
             self.exec = None
@@ -345,7 +346,10 @@ class CPU:
                     sim.account_work(self, ctx, work, kind)
                 work = None
                 if ctx.kind != CTX_SOFTIRQ:
-                    ctx.vruntime += (env._now - self.start) * NICE_0_WEIGHT / ctx.weight
+                    # d * NICE_0_WEIGHT / weight; at weight NICE_0_WEIGHT (a power of two) exactly d
+                    d = env._now - self.start
+                    w = ctx.weight
+                    ctx.vruntime += d if w == NICE_0_WEIGHT else d * NICE_0_WEIGHT / w
                     if ctx.blocking:
                         ctx.blocking = False
                         if not ctx.woken:
@@ -416,7 +420,6 @@ class CPU:
                 self.start = now = env._now
                 self.end = end = now + work[0]
                 if sim._pending is None:
-                    q = env._queue
                     if not q or q[0][0] > end:
                         env._now = end  # it is next: Sim.run_inline's step, taken here
                         continue
