@@ -602,13 +602,13 @@ class TcpSock:
                 room = goal - self.write_q[-1]
                 chunk = left if left < room else room
                 self.write_q[-1] += chunk
-                items = ((S_COPY_IN, chunk, self._cold()),)
+                items = ((S_COPY_IN, chunk, self.wmem_queued + self.peer.rmem > sim.cache_bytes),)  # _cold()
             else:
                 chunk = left if left < goal else goal
                 self.write_q.append(chunk)
                 self.tail_open = True
                 new_skbs += 1
-                items = (S_ALLOC_SKB, (S_COPY_IN, chunk, self._cold()))
+                items = (S_ALLOC_SKB, (S_COPY_IN, chunk, self.wmem_queued + self.peer.rmem > sim.cache_bytes))
             old = self.write_q[-1] - chunk
             self.wmem_queued += truesize_tcp(self.write_q[-1], self.modern) - (
                 truesize_tcp(old, self.modern) if old else 0)
@@ -658,7 +658,9 @@ class TcpSock:
         task.msg = self.rcvq[0][5]
         # tcp_eat_recv_skb -> skb_attempt_defer_free for each skb consumed whole
         frees, kick = self.net.defer_free(cpu, self.peer.tx_cpu, nfree) if nfree else ((), None)
-        yield sim.work((S_COPY_OUT, copied, self.peer._cold()), *frees, S_CLEANUP_RBUF)
+        peer = self.peer
+        cold = peer.wmem_queued + self.rmem > sim.cache_bytes  # peer._cold(), inlined
+        yield sim.work((S_COPY_OUT, copied, cold), *frees, S_CLEANUP_RBUF)
         if kick is not None:
             self.net.kick_defer(kick)
         consume(self.rcvq, copied, self._uncharge)
