@@ -161,7 +161,7 @@ class Net:
                 # every packet's receive path)
                 iq = cpu.process_queue or cpu.input_pkt_queue
                 ctx.msg = iq[0][1] if iq else -1
-                yield sim.work_ids(S_NET_RX_ACTION)
+                yield sim.work_of_ids((S_NET_RX_ACTION,))
                 cpu.defer_kicked = False
                 budget = self.budget
                 time_limit = env._now + self.budget_ns
@@ -172,7 +172,7 @@ class Net:
                         # skb_defer_free_flush: free what other CPUs' readers handed back to this CPU
                         n = cpu.defer_count
                         cpu.defer_count = 0
-                        yield sim.work_ids(*(S_KFREE,) * n)
+                        yield sim.work_of_ids((S_KFREE,) * n)
                     # napi_poll(backlog) -> process_backlog, at most `weight` packets
                     work = 0
                     quota = weight
@@ -206,7 +206,7 @@ class Net:
                 # net_rps_action_and_irq_enable -> net_rps_send_ipi for each queued target
                 targets = cpu.rps_ipi_list
                 cpu.rps_ipi_list = []
-                yield sim.work_ids(*(S_RPS_IPI,) * len(targets))
+                yield sim.work_of_ids((S_RPS_IPI,) * len(targets))
                 for tgt in targets:
                     self.raise_net_rx_by_ipi(tgt)
             if not cpu.softirq_pending:

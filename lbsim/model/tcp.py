@@ -314,11 +314,11 @@ class TcpSock:
                 self.pingpong = True  # tcp_event_data_sent: a reply within ato
             self.data_packets += 1 if (self.tso or segs == 1) else segs
             if self.tso or segs == 1:
-                yield sim.work_ids(*_XMIT)
+                yield sim.work_of_ids(_XMIT)
                 net.netif_rx(cpu, (self.peer, msg, length + HDR, self.flow, self.env._now, seq, length, segs,
                                    ack, wnd))
             else:
-                yield sim.work_ids(*_XMIT_GSO_HEAD, *(_XMIT_GSO_SEG * segs))
+                yield sim.work_of_ids(_XMIT_GSO_HEAD + _XMIT_GSO_SEG * segs)
                 off = 0
                 while off < length:
                     n = min(mss, length - off)
@@ -333,7 +333,7 @@ class TcpSock:
         """__tcp_send_ack: a pure ACK through the whole IP/lo path on this CPU."""
         ack, wnd = self._stamp_ack()
         self.pure_acks_sent += 1
-        yield self.sim.work_ids(*_SEND_ACK)
+        yield self.sim.work_of_ids(_SEND_ACK)
         self.net.netif_rx(cpu, (self.peer, -1, HDR, self.flow, self.env._now, self.snd_nxt, 0, 0, ack, wnd))
         if in_task:
             yield BH_ENABLE
@@ -368,7 +368,7 @@ class TcpSock:
             if self.owned:
                 self.deferred_delack = True  # TCP_DELACK_TIMER_DEFERRED
                 return
-            yield self.sim.work_ids(S_DELACK_TIMER)
+            yield self.sim.work_of_ids((S_DELACK_TIMER,))
             if self.ack_pending:
                 self.quick = max(self.quick, 1) if not self.pingpong else self.quick
                 self.pingpong = False  # inet_csk_exit_pingpong_mode on delack timeout
@@ -380,7 +380,7 @@ class TcpSock:
             if self.owned:
                 self.deferred_rto = True
                 return
-            yield self.sim.work_ids(S_RTX_TIMER)
+            yield self.sim.work_of_ids((S_RTX_TIMER,))
             yield from self._retransmit(cpu, False)
 
     def _retransmit(self, cpu: CPU, in_task: bool) -> Generator[Any, None, None]:
@@ -417,7 +417,7 @@ class TcpSock:
         if from_ip:
             last = self.last_cpu  # Sim.touch(self, cpu), inlined (no call, no tuple to unpack)
             self.last_cpu = cpu
-            yield sim.work_ids(*_RCV) if last is None or last is cpu else sim.work_ids(*_RCV, S_BOUNCE)
+            yield sim.work_of_ids(_RCV) if last is None or last is cpu else sim.work_of_ids((*_RCV, S_BOUNCE))
             # bh_lock_sock_nested + sock_owned_by_user, decided now (the owner may have let go
             # while this CPU was in ip_rcv)
             if self.owned:
@@ -428,7 +428,7 @@ class TcpSock:
                     return
                 self.backlog.append(pkt)
                 self.backlog_bytes += pkt[6] + 832
-                yield sim.work_ids(S_ADD_BACKLOG)
+                yield sim.work_of_ids((S_ADD_BACKLOG,))
                 return
         _, msg, _, _, _, seq, length, segs, ack, wnd = pkt
         if length:
@@ -437,9 +437,9 @@ class TcpSock:
         if ack > self.snd_una or (ack == self.snd_una and wnd != self.snd_wnd):
             wake = self._process_ack(cpu, ack, wnd)
             if wake:
-                yield sim.work_ids(S_ACK, S_READABLE, *sim.wake_items(self.wq_space.waiters[0], cpu))
+                yield sim.work_of_ids((S_ACK, S_READABLE, *sim.wake_items(self.wq_space.waiters[0], cpu)))
             else:
-                yield sim.work_ids(S_ACK)
+                yield sim.work_of_ids((S_ACK,))
             if wake and self.wq_space.waiters and self.wmem_queued * 3 <= self.sndbuf * 2:
                 sim.wake_all(self.wq_space, cpu)  # sk_stream_write_space
             # tcp_data_snd_check: transmit more from this context
@@ -486,7 +486,7 @@ class TcpSock:
         self.last_rcv = now
         self.ack_pending = True
         waiter = self.wq_data.waiters[0] if self.wq_data.waiters else None
-        yield sim.work_ids(S_READABLE, *sim.wake_items(waiter, cpu))
+        yield sim.work_of_ids((S_READABLE, *sim.wake_items(waiter, cpu)))
         if self.wq_data.waiters:
             sim.wake_all(self.wq_data, cpu)
         # ---- __tcp_ack_snd_check
@@ -560,13 +560,13 @@ class TcpSock:
                 yield from self.do_rcv(cpu, pkt, True)
             if self.deferred_rto:
                 self.deferred_rto = False
-                yield sim.work_ids(S_RTX_TIMER)
+                yield sim.work_of_ids((S_RTX_TIMER,))
                 yield from self._retransmit(cpu, True)
                 continue
             if self.deferred_delack:
                 self.deferred_delack = False
                 if self.ack_pending:
-                    yield sim.work_ids(S_DELACK_TIMER)
+                    yield sim.work_of_ids((S_DELACK_TIMER,))
                     yield from self.send_ack(cpu, True)
                 continue
             break
@@ -578,7 +578,7 @@ class TcpSock:
         cpu = task.cpu
         last = self.last_cpu  # Sim.touch(self, cpu), inlined (no call, no tuple to unpack)
         self.last_cpu = cpu
-        yield sim.work_ids(*_SENDMSG) if last is None or last is cpu else sim.work_ids(*_SENDMSG, S_BOUNCE)
+        yield sim.work_of_ids(_SENDMSG) if last is None or last is cpu else sim.work_of_ids((*_SENDMSG, S_BOUNCE))
         self.tx_cpu = cpu
         self.owned = True  # lock_sock()
         self.stats.sent(msg, nbytes, t_send)
@@ -614,7 +614,7 @@ class TcpSock:
                 truesize_tcp(old, self.modern) if old else 0)
             self.write_seq += chunk
             left -= chunk
-            yield sim.work(*items)
+            yield sim.work_of(items)
             if self.write_q and self.write_q[-1] >= goal:
                 # forced push of a full skb (tcp_push_one / __tcp_push_pending_frames)
                 yield from self.write_xmit(cpu, True, False)
@@ -637,7 +637,7 @@ class TcpSock:
         cpu = task.cpu
         last = self.last_cpu  # Sim.touch(self, cpu), inlined (no call, no tuple to unpack)
         self.last_cpu = cpu
-        yield sim.work_ids(*_RECVMSG) if last is None or last is cpu else sim.work_ids(*_RECVMSG, S_BOUNCE)
+        yield sim.work_of_ids(_RECVMSG) if last is None or last is cpu else sim.work_of_ids((*_RECVMSG, S_BOUNCE))
         self.owned = True  # lock_sock()
         while not self.rcvq:
             # sk_wait_data: flush the backlog, maybe ACK, release the lock and sleep
@@ -660,7 +660,7 @@ class TcpSock:
         frees, kick = self.net.defer_free(cpu, self.peer.tx_cpu, nfree) if nfree else ((), None)
         peer = self.peer
         cold = peer.wmem_queued + self.rmem > sim.cache_bytes  # peer._cold(), inlined
-        yield sim.work((S_COPY_OUT, copied, cold), *frees, S_CLEANUP_RBUF)
+        yield sim.work_of(((S_COPY_OUT, copied, cold), *frees, S_CLEANUP_RBUF))
         if kick is not None:
             self.net.kick_defer(kick)
         consume(self.rcvq, copied, self._uncharge)
