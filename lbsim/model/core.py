@@ -633,8 +633,20 @@ class CPU:
         # it is past the load-weighted average vruntime by a slice of CPU at its own weight
         # (a nice-19 spinner: at once)
         rq = self.rq
-        avg = ((sum(t.vruntime * t.weight for t in rq if not t.rt) + cv * c.weight)
-               / (sum(t.weight for t in rq if not t.rt) + c.weight))
+        if len(rq) == 1:
+            # the two sums below over one task, without their generator expressions: sum() of a
+            # single value x is 0 + x (on 3.12's compensated float sum too)
+            t = rq[0]
+            if t.rt:
+                s_vw = s_w = 0
+            else:
+                w = t.weight
+                s_vw = 0 + t.vruntime * w
+                s_w = 0 + w
+        else:
+            s_vw = sum(t.vruntime * t.weight for t in rq if not t.rt)
+            s_w = sum(t.weight for t in rq if not t.rt)
+        avg = (s_vw + cv * c.weight) / (s_w + c.weight)
         return cv - avg > self.sim.sched_slice_ns * c.weight / NICE_0_WEIGHT
 
     def _min_vruntime(self) -> float:
