@@ -324,8 +324,15 @@ class CPU:
             if self.exec_switch:
                 self.exec_switch = False
                 self.prev = ctx
-                sim.account(self, ctx, S_SCHEDULE, self.start, self._switch_ns, CTX_TASK)
-                ctx.vruntime += self._switch_ns * NICE_0_WEIGHT / ctx.weight  # the switch-in runs as the task
+                ns = self._switch_ns
+                if plain:  # Sim.account, inlined
+                    count[S_SCHEDULE] += 1
+                    busy[S_SCHEDULE] += ns
+                    cpu_busy[CTX_TASK] += ns
+                else:
+                    sim.account(self, ctx, S_SCHEDULE, self.start, ns, CTX_TASK)
+                w = ctx.weight  # the switch-in runs as the task (ns * NICE_0_WEIGHT / w: exactly ns at nice 0)
+                ctx.vruntime += ns if w == NICE_0_WEIGHT else ns * NICE_0_WEIGHT / w
                 advance = False  # switched in: _dispatch's checks come first
             else:
                 work = ctx.work
