@@ -107,24 +107,25 @@ class Net:
             target.backlog_max = qlen + 1
         return True
 
-    def defer_free(self, cpu: CPU, alloc: CPU | None, n: int) -> tuple[list[tuple[int, int]], CPU | None]:
+    def defer_free(self, cpu: CPU, alloc: CPU | None, n: int) -> tuple[tuple[int, ...] | list[int], CPU | None]:
         """skb_attempt_defer_free for ``n`` skbs a reader on ``cpu`` consumed, allocated on
-        ``alloc``: returns the stages the reader pays now (frees it may not defer, the kick)
-        and the CPU to kick, if any.  Each skb goes on ``alloc``'s defer list unless that CPU is
-        this one or the list already holds ``skb_defer_max``; the skb that finds the list at
-        half of it sends an IPI (kick_defer_list_purge) that raises NET_RX there."""
+        ``alloc``: returns the stages the reader pays now (frees it may not defer, the kick;
+        work items: stage ids) and the CPU to kick, if any.  Each skb goes on ``alloc``'s defer
+        list unless that CPU is this one or the list already holds ``skb_defer_max``; the skb
+        that finds the list at half of it sends an IPI (kick_defer_list_purge) that raises
+        NET_RX there."""
         dmax = self.kernel.skb_defer_max
         if alloc is None or alloc is cpu or dmax <= 0:
-            return [(S_KFREE, 0)] * n, None
-        items: list[tuple[int, int]] = []
+            return (S_KFREE,) * n, None
+        items: list[int] = []
         kick = None
         for _ in range(n):
             if alloc.defer_count >= dmax:
-                items.append((S_KFREE, 0))
+                items.append(S_KFREE)
                 continue
             if alloc.defer_count == dmax >> 1 and not alloc.defer_kicked:
                 kick = alloc
-                items.append((S_DEFER_KICK, 0))
+                items.append(S_DEFER_KICK)
             alloc.defer_count += 1
         return items, kick
 
