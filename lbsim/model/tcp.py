@@ -117,7 +117,7 @@ class TcpSock:
                  "delack_timer", "rcvq_space", "rcvq_time", "rcvq_space_prev", "wq_data",
                  "last_cpu", "owned", "backlog", "backlog_bytes", "deferred_delack", "deferred_rto",
                  "out_segs", "in_segs", "retrans_segs", "pure_acks_sent", "data_packets",
-                 "backlog_drops", "ofo_queued", "ofo", "lost_bytes")
+                 "backlog_drops", "ofo_queued", "ofo", "lost_bytes", "skb_overhead")
 
     BOUNCE_SID = S_BOUNCE  # Sim.touch: the cache-line transfer this socket type costs
     BOUNCE_ITEMS = (BOUNCE_SID,)  # the work items Sim.touch returns
@@ -131,6 +131,7 @@ class TcpSock:
         self.flow = flow
         self.stats = stats
         self.modern = kernel.name != "linux-2.6.32"
+        self.skb_overhead = truesize_tcp(0, self.modern)  # truesize_tcp(n, modern) is n + this (per-packet paths)
         self.nodelay = nodelay
         self.tso = kernel.tso
         self.gso_max_size = kernel.gso_max_size
@@ -301,7 +302,7 @@ class TcpSock:
             segs = -(-length // mss)
             seq = self.snd_nxt
             self.snd_nxt += length
-            truesize = truesize_tcp(length, self.modern)
+            truesize = length + self.skb_overhead  # truesize_tcp(length, self.modern)
             ends = self.msg_ends
             while ends and ends[0][0] <= seq:
                 ends.popleft()
@@ -467,7 +468,7 @@ class TcpSock:
             truesize = length
             heads = 0
         else:
-            truesize = truesize_tcp(length, self.modern)
+            truesize = length + self.skb_overhead  # truesize_tcp(length, self.modern)
             heads = 1
         self.rmem += truesize
         # tcp_measure_rcv_mss and the scaling ratio learned from len/truesize (6.7+)
@@ -597,7 +598,8 @@ class TcpSock:
                 self.stats.blocked(self.env._now - t0)
                 self.lock_sock()
                 continue
-            goal = self.size_goal()
+            # size_goal(), its cached answer without the call
+            goal = self._goal if self.max_window == self._goal_for else self.size_goal()
             if self.write_q and self.write_q[-1] < goal:  # unsent tail skb with room
                 room = goal - self.write_q[-1]
                 chunk = left if left < room else room
@@ -610,8 +612,8 @@ class TcpSock:
                 new_skbs += 1
                 items = (S_ALLOC_SKB, (S_COPY_IN, chunk, self.wmem_queued + self.peer.rmem > sim.cache_bytes))
             old = self.write_q[-1] - chunk
-            self.wmem_queued += truesize_tcp(self.write_q[-1], self.modern) - (
-                truesize_tcp(old, self.modern) if old else 0)
+            oh = self.skb_overhead  # truesize_tcp(n, self.modern) = n + oh
+            self.wmem_queued += (self.write_q[-1] + oh) - ((old + oh) if old else 0)
             self.write_seq += chunk
             left -= chunk
             yield sim.work_of(items)
@@ -663,7 +665,15 @@ class TcpSock:
         yield sim.work_of(((S_COPY_OUT, copied, cold), *frees, S_CLEANUP_RBUF))
         if kick is not None:
             self.net.kick_defer(kick)
-        consume(self.rcvq, copied, self._uncharge)
+        rcvq = self.rcvq
+        skb = rcvq[0]
+        if skb[1] - skb[2] == copied:
+            # consume(), inlined for a read of exactly the rest of the head skb (the common case)
+            skb[2] = skb[1]
+            rcvq.popleft()
+            self.rmem -= skb[3]  # _uncharge
+        else:
+            consume(rcvq, copied, self._uncharge)
         self.copied_seq += copied
         self._rcv_space_adjust(copied)
         # tcp_cleanup_rbuf: ACK a pending ACK when more than a segment is un-ACKed or it was
