@@ -86,6 +86,7 @@ S_COPY_IN = S["skb_copy_to_page_nocache"]
 S_COPY_OUT = S["skb_copy_datagram_msg"]
 S_CLEANUP_RBUF = S["tcp_cleanup_rbuf"]
 S_RECVMSG = S["tcp_recvmsg"]
+S_KFREE = S["__kfree_skb"]
 
 
 def tcp_size_goal(mss: int, gso_max_size: int) -> tuple[int, int]:
@@ -659,8 +660,14 @@ class TcpSock:
         sim.stage_wait[S_RECVMSG] += wait
         task.msg = self.rcvq[0][5]
         # tcp_eat_recv_skb -> skb_attempt_defer_free for each skb consumed whole
-        frees, kick = self.net.defer_free(cpu, self.peer.tx_cpu, nfree) if nfree else ((), None)
         peer = self.peer
+        alloc = peer.tx_cpu
+        if not nfree:
+            frees, kick = (), None
+        elif alloc is cpu or alloc is None:
+            frees, kick = (S_KFREE,) * nfree, None  # defer_free's answer for skbs of this CPU, inlined
+        else:
+            frees, kick = self.net.defer_free(cpu, alloc, nfree)
         cold = peer.wmem_queued + self.rmem > sim.cache_bytes  # peer._cold(), inlined
         yield sim.work_of(((S_COPY_OUT, copied, cold), *frees, S_CLEANUP_RBUF))
         if kick is not None:
@@ -675,7 +682,9 @@ class TcpSock:
         else:
             consume(rcvq, copied, self._uncharge)
         self.copied_seq += copied
-        self._rcv_space_adjust(copied)
+        self.rcvq_space += copied  # _rcv_space_adjust(copied), inlined up to its once-per-round test
+        if self.env._now - self.rcvq_time >= RCV_RTT_NS:
+            self._rcv_space_adjust(0)
         # tcp_cleanup_rbuf: ACK a pending ACK when more than a segment is un-ACKed or it was
         # pushed (not in ping-pong mode); send a window update when the window doubled
         time_to_ack = self.ack_pending and (
