@@ -316,14 +316,14 @@ def test_defer_list_is_capped_at_skb_defer_max_and_kicked_at_half():
     reader = SimpleNamespace(defer_count=0, defer_kicked=False)
     alloc = SimpleNamespace(defer_count=0, defer_kicked=False)
     items, kick = net.defer_free(reader, alloc, 40)
-    assert kick is alloc and items == [(S_DEFER_KICK, 0)]  # the skb finding 32 queued sends the IPI
+    assert kick is alloc and items == [S_DEFER_KICK]  # the skb finding 32 queued sends the IPI
     assert alloc.defer_count == 40
     alloc.defer_kicked = True  # IPI in flight: no second kick
     items, kick = net.defer_free(reader, alloc, 30)
-    assert kick is None and items == [(S_KFREE, 0)] * 6  # 24 more fit, 6 are freed by the reader
+    assert kick is None and items == [S_KFREE] * 6  # 24 more fit, 6 are freed by the reader
     assert alloc.defer_count == 64
     items, _ = net.defer_free(reader, reader, 3)  # allocated on this CPU: freed at once
-    assert items == [(S_KFREE, 0)] * 3
+    assert tuple(items) == (S_KFREE,) * 3
 
 
 # ---------------------------------------------------------------------------------------------

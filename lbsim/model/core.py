@@ -206,6 +206,17 @@ class Softirq:
 class CPU:
     """One CPU: serialises work; softirq above tasks; a run queue of tasks."""
 
+    # __slots__: the attribute loads/stores of the command loop specialise (LOAD_ATTR_SLOT);
+    # with ~40 attributes an instance dict is not shared-key (they went through dict lookups).
+    # A new attribute belongs here; "__dict__" keeps one that is not (slower) working.
+    __slots__ = ("sim", "env", "idx", "rq", "curr", "prev", "exec", "exec_switch", "ev", "end", "start",
+                 "in_dispatch", "need_resched", "min_vruntime", "softirq", "softirq_pending",
+                 "softirq_deferred", "softirq_active", "input_pkt_queue", "process_queue", "timer_queue",
+                 "rps_ipi_list", "defer_count", "defer_kicked", "_done_cb", "ksoftirqd", "cur_pkt",
+                 "processed", "dropped", "time_squeeze", "received_rps", "lo_tx_packets", "lo_tx_bytes",
+                 "backlog_max", "busy", "switches", "ksoftirqd_wakeups", "_switch_ns", "napi_scheduled",
+                 "ksoftirqd_wq", "_delayed_avg", "__dict__")
+
     def __init__(self, sim: "Sim", idx: int) -> None:
         self.sim = sim
         self.env = sim.env
@@ -235,6 +246,9 @@ class CPU:
         self.defer_kicked = False  # NET_RX raised by kick_defer_list_purge (sd->defer_ipi_scheduled)
         self._done_cb = self._done
         self.ksoftirqd: Task | None = None
+        self.ksoftirqd_wq: WaitQueue | None = None  # set by Net with ksoftirqd
+        self.napi_scheduled = False  # the backlog NAPI is on the poll list (Net)
+        self._switch_ns = 0.0  # the cost of the context switch in progress (exec_switch)
         self.cur_pkt: tuple[Any, ...] | None = None  # the packet a softirq is processing
         # statistics (softnet_stat, lo lstats, busy time)
         self.processed = 0
@@ -308,6 +322,7 @@ class CPU:
         busy = sim.stage_busy
         plain = not sim.trace_on
         cpu_busy = self.busy
+        q = env._queue
         while True:
             ctx = self.exec
             self.exec = None
@@ -318,8 +333,15 @@ class CPU:
             if self.exec_switch:
                 self.exec_switch = False
                 self.prev = ctx
-                sim.account(self, ctx, S_SCHEDULE, self.start, self._switch_ns, CTX_TASK)
-                ctx.vruntime += self._switch_ns * NICE_0_WEIGHT / ctx.weight  # the switch-in runs as the task
+                ns = self._switch_ns
+                if plain:  # Sim.account, inlined
+                    count[S_SCHEDULE] += 1
+                    busy[S_SCHEDULE] += ns
+                    cpu_busy[CTX_TASK] += ns
+                else:
+                    sim.account(self, ctx, S_SCHEDULE, self.start, ns, CTX_TASK)
+                w = ctx.weight  # the switch-in runs as the task (ns * NICE_0_WEIGHT / w: exactly ns at nice 0)
+                ctx.vruntime += ns if w == NICE_0_WEIGHT else ns * NICE_0_WEIGHT / w
                 advance = False  # switched in: _dispatch's checks come first
             else:
                 work = ctx.work
@@ -340,7 +362,10 @@ class CPU:
                     sim.account_work(self, ctx, work, kind)
                 work = None
                 if ctx.kind != CTX_SOFTIRQ:
-                    ctx.vruntime += (env._now - self.start) * NICE_0_WEIGHT / ctx.weight
+                    # d * NICE_0_WEIGHT / weight; at weight NICE_0_WEIGHT (a power of two) exactly d
+                    d = env._now - self.start
+                    w = ctx.weight
+                    ctx.vruntime += d if w == NICE_0_WEIGHT else d * NICE_0_WEIGHT / w
                     if ctx.blocking:
                         ctx.blocking = False
                         if not ctx.woken:
@@ -411,7 +436,6 @@ class CPU:
                 self.start = now = env._now
                 self.end = end = now + work[0]
                 if sim._pending is None:
-                    q = env._queue
                     if not q or q[0][0] > end:
                         env._now = end  # it is next: Sim.run_inline's step, taken here
                         continue
@@ -879,8 +903,14 @@ class Sim:
 
     def work(self, *items: int | tuple[int, ...]) -> list[Any]:
         """A command: run the given items back to back; an item is a stage id (per-packet
-        work, no bytes) or a (stage, bytes[, cold]) tuple.  (cost(), inlined: this runs for
-        every command.)"""
+        work, no bytes) or a (stage, bytes[, cold]) tuple."""
+        return self.work_of(items)
+
+    def work_of(self, items: tuple[int | tuple[int, ...], ...]) -> list[Any]:
+        """``work(*items)`` for a tuple of items.  The model's commands are built here (and in
+        work_of_ids): a plain call, which the 3.11 interpreter specialises and runs without a
+        C-level recursion, unlike a call of a ``*args`` function.  (cost(), inlined: this runs
+        for every command.)"""
         fixed0 = self._fixed0
         draw = self._draw
         stages = []
@@ -907,6 +937,10 @@ class Sim:
     def work_ids(self, *sids: int) -> list[Any]:
         """``work()`` for items that are all stage ids (per-packet work, no bytes): the same
         command, without testing each item's type."""
+        return self.work_of_ids(sids)
+
+    def work_of_ids(self, sids: tuple[int, ...]) -> list[Any]:
+        """``work_ids(*sids)`` for a tuple of stage ids (a plain call, see work_of)."""
         fixed0 = self._fixed0
         draw = self._draw
         stages = []

@@ -112,9 +112,9 @@ def run_model(cfg: Any, costs: Any) -> dict[str, Any]:
     clients_left = [flows_n]
 
     def check() -> None:
-        if done.triggered:
+        if clients_left[0] > 0:  # (tested first: done.triggered is a property call)
             return
-        if clients_left[0] > 0:
+        if done.triggered:
             return
         if closed_loop:
             done.succeed()

@@ -70,7 +70,7 @@ class Net:
         self.backlog_wait_ns = 0.0
         self.backlog_waits = 0
         for cpu in sim.cpus:
-            cpu.napi_scheduled = False  # type: ignore[attr-defined]
+            cpu.napi_scheduled = False
             wq = WaitQueue(f"ksoftirqd/{cpu.idx}")
             t = Task(f"ksoftirqd/{cpu.idx}", cpu, None)
             t.gen = self._ksoftirqd(cpu, t, wq)
@@ -78,7 +78,7 @@ class Net:
             t.wq = wq
             wq.waiters.append(t)
             cpu.ksoftirqd = t
-            cpu.ksoftirqd_wq = wq  # type: ignore[attr-defined]
+            cpu.ksoftirqd_wq = wq
 
     # ------------------------------------------------------------------ transmit side
     def netif_rx(self, cpu: CPU, pkt: Packet) -> bool:
@@ -97,8 +97,8 @@ class Net:
             target.dropped += 1
             pkt[0].dropped(pkt, "backlog")
             return False
-        if qlen == 0 and not target.napi_scheduled:  # type: ignore[attr-defined]
-            target.napi_scheduled = True  # type: ignore[attr-defined]
+        if qlen == 0 and not target.napi_scheduled:
+            target.napi_scheduled = True
             if target is not cpu:
                 cpu.rps_ipi_list.append(target)
             cpu.softirq_pending = True
@@ -107,24 +107,25 @@ class Net:
             target.backlog_max = qlen + 1
         return True
 
-    def defer_free(self, cpu: CPU, alloc: CPU | None, n: int) -> tuple[list[tuple[int, int]], CPU | None]:
+    def defer_free(self, cpu: CPU, alloc: CPU | None, n: int) -> tuple[tuple[int, ...] | list[int], CPU | None]:
         """skb_attempt_defer_free for ``n`` skbs a reader on ``cpu`` consumed, allocated on
-        ``alloc``: returns the stages the reader pays now (frees it may not defer, the kick)
-        and the CPU to kick, if any.  Each skb goes on ``alloc``'s defer list unless that CPU is
-        this one or the list already holds ``skb_defer_max``; the skb that finds the list at
-        half of it sends an IPI (kick_defer_list_purge) that raises NET_RX there."""
+        ``alloc``: returns the stages the reader pays now (frees it may not defer, the kick;
+        work items: stage ids) and the CPU to kick, if any.  Each skb goes on ``alloc``'s defer
+        list unless that CPU is this one or the list already holds ``skb_defer_max``; the skb
+        that finds the list at half of it sends an IPI (kick_defer_list_purge) that raises
+        NET_RX there."""
         dmax = self.kernel.skb_defer_max
         if alloc is None or alloc is cpu or dmax <= 0:
-            return [(S_KFREE, 0)] * n, None
-        items: list[tuple[int, int]] = []
+            return (S_KFREE,) * n, None
+        items: list[int] = []
         kick = None
         for _ in range(n):
             if alloc.defer_count >= dmax:
-                items.append((S_KFREE, 0))
+                items.append(S_KFREE)
                 continue
             if alloc.defer_count == dmax >> 1 and not alloc.defer_kicked:
                 kick = alloc
-                items.append((S_DEFER_KICK, 0))
+                items.append(S_DEFER_KICK)
             alloc.defer_count += 1
         return items, kick
 
@@ -156,13 +157,57 @@ class Net:
             while cpu.timer_queue:
                 item = cpu.timer_queue.popleft()
                 yield from item[0].timer(cpu, ctx, item)
-            if cpu.napi_scheduled or cpu.defer_kicked:  # type: ignore[attr-defined]
-                yield from self._net_rx_action(cpu, ctx)
+            if cpu.napi_scheduled or cpu.defer_kicked:
+                # net_rx_action (_net_rx_action's body, inlined: one yield-from level less under
+                # every packet's receive path)
+                iq = cpu.process_queue or cpu.input_pkt_queue
+                ctx.msg = iq[0][1] if iq else -1
+                yield sim.work_of_ids((S_NET_RX_ACTION,))
+                cpu.defer_kicked = False
+                budget = self.budget
+                time_limit = env._now + self.budget_ns
+                weight = self.weight
+                polling = True
+                while polling:
+                    if cpu.defer_count:
+                        # skb_defer_free_flush: free what other CPUs' readers handed back to this CPU
+                        n = cpu.defer_count
+                        cpu.defer_count = 0
+                        yield sim.work_of_ids((S_KFREE,) * n)
+                    # napi_poll(backlog) -> process_backlog, at most `weight` packets
+                    work = 0
+                    quota = weight
+                    while work < quota:
+                        pq = cpu.process_queue
+                        if not pq:
+                            iq = cpu.input_pkt_queue
+                            if not iq:
+                                cpu.napi_scheduled = False
+                                polling = False  # the backlog is empty: net_rx_action is done
+                                break
+                            cpu.process_queue = iq  # skb_queue_splice_tail_init
+                            cpu.input_pkt_queue = deque()
+                            pq = iq
+                        pkt = pq.popleft()
+                        cpu.processed += 1
+                        self.backlog_wait_ns += env._now - pkt[4]
+                        self.backlog_waits += 1
+                        ctx.msg = pkt[1]
+                        cpu.cur_pkt = pkt
+                        yield from pkt[0].rx(cpu, ctx, pkt)
+                        cpu.cur_pkt = None
+                        work += 1
+                    else:
+                        budget -= work
+                        if budget <= 0 or env._now >= time_limit:
+                            cpu.time_squeeze += 1
+                            cpu.softirq_pending = True  # napi stays on the poll list; NET_RX re-raised
+                            polling = False
             if cpu.rps_ipi_list:
                 # net_rps_action_and_irq_enable -> net_rps_send_ipi for each queued target
                 targets = cpu.rps_ipi_list
                 cpu.rps_ipi_list = []
-                yield sim.work_ids(*(S_RPS_IPI,) * len(targets))
+                yield sim.work_of_ids((S_RPS_IPI,) * len(targets))
                 for tgt in targets:
                     self.raise_net_rx_by_ipi(tgt)
             if not cpu.softirq_pending:
@@ -174,50 +219,6 @@ class Net:
                 cpu.ksoftirqd_wakeups += 1
                 if cpu.ksoftirqd is not None and cpu.ksoftirqd.state == 2:
                     sim.wake(cpu.ksoftirqd, cpu)
-                return
-
-    def _net_rx_action(self, cpu: CPU, ctx: Any) -> Generator[Any, None, None]:
-        sim = self.sim
-        env = self.env
-        iq = cpu.process_queue or cpu.input_pkt_queue
-        ctx.msg = iq[0][1] if iq else -1
-        yield sim.work_ids(S_NET_RX_ACTION)
-        cpu.defer_kicked = False
-        budget = self.budget
-        time_limit = env._now + self.budget_ns
-        weight = self.weight
-        while True:
-            if cpu.defer_count:
-                # skb_defer_free_flush: free what other CPUs' readers handed back to this CPU
-                n = cpu.defer_count
-                cpu.defer_count = 0
-                yield sim.work_ids(*(S_KFREE,) * n)
-            # napi_poll(backlog) -> process_backlog, at most `weight` packets
-            work = 0
-            quota = weight
-            while work < quota:
-                pq = cpu.process_queue
-                if not pq:
-                    iq = cpu.input_pkt_queue
-                    if not iq:
-                        cpu.napi_scheduled = False  # type: ignore[attr-defined]
-                        return
-                    cpu.process_queue = iq  # skb_queue_splice_tail_init
-                    cpu.input_pkt_queue = deque()
-                    pq = iq
-                pkt = pq.popleft()
-                cpu.processed += 1
-                self.backlog_wait_ns += env._now - pkt[4]
-                self.backlog_waits += 1
-                ctx.msg = pkt[1]
-                cpu.cur_pkt = pkt
-                yield from pkt[0].rx(cpu, ctx, pkt)
-                cpu.cur_pkt = None
-                work += 1
-            budget -= work
-            if budget <= 0 or env._now >= time_limit:
-                cpu.time_squeeze += 1
-                cpu.softirq_pending = True  # napi stays on the poll list; NET_RX re-raised
                 return
 
     def _ksoftirqd(self, cpu: CPU, me: Task, wq: WaitQueue) -> Generator[Any, None, None]:

@@ -75,6 +75,7 @@ _SEND_ACK = (S["tcp_send_ack"], S["ip_output"], S["dev_queue_xmit"], S["loopback
 _RCV = (S["process_backlog"], S["ip_rcv"], S["tcp_v4_rcv"])
 _SENDMSG = (S["syscall"], S["tcp_sendmsg"])
 _RECVMSG = (S["syscall"], S["tcp_recvmsg"])
+S_BOUNCE = S["cacheline_transfer"]
 S_READABLE = S["sock_def_readable"]
 S_ACK = S["tcp_ack"]
 S_ADD_BACKLOG = S["tcp_add_backlog"]
@@ -85,6 +86,7 @@ S_COPY_IN = S["skb_copy_to_page_nocache"]
 S_COPY_OUT = S["skb_copy_datagram_msg"]
 S_CLEANUP_RBUF = S["tcp_cleanup_rbuf"]
 S_RECVMSG = S["tcp_recvmsg"]
+S_KFREE = S["__kfree_skb"]
 
 
 def tcp_size_goal(mss: int, gso_max_size: int) -> tuple[int, int]:
@@ -103,7 +105,22 @@ def _roundup_pow2(n: int) -> int:
 class TcpSock:
     """One end of an established connection."""
 
-    BOUNCE_SID = S["cacheline_transfer"]  # Sim.touch: the cache-line transfer this socket type costs
+    # __slots__: attribute loads and method lookups specialise (LOAD_ATTR_SLOT, LOAD_METHOD_NO_DICT);
+    # with ~75 attributes an instance dict is not shared-key, so they went through dict lookups
+    __slots__ = ("sim", "env", "net", "name", "flow", "stats", "modern", "nodelay", "tso",
+                 "gso_max_size", "advmss", "wmem_max", "rmem_max", "quickacks_max", "delack_ns",
+                 "rto_ns", "peer", "write_q", "tail_open", "rtx", "write_seq", "snd_una", "snd_nxt",
+                 "wmem_queued", "packets_out", "cwnd", "snd_wnd", "max_window", "_goal_for",
+                 "_goal", "user_sndbuf", "sndbuf", "wq_space", "rto_token", "rto_armed",
+                 "rto_timer", "msg_ends", "tx_cpu", "rcv_nxt", "rcv_wup", "rcv_wnd", "copied_seq",
+                 "rcvq", "rmem", "user_rcvbuf", "rcvbuf", "ratio", "rcv_mss", "ack_pending",
+                 "pushed", "quick", "pingpong", "last_rcv", "delack_token", "delack_armed",
+                 "delack_timer", "rcvq_space", "rcvq_time", "rcvq_space_prev", "wq_data",
+                 "last_cpu", "owned", "backlog", "backlog_bytes", "deferred_delack", "deferred_rto",
+                 "out_segs", "in_segs", "retrans_segs", "pure_acks_sent", "data_packets",
+                 "backlog_drops", "ofo_queued", "ofo", "lost_bytes", "skb_overhead")
+
+    BOUNCE_SID = S_BOUNCE  # Sim.touch: the cache-line transfer this socket type costs
     BOUNCE_ITEMS = (BOUNCE_SID,)  # the work items Sim.touch returns
 
     def __init__(self, sim: Sim, net: Net, name: str, *, kernel: Any, flow: int, stats: Any,
@@ -115,6 +132,7 @@ class TcpSock:
         self.flow = flow
         self.stats = stats
         self.modern = kernel.name != "linux-2.6.32"
+        self.skb_overhead = truesize_tcp(0, self.modern)  # truesize_tcp(n, modern) is n + this (per-packet paths)
         self.nodelay = nodelay
         self.tso = kernel.tso
         self.gso_max_size = kernel.gso_max_size
@@ -287,7 +305,7 @@ class TcpSock:
             segs = -(-length // mss)
             seq = self.snd_nxt
             self.snd_nxt += length
-            truesize = truesize_tcp(length, self.modern)
+            truesize = length + self.skb_overhead  # truesize_tcp(length, self.modern)
             ends = self.msg_ends
             while ends and ends[0][0] <= seq:
                 ends.popleft()
@@ -300,11 +318,11 @@ class TcpSock:
                 self.pingpong = True  # tcp_event_data_sent: a reply within ato
             self.data_packets += 1 if (self.tso or segs == 1) else segs
             if self.tso or segs == 1:
-                yield sim.work_ids(*_XMIT)
+                yield sim.work_of_ids(_XMIT)
                 net.netif_rx(cpu, (self.peer, msg, length + HDR, self.flow, self.env._now, seq, length, segs,
                                    ack, wnd))
             else:
-                yield sim.work_ids(*_XMIT_GSO_HEAD, *(_XMIT_GSO_SEG * segs))
+                yield sim.work_of_ids(_XMIT_GSO_HEAD + _XMIT_GSO_SEG * segs)
                 off = 0
                 while off < length:
                     n = min(mss, length - off)
@@ -319,7 +337,7 @@ class TcpSock:
         """__tcp_send_ack: a pure ACK through the whole IP/lo path on this CPU."""
         ack, wnd = self._stamp_ack()
         self.pure_acks_sent += 1
-        yield self.sim.work_ids(*_SEND_ACK)
+        yield self.sim.work_of_ids(_SEND_ACK)
         self.net.netif_rx(cpu, (self.peer, -1, HDR, self.flow, self.env._now, self.snd_nxt, 0, 0, ack, wnd))
         if in_task:
             yield BH_ENABLE
@@ -354,7 +372,7 @@ class TcpSock:
             if self.owned:
                 self.deferred_delack = True  # TCP_DELACK_TIMER_DEFERRED
                 return
-            yield self.sim.work_ids(S_DELACK_TIMER)
+            yield self.sim.work_of_ids((S_DELACK_TIMER,))
             if self.ack_pending:
                 self.quick = max(self.quick, 1) if not self.pingpong else self.quick
                 self.pingpong = False  # inet_csk_exit_pingpong_mode on delack timeout
@@ -366,7 +384,7 @@ class TcpSock:
             if self.owned:
                 self.deferred_rto = True
                 return
-            yield self.sim.work_ids(S_RTX_TIMER)
+            yield self.sim.work_of_ids((S_RTX_TIMER,))
             yield from self._retransmit(cpu, False)
 
     def _retransmit(self, cpu: CPU, in_task: bool) -> Generator[Any, None, None]:
@@ -392,32 +410,45 @@ class TcpSock:
         self.stats.packet_dropped(where)
 
     def rx(self, cpu: CPU, ctx: Any, pkt: tuple[Any, ...]) -> Generator[Any, None, None]:
-        """process_backlog -> ip_rcv -> tcp_v4_rcv."""
-        sim = self.sim
-        yield sim.work_ids(*_RCV, *sim.touch(self, cpu))
-        # bh_lock_sock_nested + sock_owned_by_user, decided now (the owner may have let go
-        # while this CPU was in ip_rcv)
-        if self.owned:
-            limit = 2 * self.rcvbuf + self.sndbuf // 2 + 65536
-            if self.backlog_bytes > limit:
-                self.backlog_drops += 1
-                self.dropped(pkt, "tcp_backlog")
-                return
-            self.backlog.append(pkt)
-            self.backlog_bytes += pkt[6] + 832
-            yield sim.work_ids(S_ADD_BACKLOG)
-            return
-        yield from self.do_rcv(cpu, pkt, False)
+        """process_backlog -> ip_rcv -> tcp_v4_rcv (then tcp_rcv_established: do_rcv)."""
+        return self.do_rcv(cpu, pkt, False, True)  # (one generator for both: no yield-from level)
 
-    def do_rcv(self, cpu: CPU, pkt: tuple[Any, ...], in_task: bool) -> Generator[Any, None, None]:
-        """tcp_rcv_established: ACK processing, then data, then the ACK decision."""
+    def do_rcv(self, cpu: CPU, pkt: tuple[Any, ...], in_task: bool,
+               from_ip: bool = False) -> Generator[Any, None, None]:
+        """tcp_rcv_established: ACK processing, then data, then the ACK decision; ``from_ip``:
+        first the receive path up to the socket (``rx``), which may put it on the backlog."""
         sim = self.sim
+        if from_ip:
+            last = self.last_cpu  # Sim.touch(self, cpu), inlined (no call, no tuple to unpack)
+            self.last_cpu = cpu
+            yield sim.work_of_ids(_RCV) if last is None or last is cpu else sim.work_of_ids((*_RCV, S_BOUNCE))
+            # bh_lock_sock_nested + sock_owned_by_user, decided now (the owner may have let go
+            # while this CPU was in ip_rcv)
+            if self.owned:
+                limit = 2 * self.rcvbuf + self.sndbuf // 2 + 65536
+                if self.backlog_bytes > limit:
+                    self.backlog_drops += 1
+                    self.dropped(pkt, "tcp_backlog")
+                    return
+                self.backlog.append(pkt)
+                self.backlog_bytes += pkt[6] + 832
+                yield sim.work_of_ids((S_ADD_BACKLOG,))
+                return
         _, msg, _, _, _, seq, length, segs, ack, wnd = pkt
         if length:
             self.in_segs += segs
-        # ---- tcp_ack
+        # ---- tcp_ack (_process_ack's state changes, then its command and what follows it)
         if ack > self.snd_una or (ack == self.snd_una and wnd != self.snd_wnd):
-            yield from self._process_ack(cpu, ack, wnd, in_task)
+            wake = self._process_ack(cpu, ack, wnd)
+            if wake:
+                yield sim.work_of_ids((S_ACK, S_READABLE, *sim.wake_items(self.wq_space.waiters[0], cpu)))
+            else:
+                yield sim.work_of_ids((S_ACK,))
+            if wake and self.wq_space.waiters and self.wmem_queued * 3 <= self.sndbuf * 2:
+                sim.wake_all(self.wq_space, cpu)  # sk_stream_write_space
+            # tcp_data_snd_check: transmit more from this context
+            if self.write_q:
+                yield from self.write_xmit(cpu, in_task, True)
         if not length:
             return
         # ---- data
@@ -440,7 +471,7 @@ class TcpSock:
             truesize = length
             heads = 0
         else:
-            truesize = truesize_tcp(length, self.modern)
+            truesize = length + self.skb_overhead  # truesize_tcp(length, self.modern)
             heads = 1
         self.rmem += truesize
         # tcp_measure_rcv_mss and the scaling ratio learned from len/truesize (6.7+)
@@ -459,7 +490,7 @@ class TcpSock:
         self.last_rcv = now
         self.ack_pending = True
         waiter = self.wq_data.waiters[0] if self.wq_data.waiters else None
-        yield sim.work_ids(S_READABLE, *sim.wake_items(waiter, cpu))
+        yield sim.work_of_ids((S_READABLE, *sim.wake_items(waiter, cpu)))
         if self.wq_data.waiters:
             sim.wake_all(self.wq_data, cpu)
         # ---- __tcp_ack_snd_check
@@ -469,8 +500,9 @@ class TcpSock:
         else:
             self._arm_delack(cpu)
 
-    def _process_ack(self, cpu: CPU, ack: int, wnd: int, in_task: bool) -> Generator[Any, None, None]:
-        sim = self.sim
+    def _process_ack(self, cpu: CPU, ack: int, wnd: int) -> bool:
+        """tcp_ack's state changes (do_rcv yields its command); returns whether the writer is
+        to be woken (sk_stream_write_space)."""
         freed = 0
         acked_segs = 0
         out_before = self.packets_out
@@ -510,16 +542,7 @@ class TcpSock:
             self._arm_rto(cpu)
         else:
             self.rto_armed = False
-        wake = bool(self.wq_space.waiters) and self.wmem_queued * 3 <= self.sndbuf * 2
-        if wake:
-            yield sim.work_ids(S_ACK, S_READABLE, *sim.wake_items(self.wq_space.waiters[0], cpu))
-        else:
-            yield sim.work_ids(S_ACK)
-        if wake and self.wq_space.waiters and self.wmem_queued * 3 <= self.sndbuf * 2:
-            sim.wake_all(self.wq_space, cpu)  # sk_stream_write_space
-        # tcp_data_snd_check: transmit more from this context
-        if self.write_q:
-            yield from self.write_xmit(cpu, in_task, True)
+        return bool(self.wq_space.waiters) and self.wmem_queued * 3 <= self.sndbuf * 2
 
     # ================================================================ socket lock
     def lock_sock(self) -> None:
@@ -541,13 +564,13 @@ class TcpSock:
                 yield from self.do_rcv(cpu, pkt, True)
             if self.deferred_rto:
                 self.deferred_rto = False
-                yield sim.work_ids(S_RTX_TIMER)
+                yield sim.work_of_ids((S_RTX_TIMER,))
                 yield from self._retransmit(cpu, True)
                 continue
             if self.deferred_delack:
                 self.deferred_delack = False
                 if self.ack_pending:
-                    yield sim.work_ids(S_DELACK_TIMER)
+                    yield sim.work_of_ids((S_DELACK_TIMER,))
                     yield from self.send_ack(cpu, True)
                 continue
             break
@@ -557,9 +580,11 @@ class TcpSock:
     def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
         sim = self.sim
         cpu = task.cpu
-        yield sim.work_ids(*_SENDMSG, *sim.touch(self, cpu))
+        last = self.last_cpu  # Sim.touch(self, cpu), inlined (no call, no tuple to unpack)
+        self.last_cpu = cpu
+        yield sim.work_of_ids(_SENDMSG) if last is None or last is cpu else sim.work_of_ids((*_SENDMSG, S_BOUNCE))
         self.tx_cpu = cpu
-        self.lock_sock()
+        self.owned = True  # lock_sock()
         self.stats.sent(msg, nbytes, t_send)
         self.msg_ends.append((self.write_seq + nbytes, msg))
         left = nbytes
@@ -576,7 +601,8 @@ class TcpSock:
                 self.stats.blocked(self.env._now - t0)
                 self.lock_sock()
                 continue
-            goal = self.size_goal()
+            # size_goal(), its cached answer without the call
+            goal = self._goal if self.max_window == self._goal_for else self.size_goal()
             if self.write_q and self.write_q[-1] < goal:  # unsent tail skb with room
                 room = goal - self.write_q[-1]
                 chunk = left if left < room else room
@@ -589,11 +615,11 @@ class TcpSock:
                 new_skbs += 1
                 items = (S_ALLOC_SKB, (S_COPY_IN, chunk))
             old = self.write_q[-1] - chunk
-            self.wmem_queued += truesize_tcp(self.write_q[-1], self.modern) - (
-                truesize_tcp(old, self.modern) if old else 0)
+            oh = self.skb_overhead  # truesize_tcp(n, self.modern) = n + oh
+            self.wmem_queued += (self.write_q[-1] + oh) - ((old + oh) if old else 0)
             self.write_seq += chunk
             left -= chunk
-            yield sim.work(*items)
+            yield sim.work_of(items)
             if self.write_q and self.write_q[-1] >= goal:
                 # forced push of a full skb (tcp_push_one / __tcp_push_pending_frames)
                 yield from self.write_xmit(cpu, True, False)
@@ -604,23 +630,31 @@ class TcpSock:
         # tcp_push(): PSH on the last skb; Nagle decides unless TCP_NODELAY
         self.tail_open = False
         yield from self.write_xmit(cpu, True, True)
-        yield from self.release_sock(cpu)
+        if self.backlog or self.deferred_rto or self.deferred_delack:
+            yield from self._release_sock(cpu)
+        else:
+            self.owned = False  # release_sock() with nothing to process, inlined
         yield PREEMPT
 
     def recvmsg(self, task: Task, bufsize: int) -> Generator[Any, None, int]:
         """tcp_recvmsg: returns bytes copied (>= 1; returns as soon as data was copied)."""
         sim = self.sim
         cpu = task.cpu
-        yield sim.work_ids(*_RECVMSG, *sim.touch(self, cpu))
-        self.lock_sock()
+        last = self.last_cpu  # Sim.touch(self, cpu), inlined (no call, no tuple to unpack)
+        self.last_cpu = cpu
+        yield sim.work_of_ids(_RECVMSG) if last is None or last is cpu else sim.work_of_ids((*_RECVMSG, S_BOUNCE))
+        self.owned = True  # lock_sock()
         while not self.rcvq:
             # sk_wait_data: flush the backlog, maybe ACK, release the lock and sleep
-            yield from self.release_sock(cpu)
+            if self.backlog or self.deferred_rto or self.deferred_delack:
+                yield from self._release_sock(cpu)
+            else:
+                self.owned = False  # release_sock() with nothing to process, inlined
             if self.rcvq:
-                self.lock_sock()
+                self.owned = True  # lock_sock()
                 break
             yield self.wq_data
-            self.lock_sock()
+            self.owned = True  # lock_sock()
             if not self.rcvq:
                 yield from self.release_sock(cpu)
                 self.lock_sock()
@@ -628,13 +662,31 @@ class TcpSock:
         sim.stage_wait[S_RECVMSG] += wait
         task.msg = self.rcvq[0][5]
         # tcp_eat_recv_skb -> skb_attempt_defer_free for each skb consumed whole
-        frees, kick = self.net.defer_free(cpu, self.peer.tx_cpu, nfree) if nfree else ((), None)
-        yield sim.work((S_COPY_OUT, copied, self.peer._cold()), *frees, S_CLEANUP_RBUF)
+        peer = self.peer
+        alloc = peer.tx_cpu
+        if not nfree:
+            frees, kick = (), None
+        elif alloc is cpu or alloc is None:
+            frees, kick = (S_KFREE,) * nfree, None  # defer_free's answer for skbs of this CPU, inlined
+        else:
+            frees, kick = self.net.defer_free(cpu, alloc, nfree)
+        cold = peer.wmem_queued + self.rmem > sim.cache_bytes  # peer._cold(), inlined
+        yield sim.work_of(((S_COPY_OUT, copied, cold), *frees, S_CLEANUP_RBUF))
         if kick is not None:
             self.net.kick_defer(kick)
-        consume(self.rcvq, copied, self._uncharge)
+        rcvq = self.rcvq
+        skb = rcvq[0]
+        if skb[1] - skb[2] == copied:
+            # consume(), inlined for a read of exactly the rest of the head skb (the common case)
+            skb[2] = skb[1]
+            rcvq.popleft()
+            self.rmem -= skb[3]  # _uncharge
+        else:
+            consume(rcvq, copied, self._uncharge)
         self.copied_seq += copied
-        self._rcv_space_adjust(copied)
+        self.rcvq_space += copied  # _rcv_space_adjust(copied), inlined up to its once-per-round test
+        if self.env._now - self.rcvq_time >= RCV_RTT_NS:
+            self._rcv_space_adjust(0)
         # tcp_cleanup_rbuf: ACK a pending ACK when more than a segment is un-ACKed or it was
         # pushed (not in ping-pong mode); send a window update when the window doubled
         time_to_ack = self.ack_pending and (
@@ -649,7 +701,10 @@ class TcpSock:
                     time_to_ack = True
         if time_to_ack:
             yield from self.send_ack(cpu, True)
-        yield from self.release_sock(cpu)
+        if self.backlog or self.deferred_rto or self.deferred_delack:
+            yield from self._release_sock(cpu)
+        else:
+            self.owned = False  # release_sock() with nothing to process, inlined
         yield PREEMPT
         return copied
 

@@ -91,7 +91,7 @@ class UdpSocket:
     def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
         sim = self.sim
         frags = udp_fragments(nbytes, self.mtu)
-        yield sim.work(S_SYSCALL, S_SENDMSG, (S_COPY_IN, nbytes, self.rmem > sim.cache_bytes), S_IP_OUTPUT)
+        yield sim.work_of((S_SYSCALL, S_SENDMSG, (S_COPY_IN, nbytes, self.rmem > sim.cache_bytes), S_IP_OUTPUT))
         cpu = task.cpu
         nfr = len(frags)
         if nfr > 1:
@@ -100,9 +100,9 @@ class UdpSocket:
         self.stats.sent(msg, nbytes, t_send)
         for i, flen in enumerate(frags):
             if nfr > 1:
-                w = sim.work_ids(*_XMIT_FRAG)
+                w = sim.work_of_ids(_XMIT_FRAG)
             else:
-                w = sim.work_ids(*_XMIT)
+                w = sim.work_of_ids(_XMIT)
             yield w
             last = i == nfr - 1
             self.net.netif_rx(cpu, (self, msg, flen + 20, self.flow, self.env._now, nbytes, truesize, t_send,
@@ -124,7 +124,7 @@ class UdpSocket:
         msg = pkt[1]
         if pkt[8]:
             # ip_local_deliver -> ip_defrag: queue until the datagram is complete
-            yield sim.work_ids(*_RCV_FRAG)
+            yield sim.work_of_ids(_RCV_FRAG)
             left = self.frag_pending.get(msg, 0) - 1
             if left > 0:
                 self.frag_pending[msg] = left
@@ -143,7 +143,7 @@ class UdpSocket:
         if accept:
             items.append(S_READABLE)
             items += sim.wake_items(waiter, cpu)
-        yield sim.work_ids(*items)
+        yield sim.work_of_ids(items)
         if not self._rcvbuf_accepts(truesize):  # re-check at the time the skb is charged
             self.rcvbuf_errors += 1
             self.stats.dropped(msg, "rcvbuf")
@@ -167,14 +167,14 @@ class UdpSocket:
     def recvmsg(self, task: Task, bufsize: int) -> Generator[Any, None, int]:
         """Returns the bytes read; ``task.msg`` names the datagram."""
         sim = self.sim
-        yield sim.work_ids(S_SYSCALL)
+        yield sim.work_of_ids((S_SYSCALL,))
         while not self.queue:
             yield self.wq
         msg, length, truesize, t_send, t_enq = self.queue.popleft()
         sim.stage_wait[S_RECVMSG] += self.env._now - t_enq
         n = min(length, bufsize)
         task.msg = msg
-        yield sim.work(S_RECVMSG, (S_COPY_OUT, n, self.rmem > sim.cache_bytes), *sim.touch(self, task.cpu))
+        yield sim.work_of((S_RECVMSG, (S_COPY_OUT, n, self.rmem > sim.cache_bytes), *sim.touch(self, task.cpu)))
         self.rmem -= truesize
         yield PREEMPT
         return n

@@ -100,7 +100,7 @@ class _UnixBase:
 
     def _enter_recv(self) -> Generator[Any, None, None]:
         """The receive call's entry, then sleep until the peer's queue holds something."""
-        yield self.sim.work_ids(S_SYSCALL)
+        yield self.sim.work_of_ids((S_SYSCALL,))
         while not self.queue:
             yield self.wq_data
 
@@ -121,7 +121,7 @@ class UnixStream(_UnixBase):
     def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
         sim = self.sim
         cpu = task.cpu
-        yield sim.work_ids(S_SYSCALL)
+        yield sim.work_of_ids((S_SYSCALL,))
         self.stats.sent(msg, nbytes, t_send)
         left = nbytes
         while left > 0:
@@ -131,8 +131,8 @@ class UnixStream(_UnixBase):
             yield from self._wait_wmem(task)
             truesize = truesize_unix_stream(size, self.modern)
             self.wmem += truesize  # skb_set_owner_w in sock_alloc_send_pskb
-            yield sim.work(S_STREAM_SENDMSG, (S_COPY_IN, size, self.wmem > sim.cache_bytes), *sim.touch(self, cpu),
-                           *self._wake_items(self.wq_data, cpu))
+            yield sim.work_of((S_STREAM_SENDMSG, (S_COPY_IN, size, self.wmem > sim.cache_bytes), *sim.touch(self, cpu),
+                               *self._wake_items(self.wq_data, cpu)))
             self._queue_on_peer(msg, size, truesize, cpu)
             left -= size
         yield PREEMPT
@@ -142,7 +142,7 @@ class UnixStream(_UnixBase):
         sim = self.sim
         cpu = task.cpu
         # _enter_recv(), inlined: the call's entry, then sleep until the queue holds something
-        yield sim.work_ids(S_SYSCALL)
+        yield sim.work_of_ids((S_SYSCALL,))
         while not self.queue:
             yield self.wq_data
         copied, wait, freed, _ = plan_read(self.queue, bufsize, self.env._now)
@@ -151,7 +151,7 @@ class UnixStream(_UnixBase):
         if freed:
             items += self._free_items(freed, cpu)
         task.msg = self.queue[0][0]
-        yield sim.work(*items)
+        yield sim.work_of(items)
         consume(self.queue, copied, lambda truesize: self._free(truesize, cpu))
         yield PREEMPT
         return copied
@@ -166,7 +166,7 @@ class UnixDgram(_UnixBase):
     def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
         sim = self.sim
         cpu = task.cpu
-        yield sim.work_ids(S_SYSCALL)
+        yield sim.work_of_ids((S_SYSCALL,))
         yield from self._wait_wmem(task)
         truesize = truesize_unix_dgram(nbytes, self.modern)
         self.wmem += truesize
@@ -174,7 +174,7 @@ class UnixDgram(_UnixBase):
         items = (S_DGRAM_SENDMSG, (S_COPY_IN, nbytes, self.wmem > sim.cache_bytes), *sim.touch(self, cpu))
         if not full:
             items += self._wake_items(self.wq_data, cpu)
-        yield sim.work(*items)
+        yield sim.work_of(items)
         if len(self.queue) > self.max_qlen:
             # unix_recvq_full_lockless(other) -> unix_wait_for_peer(), then restart_locked
             self.sender_blocked += 1
@@ -182,7 +182,7 @@ class UnixDgram(_UnixBase):
             while len(self.queue) > self.max_qlen:
                 yield self.peer_wait
             self.stats.blocked(self.env._now - t0)
-            yield sim.work_ids(*self._wake_items(self.wq_data, cpu))
+            yield sim.work_of_ids(self._wake_items(self.wq_data, cpu))
         self.stats.sent(msg, nbytes, t_send)
         self._queue_on_peer(msg, nbytes, truesize, cpu)
         yield PREEMPT
@@ -192,7 +192,7 @@ class UnixDgram(_UnixBase):
         sim = self.sim
         cpu = task.cpu
         # _enter_recv(), inlined: the call's entry, then sleep until the queue holds something
-        yield sim.work_ids(S_SYSCALL)
+        yield sim.work_of_ids((S_SYSCALL,))
         while not self.queue:
             yield self.wq_data
         skb = self.queue.popleft()
@@ -206,7 +206,7 @@ class UnixDgram(_UnixBase):
         # wake_up_interruptible_sync_poll(&u->peer_wait) happens right after the dequeue
         if self.peer_wait.waiters:
             sim.wake(self.peer_wait.waiters[0], cpu)  # exclusive wait: one writer
-        yield sim.work(*items)
+        yield sim.work_of(items)
         self._free(skb[3], cpu)
         yield PREEMPT
         return n
