@@ -502,7 +502,10 @@ class CPU:
 
     def _block(self, t: Task, wq: WaitQueue | None) -> None:
         if not t.rt and self.curr is t:
-            self._dequeue_sleeper(t)
+            if self.rq:
+                self._dequeue_sleeper(t)
+            else:
+                t.vlag = 0.0  # dequeue_entity() of the only task: V is its own vruntime
         t.state = SLEEPING
         t.work = None
         if wq is not None:
@@ -595,6 +598,22 @@ class CPU:
         """pick_next_task: an RT task first, else pick_eevdf(); a sleeper whose dequeue was
         delayed is dequeued for good when it comes up (None: nothing left to run)."""
         rq = self.rq
+        n = len(rq)
+        if n == 1:
+            t = rq[0]
+            if not t.delayed:  # the only runnable task
+                rq.pop()
+                t.vprot = t.deadline
+                return t
+        elif n == 2:
+            a, b = rq  # _pick_one's choice of two fair tasks, inlined (the common case)
+            if not (a.rt or b.rt):
+                i = 0 if a.vruntime < b.vruntime or (a.vruntime == b.vruntime and a.deadline <= b.deadline) else 1
+                t = rq[i]
+                if not t.delayed:
+                    del rq[i]
+                    t.vprot = t.deadline
+                    return t
         while rq:
             t = self._pick_one()
             if not t.delayed:
@@ -617,10 +636,21 @@ class CPU:
             if t.rt:
                 best_i = i
                 break
+        if best_i < 0 and len(rq) == 2:
+            # pick_eevdf() of two: the average lies between them, so the one with the lower
+            # vruntime is the only eligible one (both when equal: the earlier deadline)
+            a, b = rq
+            if a.vruntime < b.vruntime or (a.vruntime == b.vruntime and a.deadline <= b.deadline):
+                best_i = 0
+            else:
+                best_i = 1
+            if rq[best_i].delayed:
+                self._delayed_avg = self._avg_load()[0]
+            return rq.pop(best_i)
         if best_i < 0:
             # pick_eevdf(): of the eligible tasks (vruntime <= the load-weighted average), the
             # one with the earliest virtual deadline (the queue order breaks ties)
-            avg = self._avg_vruntime()
+            avg = self._avg_load()[0]
             best_d = 0.0
             for i, t in enumerate(rq):
                 if t.vruntime <= avg and (best_i < 0 or t.deadline < best_d):
@@ -640,20 +670,43 @@ class CPU:
         t.state = RUNNABLE
         t.enq_time = now
         t.blocked_ns += now - t.sleep_start
+        rq = self.rq
+        c = self.curr
+        if c is not None and (c.rt or c.state != RUNNING):
+            c = None
         if t.delayed:
             # requeue_delayed_entity(): still queued; with DELAY_ZERO a task whose lag has
             # turned positive meanwhile is placed again with lag 0, else it keeps its vruntime
             t.delayed = False
-            if self._avg_vruntime() > t.vruntime:
-                self.rq.remove(t)
+            if len(rq) == 1 and c is not None:
+                # it and the current task: V > its vruntime when the current one's is larger;
+                # placed with lag 0 next to the current task alone, it lands on its vruntime
+                cv = c.vruntime  # _curr_vruntime(c), inlined
+                if self.exec is c and not self.exec_switch:
+                    cv += (self.env._now - self.start) * NICE_0_WEIGHT / c.weight
+                if cv > t.vruntime:
+                    t.vlag = 0.0
+                    t.vruntime = cv
+                    t.deadline = cv + self.sim.sched_slice_ns * NICE_0_WEIGHT / t.weight
+            elif self._avg_load()[0] > t.vruntime:
+                rq.remove(t)
                 t.vlag = 0.0
                 self._place_entity(t)
-                self.rq.append(t)
-        elif not t.rt:
-            self._place_entity(t)
-            self.rq.append(t)
+                rq.append(t)
+        elif t.rt:
+            rq.append(t)
         else:
-            self.rq.append(t)
+            if not rq and c is not None:
+                # place_entity() next to the current task alone: V is its vruntime
+                w = c.weight
+                cv = c.vruntime  # _curr_vruntime(c), inlined
+                if self.exec is c and not self.exec_switch:
+                    cv += (self.env._now - self.start) * NICE_0_WEIGHT / w
+                t.vruntime = cv - t.vlag * (w + t.weight) / w
+                t.deadline = t.vruntime + self.sim.sched_slice_ns * NICE_0_WEIGHT / t.weight
+            else:
+                self._place_entity(t)
+            rq.append(t)
         if self.exec is None and not self.in_dispatch and self.curr is None:
             self._dispatch()
             return
@@ -672,32 +725,26 @@ class CPU:
             return c.vruntime + (self.env._now - self.start) * NICE_0_WEIGHT / c.weight
         return c.vruntime
 
-    def _avg_vruntime(self) -> float:
-        """avg_vruntime(): the load-weighted average vruntime V of the fair tasks queued here
-        and the current one; a task is eligible when its vruntime is at most V.  (Summed
-        relative to min_vruntime, as the kernel sums relative to its zero_vruntime.)"""
-        base = self.min_vruntime
+    def _avg_load(self) -> tuple[float, int]:
+        """avg_vruntime() and the load: the load-weighted average vruntime V of the fair tasks
+        queued here and the current one (a task is eligible when its vruntime is at most V),
+        and their total weight (V is min_vruntime when there are none)."""
         num = 0.0
         load = 0
         for t in self.rq:
             if not t.rt:
-                num += (t.vruntime - base) * t.weight
-                load += t.weight
+                w = t.weight
+                num += t.vruntime * w
+                load += w
         c = self.curr
         if c is not None and not c.rt and c.state == RUNNING:
-            num += (self._curr_vruntime(c) - base) * c.weight
-            load += c.weight
-        return base + num / load if load else base
-
-    def _queued_load(self) -> int:
-        load = 0
-        for t in self.rq:
-            if not t.rt:
-                load += t.weight
-        c = self.curr
-        if c is not None and not c.rt and c.state == RUNNING:
-            load += c.weight
-        return load
+            w = c.weight
+            v = c.vruntime  # update_curr(), as _curr_vruntime
+            if self.exec is c and not self.exec_switch:
+                v += (self.env._now - self.start) * NICE_0_WEIGHT / w
+            num += v * w
+            load += w
+        return (num / load if load else self.min_vruntime), load
 
     def _place_entity(self, t: Task) -> None:
         """place_entity() on a wake-up (PLACE_LAG): the task comes back at the average
@@ -705,10 +752,11 @@ class CPU:
         (load + w) / load so that adding it leaves the average where the lag says; its
         deadline is a slice (at its weight) later.  On an otherwise empty queue the lag is
         dropped."""
-        load = self._queued_load()
-        avg = self._avg_vruntime() if load else self._min_vruntime()
-        lag = t.vlag * (load + t.weight) / load if load else 0.0
-        t.vruntime = avg - lag
+        avg, load = self._avg_load()
+        if load:
+            t.vruntime = avg - t.vlag * (load + t.weight) / load
+        else:
+            t.vruntime = self._min_vruntime()
         t.deadline = t.vruntime + self.sim.sched_slice_ns * NICE_0_WEIGHT / t.weight
 
     def _save_lag(self, t: Task, counted: bool = True) -> None:
@@ -717,7 +765,7 @@ class CPU:
         else V as _pick_one found it, before it was taken off the queue.)"""
         limit = self.sim.lag_limit_ns * NICE_0_WEIGHT / t.weight
         if counted:
-            lag = self._avg_vruntime() - t.vruntime
+            lag = self._avg_load()[0] - t.vruntime
         elif len(self.rq) == 0 and self.curr is None:
             lag = 0.0  # it was the only one: V was its own vruntime
         else:
@@ -728,7 +776,23 @@ class CPU:
         """dequeue_entity(DEQUEUE_SLEEP): an eligible task leaves with its lag saved; with
         DELAY_DEQUEUE (6.12+) one that is not eligible (it has had more than its share)
         stays queued, competing, until pick_eevdf() comes to it or it is woken."""
-        if self.sim.kernel.sched_delay_dequeue and t.vruntime > self._avg_vruntime():
+        rq = self.rq
+        if not rq:
+            t.vlag = 0.0  # alone: V is its own vruntime
+            return
+        if len(rq) == 1 and not rq[0].rt:
+            # it and one other: not eligible when its vruntime is above the other's
+            x = rq[0]
+            if self.sim.kernel.sched_delay_dequeue and t.vruntime > x.vruntime:
+                t.delayed = True
+                rq.append(t)
+                return
+            xw, tw = x.weight, t.weight
+            lag = (x.vruntime * xw + t.vruntime * tw) / (xw + tw) - t.vruntime
+            limit = self.sim.lag_limit_ns * NICE_0_WEIGHT / tw
+            t.vlag = limit if lag > limit else (-limit if lag < -limit else lag)
+            return
+        if self.sim.kernel.sched_delay_dequeue and t.vruntime > self._avg_load()[0]:
             t.delayed = True
             self.rq.append(t)
         else:
@@ -744,7 +808,17 @@ class CPU:
         if w.rt:
             return True
         cv = self._curr_vruntime(c)
-        avg = self._avg_vruntime()
+        rq = self.rq
+        if len(rq) == 1:
+            # the woken task and the current one: the average lies between their vruntimes,
+            # so each is eligible when its vruntime is at most the other's
+            wv = w.vruntime
+            if cv <= wv:
+                if cv < c.vprot or wv > cv:
+                    return False  # protected, or the woken task is not eligible
+                return not c.deadline < w.deadline
+            return True  # the current task is not eligible; the woken one is
+        avg = self._avg_load()[0]
         curr_eligible = cv <= avg
         if curr_eligible and cv < c.vprot:
             return False
