@@ -215,7 +215,7 @@ class CPU:
                  "rps_ipi_list", "defer_count", "defer_kicked", "_done_cb", "ksoftirqd", "cur_pkt",
                  "processed", "dropped", "time_squeeze", "received_rps", "lo_tx_packets", "lo_tx_bytes",
                  "backlog_max", "busy", "switches", "ksoftirqd_wakeups", "_switch_ns", "napi_scheduled",
-                 "ksoftirqd_wq", "_delayed_avg", "__dict__")
+                 "ksoftirqd_wq", "__dict__")
 
     def __init__(self, sim: "Sim", idx: int) -> None:
         self.sim = sim
@@ -232,7 +232,6 @@ class CPU:
         self.in_dispatch = False
         self.need_resched = False
         self.min_vruntime = 0.0
-        self._delayed_avg = 0.0
         # NET_RX state (per-CPU softnet_data)
         self.softirq = Softirq(idx)
         self.softirq_pending = False
@@ -598,70 +597,53 @@ class CPU:
         """pick_next_task: an RT task first, else pick_eevdf(); a sleeper whose dequeue was
         delayed is dequeued for good when it comes up (None: nothing left to run)."""
         rq = self.rq
-        n = len(rq)
-        if n == 1:
-            t = rq[0]
-            if not t.delayed:  # the only runnable task
-                rq.pop()
-                t.vprot = t.deadline
-                return t
-        elif n == 2:
-            a, b = rq  # _pick_one's choice of two fair tasks, inlined (the common case)
-            if not (a.rt or b.rt):
+        while rq:
+            n = len(rq)
+            if n == 1:
+                t = rq.pop()  # the only runnable task
+                avg = t.vruntime  # (alone: V is its own vruntime)
+            elif n == 2 and not (rq[0].rt or rq[1].rt):
+                # pick_eevdf() of two (the common case): the average lies between them, so the
+                # one with the lower vruntime is the only eligible one (both when equal: the
+                # earlier deadline)
+                a, b = rq
                 i = 0 if a.vruntime < b.vruntime or (a.vruntime == b.vruntime and a.deadline <= b.deadline) else 1
                 t = rq[i]
-                if not t.delayed:
-                    del rq[i]
-                    t.vprot = t.deadline
-                    return t
-        while rq:
-            t = self._pick_one()
+                avg = self._avg_load()[0] if t.delayed else 0.0  # V with it still queued
+                del rq[i]
+            else:
+                i, avg = self._pick_eevdf()
+                t = rq.pop(i)
             if not t.delayed:
                 t.vprot = t.deadline  # set_protect_slice(): equal slices, protected to its deadline
                 return t
             # dequeue_entities(DEQUEUE_DELAYED): update_entity_lag, then DELAY_ZERO clips a
             # positive lag to 0
-            self._save_lag(t, counted=False)
+            self._set_lag(t, avg - t.vruntime)
             if t.vlag > 0.0:
                 t.vlag = 0.0
             t.delayed = False
         return None
 
-    def _pick_one(self) -> Task:
+    def _pick_eevdf(self) -> tuple[int, float]:
+        """The index of the task to run next (an RT task first, else pick_eevdf(): of the
+        eligible tasks, vruntime <= the load-weighted average, the one with the earliest
+        virtual deadline, the queue order breaking ties), and that average (0.0 for an RT
+        pick)."""
         rq = self.rq
-        if len(rq) == 1:
-            return rq.pop()  # the only runnable task
-        best_i = -1
         for i, t in enumerate(rq):
             if t.rt:
+                return i, 0.0
+        avg = self._avg_load()[0]
+        best_i = -1
+        best_d = 0.0
+        for i, t in enumerate(rq):
+            if t.vruntime <= avg and (best_i < 0 or t.deadline < best_d):
                 best_i = i
-                break
-        if best_i < 0 and len(rq) == 2:
-            # pick_eevdf() of two: the average lies between them, so the one with the lower
-            # vruntime is the only eligible one (both when equal: the earlier deadline)
-            a, b = rq
-            if a.vruntime < b.vruntime or (a.vruntime == b.vruntime and a.deadline <= b.deadline):
-                best_i = 0
-            else:
-                best_i = 1
-            if rq[best_i].delayed:
-                self._delayed_avg = self._avg_load()[0]
-            return rq.pop(best_i)
-        if best_i < 0:
-            # pick_eevdf(): of the eligible tasks (vruntime <= the load-weighted average), the
-            # one with the earliest virtual deadline (the queue order breaks ties)
-            avg = self._avg_load()[0]
-            best_d = 0.0
-            for i, t in enumerate(rq):
-                if t.vruntime <= avg and (best_i < 0 or t.deadline < best_d):
-                    best_i = i
-                    best_d = t.deadline
-            if best_i < 0:  # (rounding: nobody at or below the average) the least vruntime
-                best_i = min(range(len(rq)), key=lambda i: rq[i].vruntime)
-        t = rq[best_i]
-        if t.delayed:
-            self._delayed_avg = avg  # V with it still queued, for its lag
-        return rq.pop(best_i)
+                best_d = t.deadline
+        if best_i < 0:  # (rounding: nobody at or below the average) the least vruntime
+            best_i = min(range(len(rq)), key=lambda i: rq[i].vruntime)
+        return best_i, avg
 
     # ------------------------------------------------------------------ wake-ups
     def enqueue_task(self, t: Task) -> None:
@@ -672,18 +654,18 @@ class CPU:
         t.blocked_ns += now - t.sleep_start
         rq = self.rq
         c = self.curr
-        if c is not None and (c.rt or c.state != RUNNING):
-            c = None
+        cv = None  # the current fair task's vruntime (_curr_vruntime(c), inlined), if there is one
+        if c is not None and not c.rt and c.state == RUNNING:
+            cv = c.vruntime
+            if self.exec is c and not self.exec_switch:
+                cv += (self.env._now - self.start) * NICE_0_WEIGHT / c.weight
         if t.delayed:
             # requeue_delayed_entity(): still queued; with DELAY_ZERO a task whose lag has
             # turned positive meanwhile is placed again with lag 0, else it keeps its vruntime
             t.delayed = False
-            if len(rq) == 1 and c is not None:
+            if len(rq) == 1 and cv is not None:
                 # it and the current task: V > its vruntime when the current one's is larger;
                 # placed with lag 0 next to the current task alone, it lands on its vruntime
-                cv = c.vruntime  # _curr_vruntime(c), inlined
-                if self.exec is c and not self.exec_switch:
-                    cv += (self.env._now - self.start) * NICE_0_WEIGHT / c.weight
                 if cv > t.vruntime:
                     t.vlag = 0.0
                     t.vruntime = cv
@@ -696,12 +678,9 @@ class CPU:
         elif t.rt:
             rq.append(t)
         else:
-            if not rq and c is not None:
+            if not rq and cv is not None:
                 # place_entity() next to the current task alone: V is its vruntime
                 w = c.weight
-                cv = c.vruntime  # _curr_vruntime(c), inlined
-                if self.exec is c and not self.exec_switch:
-                    cv += (self.env._now - self.start) * NICE_0_WEIGHT / w
                 t.vruntime = cv - t.vlag * (w + t.weight) / w
                 t.deadline = t.vruntime + self.sim.sched_slice_ns * NICE_0_WEIGHT / t.weight
             else:
@@ -759,17 +738,10 @@ class CPU:
             t.vruntime = self._min_vruntime()
         t.deadline = t.vruntime + self.sim.sched_slice_ns * NICE_0_WEIGHT / t.weight
 
-    def _save_lag(self, t: Task, counted: bool = True) -> None:
-        """update_entity_lag() when the task leaves the run queue: vlag = V - v, clamped to
-        +-max(2 slices, TICK_NSEC) of CPU at its weight.  (``counted``: V counts it now;
-        else V as _pick_one found it, before it was taken off the queue.)"""
+    def _set_lag(self, t: Task, lag: float) -> None:
+        """update_entity_lag(): vlag = V - v when the task leaves the run queue, clamped to
+        +-max(2 slices, TICK_NSEC) of CPU at its weight."""
         limit = self.sim.lag_limit_ns * NICE_0_WEIGHT / t.weight
-        if counted:
-            lag = self._avg_load()[0] - t.vruntime
-        elif len(self.rq) == 0 and self.curr is None:
-            lag = 0.0  # it was the only one: V was its own vruntime
-        else:
-            lag = self._delayed_avg - t.vruntime
         t.vlag = limit if lag > limit else (-limit if lag < -limit else lag)
 
     def _dequeue_sleeper(self, t: Task) -> None:
@@ -780,23 +752,23 @@ class CPU:
         if not rq:
             t.vlag = 0.0  # alone: V is its own vruntime
             return
+        delay = self.sim.kernel.sched_delay_dequeue
         if len(rq) == 1 and not rq[0].rt:
             # it and one other: not eligible when its vruntime is above the other's
             x = rq[0]
-            if self.sim.kernel.sched_delay_dequeue and t.vruntime > x.vruntime:
+            if delay and t.vruntime > x.vruntime:
                 t.delayed = True
                 rq.append(t)
                 return
             xw, tw = x.weight, t.weight
-            lag = (x.vruntime * xw + t.vruntime * tw) / (xw + tw) - t.vruntime
-            limit = self.sim.lag_limit_ns * NICE_0_WEIGHT / tw
-            t.vlag = limit if lag > limit else (-limit if lag < -limit else lag)
-            return
-        if self.sim.kernel.sched_delay_dequeue and t.vruntime > self._avg_load()[0]:
-            t.delayed = True
-            self.rq.append(t)
+            avg = (x.vruntime * xw + t.vruntime * tw) / (xw + tw)
         else:
-            self._save_lag(t)
+            avg = self._avg_load()[0]
+            if delay and t.vruntime > avg:
+                t.delayed = True
+                rq.append(t)
+                return
+        self._set_lag(t, avg - t.vruntime)
 
     def _wakeup_preempts(self, w: Task, c: Task) -> bool:
         """check_preempt_wakeup_fair (EEVDF): pre-empt when pick_eevdf() would now pick the
