@@ -80,6 +80,19 @@ class _Fire(simpy.events.Event):
 _new_event = object.__new__
 
 
+def _push_fire(env: simpy.Environment, when: float, eid: int, callback: Callable[[Any], None],
+               value: Any) -> _Fire:
+    """The heap entry ``env.timeout`` would make, due at ``when`` with event id ``eid``,
+    calling ``callback`` (a Timeout without its constructor's checks and scheduling call)."""
+    ev = _new_event(_Fire)
+    ev.env = env
+    ev.callbacks = [callback]
+    ev._value = value
+    ev._ok = True
+    heappush(env._queue, (when, NORMAL, eid, ev))
+    return ev
+
+
 _INLINE = object()  # CPU.ev of a command completed by the trampoline, not by a heap entry
 
 
@@ -114,13 +127,7 @@ class LazyTimer:
         self._push(when, eid)  # nothing of this timer on the heap due before it
 
     def _push(self, when: float, eid: int) -> None:
-        env = self.env
-        ev = _new_event(_Fire)
-        ev.env = env
-        ev.callbacks = [self._popped]
-        ev._value = eid
-        ev._ok = True
-        heappush(env._queue, (when, NORMAL, eid, ev))
+        _push_fire(self.env, when, eid, self._popped, eid)
         self.queued[eid] = when
 
     def _popped(self, ev: Any) -> None:
@@ -287,13 +294,7 @@ class CPU:
     def _materialize(self) -> None:
         """Turn a pending inline completion into the heap entry it stands for."""
         env = self.env
-        ev = _new_event(_Fire)
-        ev.env = env
-        ev.callbacks = [self._done_cb]
-        ev._value = None
-        ev._ok = True
-        heappush(env._queue, (self.end, NORMAL, next(env._eid), ev))
-        self.ev = ev
+        self.ev = _push_fire(env, self.end, next(env._eid), self._done_cb, None)
 
     def _done(self, ev: Any) -> None:
         sim = self.sim
