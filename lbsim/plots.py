@@ -51,10 +51,7 @@ def validation_figure(rows: Any, *, title: str = "lbsim against the host kernel"
                     fillstyle="none", label=f"{tr} simulated")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_xlabel("message size (bytes)")
-        ax.set_ylabel(ylabel)
-        ax.set_title(label)
-        ax.grid(True, which="both", alpha=0.3)
+        _labels(ax, "message size (bytes)", ylabel, label)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize="small")
     fig.suptitle(title)
@@ -148,10 +145,23 @@ def _size_axis(ax: Any) -> None:
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_fmt_bytes))
 
 
+def _plain_ticks(axis: Any) -> None:
+    """Major tick labels as plain numbers (1, 10, 100 rather than 10^n)."""
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:g}"))
+
+
+def _labels(ax: Any, xlabel: str, ylabel: str, title: str | None = None) -> None:
+    """Axis labels, an optional panel title, and the grid every figure here uses."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title is not None:
+        ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+
+
 def _plain_log_y(ax: Any) -> None:
     ax.set_yscale("log")
-    fmt = matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:g}")
-    ax.yaxis.set_major_formatter(fmt)
+    _plain_ticks(ax.yaxis)
     ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
         lambda v, _p: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
 
@@ -206,10 +216,7 @@ def latency_vs_size(df: Any, ax: Any = None) -> Any:
                            color=st["color"], alpha=0.15, linewidth=0)
         _size_axis(a)
         _plain_log_y(a)
-        a.set_xlabel("message size (bytes)")
-        a.set_ylabel("round trip (µs)")
-        a.set_title(f"placement {pl}")
-        a.grid(True, which="both", alpha=0.3)
+        _labels(a, "message size (bytes)", "round trip (µs)", f"placement {pl}")
     return _finish(fig, axes, "Ping-pong latency: p50 (line), band to p99", pinned)
 
 
@@ -228,10 +235,7 @@ def throughput_vs_size(df: Any, ax: Any = None) -> Any:
             a.plot(x.msg_bytes, x["mean"] / 1e6, color=st["color"], marker=st["marker"], label=tr)
         _size_axis(a)
         _plain_log_y(a)
-        a.set_xlabel("write size (bytes)")
-        a.set_ylabel("throughput (MB/s)")
-        a.set_title(f"placement {pl}")
-        a.grid(True, which="both", alpha=0.3)
+        _labels(a, "write size (bytes)", "throughput (MB/s)", f"placement {pl}")
     return _finish(fig, axes, "Stream throughput against write size", pinned)
 
 
@@ -375,13 +379,11 @@ def queue_drops(df: Any, ax: Any = None) -> Any:
                        linestyle="--" if on else "-", fillstyle="none" if on else "full",
                        label=tr + ("" if rps is None else (f", RPS mask {rps:#x}" if on else ", no RPS")))
         a.set_xscale("log")
-        a.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:g}"))
+        _plain_ticks(a.xaxis)
         a.set_yscale("symlog", linthresh=1.0)
-        a.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:g}"))
+        _plain_ticks(a.yaxis)
         a.set_ylim(bottom=0)
-        a.set_xlabel("netdev_max_backlog (packets)")
-        a.set_ylabel(label)
-        a.grid(True, which="both", alpha=0.3)
+        _labels(a, "netdev_max_backlog (packets)", label)
     return _finish(fig, axes, "Drops and blocked time against queue limits", pinned)
 
 
@@ -402,13 +404,10 @@ def latency_vs_load(df: Any, ax: Any = None) -> Any:
                 a.plot(x.rate_per_s / 1e3, x["mean"], color=st["color"], marker=st["marker"], linestyle=ls,
                        fillstyle="full" if q == "p50" else "none", label=f"{tr} {q}")
         a.set_xscale("log")
-        a.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:g}"))
+        _plain_ticks(a.xaxis)
         a.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         _plain_log_y(a)
-        a.set_xlabel("offered load (thousand messages/s)")
-        a.set_ylabel("one-way latency (µs)")
-        a.set_title(f"placement {pl}")
-        a.grid(True, which="both", alpha=0.3)
+        _labels(a, "offered load (thousand messages/s)", "one-way latency (µs)", f"placement {pl}")
     return _finish(fig, axes, "Latency against offered load (p50 solid, p99 dashed)", pinned)
 
 
@@ -428,11 +427,9 @@ def mtu_tso(df: Any, ax: Any = None) -> Any:
                    linestyle="-" if tso else "--", fillstyle="full" if tso else "none",
                    label=f"{tr}, TSO {'on' if tso else 'off'}")
     a.set_xscale("log", base=2)
-    a.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:g}"))
+    _plain_ticks(a.xaxis)
     a.set_xticks(sorted(m["mtu"].unique()))
-    a.set_xlabel("lo MTU (bytes)")
-    a.set_ylabel("throughput (MB/s)")
-    a.grid(True, which="both", alpha=0.3)
+    _labels(a, "lo MTU (bytes)", "throughput (MB/s)")
     return _finish(fig, [a], "Stream throughput against MTU, with and without TSO", pinned)
 
 
@@ -486,10 +483,8 @@ def scaling(df: Any, ax: Any = None) -> Any:
             a.plot(x.flows, x["mean"] / 1e3, color=st["color"], marker=st["marker"],
                    linestyle=styles[i % len(styles)], label=f"{tr}, {c} CPUs")
     a.set_xscale("log", base=2)
-    a.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:g}"))
-    a.set_xlabel("flows (concurrent request/response pairs)")
-    a.set_ylabel("throughput (thousand messages/s)")
-    a.grid(True, which="both", alpha=0.3)
+    _plain_ticks(a.xaxis)
+    _labels(a, "flows (concurrent request/response pairs)", "throughput (thousand messages/s)")
     return _finish(fig, [a], "Scaling with CPUs and flows (request/response)", pinned)
 
 
@@ -521,10 +516,7 @@ def latency_cdf(df: Any, ax: Any = None) -> Any:
             a.plot(xs, ys, color=st["color"], marker=st["marker"], label=tr, drawstyle="default")
         a.set_xscale("log")
         a.set_yscale("logit")
-        a.set_xlabel("latency (µs)")
-        a.set_ylabel("fraction of messages ≤ latency")
-        a.set_title(f"placement {pl}")
-        a.grid(True, which="both", alpha=0.3)
+        _labels(a, "latency (µs)", "fraction of messages ≤ latency", f"placement {pl}")
     size = int(d["msg_bytes"].min()) if "msg_bytes" in d.columns and len(d) else None
     title = "Latency distribution (p50, p90, p99, p99.9)" + (f", {size} B" if size else "")
     return _finish(fig, axes, title, pinned)
