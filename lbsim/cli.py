@@ -205,7 +205,7 @@ def cmd_measure(a: argparse.Namespace) -> int:
     from lbsim.measure import measure, write_csv
 
     transports = _csv_list(a.transports, TRANSPORTS, "--transports")
-    workloads = _csv_list(a.workloads, ("pingpong", "stream"), "--workloads")
+    workloads = _csv_list(a.workloads, ("pingpong", "stream", "split"), "--workloads")
     placements = _csv_list(a.placements, ("same", "cross"), "--placements")
     sizes = _int_list(a.sizes, "--sizes")
     if a.reps < 1:
@@ -387,7 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compare)
     m = sub.add_parser("measure", help="measure this host's loopback and UNIX sockets (C harness)")
     m.add_argument("--transports", default=",".join(TRANSPORTS))
-    m.add_argument("--workloads", default="pingpong,stream")
+    m.add_argument("--workloads", default="pingpong,stream,split",
+                   help="pingpong, stream, split (one thread writes a message, then reads it: the "
+                        "write and the read timed apart; sizes up to 64 KiB, same CPU only)")
     m.add_argument("--sizes", default="16,64,256,1024,4096,16384,65536")
     m.add_argument("--placements", default="same,cross")
     m.add_argument("--reps", type=int, default=3)

@@ -172,3 +172,55 @@ def test_measure_tiny_grid(tmp_path):
     assert out.read_text().startswith("transport,workload,placement,msg_bytes,metric,value,")
     assert (tmp_path / "m.csv.host.json").is_file()
     assert _no_leftover_processes()
+
+
+SPLIT_KEYS = {"transport", "workload", "size", "count", "write_mean_ns", "write_p50_ns", "write_p90_ns",
+              "read_mean_ns", "read_p50_ns", "read_p90_ns", "harness"}
+
+
+def _check_split(r, transport, size, count):
+    assert SPLIT_KEYS <= set(r)
+    assert r["transport"] == transport and r["workload"] == "split"
+    assert r["size"] == size and r["count"] == count
+    for k in ("write", "read"):
+        assert 0 < r[f"{k}_p50_ns"] <= r[f"{k}_p90_ns"], k
+        assert math.isfinite(r[f"{k}_mean_ns"]) and r[f"{k}_mean_ns"] > 0, k
+
+
+@needs_cc
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_split(transport):
+    """One thread writes, then reads back: both calls timed, no child process left."""
+    r = run_harness(transport, "split", 1024, 30, 3, 0, 0, max_seconds=5)
+    assert r["harness"] == "c"
+    _check_split(r, transport, 1024, 30)
+    assert _no_leftover_processes()
+
+
+@needs_cc
+def test_split_refuses_a_write_larger_than_the_buffers_hold():
+    with pytest.raises(HarnessError) as ei:
+        run_harness("unix_stream", "split", H.SPLIT_MAX_SIZE + 1, 5, 0, 0, 0, max_seconds=5)
+    assert ei.value.returncode == 2 and "split" in str(ei.value)
+
+
+def test_python_fallback_split_same_keys_and_affinity_restored():
+    before = os.sched_getaffinity(0)
+    r = H.python_fallback_split("unix_stream", 512, 20, 2, 0, 0, max_seconds=5)
+    assert os.sched_getaffinity(0) == before
+    assert r["harness"] == "python"
+    _check_split(r, "unix_stream", 512, 20)
+    if have_cc:
+        assert set(r) == set(run_harness("unix_stream", "split", 512, 5, 1, 0, 0, max_seconds=5))
+    with pytest.raises(HarnessError):
+        H.python_fallback_split("tcp", H.SPLIT_MAX_SIZE + 1, 5, 0, 0, 0)
+
+
+def test_measure_split_rows_are_same_cpu_idle_and_at_most_64k():
+    df = measure(["unix_dgram"], ["split"], [64, 70000], ["same", "cross"], 1, count_pingpong=20,
+                 busy=[False, True], progress=None, max_seconds=5)
+    assert set(df.metric) == {"write_p50_us", "read_p50_us", "write_mean_us", "read_mean_us"}
+    assert set(df.msg_bytes) == {64}
+    assert set(df.placement) == {"same"} and set(df.background) == {"idle"}
+    assert len(df) == 4
+    assert (df.value > 0).all()

@@ -11,6 +11,7 @@ from .harness import (
     HarnessUnavailable,
     build_harness,
     python_fallback_pingpong,
+    python_fallback_split,
     python_fallback_stream,
     run_harness,
 )
@@ -26,4 +27,5 @@ __all__ = [
     "HarnessUnavailable",
     "python_fallback_pingpong",
     "python_fallback_stream",
+    "python_fallback_split",
 ]

@@ -3,12 +3,15 @@
  * loopback TCP/UDP (127.0.0.1 only) and UNIX-domain stream/dgram sockets.
  *
  *   lbsim-harness --transport tcp|udp|unix_stream|unix_dgram
- *                 --workload pingpong|stream --size BYTES --count N
+ *                 --workload pingpong|stream|split --size BYTES --count N
  *                 --warmup N --cpu-a A --cpu-b B [--max-seconds S]
  *                 [--busy-cpu C]... [--policy other|fifo]
  *
  * The parent (client / sender) is pinned to CPU A, a forked child
  * (peer / receiver) to CPU B.  One JSON line is printed on stdout.
+ * split: no child; one thread on CPU A writes SIZE bytes into one end and
+ * reads them from the other, timing the write and the read calls apart
+ * (the sending and the receiving side's cost, with no scheduling between).
  *
  * Exit codes: 0 ok, 1 runtime failure, 2 bad arguments / size not
  * carriable by the transport, 3 SCHED_FIFO could not be set.
@@ -52,9 +55,10 @@
 #define DGRAM_POLL_US 50000           /* SO_RCVTIMEO of the datagram stream receiver */
 
 enum { T_TCP, T_UDP, T_USTREAM, T_UDGRAM };
-enum { W_PINGPONG, W_STREAM };
+enum { W_PINGPONG, W_STREAM, W_SPLIT };
 static const char *tnames[] = {"tcp", "udp", "unix_stream", "unix_dgram"};
-static const char *wnames[] = {"pingpong", "stream"};
+static const char *wnames[] = {"pingpong", "stream", "split"};
+#define SPLIT_MAX_SIZE 65536L         /* split: a write must fit the default buffers (no reader meanwhile) */
 
 /* child -> parent messages (fixed size, < PIPE_BUF so writes are atomic) */
 enum { M_READY = 1, M_WARM = 2, M_RESULT = 3, M_ERROR = 4 };
@@ -1079,11 +1083,82 @@ static void parent_stream(const struct opts *o, struct sockets *s, int res_rfd, 
 
 /* ---------------------------------------------------------------- main */
 
+/* split: one thread writes SIZE bytes into the client end and reads them from the server end */
+static void parent_split(const struct opts *o, struct sockets *s, char *buf)
+{
+    size_t n = (size_t)o->size;
+    int stream = (o->transport == T_TCP || o->transport == T_USTREAM);
+    int64_t *ws = malloc(sizeof(int64_t) * (size_t)o->count);
+    int64_t *rs = malloc(sizeof(int64_t) * (size_t)o->count);
+    char *rbuf = malloc(n);
+    if (!ws || !rs || !rbuf)
+        fail(1, "out of memory for %ld samples", o->count);
+    memset(rbuf, 0, n);
+    int64_t deadline = now_ns() + (int64_t)(o->max_seconds * 1e9);
+    long total = o->warmup + o->count, nrec = 0;
+    for (long i = 0; i < total; i++) {
+        int64_t t0 = now_ns();
+        if (t0 >= deadline)
+            break;
+        if (stream) {
+            if (send_full(s->cfd, buf, n) < 0)
+                fail(1, "send: %s", strerror(errno));
+        } else {
+            ssize_t w;
+            do
+                w = send(s->cfd, buf, n, MSG_NOSIGNAL);
+            while (w < 0 && errno == EINTR);
+            if (w < 0)
+                fail(1, "send: %s", strerror(errno));
+        }
+        int64_t t1 = now_ns();
+        if (stream) {
+            int r = recv_full(s->sfd, rbuf, n);
+            if (r != 1)
+                fail(1, "recv: %s", r == -1 ? strerror(errno) : "unexpected EOF");
+        } else {
+            ssize_t r;
+            do
+                r = recv(s->sfd, rbuf, n, 0);
+            while (r < 0 && errno == EINTR);
+            if (r < 0)
+                fail(1, "recv: %s", strerror(errno));
+            if ((size_t)r != n)
+                fail(1, "recv: got %zd bytes, expected %zu", r, n);
+        }
+        int64_t t2 = now_ns();
+        if (i >= o->warmup) {
+            ws[nrec] = t1 - t0;
+            rs[nrec] = t2 - t1;
+            nrec++;
+        }
+    }
+    if (nrec == 0)
+        fail(1, "no write/read recorded within max-seconds=%g (warmup %ld)", o->max_seconds, o->warmup);
+    double wsum = 0, rsum = 0;
+    for (long i = 0; i < nrec; i++) {
+        wsum += (double)ws[i];
+        rsum += (double)rs[i];
+    }
+    qsort(ws, (size_t)nrec, sizeof(int64_t), cmp_i64);
+    qsort(rs, (size_t)nrec, sizeof(int64_t), cmp_i64);
+    cleanup();
+    print_common(o);
+    printf(", \"count\": %ld, \"write_mean_ns\": %.1f, \"write_p50_ns\": %lld, \"write_p90_ns\": %lld, "
+           "\"read_mean_ns\": %.1f, \"read_p50_ns\": %lld, \"read_p90_ns\": %lld",
+           nrec, wsum / (double)nrec, (long long)pct(ws, nrec, 500), (long long)pct(ws, nrec, 900),
+           rsum / (double)nrec, (long long)pct(rs, nrec, 500), (long long)pct(rs, nrec, 900));
+    print_tail(o);
+    free(ws);
+    free(rs);
+    free(rbuf);
+}
+
 static void usage_fail(const char *msg) __attribute__((noreturn));
 static void usage_fail(const char *msg)
 {
     fail(2, "%s; usage: lbsim-harness --transport tcp|udp|unix_stream|unix_dgram "
-            "--workload pingpong|stream --size BYTES --count N --warmup N --cpu-a A --cpu-b B "
+            "--workload pingpong|stream|split --size BYTES --count N --warmup N --cpu-a A --cpu-b B "
             "[--max-seconds S] [--busy-cpu C]... [--policy other|fifo]",
          msg);
 }
@@ -1116,7 +1191,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
             break;
         case 'w':
             o->workload = -1;
-            for (int i = 0; i < 2; i++)
+            for (int i = 0; i < 3; i++)
                 if (strcmp(optarg, wnames[i]) == 0)
                     o->workload = i;
             if (o->workload < 0)
@@ -1206,6 +1281,22 @@ int main(int argc, char **argv)
     if (!buf)
         fail(1, "out of memory for a %ld-byte buffer", o.size);
     memset(buf, 'x', (size_t)o.size);
+
+    if (o.workload == W_SPLIT) {
+        if (o.size > SPLIT_MAX_SIZE)
+            fail(2, "split: size %ld exceeds %ld bytes (one thread cannot write more than the "
+                    "default socket buffers hold before it reads)", o.size, SPLIT_MAX_SIZE);
+        start_spinners(&o, hard_end);
+        if (pin_cpu(o.cpu_a) < 0)
+            fail(2, "cannot pin to CPU %d: %s", o.cpu_a, strerror(errno));
+        if (o.fifo && set_fifo() < 0)
+            fail(3, "cannot set SCHED_FIFO priority 1: %s", strerror(errno));
+        parent_split(&o, &s, buf);
+        cleanup();
+        free(buf);
+        fflush(stdout);
+        return 0;
+    }
 
     start_spinners(&o, hard_end);
 

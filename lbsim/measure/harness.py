@@ -2,9 +2,9 @@
 
 The C harness is compiled on demand with ``$CC`` (default ``cc``) into
 ``${XDG_CACHE_HOME:-~/.cache}/lbsim/harness-<sha256[:12] of the source>``.
-When no C compiler is available, :func:`python_fallback_pingpong` and
-:func:`python_fallback_stream` provide a (slower, noisier) pure-Python
-implementation returning the same result dictionary.  Every result dict
+When no C compiler is available, :func:`python_fallback_pingpong`,
+:func:`python_fallback_stream` and :func:`python_fallback_split` provide a (slower, noisier)
+pure-Python implementation returning the same result dictionary.  Every result dict
 carries ``"harness": "c"`` or ``"harness": "python"``.
 
 Only 127.0.0.1 and UNIX sockets under a private temporary directory are used.
@@ -39,12 +39,17 @@ __all__ = [
     "run_harness",
     "python_fallback_pingpong",
     "python_fallback_stream",
+    "python_fallback_split",
     "max_dgram_size",
+    "SPLIT_MAX_SIZE",
 ]
 
 SOURCE = Path(__file__).with_name("harness.c")
 TRANSPORTS = ("tcp", "udp", "unix_stream", "unix_dgram")
-WORKLOADS = ("pingpong", "stream")
+WORKLOADS = ("pingpong", "stream", "split")
+#: split: one thread writes a message and then reads it, so a write must fit the default socket
+#: buffers with no reader running (harness.c SPLIT_MAX_SIZE)
+SPLIT_MAX_SIZE = 65536
 UDP_MAX_PAYLOAD = 65507          # 65535 - 20 (IPv4) - 8 (UDP)
 UNIX_DGRAM_OVERHEAD = 32         # unix_dgram_sendmsg(): len > sk_sndbuf - 32 -> EMSGSIZE
 CFLAGS = ("-std=c11", "-O2", "-Wall")
@@ -651,6 +656,58 @@ def _kill_wait(pid: int) -> None:
         pass
 
 
+def _py_split(o: dict, c: socket.socket, s: socket.socket) -> dict:
+    """split in this process: write ``size`` bytes on the client end, read them on the server
+    end, each call timed apart (pinned to ``cpu_a`` meanwhile; the caller's affinity is restored)."""
+    before = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {o["cpu_a"]})
+    except OSError as e:
+        raise HarnessError(f"cannot pin to CPU {o['cpu_a']}: {e.strerror}", 2) from None
+    try:
+        return _py_split_pinned(o, c, s)
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def _py_split_pinned(o: dict, c: socket.socket, s: socket.socket) -> dict:
+    size = o["size"]
+    stream = o["transport"] in ("tcp", "unix_stream")
+    msg = b"x" * size
+    deadline = time.monotonic_ns() + int(o["max_seconds"] * 1e9)
+    ws: list = []
+    rs: list = []
+    for i in range(o["warmup"] + o["count"]):
+        t0 = time.monotonic_ns()
+        if t0 >= deadline:
+            break
+        if stream:
+            c.sendall(msg)
+        else:
+            c.send(msg)
+        t1 = time.monotonic_ns()
+        if stream:
+            if _recv_exact(s, size) is None:
+                raise HarnessError("recv: unexpected EOF", 1)
+        elif len(s.recv(size)) != size:
+            raise HarnessError("recv: short datagram", 1)
+        t2 = time.monotonic_ns()
+        if i >= o["warmup"]:
+            ws.append(t1 - t0)
+            rs.append(t2 - t1)
+    if not ws:
+        raise HarnessError(f"no write/read recorded within max-seconds={o['max_seconds']}", 1)
+    n = len(ws)
+    wmean, rmean = sum(ws) / n, sum(rs) / n
+    ws.sort()
+    rs.sort()
+    return {"transport": o["transport"], "workload": "split", "size": size, "count": n,
+            "write_mean_ns": wmean, "write_p50_ns": _pct(ws, 500), "write_p90_ns": _pct(ws, 900),
+            "read_mean_ns": rmean, "read_p50_ns": _pct(rs, 500), "read_p90_ns": _pct(rs, 900),
+            "warmup": o["warmup"], "cpu_a": o["cpu_a"], "cpu_b": o["cpu_b"], "policy": o["policy"],
+            "busy_cpus": list(o["busy_cpus"])}
+
+
 def _python_run(transport: str, workload: str, size: int, count: int, warmup: int, cpu_a: int,
                 cpu_b: int, max_seconds: float, busy_cpus: Iterable[int], policy: str) -> dict:
     _check_common(transport, workload)
@@ -668,6 +725,9 @@ def _python_run(transport: str, workload: str, size: int, count: int, warmup: in
     o = dict(transport=transport, workload=workload, size=size, count=count, warmup=warmup,
              cpu_a=cpu_a, cpu_b=cpu_b, max_seconds=max_seconds, busy_cpus=busy_cpus,
              policy=policy)
+    if workload == "split" and size > SPLIT_MAX_SIZE:
+        raise HarnessError(f"harness error: split: size {size} exceeds {SPLIT_MAX_SIZE} bytes", 2,
+                           {"error": f"size {size} > {SPLIT_MAX_SIZE}"})
 
     tmpdir = tempfile.mkdtemp(prefix="lbsim-py-") if transport.startswith("unix") else None
     pids: list = []
@@ -683,6 +743,10 @@ def _python_run(transport: str, workload: str, size: int, count: int, warmup: in
             time.sleep(0.02)
         c, s, caddr = _py_sockets(transport, tmpdir)
         socks += [c, s]
+        if workload == "split":
+            res = _py_split(o, c, s)
+            res["harness"] = "python"
+            return res
         res_r, res_w = os.pipe()   # peer -> client
         ctl_r, ctl_w = os.pipe()   # client -> peer
         out_r, out_w = os.pipe()   # client -> caller
@@ -736,4 +800,13 @@ def python_fallback_stream(transport: str, size: int, count: int, warmup: int, c
                            policy: str = "other") -> dict:
     """Pure-Python streaming run (same result keys as the C harness, ``harness='python'``)."""
     return _python_run(transport, "stream", size, count, warmup, cpu_a, cpu_b, max_seconds,
+                       busy_cpus, policy)
+
+
+def python_fallback_split(transport: str, size: int, count: int, warmup: int, cpu_a: int,
+                          cpu_b: int, max_seconds: float = 10, busy_cpus: Iterable[int] = (),
+                          policy: str = "other") -> dict:
+    """Pure-Python split run: one thread writes then reads each message (same result keys as
+    the C harness, ``harness='python'``)."""
+    return _python_run(transport, "split", size, count, warmup, cpu_a, cpu_b, max_seconds,
                        busy_cpus, policy)

@@ -19,18 +19,22 @@ from .harness import (
     WORKLOADS,
     build_harness,
     max_dgram_size,
+    SPLIT_MAX_SIZE,
     python_fallback_pingpong,
+    python_fallback_split,
     python_fallback_stream,
     run_harness,
 )
 
 __all__ = ["host_info", "measure", "write_csv", "stream_count", "COLUMNS",
-           "PINGPONG_METRICS", "STREAM_METRICS", "PLACEMENTS"]
+           "PINGPONG_METRICS", "STREAM_METRICS", "SPLIT_METRICS", "PLACEMENTS"]
 
 COLUMNS = ["transport", "workload", "placement", "msg_bytes", "metric", "value", "rep",
            "harness", "background", "policy", "loadavg", "kernel"]
 PINGPONG_METRICS = ("rtt_mean_us", "rtt_p50_us", "rtt_p90_us", "rtt_p99_us", "rtt_p999_us")
 STREAM_METRICS = ("throughput_MBps", "msgs_per_s", "loss_pct", "rcvbuf_drop_pct", "backlog_drop_pct")
+#: split: one thread writes a message and reads it back, each call timed apart (median and mean)
+SPLIT_METRICS = ("write_p50_us", "read_p50_us", "write_mean_us", "read_mean_us")
 PLACEMENTS = {"same": (0, 0), "cross": (0, 1)}
 
 SYSCTLS = (
@@ -163,12 +167,16 @@ def _runner(use_c: bool):
         return run_harness, "c"
 
     def py(transport, workload, *args, **kw):
-        f = python_fallback_pingpong if workload == "pingpong" else python_fallback_stream
+        f = {"pingpong": python_fallback_pingpong, "stream": python_fallback_stream,
+             "split": python_fallback_split}[workload]
         return f(transport, *args, **kw)
     return py, "python"
 
 
 def _rows(res: dict, workload: str) -> list:
+    if workload == "split":
+        return [(m, res[k] / 1e3) for m, k in zip(
+            SPLIT_METRICS, ("write_p50_ns", "read_p50_ns", "write_mean_ns", "read_mean_ns"))]
     if workload == "pingpong":
         return [(m, res[k] / 1e3) for m, k in zip(
             PINGPONG_METRICS, ("mean_ns", "p50_ns", "p90_ns", "p99_ns", "p999_ns"))]
@@ -252,12 +260,20 @@ def measure(transports: Sequence[str] = TRANSPORTS,
                 if lim is not None and size > lim:
                     say(f"skip {t} {w} {size} B: exceeds the {t} datagram limit of {lim} B")
                     continue
+                if w == "split" and size > SPLIT_MAX_SIZE:
+                    say(f"skip {t} split {size} B: one thread cannot write more than {SPLIT_MAX_SIZE} B "
+                        "before it reads")
+                    continue
                 for pl in placements:
+                    if w == "split" and pl != "same":
+                        continue  # one thread: no placement but its own CPU (recorded as same)
                     a, b = PLACEMENTS[pl]
                     if max(a, b) >= ncpu:
                         say(f"skip placement {pl}: needs CPU {max(a, b)}, host has {ncpu}")
                         continue
                     for bg in backgrounds:
+                        if w == "split" and bg:
+                            continue  # a spinner would only share the one thread's CPU
                         points.append((t, w, size, pl, a, b, bool(bg)))
 
     info = host_info()
@@ -267,7 +283,7 @@ def measure(transports: Sequence[str] = TRANSPORTS,
     for rep in range(reps):
         for (t, w, size, pl, a, b, bg) in points:
             i += 1
-            if w == "pingpong":
+            if w in ("pingpong", "split"):
                 count = int(count_pingpong)
                 warm = warmup_pingpong if warmup_pingpong is not None else max(10, count // 10)
             else:
