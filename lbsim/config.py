@@ -20,7 +20,7 @@ __all__ = ["SimConfig", "TRANSPORTS", "WORKLOADS", "KERNEL_FIELDS", "ConfigError
            "format_validation_error"]
 
 TRANSPORTS = ("tcp", "udp", "unix_stream", "unix_dgram")
-WORKLOADS = ("pingpong", "stream", "rr", "poisson", "burst")
+WORKLOADS = ("pingpong", "stream", "rr", "poisson", "burst", "split")
 
 #: SimConfig fields that override the kernel profile.
 KERNEL_FIELDS = (
@@ -28,6 +28,10 @@ KERNEL_FIELDS = (
     "netdev_budget_usecs", "hz", "skb_defer_max", "rmem_default", "wmem_default", "tcp_rmem", "tcp_wmem",
     "tcp_init_cwnd", "unix_max_dgram_qlen",
 )
+
+
+#: split: the largest message (as lbsim measure's harness: a write must fit the default buffers)
+SPLIT_MAX_BYTES = 65536
 
 
 class ConfigError(ValueError):
@@ -40,7 +44,8 @@ class SimConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     transport: Literal["tcp", "udp", "unix_stream", "unix_dgram"] = "tcp"
-    workload: Literal["pingpong", "stream", "rr", "poisson", "burst"] = "pingpong"
+    #: split: one task writes a message and reads it back (each call timed: lbsim measure's split)
+    workload: Literal["pingpong", "stream", "rr", "poisson", "burst", "split"] = "pingpong"
     #: payload of one send() call
     msg_bytes: int = Field(64, ge=1, le=16 * 1024 * 1024)
     #: round trips (pingpong, rr: per flow), writes (stream, poisson, burst: per flow)
@@ -127,6 +132,13 @@ class SimConfig(BaseModel):
                     raise ValueError(f"background CPU {c} out of range; allowed 0..{self.cpus - 1}")
         if self.rps_cpus is not None and self.rps_cpus >= (1 << self.cpus):
             raise ValueError(f"rps_cpus mask {self.rps_cpus:#x} names CPUs beyond cpus = {self.cpus}")
+        if self.workload == "split":
+            if self.placement != "same" or self.flows != 1:
+                raise ValueError("workload 'split' runs one task at both ends of one flow: "
+                                 "placement must be 'same' and flows 1")
+            if self.msg_bytes > SPLIT_MAX_BYTES:
+                raise ValueError(f"msg_bytes {self.msg_bytes} too large for workload 'split' (the write must fit "
+                                 f"the socket buffers before the read); allowed 1..{SPLIT_MAX_BYTES}")
         k = self.kernel_params()
         if self.transport == "udp" and self.msg_bytes > k.udp_max_payload:
             raise ValueError(f"msg_bytes {self.msg_bytes} too large for udp; allowed 1..{k.udp_max_payload}")

@@ -72,6 +72,40 @@ def test_zero_load_rtt_is_the_sum_of_stage_costs_same_cpu(transport):
     assert r.latency_samples_ns[-1] == pytest.approx(expected, rel=1e-9)
 
 
+# the split workload: one task writes, then reads back; nothing is scheduled between the calls
+SPLIT_WRITE = {
+    "unix_dgram": [("syscall", 0), ("unix_dgram_sendmsg", 0), ("skb_copy_datagram_from_iter", N),
+                   ("sock_def_readable", 0)],
+    "udp": [("syscall", 0), ("udp_sendmsg", 0), ("ip_generic_getfrag", N)] + [(s, 0) for s in LOOPBACK_TX]
+           + [(s, 0) for s in SOFTIRQ_RX] + [("udp_rcv", 0), ("sock_def_readable", 0)],
+}
+SPLIT_READ = {
+    "unix_dgram": [("syscall", 0), ("unix_dgram_recvmsg", 0), ("skb_copy_datagram_msg", N)],
+    "udp": [("syscall", 0), ("udp_recvmsg", 0), ("skb_copy_datagram_msg", N)],
+}
+
+
+@pytest.mark.parametrize("transport", ["unix_dgram", "udp"])
+def test_split_write_and_read_are_each_sides_stage_costs(transport):
+    """The write is the whole sending path (UDP: with the receive softirq inline), the read the
+    receiving path with the copy out, with no wake-up or context switch: the split tells the
+    copy in from the copy out."""
+    r = sim(transport=transport, workload="split", msg_bytes=N, messages=20)
+    c = r.counters
+    assert c["split_write_p50_ns"] == pytest.approx(sum(cost(s, n) for s, n in SPLIT_WRITE[transport]), rel=1e-9)
+    assert c["split_read_p50_ns"] == pytest.approx(sum(cost(s, n) for s, n in SPLIT_READ[transport]), rel=1e-9)
+    assert r.latency_kind == "write_read"
+    assert r.latency_us["p50"] * 1e3 == pytest.approx(c["split_write_p50_ns"] + c["split_read_p50_ns"], rel=1e-9)
+    assert c["context_switches"] == 1 and c["messages_delivered"] == 20  # the one switch in: its start
+
+
+def test_split_is_one_task_and_fits_the_buffers():
+    with pytest.raises(lbsim.ConfigError, match="placement must be 'same'"):
+        lbsim.simulate(workload="split", placement="cross")
+    with pytest.raises(lbsim.ConfigError, match="msg_bytes 65537 too large for workload 'split'"):
+        lbsim.simulate(workload="split", msg_bytes=65537)
+
+
 @pytest.mark.parametrize("transport", ["udp", "unix_dgram"])
 def test_zero_load_rtt_cross_cpu_adds_the_remote_wakeup(transport):
     """Across CPUs the waker pays ttwu_queue_wakelist and the IPI to an idle CPU instead of

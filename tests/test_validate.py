@@ -160,6 +160,8 @@ GOOD = "transport,workload,placement,msg_bytes,metric,value\ntcp,pingpong,same,6
     (GOOD + "udp,pingpong,same,70000,rtt_p50_us,40\n", ["line 3", "udp", "70000"]),
     (GOOD + "tcp,pingpong,same,64,rtt_p50_ms,4\n", ["line 3", "metric", "rtt_p50_ms"]),
     (GOOD + "tcp,pingpong,diagonal,64,rtt_p50_us,4\n", ["line 3", "placement", "diagonal"]),
+    (GOOD + "tcp,pingpong,same,64,write_p50_us,4\n", ["line 3", "write_p50_us", "not a pingpong metric"]),
+    (GOOD + "tcp,split,cross,64,write_p50_us,4\n", ["line 3", "placement must be 'same'"]),
 ])
 def test_bad_csv_exits_2_with_one_line(tmp_path, capsys, text, words):
     f = tmp_path / "bad.csv"
@@ -193,3 +195,19 @@ def test_lbsim_validate_takes_options_first(synthetic, capsys):
     assert "--max-error" in capsys.readouterr().out
     good, _ = synthetic
     assert cli_main(["validate", "--max-error", "1", good, *FAST_ARGS]) == 0
+
+
+def test_split_points_are_simulated_with_the_split_workload():
+    """Split rows (lbsim measure's one-thread write then read) compare with the model's split
+    counters; UDP's 65507-byte point counts as the 65536 fit size."""
+    df = pd.read_csv(DATA / "measured-host.csv")
+    sp = df[(df.workload == "split") & df.msg_bytes.isin([64, 65507]) & df.transport.isin(["udp", "unix_dgram"])]
+    assert len(sp)
+    rep = validate(sp, fit_sizes=[64, 65536], **FAST)
+    assert set(rep.rows.metric) == {"write_p50_us", "read_p50_us", "write_mean_us", "read_mean_us"}
+    fitted = rep.rows.set_index(["transport", "msg_bytes"]).fitted.groupby(level=[0, 1]).first()
+    assert fitted[("udp", 65507)] and fitted[("udp", 64)] and not fitted[("unix_dgram", 65507)]
+    r = lbsim.simulate(transport="udp", workload="split", msg_bytes=64, messages=FAST["messages_pingpong"],
+                       seed=FAST["seed"])
+    row = rep.rows[(rep.rows.transport == "udp") & (rep.rows.msg_bytes == 64) & (rep.rows.metric == "read_p50_us")]
+    assert float(row.simulated.iloc[0]) == pytest.approx(r.counters["split_read_p50_ns"] / 1e3, rel=1e-9)

@@ -18,7 +18,7 @@ from lbsim.model.stages import STAGES
 from lbsim.model.tcp import tcp_connect
 from lbsim.model.udp import UdpSocket
 from lbsim.model.unix import UnixDgram, UnixStream
-from lbsim.model.workloads import Channel, echo_server, one_way_sender, pingpong_client, sink
+from lbsim.model.workloads import Channel, echo_server, one_way_sender, pingpong_client, sink, split_task
 
 __all__ = ["run_model", "STREAM_TRANSPORTS"]
 
@@ -104,8 +104,8 @@ def run_model(cfg: Any, costs: Any) -> dict[str, Any]:
     net = Net(sim, k)
     sim.net = net
     workload = cfg.workload
-    closed_loop = workload in ("pingpong", "rr")
-    flows_n = cfg.flows if workload != "pingpong" else 1
+    closed_loop = workload in ("pingpong", "rr", "split")
+    flows_n = cfg.flows if workload not in ("pingpong", "split") else 1
     total = cfg.messages * flows_n
     done = env.event()
     status = {"value": "ok", "message": ""}
@@ -135,7 +135,18 @@ def run_model(cfg: Any, costs: Any) -> dict[str, Any]:
         clients_left[0] -= 1
         check()
 
-    for i, fl in enumerate(flows):
+    if workload == "split":
+        # one task on the sender's CPU, at both ends of the one flow
+        run.write_calls = type(run.latency)(total)
+        run.read_calls = type(run.latency)(total)
+        fl = flows[0]
+        cli = Task("client0", sim.cpus[placements[0][0]], None, rt=rt)
+        cli.on_done = client_done
+        cli.gen = split_task(cli, fl.out, messages=cfg.messages, nbytes=cfg.msg_bytes, ids=ids,
+                             record=run.latency.add, record_write=run.write_calls.add,
+                             record_read=run.read_calls.add)
+        tasks.append(cli)
+    for i, fl in enumerate(flows if workload != "split" else ()):
         s_cpu, r_cpu = placements[i]
         srv = Task(f"server{i}", sim.cpus[r_cpu], None, rt=rt)
         cli = Task(f"client{i}", sim.cpus[s_cpu], None, rt=rt)
@@ -198,7 +209,7 @@ def _collect(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, flows: list[_F
             for s in fl.socks:
                 in_flight_msgs += s.in_flight(cpus) if cfg.transport == "udp" else s.in_flight()
     elapsed = run.last_recv - run.first_send if run.last_recv > run.first_send else 0.0
-    closed_loop = cfg.workload in ("pingpong", "rr")
+    closed_loop = cfg.workload in ("pingpong", "rr", "split")
     rtts = run.latency.n
     if closed_loop:
         msgs_per_s = rtts / (now / 1e9) if now > 0 else 0.0
@@ -230,6 +241,10 @@ def _collect(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, flows: list[_F
         "context_switches": sum(c.switches for c in cpus),
         "ksoftirqd_wakeups": sum(c.ksoftirqd_wakeups for c in cpus),
     }
+    if cfg.workload == "split":
+        w, r = run.write_calls.summary(), run.read_calls.summary()
+        counters.update(split_write_p50_ns=w["p50"], split_write_mean_ns=w["mean"],
+                        split_read_p50_ns=r["p50"], split_read_mean_ns=r["mean"])
     if cfg.transport == "udp":
         counters["udp_rcvbuf_errors"] = sum(s.rcvbuf_errors for fl in flows for s in fl.socks)
         counters["udp_max_rmem"] = max(s.max_rmem for fl in flows for s in fl.socks)
@@ -269,7 +284,7 @@ def _collect(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, flows: list[_F
     return {
         "status": status["value"], "message": status["message"],
         "sim_time_ns": now, "elapsed_ns": elapsed,
-        "latency_kind": "rtt" if closed_loop else "one_way",
+        "latency_kind": "write_read" if cfg.workload == "split" else "rtt" if closed_loop else "one_way",
         "latency": run.latency.summary(),
         "latency_samples": run.latency.values(),
         "throughput": {"bytes_per_s": bytes_per_s, "msgs_per_s": msgs_per_s},

@@ -12,6 +12,10 @@
               (latency = send call to receive return, ``one_way``).
 ``burst``     ``burst_size`` writes back to back, then ``burst_gap_ns`` of idle, until
               ``messages`` writes per flow.
+``split``     one task writes ``msg_bytes`` into one end and then reads them from the other,
+              ``messages`` times, each call timed apart (``lbsim measure``'s split): the
+              sending and the receiving side's cost with no scheduling between them;
+              latency = write + read (``write_read``).
 
 A channel is one direction of one flow: ``send(task, msg, nbytes, t0)`` and
 ``recv(task, bufsize) -> nbytes`` generators plus its :class:`FlowDir` statistics.
@@ -25,7 +29,7 @@ from typing import Any, Callable, Generator
 from lbsim.model.core import Sleep, Task
 from lbsim.model.metrics import FlowDir
 
-__all__ = ["Channel", "pingpong_client", "echo_server", "one_way_sender", "sink"]
+__all__ = ["Channel", "pingpong_client", "echo_server", "one_way_sender", "sink", "split_task"]
 
 
 @dataclass
@@ -99,3 +103,21 @@ def sink(task: Task, inbound: Channel, *, nbytes: int) -> Generator[Any, None, N
     while True:
         n = yield from inbound.recv(task, nbytes)
         inbound.stats.received(n, inbound.msg_of(task))
+
+
+def split_task(task: Task, ch: Channel, *, messages: int, nbytes: int, ids: Any,
+               record: Callable[[float], None], record_write: Callable[[float], None],
+               record_read: Callable[[float], None]) -> Generator[Any, None, None]:
+    """One task: write ``nbytes`` on the channel, then read them back from its other end."""
+    env = task.cpu.env
+    for _ in range(messages):
+        msg = next(ids)
+        task.msg = msg
+        t0 = env._now
+        yield from ch.send(task, msg, nbytes, t0)
+        t1 = env._now
+        yield from _recv_exact(ch, task, nbytes)
+        t2 = env._now
+        record_write(t1 - t0)
+        record_read(t2 - t1)
+        record(t2 - t0)
