@@ -7,7 +7,9 @@ The fit has two layers:
    rules in :func:`base_from_stage_intervals`.  Stages that no measured path exercises get
    their cost from a stated rule (``RULES``).
 2. A bounded least-squares fit (SciPy ``least_squares``) of a few parameters against the
-   measured ping-pong medians, using the model's zero-load (``deterministic``) round trip:
+   measured ping-pong medians and the split medians (one thread writes a message, then reads
+   it: the write and the read call apart, which tells the copy in from the copy out), using
+   the model's zero-load (``deterministic``) paths:
    one scale per transport's own protocol stages, the per-byte cost of each copy, the
    waker's cost of a cross-CPU wake-up and the wake-up delays into an idle and into a busy
    CPU.  Then the spread (log-normal cv of the stages, and of the wake-up delays) is fitted
@@ -44,6 +46,10 @@ TRANSPORT_STAGES: dict[str, tuple[str, ...]] = {
     "unix_dgram": ("unix_dgram_sendmsg", "unix_dgram_recvmsg"),
 }
 
+#: the scheduler's own stages on a same-CPU hand-over (a wake-up, going to sleep, the switch),
+#: scaled together: tracepoint intervals bound them only loosely
+SCHED_STAGES: tuple[str, ...] = ("try_to_wake_up", "schedule_timeout", "schedule")
+
 #: stages no measured path exercises on an unmodified host: cost = the named stage's, and why
 SHARED_RULES: dict[str, tuple[str, str]] = {
     "ip_fragment": ("ip_output", "per fragment ip_do_fragment builds an IP header and re-enters ip_finish_output2"),
@@ -59,26 +65,31 @@ SHARED_RULES: dict[str, tuple[str, str]] = {
 #: the fitted parameters: name -> (lower bound, upper bound, unit)
 PARAMS: dict[str, tuple[float, float, str]] = {
     "scale_tcp": (0.2, 5.0, "x"),
-    "scale_udp": (0.2, 5.0, "x"),
+    "scale_udp": (0.05, 5.0, "x"),
     "scale_unix_stream": (0.2, 5.0, "x"),
     "scale_unix_dgram": (0.2, 5.0, "x"),
+    "scale_sched": (0.2, 5.0, "x"),
     "copy_from_user_tcp_ns_per_byte": (0.0, 2.0, "ns/B"),
     "copy_from_user_udp_ns_per_byte": (0.0, 2.0, "ns/B"),
     "copy_from_user_unix_ns_per_byte": (0.0, 2.0, "ns/B"),
+    "copy_to_user_ns_per_byte": (0.0, 2.0, "ns/B"),
     "wakeup_remote_idle_ns": (0.0, 200000.0, "ns"),
     "wakeup_remote_busy_ns": (0.0, 200000.0, "ns"),
 }
-X0 = {"scale_tcp": 1.0, "scale_udp": 1.0, "scale_unix_stream": 1.0, "scale_unix_dgram": 1.0,
+X0 = {"scale_sched": 1.0, "scale_tcp": 1.0, "scale_udp": 1.0, "scale_unix_stream": 1.0, "scale_unix_dgram": 1.0,
       "copy_from_user_tcp_ns_per_byte": 0.05, "copy_from_user_udp_ns_per_byte": 0.05,
-      "copy_from_user_unix_ns_per_byte": 0.05, "wakeup_remote_idle_ns": 20000.0, "wakeup_remote_busy_ns": 10000.0}
+      "copy_from_user_unix_ns_per_byte": 0.05, "copy_to_user_ns_per_byte": 0.03, "wakeup_remote_idle_ns": 20000.0, "wakeup_remote_busy_ns": 10000.0}
 
 COPY_STAGE = {
     "copy_from_user_tcp_ns_per_byte": ("skb_copy_to_page_nocache",),
     "copy_from_user_udp_ns_per_byte": ("ip_generic_getfrag",),
     "copy_from_user_unix_ns_per_byte": ("skb_copy_datagram_from_iter",),
+    "copy_to_user_ns_per_byte": ("skb_copy_datagram_msg",),
 }
 
 PINGPONG_METRIC = "rtt_p50_us"
+#: split points (one thread writes a message, then reads it): the two calls' medians
+SPLIT_METRICS = ("write_p50_us", "read_p50_us")
 
 
 def load_measured(path: str | Path) -> Any:
@@ -136,9 +147,47 @@ def pingpong_points(df: Any, fit_sizes: Iterable[int]) -> list[Point]:
     return pts
 
 
+@dataclass
+class SplitPoint:
+    transport: str
+    msg_bytes: int
+    write_us: float
+    read_us: float
+    fitted: bool = False
+
+
+def split_points(df: Any, fit_sizes: Iterable[int]) -> list[SplitPoint]:
+    """The split rows (same CPU, idle): the write and the read call's medians per transport and size."""
+    from lbsim.validate import at_fit_size
+
+    sizes = set(int(s) for s in fit_sizes)
+    sp = df[(df.workload == "split") & (df.background == "idle") & (df.metric.isin(SPLIT_METRICS))]
+    med = sp.groupby(["transport", "msg_bytes", "metric"])["value"].median()
+    pts = []
+    for (tr, n), _ in sp.groupby(["transport", "msg_bytes"]):
+        try:
+            w, r = float(med[(tr, n, "write_p50_us")]), float(med[(tr, n, "read_p50_us")])
+        except KeyError:
+            continue
+        pts.append(SplitPoint(tr, int(n), w, r, fitted=at_fit_size(tr, int(n), sizes)))
+    return pts
+
+
+def _sim_split_us(model: CostModel, transport: str, n: int, messages: int = 64) -> tuple[float, float]:
+    """The model's write and read call (median, us) of the split workload, zero-load path: 64 calls
+    each, past TCP's quick-ACK budget of a new connection (16), as after the harness's warm-up."""
+    from lbsim.config import make_config
+    from lbsim.model.host import run_model
+
+    cfg = make_config(transport=transport, workload="split", msg_bytes=n, messages=messages, deterministic=True)
+    c = run_model(cfg, model)["counters"]
+    return c["split_write_p50_ns"] / 1e3, c["split_read_p50_ns"] / 1e3
+
+
 def apply_params(base: CostModel, p: dict[str, float], *, cv: float, delay_cv: float) -> CostModel:
     stages: dict[str, StageCost] = {}
     scale_of = {s: p[f"scale_{t}"] for t, ss in TRANSPORT_STAGES.items() for s in ss}
+    scale_of.update({s: p["scale_sched"] for s in SCHED_STAGES})
     per_byte = {s: p[name] for name, ss in COPY_STAGE.items() for s in ss}
     for s in STAGES:
         b = base.stages[s]
@@ -175,6 +224,8 @@ def fit_costs(df: Any, base: CostModel, fit_sizes: Iterable[int] = (64, 4096, 65
     fit_pts = [p for p in pts if p.fitted]
     if not fit_pts:
         raise ValueError("no ping-pong points at the fit sizes")
+    splits = split_points(df, fit_sizes)
+    fit_splits = [p for p in splits if p.fitted]
     names = list(PARAMS)
     lo = np.array([PARAMS[n][0] for n in names])
     hi = np.array([PARAMS[n][1] for n in names])
@@ -187,6 +238,9 @@ def fit_costs(df: Any, base: CostModel, fit_sizes: Iterable[int] = (64, 4096, 65
         for pt in fit_pts:
             sim, _ = _sim_p50_us(model, pt, deterministic=True, messages=8)
             out.append(math.log(sim / pt.measured_us))
+        for sp in fit_splits:
+            w, r = _sim_split_us(model, sp.transport, sp.msg_bytes)
+            out += [math.log(w / sp.write_us), math.log(r / sp.read_us)]
         if progress:
             progress(float(np.sqrt(np.mean(np.square(out)))))
         return np.array(out)
@@ -209,6 +263,12 @@ def fit_costs(df: Any, base: CostModel, fit_sizes: Iterable[int] = (64, 4096, 65
         rows.append({"transport": pt.transport, "placement": pt.placement, "background": pt.background,
                      "msg_bytes": pt.msg_bytes, "measured_us": pt.measured_us, "simulated_us": sim,
                      "error_pct": 100 * (sim / pt.measured_us - 1), "fitted": pt.fitted, "metric": "rtt_p50_us"})
+    for sp in splits:
+        w, r = _sim_split_us(model, sp.transport, sp.msg_bytes)
+        for metric, meas, sim in (("write_p50_us", sp.write_us, w), ("read_p50_us", sp.read_us, r)):
+            rows.append({"transport": sp.transport, "placement": "same", "background": "idle",
+                         "msg_bytes": sp.msg_bytes, "measured_us": meas, "simulated_us": sim,
+                         "error_pct": 100 * (sim / meas - 1), "fitted": sp.fitted, "metric": metric})
     params["stage_cv"] = cv
     params["delay_cv"] = delay_cv
     bounces, bounce_rows = _fit_cacheline_transfer(model, df)
@@ -417,7 +477,8 @@ def write_cost_file(res: FitResult, path: str | Path, *, df: Any, fit_sizes: Ite
         "fit_sizes": sorted(int(s) for s in fit_sizes),
         "base": base_source,
         "method": "bounded least squares (scipy.optimize.least_squares) of log(simulated/measured) ping-pong "
-                  "p50 round trips at the fit sizes, zero-load deterministic model; spread (log-normal cv) "
+                  "p50 round trips and split write/read medians (one thread writes, then reads: the copy in "
+                  "and the copy out apart) at the fit sizes, zero-load deterministic model; spread (log-normal cv) "
                   "matched to the measured p90/p50; the cross-CPU cache-line transfer fitted to cross-CPU "
                   "stream throughput at writes <= 4 KiB; the out-of-cache copy cost fitted to TCP same-CPU "
                   "stream throughput at writes >= 64 KiB; cache_bytes = this host's L2",
