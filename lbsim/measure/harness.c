@@ -381,6 +381,29 @@ static int recv_full(int fd, char *buf, size_t n)
 /* ---------------------------------------------------------------- counters */
 
 /* Udp RcvbufErrors from /proc/net/snmp, -1 if unavailable */
+/* one datagram of n bytes each way, retried on EINTR; any failure ends the run */
+static void send_dgram(int fd, const char *buf, size_t n)
+{
+    ssize_t w;
+    do
+        w = send(fd, buf, n, MSG_NOSIGNAL);
+    while (w < 0 && errno == EINTR);
+    if (w < 0)
+        fail(1, "send: %s", strerror(errno));
+}
+
+static void recv_dgram(int fd, char *buf, size_t n)
+{
+    ssize_t r;
+    do
+        r = recv(fd, buf, n, 0);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        fail(1, "recv: %s", strerror(errno));
+    if ((size_t)r != n)
+        fail(1, "recv: got %zd bytes, expected %zu", r, n);
+}
+
 static long long read_udp_rcvbuf_errors(void)
 {
     FILE *f = fopen("/proc/net/snmp", "r");
@@ -931,19 +954,8 @@ static void parent_pingpong(const struct opts *o, struct sockets *s, int res_rfd
             if (r != 1)
                 fail(1, "recv: %s", r == -1 ? strerror(errno) : "unexpected EOF from peer");
         } else {
-            ssize_t w, r;
-            do
-                w = send(fd, buf, n, MSG_NOSIGNAL);
-            while (w < 0 && errno == EINTR);
-            if (w < 0)
-                fail(1, "send: %s", strerror(errno));
-            do
-                r = recv(fd, buf, n, 0);
-            while (r < 0 && errno == EINTR);
-            if (r < 0)
-                fail(1, "recv: %s", strerror(errno));
-            if ((size_t)r != n)
-                fail(1, "recv: got %zd bytes, expected %zu", r, n);
+            send_dgram(fd, buf, n);
+            recv_dgram(fd, buf, n);
         }
         int64_t t1 = now_ns();
         if (i >= o->warmup) {
@@ -1104,12 +1116,7 @@ static void parent_split(const struct opts *o, struct sockets *s, char *buf)
             if (send_full(s->cfd, buf, n) < 0)
                 fail(1, "send: %s", strerror(errno));
         } else {
-            ssize_t w;
-            do
-                w = send(s->cfd, buf, n, MSG_NOSIGNAL);
-            while (w < 0 && errno == EINTR);
-            if (w < 0)
-                fail(1, "send: %s", strerror(errno));
+            send_dgram(s->cfd, buf, n);
         }
         int64_t t1 = now_ns();
         if (stream) {
@@ -1117,14 +1124,7 @@ static void parent_split(const struct opts *o, struct sockets *s, char *buf)
             if (r != 1)
                 fail(1, "recv: %s", r == -1 ? strerror(errno) : "unexpected EOF");
         } else {
-            ssize_t r;
-            do
-                r = recv(s->sfd, rbuf, n, 0);
-            while (r < 0 && errno == EINTR);
-            if (r < 0)
-                fail(1, "recv: %s", strerror(errno));
-            if ((size_t)r != n)
-                fail(1, "recv: got %zd bytes, expected %zu", r, n);
+            recv_dgram(s->sfd, rbuf, n);
         }
         int64_t t2 = now_ns();
         if (i >= o->warmup) {
