@@ -291,6 +291,11 @@ def fit_costs(df: Any, base: CostModel, fit_sizes: Iterable[int] = (64, 4096, 65
         params["copy_cold_ns_per_byte"] = cold
         model = with_cold_copies(model, cold)
         rows += cold_rows
+    c2c, c2c_rows = _fit_cache_to_cache_copy(model, df)
+    for stage, x in c2c.items():
+        params[f"{stage}_ns_per_byte"] = x
+        model = with_stage_per_byte(model, stage, x)
+    rows += c2c_rows
     return FitResult(model=model, params=params, bounds_hit=bounds_hit, residuals=rows, unidentified=unidentified)
 
 
@@ -452,6 +457,60 @@ def _fit_cold_copy(model: CostModel, df: Any) -> tuple[float | None, list[dict[s
                   for n, v in meas.items()]
 
 
+def with_stage_per_byte(model: CostModel, stage: str, per_byte_ns: float) -> CostModel:
+    stages = dict(model.stages)
+    c = stages[stage]
+    stages[stage] = StageCost(c.fixed_ns, per_byte_ns, c.cv, c.per_byte_cold_ns)
+    return CostModel(name=model.name, stages=stages, delays=model.delays, provenance=model.provenance,
+                     distribution=model.distribution, cache_bytes=model.cache_bytes)
+
+
+#: cross-CPU streams of writes this large are where copying the payload between the two CPUs'
+#: caches costs most of a message
+C2C_MIN_BYTES = 16384
+
+
+#: the cache-to-cache copy stage and the transports it is fitted on (one value for all: fitted
+#: apart, AF_UNIX's came out 0, its cross-CPU streams being bound by wake-ups in the model)
+C2C_FAMILIES: dict[str, tuple[str, ...]] = {
+    "cache_to_cache_copy": ("tcp", "udp", "unix_stream", "unix_dgram"),
+}
+
+
+def _fit_cache_to_cache_copy(model: CostModel, df: Any) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """The per-byte cost of copying payload that the other CPU's cache holds (the reader's copy of
+    data written on the other CPU, the writer's copy into buffers read there last): fitted to the
+    cross-CPU streams of writes of 16 KiB and more."""
+    from scipy.optimize import minimize_scalar
+
+    st = df[(df.workload == "stream") & (df.metric == "throughput_MBps") & (df.placement == "cross")
+            & (df.msg_bytes >= C2C_MIN_BYTES) & (df.background == "idle")]
+    meas = st.groupby(["transport", "msg_bytes"])["value"].median()
+    fitted: dict[str, float] = {}
+    rows: list[dict[str, Any]] = []
+    for stage, transports in C2C_FAMILIES.items():
+        pts = [((tr, n), v) for (tr, n), v in meas.items() if tr in transports]
+        if not pts:
+            continue
+
+        def err(x: float, stage: str = stage, pts: list = pts) -> float:
+            m = with_stage_per_byte(model, stage, x)
+            return float(np.mean([math.log(_sim_stream_MBps(m, tr, "cross", int(n)) / v) ** 2 for (tr, n), v in pts]))
+
+        # the error is not unimodal (the writer and reader regimes flip), so a grid first, then
+        # Brent's method inside the best grid cell
+        grid = np.linspace(0.0, 0.3, 13)
+        errs = [err(float(g)) for g in grid]
+        i = int(np.argmin(errs))
+        lo, hi = float(grid[max(i - 1, 0)]), float(grid[min(i + 1, len(grid) - 1)])
+        sol = minimize_scalar(err, bounds=(lo, hi), method="bounded", options={"xatol": 2e-3})
+        x = float(sol.x) if sol.fun <= errs[i] else float(grid[i])
+        fitted[stage] = x
+        model = with_stage_per_byte(model, stage, x)
+        rows += [_stream_row(tr, "cross", n, v, _sim_stream_MBps(model, tr, "cross", int(n))) for (tr, n), v in pts]
+    return fitted, rows
+
+
 def _fit_cv(base: CostModel, params: dict[str, float], pts: list[Point], which: str, stage_cv: float = 0.0) -> float:
     """Choose the cv whose simulated p90/p50 spread best matches the measured one."""
     target = float(np.median([p.spread for p in pts]))
@@ -481,7 +540,8 @@ def write_cost_file(res: FitResult, path: str | Path, *, df: Any, fit_sizes: Ite
                   "and the copy out apart) at the fit sizes, zero-load deterministic model; spread (log-normal cv) "
                   "matched to the measured p90/p50; the cross-CPU cache-line transfer fitted to cross-CPU "
                   "stream throughput at writes <= 4 KiB; the out-of-cache copy cost fitted to TCP same-CPU "
-                  "stream throughput at writes >= 64 KiB; cache_bytes = this host's L2",
+                  "stream throughput at writes >= 64 KiB; the cache-to-cache copy cost fitted to cross-CPU stream "
+                  "throughput at writes >= 16 KiB; cache_bytes = this host's L2",
         "params": {k: {"value": v, "bounds": list(PARAMS[k][:2]) if k in PARAMS else None,
                        "at_bound": k in res.bounds_hit} for k, v in res.params.items()},
         "unidentified": res.unidentified,

@@ -79,6 +79,10 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
     ("cacheline_transfer_unix", "cache",
      "the same for an AF_UNIX socket (peer receive queue and its lock, the writer's sk_wmem_alloc): "
      "fewer, different lines than a tcp_sock/udp_sock, so fitted on its own"),
+    ("cache_to_cache_copy", "cache",
+     "not a kernel function: per byte, the extra cost of a copy whose memory another CPU's cache holds: "
+     "the reader's copy of data written on the other CPU, the writer's copy into buffers the other CPU "
+     "read and freed last (every transport)"),
 )
 
 STAGES: tuple[str, ...] = tuple(name for name, _, _ in _TABLE)

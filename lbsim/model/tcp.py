@@ -76,6 +76,7 @@ _RCV = (S["process_backlog"], S["ip_rcv"], S["tcp_v4_rcv"])
 _SENDMSG = (S["syscall"], S["tcp_sendmsg"])
 _RECVMSG = (S["syscall"], S["tcp_recvmsg"])
 S_BOUNCE = S["cacheline_transfer"]
+S_C2C = S["cache_to_cache_copy"]
 S_READABLE = S["sock_def_readable"]
 S_ACK = S["tcp_ack"]
 S_ADD_BACKLOG = S["tcp_add_backlog"]
@@ -112,7 +113,7 @@ class TcpSock:
                  "rto_ns", "peer", "write_q", "tail_open", "rtx", "write_seq", "snd_una", "snd_nxt",
                  "wmem_queued", "packets_out", "cwnd", "snd_wnd", "max_window", "_goal_for",
                  "_goal", "user_sndbuf", "sndbuf", "wq_space", "rto_token", "rto_armed",
-                 "rto_timer", "msg_ends", "tx_cpu", "rcv_nxt", "rcv_wup", "rcv_wnd", "copied_seq",
+                 "rto_timer", "msg_ends", "tx_cpu", "rx_cpu", "rcv_nxt", "rcv_wup", "rcv_wnd", "copied_seq",
                  "rcvq", "rmem", "user_rcvbuf", "rcvbuf", "ratio", "rcv_mss", "ack_pending",
                  "pushed", "quick", "pingpong", "last_rcv", "delack_token", "delack_armed",
                  "delack_timer", "rcvq_space", "rcvq_time", "rcvq_space_prev", "wq_data",
@@ -165,6 +166,7 @@ class TcpSock:
         self.rto_timer = LazyTimer(self.env, self._rto_expired)
         self.msg_ends: deque[tuple[int, int]] = deque()  # (write_seq at the end of a write, msg)
         self.tx_cpu: CPU | None = None  # where tcp_sendmsg allocates our skbs (skb->alloc_cpu)
+        self.rx_cpu: CPU | None = None  # where tcp_recvmsg last copied our data out (cache_to_cache_copy)
         # receive side
         self.rcv_nxt = 0
         self.rcv_wup = 0
@@ -619,6 +621,9 @@ class TcpSock:
             self.wmem_queued += (self.write_q[-1] + oh) - ((old + oh) if old else 0)
             self.write_seq += chunk
             left -= chunk
+            rx = self.peer.rx_cpu
+            if rx is not None and rx is not cpu:
+                items += ((S_C2C, chunk),)  # the buffers were last read (and freed) on that CPU
             yield sim.work_of(items)
             if self.write_q and self.write_q[-1] >= goal:
                 # forced push of a full skb (tcp_push_one / __tcp_push_pending_frames)
@@ -671,7 +676,11 @@ class TcpSock:
         else:
             frees, kick = self.net.defer_free(cpu, alloc, nfree)
         cold = peer.wmem_queued + self.rmem > sim.cache_bytes  # peer._cold(), inlined
-        yield sim.work_of(((S_COPY_OUT, copied, cold), *frees, S_CLEANUP_RBUF))
+        self.rx_cpu = cpu
+        if alloc is cpu or alloc is None:
+            yield sim.work_of(((S_COPY_OUT, copied, cold), *frees, S_CLEANUP_RBUF))
+        else:  # written on another CPU: the payload's lines come from its cache
+            yield sim.work_of(((S_COPY_OUT, copied, cold), (S_C2C, copied), *frees, S_CLEANUP_RBUF))
         if kick is not None:
             self.net.kick_defer(kick)
         rcvq = self.rcvq

@@ -45,6 +45,7 @@ S_UDP_RCV = S["udp_rcv"]
 S_READABLE = S["sock_def_readable"]
 S_RECVMSG = S["udp_recvmsg"]
 S_COPY_OUT = S["skb_copy_datagram_msg"]
+S_C2C = S["cache_to_cache_copy"]
 
 
 def udp_fragments(payload: int, mtu: int) -> list[int]:
@@ -86,13 +87,22 @@ class UdpSocket:
         self.frag_dead: set[int] = set()  # datagrams that lost a fragment
         self.max_rmem = 0
         self.last_cpu: CPU | None = None
+        # where datagrams to this socket were last written and read (cache_to_cache_copy)
+        self.tx_cpu: CPU | None = None
+        self.rx_cpu: CPU | None = None
 
     # ---------------------------------------------------------------- sender side
     def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
         sim = self.sim
         frags = udp_fragments(nbytes, self.mtu)
-        yield sim.work_of((S_SYSCALL, S_SENDMSG, (S_COPY_IN, nbytes, self.rmem > sim.cache_bytes), S_IP_OUTPUT))
         cpu = task.cpu
+        rx = self.rx_cpu
+        if rx is None or rx is cpu:
+            yield sim.work_of((S_SYSCALL, S_SENDMSG, (S_COPY_IN, nbytes, self.rmem > sim.cache_bytes), S_IP_OUTPUT))
+        else:  # the buffers were last read (and freed) on that CPU
+            yield sim.work_of((S_SYSCALL, S_SENDMSG, (S_COPY_IN, nbytes, self.rmem > sim.cache_bytes), (S_C2C, nbytes),
+                               S_IP_OUTPUT))
+        self.tx_cpu = cpu
         nfr = len(frags)
         if nfr > 1:
             self.frag_pending[msg] = nfr
@@ -174,7 +184,14 @@ class UdpSocket:
         sim.stage_wait[S_RECVMSG] += self.env._now - t_enq
         n = min(length, bufsize)
         task.msg = msg
-        yield sim.work_of((S_RECVMSG, (S_COPY_OUT, n, self.rmem > sim.cache_bytes), *sim.touch(self, task.cpu)))
+        cpu = task.cpu
+        tx = self.tx_cpu
+        self.rx_cpu = cpu
+        if tx is None or tx is cpu:
+            yield sim.work_of((S_RECVMSG, (S_COPY_OUT, n, self.rmem > sim.cache_bytes), *sim.touch(self, cpu)))
+        else:  # written on another CPU: the payload's lines come from its cache
+            yield sim.work_of((S_RECVMSG, (S_COPY_OUT, n, self.rmem > sim.cache_bytes), (S_C2C, n),
+                               *sim.touch(self, cpu)))
         self.rmem -= truesize
         yield PREEMPT
         return n

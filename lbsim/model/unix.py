@@ -43,6 +43,7 @@ S_DGRAM_SENDMSG = S["unix_dgram_sendmsg"]
 S_DGRAM_RECVMSG = S["unix_dgram_recvmsg"]
 S_COPY_IN = S["skb_copy_datagram_from_iter"]
 S_COPY_OUT = S["skb_copy_datagram_msg"]
+S_C2C = S["cache_to_cache_copy"]
 
 
 class _UnixBase:
@@ -61,6 +62,10 @@ class _UnixBase:
         self.modern = modern
         self.sender_blocked = 0
         self.last_cpu: Any = None  # the CPU that touched the peer's queue last
+        # where the payload was last written and read: a copy on another CPU than the other
+        # side's last one moves the payload's cache lines (cache_to_cache_copy)
+        self.tx_cpu: Any = None
+        self.rx_cpu: Any = None
 
     def _wake_items(self, wq: WaitQueue, cpu: Any) -> tuple[int, ...]:
         """sk_data_ready / sk_write_space cost, plus try_to_wake_up when someone sleeps."""
@@ -131,8 +136,15 @@ class UnixStream(_UnixBase):
             yield from self._wait_wmem(task)
             truesize = truesize_unix_stream(size, self.modern)
             self.wmem += truesize  # skb_set_owner_w in sock_alloc_send_pskb
-            yield sim.work_of((S_STREAM_SENDMSG, (S_COPY_IN, size, self.wmem > sim.cache_bytes), *sim.touch(self, cpu),
-                               *self._wake_items(self.wq_data, cpu)))
+            rx = self.rx_cpu
+            if rx is None or rx is cpu:
+                items = (S_STREAM_SENDMSG, (S_COPY_IN, size, self.wmem > sim.cache_bytes), *sim.touch(self, cpu),
+                         *self._wake_items(self.wq_data, cpu))
+            else:
+                items = (S_STREAM_SENDMSG, (S_COPY_IN, size, self.wmem > sim.cache_bytes), (S_C2C, size),
+                         *sim.touch(self, cpu), *self._wake_items(self.wq_data, cpu))
+            self.tx_cpu = cpu
+            yield sim.work_of(items)
             self._queue_on_peer(msg, size, truesize, cpu)
             left -= size
         yield PREEMPT
@@ -148,6 +160,9 @@ class UnixStream(_UnixBase):
         copied, wait, freed, _ = plan_read(self.queue, bufsize, self.env._now)
         sim.stage_wait[S_STREAM_RECVMSG] += wait
         items = (S_STREAM_RECVMSG, (S_COPY_OUT, copied, self.wmem > sim.cache_bytes), *sim.touch(self, cpu))
+        if self.tx_cpu is not cpu and self.tx_cpu is not None:
+            items += ((S_C2C, copied),)
+        self.rx_cpu = cpu
         if freed:
             items += self._free_items(freed, cpu)
         task.msg = self.queue[0][0]
@@ -172,6 +187,9 @@ class UnixDgram(_UnixBase):
         self.wmem += truesize
         full = len(self.queue) > self.max_qlen
         items = (S_DGRAM_SENDMSG, (S_COPY_IN, nbytes, self.wmem > sim.cache_bytes), *sim.touch(self, cpu))
+        if self.rx_cpu is not cpu and self.rx_cpu is not None:
+            items += ((S_C2C, nbytes),)
+        self.tx_cpu = cpu
         if not full:
             items += self._wake_items(self.wq_data, cpu)
         yield sim.work_of(items)
@@ -203,6 +221,9 @@ class UnixDgram(_UnixBase):
         if self.peer_wait.waiters:
             items += self._wake_items(self.peer_wait, cpu)
         items += ((S_COPY_OUT, n, self.wmem > sim.cache_bytes), *self._free_items(skb[3], cpu))
+        if self.tx_cpu is not cpu and self.tx_cpu is not None:
+            items += ((S_C2C, n),)
+        self.rx_cpu = cpu
         # wake_up_interruptible_sync_poll(&u->peer_wait) happens right after the dequeue
         if self.peer_wait.waiters:
             sim.wake(self.peer_wait.waiters[0], cpu)  # exclusive wait: one writer
