@@ -25,7 +25,7 @@ import hashlib
 import json
 import math
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -292,19 +292,36 @@ def fit_costs(df: Any, base: CostModel, fit_sizes: Iterable[int] = (64, 4096, 65
         model = with_cold_copies(model, cold)
         rows += cold_rows
     c2c, c2c_rows = _fit_cache_to_cache_copy(model, df)
-    for stage, x in c2c.items():
-        params[f"{stage}_ns_per_byte"] = x
-        model = with_stage_per_byte(model, stage, x)
-    rows += c2c_rows
+    if c2c is not None:
+        params["cache_to_cache_copy_ns_per_byte"] = c2c
+        model = with_stages(model, ("cache_to_cache_copy",), per_byte_ns=c2c)
+        rows += c2c_rows
     return FitResult(model=model, params=params, bounds_hit=bounds_hit, residuals=rows, unidentified=unidentified)
 
 
-def with_stage_fixed(model: CostModel, stage: str, fixed_ns: float) -> CostModel:
+def with_stages(model: CostModel, names: Iterable[str], **fields: Any) -> CostModel:
+    """``model`` with the given StageCost fields replaced in each named stage."""
     stages = dict(model.stages)
-    c = stages[stage]
-    stages[stage] = StageCost(fixed_ns, c.per_byte_ns, c.cv, c.per_byte_cold_ns)
-    return CostModel(name=model.name, stages=stages, delays=model.delays, provenance=model.provenance,
-                     distribution=model.distribution, cache_bytes=model.cache_bytes)
+    for s in names:
+        stages[s] = replace(stages[s], **fields)
+    return replace(model, stages=stages)
+
+
+def with_stage_fixed(model: CostModel, stage: str, fixed_ns: float) -> CostModel:
+    return with_stages(model, (stage,), fixed_ns=fixed_ns)
+
+
+def _grid_then_brent(err: Any, hi: float, points: int, xatol: float) -> float:
+    """Minimise ``err`` on [0, hi] when it is not unimodal (a regime flips somewhere): the best
+    of ``points`` grid values first, then Brent's method inside that grid cell."""
+    from scipy.optimize import minimize_scalar
+
+    grid = np.linspace(0.0, hi, points)
+    errs = [err(float(g)) for g in grid]
+    i = int(np.argmin(errs))
+    lo, up = float(grid[max(i - 1, 0)]), float(grid[min(i + 1, len(grid) - 1)])
+    sol = minimize_scalar(err, bounds=(lo, up), method="bounded", options={"xatol": xatol})
+    return float(sol.x) if sol.fun <= errs[i] else float(grid[i])
 
 
 #: the cache-line transfer stages (tcp and udp sockets pay the first, AF_UNIX sockets the
@@ -373,8 +390,6 @@ def _fit_kfree_skb(model: CostModel, df: Any) -> tuple[float | None, list[dict[s
     64 B-4 KiB writes, where skb_attempt_defer_free moves it to the sender's CPU and so decides
     whether the reader keeps up (a segment per write) or falls behind (writes coalesce).
     Same-CPU and ping-pong results hardly depend on it: the free stays on the path."""
-    from scipy.optimize import minimize_scalar
-
     from lbsim.validate import stream_messages
 
     st = df[(df.workload == "stream") & (df.metric == "throughput_MBps") & (df.placement == "cross")
@@ -391,14 +406,7 @@ def _fit_kfree_skb(model: CostModel, df: Any) -> tuple[float | None, list[dict[s
         m = split_kfree_skb(model, x)
         return float(np.mean([math.log(sim(m, int(n)) / v) ** 2 for n, v in meas.items()]))
 
-    # the error is not unimodal in x (the regime flips), so a grid first, then Brent's method
-    # inside the best grid cell
-    grid = np.linspace(0.0, top, 9)
-    errs = [err(float(g)) for g in grid]
-    i = int(np.argmin(errs))
-    lo, hi = float(grid[max(i - 1, 0)]), float(grid[min(i + 1, len(grid) - 1)])
-    sol = minimize_scalar(err, bounds=(lo, hi), method="bounded", options={"xatol": 2.0})
-    x = float(sol.x) if sol.fun <= errs[i] else float(grid[i])
+    x = _grid_then_brent(err, top, 9, xatol=2.0)  # the regime flips with x
     m = split_kfree_skb(model, x)
     return x, [_stream_row("tcp", "cross", n, v, sim(m, int(n))) for n, v in meas.items()]
 
@@ -409,10 +417,8 @@ COPY_STAGES = ("skb_copy_to_page_nocache", "ip_generic_getfrag", "skb_copy_datag
 def with_cold_copies(model: CostModel, cold: float) -> CostModel:
     stages = dict(model.stages)
     for s in COPY_STAGES:
-        c = stages[s]
-        stages[s] = StageCost(c.fixed_ns, c.per_byte_ns, c.cv, max(cold, c.per_byte_ns))
-    return CostModel(name=model.name, stages=stages, delays=model.delays, provenance=model.provenance,
-                     distribution=model.distribution, cache_bytes=model.cache_bytes)
+        stages[s] = replace(stages[s], per_byte_cold_ns=max(cold, stages[s].per_byte_ns))
+    return replace(model, stages=stages)
 
 
 def _stream_row(transport: str, placement: str, msg_bytes: Any, measured: Any, simulated: float) -> dict[str, Any]:
@@ -457,58 +463,33 @@ def _fit_cold_copy(model: CostModel, df: Any) -> tuple[float | None, list[dict[s
                   for n, v in meas.items()]
 
 
-def with_stage_per_byte(model: CostModel, stage: str, per_byte_ns: float) -> CostModel:
-    stages = dict(model.stages)
-    c = stages[stage]
-    stages[stage] = StageCost(c.fixed_ns, per_byte_ns, c.cv, c.per_byte_cold_ns)
-    return CostModel(name=model.name, stages=stages, delays=model.delays, provenance=model.provenance,
-                     distribution=model.distribution, cache_bytes=model.cache_bytes)
-
-
 #: cross-CPU streams of writes this large are where copying the payload between the two CPUs'
 #: caches costs most of a message
 C2C_MIN_BYTES = 16384
 
 
-#: the cache-to-cache copy stage and the transports it is fitted on (one value for all: fitted
-#: apart, AF_UNIX's came out 0, its cross-CPU streams being bound by wake-ups in the model)
-C2C_FAMILIES: dict[str, tuple[str, ...]] = {
-    "cache_to_cache_copy": ("tcp", "udp", "unix_stream", "unix_dgram"),
-}
-
-
-def _fit_cache_to_cache_copy(model: CostModel, df: Any) -> tuple[dict[str, float], list[dict[str, Any]]]:
+def _fit_cache_to_cache_copy(model: CostModel, df: Any) -> tuple[float | None, list[dict[str, Any]]]:
     """The per-byte cost of copying payload that the other CPU's cache holds (the reader's copy of
-    data written on the other CPU, the writer's copy into buffers read there last): fitted to the
-    cross-CPU streams of writes of 16 KiB and more."""
-    from scipy.optimize import minimize_scalar
-
+    data written on the other CPU, the writer's copy into buffers read there last): one value for
+    every transport, fitted to the cross-CPU streams of writes of 16 KiB and more.  (Fitted per
+    socket family, AF_UNIX's came out 0: its cross-CPU streams are bound by wake-ups in the model.)"""
     st = df[(df.workload == "stream") & (df.metric == "throughput_MBps") & (df.placement == "cross")
             & (df.msg_bytes >= C2C_MIN_BYTES) & (df.background == "idle")]
     meas = st.groupby(["transport", "msg_bytes"])["value"].median()
-    fitted: dict[str, float] = {}
-    rows: list[dict[str, Any]] = []
-    for stage, transports in C2C_FAMILIES.items():
-        pts = [((tr, n), v) for (tr, n), v in meas.items() if tr in transports]
-        if not pts:
-            continue
+    if meas.empty:
+        return None, []
 
-        def err(x: float, stage: str = stage, pts: list = pts) -> float:
-            m = with_stage_per_byte(model, stage, x)
-            return float(np.mean([math.log(_sim_stream_MBps(m, tr, "cross", int(n)) / v) ** 2 for (tr, n), v in pts]))
+    def with_c2c(x: float) -> CostModel:
+        return with_stages(model, ("cache_to_cache_copy",), per_byte_ns=x)
 
-        # the error is not unimodal (the writer and reader regimes flip), so a grid first, then
-        # Brent's method inside the best grid cell
-        grid = np.linspace(0.0, 0.3, 13)
-        errs = [err(float(g)) for g in grid]
-        i = int(np.argmin(errs))
-        lo, hi = float(grid[max(i - 1, 0)]), float(grid[min(i + 1, len(grid) - 1)])
-        sol = minimize_scalar(err, bounds=(lo, hi), method="bounded", options={"xatol": 2e-3})
-        x = float(sol.x) if sol.fun <= errs[i] else float(grid[i])
-        fitted[stage] = x
-        model = with_stage_per_byte(model, stage, x)
-        rows += [_stream_row(tr, "cross", n, v, _sim_stream_MBps(model, tr, "cross", int(n))) for (tr, n), v in pts]
-    return fitted, rows
+    def err(x: float) -> float:
+        m = with_c2c(x)
+        return float(np.mean([math.log(_sim_stream_MBps(m, tr, "cross", int(n)) / v) ** 2
+                              for (tr, n), v in meas.items()]))
+
+    x = _grid_then_brent(err, 0.3, 13, xatol=2e-3)  # the writer and reader regimes flip with x
+    m = with_c2c(x)
+    return x, [_stream_row(tr, "cross", n, v, _sim_stream_MBps(m, tr, "cross", int(n))) for (tr, n), v in meas.items()]
 
 
 def _fit_cv(base: CostModel, params: dict[str, float], pts: list[Point], which: str, stage_cv: float = 0.0) -> float:
