@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
+from lbsim.config import SPLIT_MAX_BYTES
+
 __all__ = [
     "HarnessError",
     "HarnessUnavailable",
@@ -48,8 +50,8 @@ SOURCE = Path(__file__).with_name("harness.c")
 TRANSPORTS = ("tcp", "udp", "unix_stream", "unix_dgram")
 WORKLOADS = ("pingpong", "stream", "split")
 #: split: one thread writes a message and then reads it, so a write must fit the default socket
-#: buffers with no reader running (harness.c SPLIT_MAX_SIZE)
-SPLIT_MAX_SIZE = 65536
+#: buffers with no reader running (harness.c SPLIT_MAX_SIZE; the simulator's limit is the same)
+SPLIT_MAX_SIZE = SPLIT_MAX_BYTES
 UDP_MAX_PAYLOAD = 65507          # 65535 - 20 (IPv4) - 8 (UDP)
 UNIX_DGRAM_OVERHEAD = 32         # unix_dgram_sendmsg(): len > sk_sndbuf - 32 -> EMSGSIZE
 CFLAGS = ("-std=c11", "-O2", "-Wall")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from lbsim.model.core import CTX_BACKGROUND, NICE_19_WEIGHT, PREEMPT, SLEEPING, Sim, Task
-from lbsim.model.metrics import FlowDir, RunStats
+from lbsim.model.metrics import FlowDir, RunStats, Tally
 from lbsim.model.netdev import Net, flow_hash
 from lbsim.model.stages import STAGES
 from lbsim.model.tcp import tcp_connect
@@ -137,8 +137,8 @@ def run_model(cfg: Any, costs: Any) -> dict[str, Any]:
 
     if workload == "split":
         # one task on the sender's CPU, at both ends of the one flow
-        run.write_calls = type(run.latency)(total)
-        run.read_calls = type(run.latency)(total)
+        run.write_calls = Tally(total)
+        run.read_calls = Tally(total)
         fl = flows[0]
         cli = Task("client0", sim.cpus[placements[0][0]], None, rt=rt)
         cli.on_done = client_done
@@ -241,7 +241,7 @@ def _collect(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, flows: list[_F
         "context_switches": sum(c.switches for c in cpus),
         "ksoftirqd_wakeups": sum(c.ksoftirqd_wakeups for c in cpus),
     }
-    if cfg.workload == "split":
+    if run.write_calls is not None and run.read_calls is not None:  # the split workload
         w, r = run.write_calls.summary(), run.read_calls.summary()
         counters.update(split_write_p50_ns=w["p50"], split_write_mean_ns=w["mean"],
                         split_read_p50_ns=r["p50"], split_read_mean_ns=r["mean"])

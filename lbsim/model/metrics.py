@@ -52,9 +52,9 @@ class RunStats:
 
     def __init__(self, capacity: int, on_change: Callable[[], None]) -> None:
         self.latency = Tally(capacity)
-        # the split workload's write and read calls, timed apart (empty otherwise)
-        self.write_calls = Tally(0)
-        self.read_calls = Tally(0)
+        # the split workload's write and read calls, timed apart (None for other workloads)
+        self.write_calls: Tally | None = None
+        self.read_calls: Tally | None = None
         self.sent_msgs = 0
         self.sent_bytes = 0
         self.delivered_msgs = 0

@@ -668,19 +668,20 @@ class TcpSock:
         task.msg = self.rcvq[0][5]
         # tcp_eat_recv_skb -> skb_attempt_defer_free for each skb consumed whole
         peer = self.peer
-        alloc = peer.tx_cpu
+        alloc = peer.tx_cpu  # the writer's CPU (skb->alloc_cpu)
+        remote = alloc is not cpu and alloc is not None
         if not nfree:
             frees, kick = (), None
-        elif alloc is cpu or alloc is None:
+        elif not remote:
             frees, kick = (S_KFREE,) * nfree, None  # defer_free's answer for skbs of this CPU, inlined
         else:
             frees, kick = self.net.defer_free(cpu, alloc, nfree)
         cold = peer.wmem_queued + self.rmem > sim.cache_bytes  # peer._cold(), inlined
         self.rx_cpu = cpu
-        if alloc is cpu or alloc is None:
-            yield sim.work_of(((S_COPY_OUT, copied, cold), *frees, S_CLEANUP_RBUF))
-        else:  # written on another CPU: the payload's lines come from its cache
+        if remote:  # written on another CPU: the payload's lines come from its cache
             yield sim.work_of(((S_COPY_OUT, copied, cold), (S_C2C, copied), *frees, S_CLEANUP_RBUF))
+        else:
+            yield sim.work_of(((S_COPY_OUT, copied, cold), *frees, S_CLEANUP_RBUF))
         if kick is not None:
             self.net.kick_defer(kick)
         rcvq = self.rcvq
