@@ -1,7 +1,7 @@
 """Measure this host for the default cost model: end-to-end grid, tracepoint stages, null syscall.
 
 Writes, under the output folder (default lbsim/data/):
-  measured-host.csv (+ .host.json)   ping-pong and stream grid (long format, see docs)
+  measured-host.csv (+ .host.json)   ping-pong, stream and split grid (long format, see docs)
   stages-host.json                   per-stage tracepoint intervals (needs root + tracefs)
 Run it on a quiet machine: nothing else running (the 1-min loadavg is recorded per run).
 """
@@ -33,11 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"loadavg before: {load0}", file=sys.stderr)
     pp_sizes = (64, 4096) if a.quick else (16, 64, 256, 1024, 4096, 16384, 65536, 262144)
     st_sizes = (1024,) if a.quick else (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576)
+    # the split (one thread writes, then reads back; same CPU, up to 64 KiB): lbsim calibrate
+    # tells the copy in from the copy out by it; 65507 B is UDP's largest datagram (its 65536
+    # is skipped as too large) and is measured on every transport to compare with it
+    sp_sizes = (64,) if a.quick else (16, 64, 256, 1024, 4096, 16384, 65507, 65536)
     frames = [
         measure(TRANSPORTS, ("pingpong",), pp_sizes, ("same", "cross"), reps=a.reps, count_pingpong=2000),
         measure(TRANSPORTS, ("pingpong",), (64, 4096, 65536), ("cross",), reps=a.reps, count_pingpong=2000,
                 busy=True),
         measure(TRANSPORTS, ("stream",), st_sizes, ("same", "cross"), reps=a.reps),
+        measure(TRANSPORTS, ("split",), sp_sizes, ("same",), reps=a.reps),
     ]
     import pandas as pd
 
