@@ -509,10 +509,15 @@ def _fit_cv(base: CostModel, params: dict[str, float], pts: list[Point], which: 
 def write_cost_file(res: FitResult, path: str | Path, *, df: Any, fit_sizes: Iterable[int], base_source: str,
                     host: dict[str, Any] | None = None) -> None:
     data = res.model.to_dict()
-    data["name"] = f"calibrated on {platform.node() or 'host'} ({platform.release()})"
+    # named after the measured machine (the data's .host.json), not the one running the fit
+    uname = str((host or {}).get("uname") or "").split()
+    node = uname[1] if len(uname) > 1 else (platform.node() if host is None else "") or "host"
+    kernel = (host or {}).get("kernel") or (platform.release() if host is None else "unknown kernel")
+    data["name"] = f"calibrated on {node} ({kernel})"
     data["provenance"] = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": host or {"kernel": platform.release(), "machine": platform.machine()},
+        "host": host or {"kernel": platform.release(), "machine": platform.machine(),
+                         "note": "no .host.json beside the data: the machine that ran the fit"},
         "data_sha256_16": data_hash(df),
         "fit_sizes": sorted(int(s) for s in fit_sizes),
         "base": base_source,
@@ -522,7 +527,7 @@ def write_cost_file(res: FitResult, path: str | Path, *, df: Any, fit_sizes: Ite
                   "matched to the measured p90/p50; the cross-CPU cache-line transfer fitted to cross-CPU "
                   "stream throughput at writes <= 4 KiB; the out-of-cache copy cost fitted to TCP same-CPU "
                   "stream throughput at writes >= 64 KiB; the cache-to-cache copy cost fitted to cross-CPU stream "
-                  "throughput at writes >= 16 KiB; cache_bytes = this host's L2",
+                  "throughput at writes >= 16 KiB; cache_bytes = the measured host's L2 (l2_bytes in the data's .host.json, else this machine's)",
         "params": {k: {"value": v, "bounds": list(PARAMS[k][:2]) if k in PARAMS else None,
                        "at_bound": k in res.bounds_hit} for k, v in res.params.items()},
         "unidentified": res.unidentified,
@@ -538,17 +543,16 @@ def base_model(stage_fixed_ns: dict[str, float], name: str = "base", cache_bytes
                                  "delays": {d: {"mean_ns": 0.0} for d in DELAYS}})
 
 
-def _l2_bytes(cpu_dir: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
-    """This host's per-core L2 size (the cache a socket's queued data spills out of)."""
-    for idx in sorted(Path(cpu_dir).glob("index*")):
-        try:
-            if (idx / "level").read_text().strip() == "2":
-                txt = (idx / "size").read_text().strip().upper()
-                mult = {"K": 1024, "M": 1024 * 1024}.get(txt[-1], 1)
-                return int(txt.rstrip("KM")) * mult
-        except OSError:
-            continue
-    return 2 << 20
+def cache_bytes_of(host: dict[str, Any] | None) -> int:
+    """The measured host's per-core L2 (``l2_bytes`` in the data's ``.host.json``, written by
+    ``lbsim measure``), else this machine's: the fit reproduces on any machine only when the data
+    says it."""
+    from lbsim.measure.host import l2_bytes
+
+    v = (host or {}).get("l2_bytes")
+    if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+        return v
+    return l2_bytes() or (2 << 20)
 
 
 def _T(med: dict[str, float], key: str, ov: float, floor: float = 10.0) -> float:
@@ -658,13 +662,13 @@ def calibrate_from_files(measured_csv: str | Path, stages_json: str | Path, out:
     df = load_measured(measured_csv)
     stages = json.loads(Path(stages_json).read_text())
     fixed, per_byte, rules = base_from_stage_intervals(stages)
-    base = base_model(fixed, name="tracepoint base", cache_bytes=_l2_bytes())
+    host_file = Path(str(measured_csv) + ".host.json")
+    host = json.loads(host_file.read_text()) if host_file.exists() else None
+    base = base_model(fixed, name="tracepoint base", cache_bytes=cache_bytes_of(host))
     base = CostModel(name=base.name, stages={s: StageCost(c.fixed_ns, per_byte.get(s, 0.0), 0.0)
                                              for s, c in base.stages.items()},
                      delays=base.delays, provenance={}, cache_bytes=base.cache_bytes)
     res = fit_costs(df, base, fit_sizes, progress=progress)
-    host_file = Path(str(measured_csv) + ".host.json")
-    host = json.loads(host_file.read_text()) if host_file.exists() else None
     write_cost_file(res, out, df=df, fit_sizes=fit_sizes, base_source=f"{Path(stages_json).name}: " +
                     "; ".join(f"{k}: {v}" for k, v in rules.items()), host=host)
     return res

@@ -30,12 +30,24 @@ def test_recalibrating_the_committed_data_gives_the_shipped_model_back(tmp_path)
                          fit_sizes=load_costs().provenance["fit_sizes"])
     new = json.loads(out.read_text())
     old = json.loads((DATA / "costs-default.json").read_text())
+    # the measured machine's, from the data's .host.json, whatever machine runs the fit
     assert new["cache_bytes"] == old["cache_bytes"]
+    assert new["name"] == old["name"]
     for s in STAGES:
         for k in ("fixed_ns", "per_byte_ns", "cv"):
             assert new["stages"][s][k] == pytest.approx(old["stages"][s][k], rel=1e-6, abs=1e-9), (s, k)
     for d, v in old["delays"].items():
         assert new["delays"][d]["mean_ns"] == pytest.approx(v["mean_ns"], rel=1e-6)
+
+
+def test_cache_bytes_come_from_the_measured_host_file():
+    from lbsim.calibrate import cache_bytes_of
+    from lbsim.measure.host import l2_bytes
+
+    assert cache_bytes_of({"l2_bytes": 1 << 20}) == 1 << 20
+    here = l2_bytes() or (2 << 20)
+    for host in (None, {}, {"l2_bytes": 0}, {"l2_bytes": True}, {"l2_bytes": "2M"}):
+        assert cache_bytes_of(host) == here
 
 
 @pytest.mark.parametrize("kernel", ["linux-6.12", "linux-2.6.32", "host"])

@@ -150,6 +150,23 @@ def test_host_info():
     assert h["nproc"] >= 1
     assert "net.unix.max_dgram_qlen" in h["sysctl"]
     assert "net.core.wmem_default" in h["sysctl"]
+    # the per-core L2 (calibrate's cache_bytes): a positive size where sysfs describes the caches
+    from lbsim.measure.host import l2_bytes
+
+    assert h["l2_bytes"] == l2_bytes()
+    assert h["l2_bytes"] is None or h["l2_bytes"] > 0
+
+
+def test_l2_bytes_reads_the_level_2_cache(tmp_path):
+    from lbsim.measure.host import l2_bytes
+
+    for i, (level, size) in enumerate((("1", "32K"), ("2", "1024K"), ("3", "32M"))):
+        d = tmp_path / f"index{i}"
+        d.mkdir()
+        (d / "level").write_text(level + "\n")
+        (d / "size").write_text(size + "\n")
+    assert l2_bytes(str(tmp_path)) == 1024 * 1024
+    assert l2_bytes(str(tmp_path / "missing")) is None
 
 
 def test_measure_tiny_grid(tmp_path):

@@ -26,7 +26,7 @@ from .harness import (
     run_harness,
 )
 
-__all__ = ["host_info", "measure", "write_csv", "stream_count", "COLUMNS",
+__all__ = ["host_info", "l2_bytes", "measure", "write_csv", "stream_count", "COLUMNS",
            "PINGPONG_METRICS", "STREAM_METRICS", "SPLIT_METRICS", "PLACEMENTS"]
 
 COLUMNS = ["transport", "workload", "placement", "msg_bytes", "metric", "value", "rep",
@@ -113,8 +113,23 @@ def _loadavg1() -> float:
     return la[0] if la else float("nan")
 
 
+def l2_bytes(cpu_dir: str = "/sys/devices/system/cpu/cpu0/cache") -> Optional[int]:
+    """This host's per-core L2 size from sysfs (the cache a socket's queued data spills out of;
+    lbsim calibrate sets the cost model's ``cache_bytes`` from it); None where sysfs does not say."""
+    for idx in sorted(Path(cpu_dir).glob("index*")):
+        try:
+            if (idx / "level").read_text().strip() == "2":
+                txt = (idx / "size").read_text().strip().upper()
+                mult = {"K": 1024, "M": 1024 * 1024}.get(txt[-1], 1)
+                return int(txt.rstrip("KM")) * mult
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def host_info() -> dict:
-    """Describe the host: kernel, CPU, loopback MTU, HZ, networking sysctls, loadavg."""
+    """Describe the host: kernel, CPU (and its L2 size), loopback MTU, HZ, networking sysctls,
+    loadavg."""
     release = os.uname().release
     sysctl = {name: _sysctl(name) for name in SYSCTLS}
     mtu = _read("/sys/class/net/lo/mtu")
@@ -143,6 +158,7 @@ def host_info() -> dict:
         "kernel": release,
         "uname": " ".join(os.uname()),
         "cpu_model": _cpu_model(),
+        "l2_bytes": l2_bytes(),
         "nproc": os.cpu_count(),
         "cpus_allowed": allowed,
         "lo_mtu": int(mtu) if mtu and mtu.isdigit() else None,
