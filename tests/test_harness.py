@@ -188,6 +188,15 @@ def test_measure_tiny_grid(tmp_path):
     out = write_csv(df, tmp_path / "m.csv")
     assert out.read_text().startswith("transport,workload,placement,msg_bytes,metric,value,")
     assert (tmp_path / "m.csv.host.json").is_file()
+    # the machine, as calibrate reads it: its L2 becomes the cost model's cache_bytes
+    import json
+
+    from lbsim.calibrate import cache_bytes_of
+    from lbsim.measure.host import l2_bytes
+
+    host = json.loads((tmp_path / "m.csv.host.json").read_text())
+    assert host["l2_bytes"] == l2_bytes()
+    assert cache_bytes_of(host) == (l2_bytes() or (2 << 20))
     assert _no_leftover_processes()
 
 
