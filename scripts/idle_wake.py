@@ -95,6 +95,33 @@ def run(modes: tuple[str, ...], delays: tuple[int, ...], after: tuple[int, ...],
     return rows
 
 
+def summary(rows: list[dict[str, str]]) -> str:
+    """Per mode, a D x E table of the one-way wake-up p50 (us): the median over the repetitions
+    and, in brackets, their range; the last column is the median share of writes that sent an
+    IPI at the first E (docs/idle-wake.md shows this table)."""
+    import statistics
+
+    out = []
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        mine = [r for r in rows if r["mode"] == mode]
+        ds = list(dict.fromkeys(int(r["delay_us"]) for r in mine))
+        es = list(dict.fromkeys(int(r["after_us"]) for r in mine))
+        out.append(f"{mode}: one-way wake-up p50 (us), median (range) over repetitions; D rows, E columns")
+        out.append("| D (us) | " + " | ".join(f"E = {e}" for e in es) + f" | IPI share, E = {es[0]} |")
+        out.append("|---" * (len(es) + 2) + "|")
+        for d in ds:
+            cells = []
+            for e in es:
+                v = [int(r["oneway_p50_ns"]) / 1000 for r in mine if int(r["delay_us"]) == d and int(r["after_us"]) == e]
+                cells.append(f"{statistics.median(v):.1f} ({min(v):.0f}-{max(v):.0f})" if len(v) > 1
+                             else f"{v[0]:.1f}")
+            ipi = statistics.median(float(r["ipi_frac"]) for r in mine
+                                    if int(r["delay_us"]) == d and int(r["after_us"]) == es[0])
+            out.append(f"| {d} | " + " | ".join(cells) + f" | {ipi:.2f} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="idle-wake.csv", help="the CSV to write")
@@ -117,10 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    print(f"{'rep':>3} {'mode':5} {'D us':>5} {'E us':>5} {'RTT p50':>8} {'write p50':>9} {'IPI':>5} {'one-way p50':>11}")
-    for r in rows:
-        print(f"{r['rep']:>3} {r['mode']:5} {r['delay_us']:>5} {r['after_us']:>5} {int(r['rtt_p50_ns']) / 1000:8.1f} "
-              f"{int(r['write_p50_ns']) / 1000:9.2f} {float(r['ipi_frac']):5.2f} {int(r['oneway_p50_ns']) / 1000:11.1f}")
+    print(summary(rows))
     print(f"wrote {len(rows)} rows to {out}", file=sys.stderr)
     return 0
 

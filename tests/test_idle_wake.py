@@ -76,3 +76,15 @@ def test_repetitions_interleave_the_whole_grid(tmp_path):
                            "--delays", "0", "--after", "0", "--reps", "2"]) == 0
     rows = list(csv.DictReader(out.open()))
     assert [(r["rep"], r["mode"]) for r in rows] == [("0", "block"), ("0", "spin"), ("1", "block"), ("1", "spin")]
+
+
+def test_summary_is_the_median_and_range_over_repetitions():
+    def row(rep, d, e, ow_us, ipi):
+        return {"rep": str(rep), "mode": "block", "delay_us": str(d), "after_us": str(e),
+                "oneway_p50_ns": str(int(ow_us * 1000)), "ipi_frac": str(ipi)}
+
+    rows = [row(r, 0, e, v + e, ipi) for r, (v, ipi) in enumerate(((10, 0.0), (30, 0.5), (20, 1.0)))
+            for e in (0, 5)]
+    table = _script().summary(rows).splitlines()
+    assert table[1] == "| D (us) | E = 0 | E = 5 | IPI share, E = 0 |"
+    assert table[3] == "| 0 | 20.0 (10-30) | 25.0 (15-35) | 0.50 |"
