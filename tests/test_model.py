@@ -175,6 +175,19 @@ def test_wakeup_into_an_idle_cpu_costs_more_than_into_a_busy_one():
     assert busy.cpu[1]["background_ns"] > 0
 
 
+@pytest.mark.parametrize("placement", ["same", "cross"])
+def test_a_busy_background_accounts_every_ns_the_tasks_leave(placement):
+    """A nice-19 spinner is always runnable, so a CPU with one never idles: task, softirq and
+    background time add up to the simulated time, less at most the spinner's tick in progress
+    at the end (1 / HZ; only whole or pre-empted ticks are accounted)."""
+    r = sim(transport="udp", workload="stream", msg_bytes=1024, messages=2000, placement=placement,
+            background="busy")
+    tick = 1e9 / 250  # linux-6.12 profile: HZ = 250
+    for row in r.cpu:
+        used = row["task_ns"] + row["softirq_ns"] + row["background_ns"]
+        assert r.sim_time_ns - tick <= used <= r.sim_time_ns * (1 + 1e-9)
+
+
 # ---------------------------------------------------------------------------------------------
 # kernel rules
 # ---------------------------------------------------------------------------------------------

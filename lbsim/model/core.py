@@ -352,12 +352,12 @@ class CPU:
                 if plain and len(work) == 2:
                     # Sim.account_work, inlined (the common case: accounted in one piece, no
                     # trace).  work[0] is the sum of the stages, added up in their order by
-                    # Sim.work; a command without stages (the busy spinner) adds 0.0.
-                    stages = work[1]
-                    for sid, ns in stages:
+                    # Sim.work, or the length of a command without stages (the busy spinner's
+                    # user-space tick).
+                    for sid, ns in work[1]:
                         count[sid] += 1
                         busy[sid] += ns
-                    cpu_busy[kind] += work[0] if stages else 0.0
+                    cpu_busy[kind] += work[0]
                 else:
                     sim.account_work(self, ctx, work, kind)
                 work = None
@@ -1071,6 +1071,11 @@ class Sim:
     def account_work(self, cpu: CPU, ctx: Any, work: list[Any], kind: int) -> None:
         count = self.stage_count
         busy = self.stage_busy
+        if not work[1]:
+            # no stages (the busy spinner's tick): what ran since the last pre-emption, which
+            # left the remainder in work[0] (the earlier pieces were added by account_partial)
+            cpu.busy[kind] += work[0]
+            return
         total = 0.0
         for sid, ns in work[1]:
             count[sid] += 1
