@@ -510,9 +510,11 @@ def write_cost_file(res: FitResult, path: str | Path, *, df: Any, fit_sizes: Ite
                     host: dict[str, Any] | None = None) -> None:
     data = res.model.to_dict()
     # named after the measured machine (the data's .host.json), not the one running the fit
-    uname = str((host or {}).get("uname") or "").split()
-    node = uname[1] if len(uname) > 1 else (platform.node() if host is None else "") or "host"
-    kernel = (host or {}).get("kernel") or (platform.release() if host is None else "unknown kernel")
+    if host is None:
+        node, kernel = platform.node() or "host", platform.release()
+    else:
+        uname = str(host.get("uname") or "").split()
+        node, kernel = (uname[1] if len(uname) > 1 else "host"), host.get("kernel") or "unknown kernel"
     data["name"] = f"calibrated on {node} ({kernel})"
     data["provenance"] = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -25,27 +25,20 @@ import sys
 import tempfile
 from pathlib import Path
 
+from lbsim.measure import host as lbsim_host
+
 SOURCE = Path(__file__).resolve().parent.parent / "docs" / "idle-wake" / "idlewake.c"
 DELAYS_US = (0, 4, 8, 10, 12, 14, 16, 18, 20, 25, 30, 50, 100, 300)
 AFTER_US = (0, 5, 10, 15, 20, 30, 50)
-HOST_COLUMNS = ("kernel", "cpu_model", "cpuidle_driver", "guest_halt_poll_ns", "loadavg")
 
 
 def _read(path: str) -> str:
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return ""
+    return lbsim_host._read(path) or ""
 
 
 def host() -> dict[str, str]:
-    model = ""
-    for line in _read("/proc/cpuinfo").splitlines():
-        k, _, v = line.partition(":")
-        if k.strip() == "model name":
-            model = v.strip()
-            break
-    return {"kernel": platform.release(), "cpu_model": model,
+    """The machine, as lbsim measure's host file names it, plus its cpuidle settings."""
+    return {"kernel": platform.release(), "cpu_model": lbsim_host._cpu_model() or "",
             "cpuidle_driver": _read("/sys/devices/system/cpu/cpuidle/current_driver"),
             "guest_halt_poll_ns": _read("/sys/module/haltpoll/parameters/guest_halt_poll_ns")}
 
