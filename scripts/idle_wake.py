@@ -90,8 +90,9 @@ def run(modes: tuple[str, ...], delays: tuple[int, ...], after: tuple[int, ...],
 
 def summary(rows: list[dict[str, str]]) -> str:
     """Per mode, a D x E table of the one-way wake-up p50 (us): the median over the repetitions
-    and, in brackets, their range; the last column is the median share of writes that sent an
-    IPI at the first E (docs/idle-wake.md shows this table)."""
+    and, in brackets, their range; the last column is the median share of slow writes (over 5 us,
+    the CSV's ``ipi_frac``: an expensive IPI exit; traced, fast writes send IPIs too) at the first E
+    (docs/idle-wake.md shows this table)."""
     import statistics
 
     out = []
@@ -100,7 +101,7 @@ def summary(rows: list[dict[str, str]]) -> str:
         ds = list(dict.fromkeys(int(r["delay_us"]) for r in mine))
         es = list(dict.fromkeys(int(r["after_us"]) for r in mine))
         out.append(f"{mode}: one-way wake-up p50 (us), median (range) over repetitions; D rows, E columns")
-        out.append("| D (us) | " + " | ".join(f"E = {e}" for e in es) + f" | IPI share, E = {es[0]} |")
+        out.append("| D (us) | " + " | ".join(f"E = {e}" for e in es) + f" | slow writes, E = {es[0]} |")
         out.append("|---" * (len(es) + 2) + "|")
         for d in ds:
             cells = []

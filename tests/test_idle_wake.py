@@ -86,5 +86,5 @@ def test_summary_is_the_median_and_range_over_repetitions():
     rows = [row(r, 0, e, v + e, ipi) for r, (v, ipi) in enumerate(((10, 0.0), (30, 0.5), (20, 1.0)))
             for e in (0, 5)]
     table = _script().summary(rows).splitlines()
-    assert table[1] == "| D (us) | E = 0 | E = 5 | IPI share, E = 0 |"
+    assert table[1] == "| D (us) | E = 0 | E = 5 | slow writes, E = 0 |"
     assert table[3] == "| 0 | 20.0 (10-30) | 25.0 (15-35) | 0.50 |"

@@ -6,9 +6,10 @@
 // (D, E): A spins D us after each reply (so B has been idle about D us when A writes), writes
 // 1 byte, spins E us more (the waker stays busy for E us after the wake-up), then waits for the
 // reply: polling with MSG_DONTWAIT (mode "spin": A never sleeps) or blocking in read() (mode
-// "block", as a ping-pong does).  Per round trip it records the write() call (an IPI to a halted
-// vCPU shows as a slow write), the round trip, and the one-way wake-up: A's write() to B's
-// read() returning, on the shared CLOCK_MONOTONIC.
+// "block", as a ping-pong does).  Per round trip it records the write() call (an expensive IPI
+// exit shows as a slow write; ipi_frac is the share of writes over 5 us, not of IPIs: traced,
+// fast writes send IPIs too, see trace_idlewake.py), the round trip, and the one-way wake-up:
+// A's write() to B's read() returning, on the shared CLOCK_MONOTONIC.
 //
 //   cc -O2 -o idlewake idlewake.c
 //   ./idlewake MODE N BUDGET_MS D1,D2,... E1,E2,...
