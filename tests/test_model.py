@@ -127,6 +127,32 @@ def test_zero_load_rtt_cross_cpu_adds_the_remote_wakeup(transport):
     assert r.latency_samples_ns[-1] == pytest.approx(2 * one_way, rel=1e-9)
 
 
+@pytest.mark.parametrize("placement", ["cross", "same"])
+def test_a_cross_cpu_unix_stream_pays_the_cacheline_transfer_on_every_skb(placement):
+    """Across CPUs each unix_stream skb's lines come from the other CPU's cache (the writer
+    reuses what the reader freed, sock_wfree runs on the reader): every send and every read pays
+    cacheline_transfer_unix, not only when the two alternate; unix_dgram keeps the alternation
+    rule (Sim.touch), and on one CPU neither pays (docs/cross-cpu.md)."""
+    def counts(transport):
+        r = sim(transport=transport, workload="stream", msg_bytes=1024, messages=400, placement=placement,
+                trace=True)
+        c = r.trace_frame().groupby(["stage", "context"]).size()
+        return {k: int(c.get(k, 0)) for k in [("cacheline_transfer_unix", "client0"),
+                                             ("cacheline_transfer_unix", "server0")]}, c
+
+    stream, c = counts("unix_stream")
+    dgram, d = counts("unix_dgram")
+    if placement == "same":
+        assert set(stream.values()) == {0} and set(dgram.values()) == {0}
+        return
+    sends, reads = c[("unix_stream_sendmsg", "client0")], c[("unix_stream_recvmsg", "server0")]
+    # every read; every send but the first, made before the reader ran anywhere
+    assert stream[("cacheline_transfer_unix", "server0")] == reads
+    assert stream[("cacheline_transfer_unix", "client0")] == sends - 1
+    # the writer runs ahead of the reader, so the two alternate on a few calls only
+    assert 0 < sum(dgram.values()) < (d[("unix_dgram_sendmsg", "client0")] + d[("unix_dgram_recvmsg", "server0")]) / 4
+
+
 # ---------------------------------------------------------------------------------------------
 # interactions
 # ---------------------------------------------------------------------------------------------

@@ -78,7 +78,8 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
      "counters, skb headers) that another CPU touched last; once per call or packet that does"),
     ("cacheline_transfer_unix", "cache",
      "the same for an AF_UNIX socket (peer receive queue and its lock, the writer's sk_wmem_alloc): "
-     "fewer, different lines than a tcp_sock/udp_sock, so fitted on its own"),
+     "fewer, different lines than a tcp_sock/udp_sock, so fitted on its own; in a unix_stream whose ends "
+     "run on different CPUs, paid on every skb's send and read (docs/cross-cpu.md)"),
     ("cache_to_cache_copy", "cache",
      "not a kernel function: per byte, the extra cost of a copy whose memory another CPU's cache holds: "
      "the reader's copy of data written on the other CPU, the writer's copy into buffers the other CPU "
