@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,9 +97,13 @@ class Result:
         return pd.DataFrame(self.trace, columns=["msg", "stage", "cpu", "context", "start_ns", "end_ns", "kind"])
 
 
-def simulate(config: SimConfig | dict[str, Any] | None = None, *, costs: CostModel | None = None,
+def simulate(config: SimConfig | dict[str, Any] | None = None, *, costs: CostModel | str | os.PathLike | None = None,
              **overrides: Any) -> Result:
-    """Run one simulation.  ``config`` is a SimConfig or a dict of its fields."""
+    """Run one simulation.  ``config`` is a SimConfig or a dict of its fields.  ``costs`` is a
+    loaded CostModel, or the config's ``costs`` field (``"default"`` or a cost-file path)."""
+    if isinstance(costs, (str, os.PathLike)):
+        overrides["costs"] = os.fspath(costs)
+        costs = None
     if config is None or isinstance(config, dict):
         cfg = make_config(config or {}, **overrides)
     else:

@@ -121,6 +121,19 @@ def test_bad_cost_file_is_reported_with_file_and_field(tmp_path):
     assert str(bad) in p.stderr and "tcp_sendmsg" in p.stderr
 
 
+def test_simulate_takes_a_cost_file_path_as_costs():
+    """lbsim.simulate(costs=...) takes a path (the config field) as well as a loaded model."""
+    import lbsim
+    from lbsim.costs import load_costs
+
+    path = str(Path(lbsim.__file__).parent / "data" / "costs-default.json")
+    kw = dict(transport="unix_stream", msg_bytes=64, messages=200, seed=3)
+    by_path = lbsim.simulate(costs=path, **kw)
+    by_model = lbsim.simulate(costs=load_costs("default"), **kw)
+    assert by_path.config.costs == path
+    assert by_path.latency_us["p50"] == by_model.latency_us["p50"]
+
+
 def test_cli_measure_writes_the_long_format_csv(tmp_path):
     import pandas as pd
 
