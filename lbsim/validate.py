@@ -38,6 +38,7 @@ import pandas as pd
 from lbsim.config import TRANSPORTS, ConfigError, make_config
 from lbsim.costs import CostFileError, CostModel, load_costs
 from lbsim.kernels import KERNELS
+from lbsim.measure.host import STREAM_BYTES, stream_count
 
 __all__ = ["validate", "ValidationReport", "check_measured", "MeasuredDataError", "REQUIRED_COLUMNS",
            "PARAM_COLUMNS", "METRICS", "main"]
@@ -218,12 +219,14 @@ def at_fit_size(transport: str, msg_bytes: int, sizes: Iterable[int]) -> bool:
     return msg_bytes in sizes or (transport == "udp" and msg_bytes == UDP_MAX_PAYLOAD and 65536 in sizes)
 
 
-def stream_messages(msg_bytes: int, stream_bytes: int = 32 << 20) -> int:
-    """Writes simulated for a stream point: about ``stream_bytes`` of data, 50 to 20000 writes."""
-    return max(50, min(20000, stream_bytes // int(msg_bytes)))
+def stream_messages(msg_bytes: int, stream_bytes: int = STREAM_BYTES) -> int:
+    """Writes simulated for a stream point: about ``stream_bytes`` of data, 50 to 20000 writes
+    (by default as many as ``lbsim measure`` writes: the start of a stream, before the
+    scheduler settles, weighs the same)."""
+    return stream_count(msg_bytes, stream_bytes)
 
 
-def sim_fields(point: Any, *, messages_pingpong: int = 1000, stream_bytes: int = 32 << 20,
+def sim_fields(point: Any, *, messages_pingpong: int = 1000, stream_bytes: int = STREAM_BYTES,
                seed: int = 1) -> dict[str, Any]:
     """The SimConfig fields that reproduce one measured point (a row of the normalised frame)."""
     n = int(point["msg_bytes"])
@@ -553,7 +556,7 @@ def order_check(rows: pd.DataFrame, metrics: Sequence[str] = HEADLINE, params: S
 
 def validate(measured: pd.DataFrame | str | Path, costs: str | CostModel = "default", *,
              fit_sizes: Iterable[int] | None = None, messages_pingpong: int = 1000,
-             stream_bytes: int = 32 << 20, seed: int = 1,
+             stream_bytes: int = STREAM_BYTES, seed: int = 1,
              progress: Callable[[str], None] | None = None) -> ValidationReport:
     """Simulate every measured point and compare (see the module docstring).
 
@@ -561,7 +564,7 @@ def validate(measured: pd.DataFrame | str | Path, costs: str | CostModel = "defa
     ``costs``: ``"default"``, a cost-file path or a :class:`CostModel`.  ``fit_sizes``: the
     message sizes counted as fitted (default: the cost model's ``provenance["fit_sizes"]``).
     Ping-pong points run ``messages_pingpong`` round trips; stream points write
-    ``max(50, min(20000, stream_bytes // msg_bytes))`` messages.  ``progress(text)`` is called
+    ``max(50, min(20000, stream_bytes // msg_bytes))`` messages (``stream_bytes`` 64 MiB, as measured).  ``progress(text)`` is called
     before each simulation.
     """
     from lbsim.simulate import simulate
@@ -662,7 +665,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--fit-sizes", default=None,
                    help="comma-separated sizes counted as fitted (default: the cost file's provenance)")
     p.add_argument("--messages-pingpong", type=int, default=1000, help="round trips per ping-pong point")
-    p.add_argument("--stream-bytes", type=int, default=32 << 20, help="bytes per stream point (default 32 MiB)")
+    p.add_argument("--stream-bytes", type=int, default=STREAM_BYTES,
+                   help="bytes per stream point (default 64 MiB, as lbsim measure writes)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")

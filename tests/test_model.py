@@ -447,3 +447,76 @@ def test_a_woken_task_keeps_its_lag():
     cpu.enqueue_task(w)
     assert w.vruntime == pytest.approx(1000.0 - 300.0 * 2)
     assert w.deadline == pytest.approx(w.vruntime + s.sched_slice_ns)
+
+
+def test_a_task_past_its_deadline_runs_on_to_the_next_scheduler_tick():
+    # update_deadline() runs in update_curr(): at the tick (every 1/HZ) or when something is
+    # enqueued, not at every return to user space; a task past its deadline keeps the CPU
+    # until the first tick after it
+    from lbsim.model.core import RUNNING
+
+    s, cpu, (a, b) = _cpu_with([("a", 0.0, 1000.0), ("b", 0.0, 5000.0)])
+    cpu.rq.remove(a)
+    cpu.curr, a.state = a, RUNNING
+    a.vruntime = 2000.0  # past its deadline
+    assert 0.0 <= s.tick_phase_ns < s.tick_ns == 1e9 / s.kernel.hz
+    s.env._now = cpu.next_tick - 1.0
+    assert not cpu._should_yield(a) and a.deadline == 1000.0
+    tick = cpu.next_tick
+    s.env._now = tick + 2.5 * s.tick_ns  # three ticks have passed: looked at once
+    assert cpu._should_yield(a)
+    assert a.deadline == pytest.approx(2000.0 + s.sched_slice_ns)
+    assert cpu.next_tick == pytest.approx(tick + 3 * s.tick_ns)
+    a.vruntime = a.deadline - 1.0  # inside its new slice: the next tick leaves it running
+    s.env._now = cpu.next_tick
+    assert not cpu._should_yield(a)
+
+
+def test_a_wakeup_reschedules_a_current_task_past_its_deadline():
+    # enqueue_entity() -> update_curr() -> update_deadline(): a new deadline and a resched,
+    # even when the woken task does not pre-empt by itself
+    from lbsim.model.core import RUNNING, SLEEPING, Task
+
+    s, cpu, (a,) = _cpu_with([("a", 0.0, 1000.0)])
+    cpu.rq.remove(a)
+    cpu.curr, a.state = a, RUNNING
+    a.vruntime = 1500.0
+    w = Task("w", cpu, None)
+    w.state, w.vlag = SLEEPING, -400.0  # not eligible when it comes back
+    cpu.enqueue_task(w)
+    assert cpu.need_resched
+    assert a.deadline == pytest.approx(1500.0 + s.sched_slice_ns)
+
+
+def test_a_task_picked_again_keeps_its_old_protection():
+    # set_next_entity() (and set_protect_slice()) runs only for a task that was not running:
+    # put back and picked again, a task keeps the protection it had (RUN_TO_PARITY)
+    s, cpu, (a, b) = _cpu_with([("a", 0.0, 1000.0), ("b", 500.0, 2000.0)])
+    assert cpu._pick() is a and a.vprot == 1000.0
+    cpu.prev = a  # it ran; then its slice ended and it got a new deadline
+    a.vruntime, a.deadline = 1200.0, 1200.0 + s.sched_slice_ns
+    cpu._put_prev(a)
+    b.vruntime = 1300.0  # b is not eligible: a again
+    assert cpu._pick() is a
+    assert a.vprot == 1000.0
+    cpu._put_prev(a)
+    cpu.prev = b  # after another task ran, a pick protects it to its deadline
+    assert cpu._pick() is a and a.vprot == a.deadline
+
+
+@pytest.mark.parametrize("kernel, size, acks_on_read", [("linux-6.12", 256, True), ("linux-6.12", 1024, True),
+                                                        ("linux-6.12", 16384, True), ("linux-2.6.32", 256, True),
+                                                        ("linux-2.6.32", 1024, False)])
+def test_tcp_acks_a_read_that_empties_the_queue_after_a_full_mss_push(kernel, size, acks_on_read):
+    """tcp_measure_rcv_mss(): a segment shorter than rcv_mss sets ICSK_ACK_PUSHED; from 6.7 a
+    segment of rcv_mss or more with PSH does too.  With PUSHED, tcp_cleanup_rbuf() ACKs the read
+    that empties the receive queue; without it (2.6.32, 1 KiB, after rcv_mss grew to 1 KiB) the
+    ACK goes out from the softirq of every second write."""
+    r = lbsim.simulate(transport="tcp", workload="split", msg_bytes=size, messages=60, kernel=kernel,
+                       deterministic=True)
+    acks = {s["stage"]: s["count"] for s in r.stages}["tcp_send_ack"]
+    write, read = r.counters["split_write_p50_ns"], r.counters["split_read_p50_ns"]
+    if acks_on_read:
+        assert acks == 60 and read > write  # every read sends one ACK; the writes send none
+    else:
+        assert acks < 50 and read < write / 2  # the middle write carries the ACK, the read none

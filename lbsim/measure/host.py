@@ -26,7 +26,7 @@ from .harness import (
     run_harness,
 )
 
-__all__ = ["host_info", "l2_bytes", "measure", "write_csv", "stream_count", "COLUMNS",
+__all__ = ["host_info", "l2_bytes", "measure", "write_csv", "stream_count", "STREAM_BYTES", "COLUMNS",
            "PINGPONG_METRICS", "STREAM_METRICS", "SPLIT_METRICS", "PLACEMENTS"]
 
 COLUMNS = ["transport", "workload", "placement", "msg_bytes", "metric", "value", "rep",
@@ -173,9 +173,13 @@ def host_info() -> dict:
     }
 
 
-def stream_count(size: int) -> int:
-    """Messages per stream run: bounded volume (~64 MiB) and count (<= 20000)."""
-    return int(min(20000, max(50, (64 * 1024 * 1024) // int(size))))
+#: bytes written in one stream run (lbsim validate simulates the same by default)
+STREAM_BYTES = 64 << 20
+
+
+def stream_count(size: int, stream_bytes: int = STREAM_BYTES) -> int:
+    """Messages per stream run: bounded volume (``stream_bytes``) and count (50 to 20000)."""
+    return int(min(20000, max(50, int(stream_bytes) // int(size))))
 
 
 def _runner(use_c: bool):

@@ -22,7 +22,9 @@ scheduled by policy: ``fair`` (EEVDF, kernel/sched/fair.c 6.6+: vruntime, virtua
 deadlines, lag kept across a sleep, eligibility against the load-weighted average
 vruntime, RUN_TO_PARITY, DELAY_DEQUEUE; the linux-2.6.32 profile keeps these rules without
 DELAY_DEQUEUE, an approximation of its CFS; the kernel runs PREEMPT_NONE so a task in a
-syscall is only pre-empted at its next preemption point) or ``fifo`` (SCHED_FIFO, run to block).
+syscall is only pre-empted at its next preemption point; a used-up slice is noticed only by
+update_curr(), at the scheduler tick every 1/HZ or when a task is enqueued on the CPU) or
+``fifo`` (SCHED_FIFO, run to block).
 Background spinners and ksoftirqd are SCHED_OTHER (nice 19 and 0).
 
 A wake-up onto the waker's own CPU makes the task runnable at once (the context switch
@@ -222,7 +224,7 @@ class CPU:
                  "rps_ipi_list", "defer_count", "defer_kicked", "_done_cb", "ksoftirqd", "cur_pkt",
                  "processed", "dropped", "time_squeeze", "received_rps", "lo_tx_packets", "lo_tx_bytes",
                  "backlog_max", "busy", "switches", "ksoftirqd_wakeups", "_switch_ns", "napi_scheduled",
-                 "ksoftirqd_wq", "__dict__")
+                 "ksoftirqd_wq", "next_tick", "__dict__")
 
     def __init__(self, sim: "Sim", idx: int) -> None:
         self.sim = sim
@@ -238,6 +240,9 @@ class CPU:
         self.start = 0.0
         self.in_dispatch = False
         self.need_resched = False
+        # the next scheduler tick (tick_sched_timer): every CPU ticks on the same jiffy grid
+        # (skew_tick=0), at a phase drawn per run
+        self.next_tick = sim.tick_phase_ns
         self.min_vruntime = 0.0
         # NET_RX state (per-CPU softnet_data)
         self.softirq = Softirq(idx)
@@ -421,7 +426,7 @@ class CPU:
                         ctx = t
                         gen = t.gen
                     if t.preemptible and self.rq and (
-                            self.need_resched or (not t.rt and t.vruntime >= t.deadline)
+                            self.need_resched or (not t.rt and env._now >= self.next_tick)
                     ) and self._should_yield(t):  # (its quick "no" answers, tested here first)
                         self._put_prev(t)
                         break
@@ -575,14 +580,28 @@ class CPU:
             return
 
     def _should_yield(self, t: Task) -> bool:
-        """At a preemption point: give way on need_resched, or (fair) once the task has run
-        past its virtual deadline: update_deadline() gives it a new one and reschedules when
-        another task is runnable (pick_eevdf may pick it again)."""
+        """At a preemption point: give way on need_resched, or (fair) when a scheduler tick
+        has come since the last look and found the task past its virtual deadline.
+
+        The kernel notices that a running task's slice is used up only in update_curr():
+        at the tick (task_tick_fair, every 1/HZ), or when something is enqueued on its
+        CPU (see enqueue_task); nothing else interrupts a task that makes syscalls without
+        waking anyone, so it runs on to the first tick after its deadline.
+        update_deadline() then gives it a new deadline and reschedules when another task is
+        runnable (pick_eevdf may pick it again).  A tick that passed while nothing else was
+        runnable is looked at here, at the next preemption point, with the vruntime of now
+        (the difference is at most one syscall's run)."""
         if self.need_resched:
             self.need_resched = False
             return True
         if t.rt:
             return False
+        now = self.env._now
+        nt = self.next_tick
+        if now < nt:
+            return False
+        tick = self.sim.tick_ns
+        self.next_tick = nt + (int((now - nt) // tick) + 1) * tick
         if t.vruntime < t.deadline:
             return False
         t.deadline = t.vruntime + self.sim.sched_slice_ns * NICE_0_WEIGHT / t.weight
@@ -616,7 +635,11 @@ class CPU:
                 i, avg = self._pick_eevdf()
                 t = rq.pop(i)
             if not t.delayed:
-                t.vprot = t.deadline  # set_protect_slice(): equal slices, protected to its deadline
+                if t is not self.prev:
+                    # set_next_entity() -> set_protect_slice(): equal slices, protected to its
+                    # deadline.  A task picked again right after it was put back keeps its old
+                    # protection (put_prev_set_next_task() does nothing when next == prev)
+                    t.vprot = t.deadline
                 return t
             # dequeue_entities(DEQUEUE_DELAYED): update_entity_lag, then DELAY_ZERO clips a
             # positive lag to 0
@@ -660,6 +683,11 @@ class CPU:
             cv = c.vruntime
             if self.exec is c and not self.exec_switch:
                 cv += (self.env._now - self.start) * NICE_0_WEIGHT / c.weight
+            if cv >= c.deadline:
+                # enqueue_entity() -> update_curr() -> update_deadline(): past its deadline, the
+                # current task gets a new one and is rescheduled (there is another task now)
+                c.deadline = cv + self.sim.sched_slice_ns * NICE_0_WEIGHT / c.weight
+                self.need_resched = True
         if t.delayed:
             # requeue_delayed_entity(): still queued; with DELAY_ZERO a task whose lag has
             # turned positive meanwhile is placed again with lag 0, else it keeps its vruntime
@@ -862,7 +890,7 @@ class Sim:
         self.policy = policy
         self.seedseq = np.random.SeedSequence(seed)
         # one random stream per stage and per delay (SeedSequence.spawn), drawn in blocks
-        children = self.seedseq.spawn(len(STAGES) + 4)
+        children = self.seedseq.spawn(len(STAGES) + 5)
         self._fixed = [costs.stages[s].fixed_ns for s in STAGES]
         self._per_byte = [costs.stages[s].per_byte_ns for s in STAGES]
         # the cost of an item without bytes, computed as cost() computes it
@@ -871,18 +899,22 @@ class Sim:
                                else costs.stages[s].per_byte_ns for s in STAGES]
         self.cache_bytes = costs.cache_bytes
         self._cv = [0.0 if deterministic else costs.stages[s].cv for s in STAGES]
-        self._rngs = [np.random.default_rng(c) for c in children]
+        self._rngs = [np.random.default_rng(c) for c in children[:len(STAGES) + 4]]
         self._buf: list[list[float]] = [[] for _ in range(len(STAGES) + 4)]
         self._draw = [b.pop for b in self._buf]  # the next multiplier of each stream (IndexError: refill)
         self._delay_idle = costs.delays["wakeup_remote_idle_ns"]
         self._delay_busy = costs.delays["wakeup_remote_busy_ns"]
-        self.arrival_rng = np.random.default_rng(children[-1])
+        self.arrival_rng = np.random.default_rng(children[len(STAGES) + 3])
         # kernel/sched/fair.c: sysctl_sched_base_slice = 750000 (EEVDF, 6.6+), scaled at boot by
         # SCHED_TUNABLESCALING_LOG: x (1 + ilog2(min(ncpus, 8)))
         factor = 1 + int(np.log2(min(cpus, 8)))
         self.sched_slice_ns = float(kernel.sched_base_slice_ns * factor)
         # update_entity_lag(): a sleeper keeps at most max(2 * slice, TICK_NSEC) of lag
         self.lag_limit_ns = max(2 * self.sched_slice_ns, 1e9 / kernel.hz)
+        # the scheduler tick: TICK_NSEC = 1e9 / HZ; its phase against the start of the run is
+        # drawn from the run's seed (the jiffy grid of a real machine is not tied to it)
+        self.tick_ns = 1e9 / kernel.hz
+        self.tick_phase_ns = float(np.random.default_rng(children[len(STAGES) + 4]).uniform(0.0, self.tick_ns))
         # the inline trampoline (see CPU._start / Sim.run_inline)
         self._tramp = False
         self._pending: CPU | None = None

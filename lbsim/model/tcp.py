@@ -33,8 +33,9 @@ on the CPU that sends them.
 sender's CPU, which frees them in its next NET_RX run, see netdev.py),
 ``tcp_rcv_space_adjust`` (DRS: the receive buffer grows toward ``tcp_rmem[2]`` when the
 reader drains more than a window per round), ``tcp_cleanup_rbuf`` (ACK when one is
-pending and more than a segment is un-ACKed or it was pushed, or when the window at
-least doubled), ``release_sock``.  The advertised window is ``(rcvbuf - rmem) x ratio``
+pending and more than a segment is un-ACKed or it was pushed -- a segment shorter than
+``rcv_mss``, or from 6.7 one of ``rcv_mss`` or more with PSH, which every write's last
+skb carries -- or when the window at least doubled), ``release_sock``.  The advertised window is ``(rcvbuf - rmem) x ratio``
 (``tcp_win_from_space``; ratio 50 % until learned from ``len / truesize``).
 
 Out-of-order segments (lo reorders when an ACK processed in softirq on the receiver's
@@ -480,6 +481,11 @@ class TcpSock:
         per_seg = length // segs if segs else length
         if per_seg >= self.rcv_mss:
             self.rcv_mss = per_seg if not self.advmss < per_seg else self.advmss
+            if self.modern:
+                # 6.7+: a segment of at least rcv_mss with PSH (every write's last skb carries
+                # it) sets ICSK_ACK_PUSHED too, so that tcp_cleanup_rbuf() ACKs a read that
+                # empties the queue (tcp_input.c, "the end of an application write")
+                self.pushed = True
         else:
             self.pushed = True
         if self.modern:
