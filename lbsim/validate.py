@@ -564,8 +564,8 @@ def validate(measured: pd.DataFrame | str | Path, costs: str | CostModel = "defa
     ``costs``: ``"default"``, a cost-file path or a :class:`CostModel`.  ``fit_sizes``: the
     message sizes counted as fitted (default: the cost model's ``provenance["fit_sizes"]``).
     Ping-pong points run ``messages_pingpong`` round trips; stream points write
-    ``max(50, min(20000, stream_bytes // msg_bytes))`` messages (``stream_bytes`` 64 MiB, as measured).  ``progress(text)`` is called
-    before each simulation.
+    ``max(50, min(20000, stream_bytes // msg_bytes))`` messages (``stream_bytes`` 64 MiB by
+    default, as ``lbsim measure`` writes).  ``progress(text)`` is called before each simulation.
     """
     from lbsim.simulate import simulate
 
