@@ -21,6 +21,7 @@ subset, every fitted value with its bound and whether it sits there).
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import math
@@ -50,6 +51,11 @@ TRANSPORT_STAGES: dict[str, tuple[str, ...]] = {
 #: scaled together: tracepoint intervals bound them only loosely
 SCHED_STAGES: tuple[str, ...] = ("try_to_wake_up", "schedule_timeout", "schedule")
 
+#: the IP and loopback path that TCP and UDP share (transmit down to netif_rx, NET_RX up to ip_rcv),
+#: scaled together: their bases come from tracepoint intervals that each tracepoint lengthens
+NET_STAGES: tuple[str, ...] = ("ip_output", "dev_queue_xmit", "loopback_xmit", "netif_rx", "net_rx_action",
+                               "process_backlog", "ip_rcv")
+
 #: stages no measured path exercises on an unmodified host: cost = the named stage's, and why
 SHARED_RULES: dict[str, tuple[str, str]] = {
     "ip_fragment": ("ip_output", "per fragment ip_do_fragment builds an IP header and re-enters ip_finish_output2"),
@@ -69,6 +75,7 @@ PARAMS: dict[str, tuple[float, float, str]] = {
     "scale_unix_stream": (0.2, 5.0, "x"),
     "scale_unix_dgram": (0.2, 5.0, "x"),
     "scale_sched": (0.2, 5.0, "x"),
+    "scale_net": (0.05, 5.0, "x"),
     "copy_from_user_tcp_ns_per_byte": (0.0, 2.0, "ns/B"),
     "copy_from_user_udp_ns_per_byte": (0.0, 2.0, "ns/B"),
     "copy_from_user_unix_ns_per_byte": (0.0, 2.0, "ns/B"),
@@ -76,7 +83,7 @@ PARAMS: dict[str, tuple[float, float, str]] = {
     "wakeup_remote_idle_ns": (0.0, 200000.0, "ns"),
     "wakeup_remote_busy_ns": (0.0, 200000.0, "ns"),
 }
-X0 = {"scale_sched": 1.0, "scale_tcp": 1.0, "scale_udp": 1.0, "scale_unix_stream": 1.0, "scale_unix_dgram": 1.0,
+X0 = {"scale_sched": 1.0, "scale_net": 1.0, "scale_tcp": 1.0, "scale_udp": 1.0, "scale_unix_stream": 1.0, "scale_unix_dgram": 1.0,
       "copy_from_user_tcp_ns_per_byte": 0.05, "copy_from_user_udp_ns_per_byte": 0.05,
       "copy_from_user_unix_ns_per_byte": 0.05, "copy_to_user_ns_per_byte": 0.03, "wakeup_remote_idle_ns": 20000.0, "wakeup_remote_busy_ns": 10000.0}
 
@@ -96,7 +103,9 @@ def load_measured(path: str | Path) -> Any:
     """The long-format measured CSV (see docs): one row per point, metric and repetition."""
     import pandas as pd
 
-    df = pd.read_csv(path)
+    from lbsim.validate import with_host_columns
+
+    df = with_host_columns(pd.read_csv(path), path)
     need = {"transport", "workload", "placement", "msg_bytes", "metric", "value"}
     missing = need - set(df.columns)
     if missing:
@@ -104,6 +113,24 @@ def load_measured(path: str | Path) -> Any:
     if "background" not in df.columns:
         df["background"] = "idle"
     return df
+
+
+def kernel_fields(df: Any) -> dict[str, Any]:
+    """SimConfig kernel fields the measured data fixes for every simulation of the fit (the
+    TCP congestion control, when the data names one)."""
+    out: dict[str, Any] = {}
+    if "tcp_congestion_control" in df.columns:
+        vals = df["tcp_congestion_control"].dropna().astype(str).str.strip().unique()
+        if len(vals) > 1:
+            raise ValueError(f"measured data mixes congestion controls ({', '.join(sorted(vals))}); "
+                             "calibrate one at a time")
+        if len(vals):
+            out["tcp_congestion_control"] = vals[0]
+    return out
+
+
+#: the kernel fields of the data being fitted (set by fit_costs for the simulations it runs)
+_KERNEL: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("lbsim_calibrate_kernel", default={})
 
 
 def data_hash(df: Any) -> str:
@@ -179,7 +206,8 @@ def _sim_split_us(model: CostModel, transport: str, n: int, messages: int = 64) 
     from lbsim.config import make_config
     from lbsim.model.host import run_model
 
-    cfg = make_config(transport=transport, workload="split", msg_bytes=n, messages=messages, deterministic=True)
+    cfg = make_config(transport=transport, workload="split", msg_bytes=n, messages=messages, deterministic=True,
+                      **_KERNEL.get())
     c = run_model(cfg, model)["counters"]
     return c["split_write_p50_ns"] / 1e3, c["split_read_p50_ns"] / 1e3
 
@@ -188,6 +216,7 @@ def apply_params(base: CostModel, p: dict[str, float], *, cv: float, delay_cv: f
     stages: dict[str, StageCost] = {}
     scale_of = {s: p[f"scale_{t}"] for t, ss in TRANSPORT_STAGES.items() for s in ss}
     scale_of.update({s: p["scale_sched"] for s in SCHED_STAGES})
+    scale_of.update({s: p["scale_net"] for s in NET_STAGES})
     per_byte = {s: p[name] for name, ss in COPY_STAGE.items() for s in ss}
     for s in STAGES:
         b = base.stages[s]
@@ -207,7 +236,7 @@ def _sim_p50_us(model: CostModel, pt: Point, *, deterministic: bool, messages: i
 
     cfg = make_config(transport=pt.transport, workload="pingpong", msg_bytes=pt.msg_bytes, messages=messages,
                       placement=pt.placement, background=[1] if pt.background == "busy" else "idle",
-                      deterministic=deterministic, seed=seed)
+                      deterministic=deterministic, seed=seed, **_KERNEL.get())
     raw = run_model(cfg, model)
     samples = raw["latency_samples"]
     tail = samples[min(len(samples) - 1, 4):] if deterministic else samples
@@ -217,7 +246,16 @@ def _sim_p50_us(model: CostModel, pt: Point, *, deterministic: bool, messages: i
 
 def fit_costs(df: Any, base: CostModel, fit_sizes: Iterable[int] = (64, 4096, 65536), *,
               progress: Any = None) -> FitResult:
-    """Fit PARAMS (and the spread) to the ping-pong medians at ``fit_sizes``."""
+    """Fit PARAMS (and the spread) to the ping-pong medians at ``fit_sizes``; every simulation
+    runs with the kernel fields the data names (:func:`kernel_fields`)."""
+    token = _KERNEL.set(kernel_fields(df))
+    try:
+        return _fit_costs(df, base, fit_sizes, progress=progress)
+    finally:
+        _KERNEL.reset(token)
+
+
+def _fit_costs(df: Any, base: CostModel, fit_sizes: Iterable[int], *, progress: Any) -> FitResult:
     from scipy.optimize import least_squares
 
     pts = pingpong_points(df, fit_sizes)
@@ -257,7 +295,11 @@ def fit_costs(df: Any, base: CostModel, fit_sizes: Iterable[int] = (64, 4096, 65
     cv = _fit_cv(base, params, same, "stage") if same else 0.2
     delay_cv = _fit_cv(base, params, cross, "delay", stage_cv=cv) if cross else 0.2
     model = apply_params(base, params, cv=cv, delay_cv=delay_cv)
-    rows = []
+    share, share_rows = _fit_tcp_call_share(model, df, fit_sizes)
+    if share is not None:
+        params["tcp_call_scale"], params["tcp_packet_scale"] = share
+        model = with_tcp_call_share(model, *share)
+    rows = list(share_rows)
     for pt in pts:
         sim, _ = _sim_p50_us(model, pt, deterministic=True, messages=8)
         rows.append({"transport": pt.transport, "placement": pt.placement, "background": pt.background,
@@ -309,6 +351,68 @@ def with_stages(model: CostModel, names: Iterable[str], **fields: Any) -> CostMo
 
 def with_stage_fixed(model: CostModel, stage: str, fixed_ns: float) -> CostModel:
     return with_stages(model, (stage,), fixed_ns=fixed_ns)
+
+
+#: TCP's stages run once per system call, and those run once per packet.  A ping-pong and a split
+#: run one packet per call, so they fit only the sum; a stream on one CPU, whose writes coalesce
+#: into a few large skbs, tells the two apart.
+TCP_CALL_STAGES = ("tcp_sendmsg", "tcp_recvmsg", "tcp_cleanup_rbuf")
+TCP_PACKET_STAGES = ("tcp_stream_alloc_skb", "tcp_transmit_skb", "tcp_v4_rcv", "tcp_ack", "tcp_send_ack")
+
+
+def with_tcp_call_share(model: CostModel, call: float, packet: float) -> CostModel:
+    """``model`` with TCP's per-call stages x ``call`` and its per-packet stages x ``packet``
+    (and the SHARED_RULES stages that copy a per-packet one)."""
+    stages = dict(model.stages)
+    for names, k in ((TCP_CALL_STAGES, call), (TCP_PACKET_STAGES, packet)):
+        for s in names:
+            stages[s] = replace(stages[s], fixed_ns=stages[s].fixed_ns * k)
+    for s, (src, _) in SHARED_RULES.items():
+        if src in TCP_PACKET_STAGES:
+            stages[s] = replace(stages[s], fixed_ns=stages[src].fixed_ns)
+    return replace(model, stages=stages)
+
+
+def _fit_tcp_call_share(model: CostModel, df: Any, fit_sizes: Iterable[int],
+                        ) -> tuple[tuple[float, float] | None, list[dict[str, Any]]]:
+    """Share TCP's fitted cost between its per-call and per-packet stages: fitted to the TCP
+    streams on one CPU at the fit sizes up to 4 KiB (their writes coalesce: a few packets per
+    many calls), keeping the split calls' zero-load total at those sizes (where every call is
+    one packet) as the main fit left it.  Returns ((call, packet) scales, residual rows)."""
+    from lbsim.validate import stream_messages
+
+    sizes = sorted(int(n) for n in fit_sizes if int(n) <= 4096)
+    st = df[(df.workload == "stream") & (df.metric == "throughput_MBps") & (df.placement == "same")
+            & (df.background == "idle") & (df.transport == "tcp") & (df.msg_bytes.isin(sizes))]
+    meas = st.groupby("msg_bytes")["value"].median()
+    if meas.empty:
+        return None, []
+
+    def split_total(m: CostModel) -> float:
+        return sum(sum(_sim_split_us(m, "tcp", n)) for n in sizes)
+
+    # the split total is linear in the stage costs (one task, zero load): its call and packet parts
+    t0 = split_total(model)
+    call_part = split_total(with_tcp_call_share(model, 2.0, 1.0)) - t0
+    packet_part = split_total(with_tcp_call_share(model, 1.0, 2.0)) - t0
+    if call_part <= 0 or packet_part <= 0:
+        return None, []
+
+    def pair(k: float) -> tuple[float, float]:
+        return k, 1.0 - (k - 1.0) * call_part / packet_part
+
+    def sim(m: CostModel, n: int) -> float:
+        return _sim_stream_MBps(m, "tcp", "same", n, messages=stream_messages(n))
+
+    def err(k: float) -> float:
+        m = with_tcp_call_share(model, *pair(k))
+        return float(np.mean([math.log(sim(m, int(n)) / v) ** 2 for n, v in meas.items()]))
+
+    # per-packet stages at no less than 5 % of the main fit's
+    hi = min(8.0, 1.0 + 0.95 * packet_part / call_part)
+    k = _grid_then_brent(err, hi, 17, xatol=0.02)
+    m = with_tcp_call_share(model, *pair(k))
+    return pair(k), [_stream_row("tcp", "same", n, v, sim(m, int(n))) for n, v in meas.items()]
 
 
 def _grid_then_brent(err: Any, hi: float, points: int, xatol: float) -> float:
@@ -437,7 +541,7 @@ def _sim_stream_MBps(model: CostModel, transport: str, placement: str, size: int
     if messages is None:
         messages = max(50, min(2000, (32 << 20) // size))
     cfg = make_config(transport=transport, workload="stream", msg_bytes=size, messages=messages,
-                      placement=placement, deterministic=True)
+                      placement=placement, deterministic=True, **_KERNEL.get())
     return float(run_model(cfg, model)["throughput"]["bytes_per_s"]) / 1e6
 
 
@@ -522,10 +626,12 @@ def write_cost_file(res: FitResult, path: str | Path, *, df: Any, fit_sizes: Ite
                          "note": "no .host.json beside the data: the machine that ran the fit"},
         "data_sha256_16": data_hash(df),
         "fit_sizes": sorted(int(s) for s in fit_sizes),
+        "simulated_with": kernel_fields(df),
         "base": base_source,
         "method": "bounded least squares (scipy.optimize.least_squares) of log(simulated/measured) ping-pong "
                   "p50 round trips and split write/read medians (one thread writes, then reads: the copy in "
-                  "and the copy out apart) at the fit sizes, zero-load deterministic model; spread (log-normal cv) "
+                  "and the copy out apart) at the fit sizes, zero-load deterministic model with the data's TCP "
+                  "congestion control (simulated_with); the IP/lo path stages scaled together (scale_net); spread (log-normal cv) "
                   "matched to the measured p90/p50; the cross-CPU cache-line transfer fitted to cross-CPU "
                   "stream throughput at writes <= 4 KiB; the out-of-cache copy cost fitted to TCP same-CPU "
                   "stream throughput at writes >= 64 KiB; the cache-to-cache copy cost fitted to cross-CPU stream "

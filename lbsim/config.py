@@ -26,7 +26,7 @@ WORKLOADS = ("pingpong", "stream", "rr", "poisson", "burst", "split")
 KERNEL_FIELDS = (
     "mtu", "tso", "rps_cpus", "netdev_max_backlog", "dev_weight", "netdev_budget",
     "netdev_budget_usecs", "hz", "skb_defer_max", "rmem_default", "wmem_default", "tcp_rmem", "tcp_wmem",
-    "tcp_init_cwnd", "unix_max_dgram_qlen",
+    "tcp_init_cwnd", "tcp_congestion_control", "unix_max_dgram_qlen",
 )
 
 
@@ -97,6 +97,8 @@ class SimConfig(BaseModel):
     tcp_rmem: tuple[int, int, int] | None = None
     tcp_wmem: tuple[int, int, int] | None = None
     tcp_init_cwnd: int | None = Field(None, ge=1)
+    #: net.ipv4.tcp_congestion_control ("reno" behaves as "cubic" on lo: slow start, no loss)
+    tcp_congestion_control: Literal["cubic", "reno", "bbr"] | None = None
     unix_max_dgram_qlen: int | None = Field(None, ge=0)
 
     @field_validator("kernel")

@@ -69,6 +69,9 @@ class KernelParams:
     tcp_wmem: tuple[int, int, int] = (4096, 16384, 4194304)
     #: net/ipv4/tcp_ipv4.c tcp_sk_init: tcp_autocorking = 1 (inert on lo, §1.3).
     tcp_autocorking: int = 1
+    #: net.ipv4.tcp_congestion_control: net/ipv4/Kconfig DEFAULT_TCP_CONG = "cubic" (kernels built
+    #: with CONFIG_DEFAULT_BBR say "bbr"; lbsim.model.tcp_cc models "cubic", "reno" and "bbr").
+    tcp_congestion_control: str = "cubic"
     #: include/net/tcp.h TCP_INIT_CWND = 10.
     tcp_init_cwnd: int = 10
     #: include/net/tcp.h TCP_MAX_QUICKACKS = 16.
@@ -161,6 +164,7 @@ HOST_FILES: dict[str, str] = {
     "tcp_rmem": "/proc/sys/net/ipv4/tcp_rmem",
     "tcp_wmem": "/proc/sys/net/ipv4/tcp_wmem",
     "tcp_autocorking": "/proc/sys/net/ipv4/tcp_autocorking",
+    "tcp_congestion_control": "/proc/sys/net/ipv4/tcp_congestion_control",
     "tcp_limit_output_bytes": "/proc/sys/net/ipv4/tcp_limit_output_bytes",
     "tcp_rto_min_us": "/proc/sys/net/ipv4/tcp_rto_min_us",
     "unix_max_dgram_qlen": "/proc/sys/net/unix/max_dgram_qlen",
@@ -171,6 +175,8 @@ def _parse_host_value(field: str, text: str) -> object:
     text = text.strip()
     if field == "rps_cpus":
         return int(text.replace(",", ""), 16)
+    if field == "tcp_congestion_control":
+        return text
     if field in ("tcp_rmem", "tcp_wmem"):
         a, b, c = (int(x) for x in text.split())
         return (a, b, c)
@@ -196,6 +202,8 @@ def host_kernel(root: str = "/") -> KernelParams:
         usecs = int(values["netdev_budget_usecs"])  # type: ignore[arg-type]
         if usecs > 0 and 2_000_000 % usecs == 0 and 2_000_000 // usecs in (100, 250, 300, 1000):
             values["hz"] = 2_000_000 // usecs
+    if values.get("tcp_congestion_control") not in (None, "cubic", "reno", "bbr"):
+        del values["tcp_congestion_control"]  # an algorithm lbsim does not model: the default (cubic)
     release = platform.release()
     major_minor = _kernel_release_tuple(release)
     # The "Accept the packet if queue is empty" UDP rule is in 6.18 (measured: exactly 256 fit).

@@ -71,7 +71,7 @@ _PIN_COLUMNS = ("workload", "kernel", "mtu", "tso", "cpus", "flows", "rate_per_s
                 "netdev_max_backlog", "rmem_default", "wmem_default", "unix_max_dgram_qlen", "tcp_rmem",
                 "tcp_wmem", "so_sndbuf", "so_rcvbuf", "background", "policy", "costs", "burst_size",
                 "burst_gap_ns", "placement", "msg_bytes", "tcp_nodelay", "dev_weight", "netdev_budget",
-                "tcp_init_cwnd", "hz")
+                "tcp_init_cwnd", "tcp_congestion_control", "hz")
 
 STAGE_GROUP_COLORS: dict[str, str] = {
     "syscall": "#7f7f7f", "copy": "#bcbd22", "tcp": "#d62728", "udp": "#ff7f0e", "ip": "#e377c2",

@@ -46,7 +46,7 @@ __all__ = ["validate", "ValidationReport", "check_measured", "MeasuredDataError"
 #: columns every measured CSV must have
 REQUIRED_COLUMNS = ("transport", "workload", "placement", "msg_bytes", "metric", "value")
 #: optional columns that change the simulated configuration (see :func:`sim_fields`)
-PARAM_COLUMNS = ("policy", "mtu", "cpus", "kernel")
+PARAM_COLUMNS = ("policy", "mtu", "cpus", "kernel", "tcp_congestion_control")
 #: the point's key: what is measured (plus the PARAM_COLUMNS present)
 POINT_KEYS = ("transport", "workload", "placement", "background", "msg_bytes")
 
@@ -54,6 +54,8 @@ WORKLOADS = ("pingpong", "stream", "split")
 PLACEMENTS = ("same", "cross")
 BACKGROUNDS = ("idle", "busy")
 POLICIES = {"other": "fair", "fair": "fair", "fifo": "fifo"}
+#: net.ipv4.tcp_congestion_control values the model knows (lbsim.model.tcp_cc)
+CONGESTION_CONTROLS = ("cubic", "reno", "bbr")
 DATAGRAM = ("udp", "unix_dgram")
 UDP_MAX_PAYLOAD = 65507
 
@@ -168,6 +170,10 @@ def check_measured(df: pd.DataFrame, source: str = "<measured>", *, csv_lines: b
         _int_column(df, "mtu", source, csv_lines, 68, 65536, allow_missing=True)
     if "cpus" in df.columns:
         _int_column(df, "cpus", source, csv_lines, 1, 64, allow_missing=True)
+    if "tcp_congestion_control" in df.columns:
+        cc = df["tcp_congestion_control"].where(df["tcp_congestion_control"].notna(), "cubic")
+        _choice_column(df.assign(tcp_congestion_control=cc), "tcp_congestion_control", CONGESTION_CONTROLS,
+                       source, csv_lines)
     # every point must be something the simulator accepts (sizes a transport cannot carry...)
     norm = _normalise(df)
     keys = _point_keys(norm)
@@ -194,6 +200,8 @@ def _normalise(df: pd.DataFrame) -> pd.DataFrame:
         out["policy"] = out["policy"].fillna("other").astype(str).str.strip()
     if "kernel" in out.columns:
         out["kernel"] = out["kernel"].fillna("").astype(str).str.strip()
+    if "tcp_congestion_control" in out.columns:
+        out["tcp_congestion_control"] = out["tcp_congestion_control"].fillna("cubic").astype(str).str.strip()
     for c in ("mtu", "cpus"):
         if c in out.columns:
             out[c] = pd.to_numeric(out[c], errors="coerce").astype("Int64")
@@ -244,6 +252,8 @@ def sim_fields(point: Any, *, messages_pingpong: int = 1000, stream_bytes: int =
         fields["policy"] = POLICIES.get(str(point["policy"]), "fair")
     if "kernel" in point:
         fields["kernel"] = sim_kernel(point["kernel"])
+    if "tcp_congestion_control" in point:
+        fields["tcp_congestion_control"] = str(point["tcp_congestion_control"])
     if point["background"] == "busy":
         # the harness runs its spinner on the peer's (receiver's) CPU: 0 for same, 1 for cross
         fields["background"] = [0 if point["placement"] == "same" else 1]
@@ -267,7 +277,37 @@ def _read(measured: pd.DataFrame | str | Path) -> tuple[pd.DataFrame, str, bool]
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise MeasuredDataError(f"{source}: not a readable CSV file ({first})") from None
     df.columns = [str(c).strip() for c in df.columns]
-    return df, source, True
+    return with_host_columns(df, source), source, True
+
+
+def host_columns(measured_csv: str | Path) -> dict[str, Any]:
+    """Parameter columns the measured file's ``.host.json`` supplies: the TCP congestion
+    control (``sysctl`` net.ipv4.tcp_congestion_control, recorded by ``lbsim measure`` since
+    2026-12-06; for older files an ``assumed`` entry says where the value came from).  Empty
+    without a host file."""
+    import json
+
+    host_file = Path(str(measured_csv) + ".host.json")
+    try:
+        host = json.loads(host_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, Any] = {}
+    key = "net.ipv4.tcp_congestion_control"
+    cc = (host.get("sysctl") or {}).get(key)
+    if cc is None:
+        cc = ((host.get("assumed") or {}).get(key) or {}).get("value")
+    if isinstance(cc, str) and cc:
+        out["tcp_congestion_control"] = cc
+    return out
+
+
+def with_host_columns(df: pd.DataFrame, measured_csv: str | Path) -> pd.DataFrame:
+    """``df`` with the :func:`host_columns` it lacks added (a column in the CSV wins)."""
+    for col, value in host_columns(measured_csv).items():
+        if col not in df.columns:
+            df = df.assign(**{col: value})
+    return df
 
 
 # --------------------------------------------------------------------------------------------

@@ -67,6 +67,8 @@ def test_host_kernel_reads_this_machines_files():
             assert list(value) == [int(x) for x in text.split()]
         elif field == "rps_cpus":
             assert value == int(text.replace(",", ""), 16)
+        elif field == "tcp_congestion_control":
+            assert value == (text if text in ("cubic", "reno", "bbr") else "cubic")
         else:
             assert value == int(text)
         checked += 1

@@ -30,7 +30,7 @@ __all__ = ["host_info", "l2_bytes", "measure", "write_csv", "stream_count", "STR
            "PINGPONG_METRICS", "STREAM_METRICS", "SPLIT_METRICS", "PLACEMENTS"]
 
 COLUMNS = ["transport", "workload", "placement", "msg_bytes", "metric", "value", "rep",
-           "harness", "background", "policy", "loadavg", "kernel"]
+           "harness", "background", "policy", "loadavg", "kernel", "tcp_congestion_control"]
 PINGPONG_METRICS = ("rtt_mean_us", "rtt_p50_us", "rtt_p90_us", "rtt_p99_us", "rtt_p999_us")
 STREAM_METRICS = ("throughput_MBps", "msgs_per_s", "loss_pct", "rcvbuf_drop_pct", "backlog_drop_pct")
 #: split: one thread writes a message and reads it back, each call timed apart (median and mean)
@@ -42,6 +42,7 @@ SYSCTLS = (
     "net.core.wmem_max", "net.core.netdev_max_backlog", "net.core.netdev_budget",
     "net.core.netdev_budget_usecs", "net.core.dev_weight",
     "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.unix.max_dgram_qlen",
+    "net.ipv4.tcp_congestion_control",
 )
 
 
@@ -297,6 +298,7 @@ def measure(transports: Sequence[str] = TRANSPORTS,
                         points.append((t, w, size, pl, a, b, bool(bg)))
 
     info = host_info()
+    congestion = info["sysctl"].get("net.ipv4.tcp_congestion_control")  # a column: validate simulates it
     records = []
     total = len(points) * reps
     i = 0
@@ -328,7 +330,7 @@ def measure(transports: Sequence[str] = TRANSPORTS,
             for metric, value in _rows(res, w):
                 records.append((t, w, pl, size, metric, float(value), rep,
                                 res.get("harness", harness_name), background, policy, la,
-                                kernel))
+                                kernel, congestion))
     df = pd.DataFrame.from_records(records, columns=COLUMNS)
     df.attrs["host"] = info
     return df

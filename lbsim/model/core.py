@@ -890,7 +890,7 @@ class Sim:
         self.policy = policy
         self.seedseq = np.random.SeedSequence(seed)
         # one random stream per stage and per delay (SeedSequence.spawn), drawn in blocks
-        children = self.seedseq.spawn(len(STAGES) + 5)
+        children = self.seedseq.spawn(len(STAGES) + 6)
         self._fixed = [costs.stages[s].fixed_ns for s in STAGES]
         self._per_byte = [costs.stages[s].per_byte_ns for s in STAGES]
         # the cost of an item without bytes, computed as cost() computes it
@@ -915,6 +915,8 @@ class Sim:
         # drawn from the run's seed (the jiffy grid of a real machine is not tied to it)
         self.tick_ns = 1e9 / kernel.hz
         self.tick_phase_ns = float(np.random.default_rng(children[len(STAGES) + 4]).uniform(0.0, self.tick_ns))
+        # congestion control's own draws (BBR's first gain-cycle phase)
+        self.cc_rng = np.random.default_rng(children[len(STAGES) + 5])
         # the inline trampoline (see CPU._start / Sim.run_inline)
         self._tramp = False
         self._pending: CPU | None = None

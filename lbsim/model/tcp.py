@@ -58,6 +58,7 @@ from lbsim.model.netdev import Net
 from lbsim.model.skb import truesize_tcp
 from lbsim.model.socket import consume, plan_read
 from lbsim.model.stages import SID
+from lbsim.model.tcp_cc import Bbr
 
 __all__ = ["TcpSock", "tcp_connect", "tcp_size_goal"]
 
@@ -120,7 +121,8 @@ class TcpSock:
                  "delack_timer", "rcvq_space", "rcvq_time", "rcvq_space_prev", "wq_data",
                  "last_cpu", "owned", "backlog", "backlog_bytes", "deferred_delack", "deferred_rto",
                  "out_segs", "in_segs", "retrans_segs", "pure_acks_sent", "data_packets",
-                 "backlog_drops", "ofo_queued", "ofo", "lost_bytes", "skb_overhead")
+                 "backlog_drops", "ofo_queued", "ofo", "lost_bytes", "skb_overhead", "cc", "delivered",
+                 "delivered_mstamp", "first_tx_mstamp", "app_limited", "rtt_min_us", "mss_clamp")
 
     BOUNCE_SID = S_BOUNCE  # Sim.touch: the cache-line transfer this socket type costs
     BOUNCE_ITEMS = (BOUNCE_SID,)  # the work items Sim.touch returns
@@ -155,6 +157,18 @@ class TcpSock:
         self.wmem_queued = 0
         self.packets_out = 0
         self.cwnd = kernel.tcp_init_cwnd
+        # net/ipv4/tcp_rate.c: packets delivered, when (us), the send time of the newest ACKed
+        # packet, and the app-limited mark; tcp_min_rtt (us)
+        self.delivered = 0
+        self.delivered_mstamp = 0
+        self.first_tx_mstamp = 0
+        self.app_limited = 0
+        self.rtt_min_us = float("inf")
+        # tp->rx_opt.mss_clamp: the peer's SYN MSS option (lo: the same advmss at both ends)
+        self.mss_clamp = kernel.tcp_mss
+        # the congestion control's state: None = cubic (inline in _process_ack), else Bbr
+        self.cc: Bbr | None = (Bbr(sim.cc_rng, sim.env.now / 1000.0, self.cwnd, self.advmss)
+                               if kernel.tcp_congestion_control == "bbr" else None)
         self.snd_wnd = 65535
         self.max_window = 0
         self._goal_for = -1  # the max_window size_goal() was last computed for, and its result
@@ -260,8 +274,10 @@ class TcpSock:
         """tcp_sndbuf_expand: 2 x max(cwnd, TCP_INIT_CWND) x per-MSS memory."""
         if self.user_sndbuf:
             return
-        per_mss = _roundup_pow2(self.mss() + MAX_TCP_HEADER + 320) + 256
-        want = min(self.wmem_max, 2 * max(10, self.cwnd) * per_mss)
+        # per_mss from max(mss_clamp, mss_cache); x 2 (x 3 for BBR: bbr_sndbuf_expand)
+        per_mss = _roundup_pow2(max(self.mss_clamp, self.mss()) + MAX_TCP_HEADER + 320) + 256
+        factor = 2 if self.cc is None else Bbr.SNDBUF_EXPAND
+        want = min(self.wmem_max, factor * max(10, self.cwnd) * per_mss)
         if want > self.sndbuf:
             self.sndbuf = want
 
@@ -313,7 +329,14 @@ class TcpSock:
             while ends and ends[0][0] <= seq:
                 ends.popleft()
             msg = ends[0][1] if ends else -1
-            self.rtx.append([self.snd_nxt, length, truesize, segs, msg])
+            # tcp_rate_skb_sent: the rate-sample fields each skb carries
+            now_us = int(self.env._now // 1000)
+            if not self.packets_out:
+                self.first_tx_mstamp = self.delivered_mstamp = now_us
+                if self.cc is not None:
+                    self.cc.tx_start(self, now_us)  # tcp_event_data_sent: CA_EVENT_TX_START
+            self.rtx.append([self.snd_nxt, length, truesize, segs, msg, now_us, self.delivered,
+                             self.delivered_mstamp, self.first_tx_mstamp, self.app_limited])
             self.packets_out += segs
             self.out_segs += segs
             ack, wnd = self._stamp_ack()
@@ -515,8 +538,9 @@ class TcpSock:
         acked_segs = 0
         out_before = self.packets_out
         done_msgs = 0
+        last = None
         while self.rtx and self.rtx[0][0] <= ack:
-            r = self.rtx.popleft()
+            last = r = self.rtx.popleft()
             freed += r[2]
             acked_segs += r[3]
             done_msgs += 1
@@ -542,7 +566,10 @@ class TcpSock:
         self.snd_wnd = wnd
         if wnd > self.max_window:
             self.max_window = wnd
-        if acked_segs and self.cwnd < 2 * out_before:
+        if self.cc is not None:
+            if last is not None:
+                self._bbr_ack(last, acked_segs, out_before)
+        elif acked_segs and self.cwnd < 2 * out_before:
             # slow start while cwnd-limited (tcp_is_cwnd_limited); lo never loses, ssthresh stays infinite
             self.cwnd += acked_segs
             self._expand_sndbuf()
@@ -551,6 +578,32 @@ class TcpSock:
         else:
             self.rto_armed = False
         return bool(self.wq_space.waiters) and self.wmem_queued * 3 <= self.sndbuf * 2
+
+    def _bbr_ack(self, last: list[Any], acked: int, prior_in_flight: int) -> None:
+        """tcp_ack's rate sample (tcp_rate_skb_delivered + tcp_rate_gen, for the newest packet
+        this ACK covers), then the congestion control (tcp_cong_control -> bbr_main)."""
+        now_us = int(self.env._now // 1000)
+        tx_us, prior_delivered, prior_mstamp, first_tx, app_limited = last[5:10]
+        rtt_us = now_us - tx_us
+        if rtt_us < self.rtt_min_us:
+            self.rtt_min_us = rtt_us  # tcp_update_rtt_min (a 300 s window: the run's minimum)
+        snd_us = tx_us - first_tx  # the send phase
+        self.first_tx_mstamp = tx_us
+        self.delivered += acked
+        if self.app_limited and self.delivered > self.app_limited:
+            self.app_limited = 0  # the bubble is ACKed and gone
+        self.delivered_mstamp = now_us
+        delivered = self.delivered - prior_delivered
+        interval = max(snd_us, now_us - prior_mstamp)  # the longer of the send and ACK phases
+        if interval < self.rtt_min_us:
+            interval = -1  # shorter than an RTT: not a valid sample
+        cc = self.cc
+        assert cc is not None
+        before = self.cwnd
+        cc.on_ack(self, now_us, acked, delivered, interval, rtt_us, prior_delivered, bool(app_limited),
+                  prior_in_flight)
+        if self.cwnd > before:
+            self._expand_sndbuf()
 
     # ================================================================ socket lock
     def lock_sock(self) -> None:
@@ -593,6 +646,9 @@ class TcpSock:
         yield sim.work_of_ids(_SENDMSG) if last is None or last is cpu else sim.work_of_ids((*_SENDMSG, S_BOUNCE))
         self.tx_cpu = cpu
         self.owned = True  # lock_sock()
+        if self.cc is not None and self.write_seq - self.snd_nxt < self.mss() and self.packets_out < self.cwnd:
+            # tcp_rate_check_app_limited: less than a packet to send and cwnd not full
+            self.app_limited = (self.delivered + self.packets_out) or 1
         self.stats.sent(msg, nbytes, t_send)
         self.msg_ends.append((self.write_seq + nbytes, msg))
         left = nbytes
