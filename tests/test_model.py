@@ -520,3 +520,16 @@ def test_tcp_acks_a_read_that_empties_the_queue_after_a_full_mss_push(kernel, si
         assert acks == 60 and read > write  # every read sends one ACK; the writes send none
     else:
         assert acks < 50 and read < write / 2  # the middle write carries the ACK, the read none
+
+
+@pytest.mark.parametrize("n, skbs", [(4096, 1), (36544, 1), (36545, 2), (65536, 2)])
+def test_unix_stream_read_frees_each_further_skb(n, skbs):
+    """unix_stream_read_generic consume_skb()s every skb it empties: the first free is in
+    unix_stream_recvmsg's fitted cost, each further one is a __kfree_skb (36544-byte skbs)."""
+    r = lbsim.simulate(transport="unix_stream", workload="split", msg_bytes=n, messages=20, deterministic=True)
+    counts = {s["stage"]: s["count"] for s in r.stages}
+    assert counts["unix_stream_sendmsg"] == 20 * skbs
+    assert counts.get("__kfree_skb", 0) == 20 * (skbs - 1)
+    assert r.counters["split_read_p50_ns"] == pytest.approx(
+        cost("syscall") + cost("unix_stream_recvmsg") + cost("skb_copy_datagram_msg", n)
+        + (skbs - 1) * cost("__kfree_skb"))

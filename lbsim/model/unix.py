@@ -9,7 +9,9 @@ the *sender's* ``sk_wmem_alloc >= sk_sndbuf`` (``sk_rcvbuf`` is never consulted)
 
 ``unix_stream_read_generic`` copies from as many skbs as the buffer takes; each fully
 consumed skb is freed (``consume_skb`` -> ``sock_wfree`` -> ``unix_write_space``), which
-wakes a blocked writer only once ``wmem_alloc * 4 <= sndbuf`` (25 %: hysteresis).
+wakes a blocked writer only once ``wmem_alloc * 4 <= sndbuf`` (25 %: hysteresis).  The free
+of one skb is in ``unix_stream_recvmsg``'s cost (fitted on reads of one skb); each further
+skb a read empties costs a ``__kfree_skb`` (its frag pages go back to the page allocator).
 
 ``unix_dgram_sendmsg``: EMSGSIZE above ``sk_sndbuf - 32`` (rejected when the configuration
 is built); alloc (blocks on the sender's sndbuf) and copy; then the queue check: the peer
@@ -45,6 +47,7 @@ S_COPY_IN = S["skb_copy_datagram_from_iter"]
 S_COPY_OUT = S["skb_copy_datagram_msg"]
 S_C2C = S["cache_to_cache_copy"]
 S_BOUNCE_UNIX = S["cacheline_transfer_unix"]
+S_KFREE = S["__kfree_skb"]
 
 
 class _UnixBase:
@@ -172,7 +175,7 @@ class UnixStream(_UnixBase):
         yield sim.work_of_ids((S_SYSCALL,))
         while not self.queue:
             yield self.wq_data
-        copied, wait, freed, _ = plan_read(self.queue, bufsize, self.env._now)
+        copied, wait, freed, nfree = plan_read(self.queue, bufsize, self.env._now)
         sim.stage_wait[S_STREAM_RECVMSG] += wait
         if self.tx_cpu is not cpu and self.tx_cpu is not None:  # written on another CPU (see the class)
             self.last_cpu = cpu  # Sim.touch(self, cpu), always a transfer here
@@ -181,6 +184,8 @@ class UnixStream(_UnixBase):
         else:
             items = (S_STREAM_RECVMSG, (S_COPY_OUT, copied, self.wmem > sim.cache_bytes), *sim.touch(self, cpu))
         self.rx_cpu = cpu
+        if nfree > 1:
+            items += (S_KFREE,) * (nfree - 1)  # consume_skb of each further skb the loop empties
         if freed:
             items += self._free_items(freed, cpu)
         task.msg = self.queue[0][0]
