@@ -23,10 +23,12 @@ run: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
 
-# the shipped results: every experiment's full sweep into results/<name>/ and its figures
+# the shipped results: every experiment's full sweep into results/<name>/ and its figures (runs of an
+# older expansion, which lbsim run moves to superseded/, are not shipped)
 results: $(BIN)/.installed
 	for e in $(EXPERIMENTS); do \
 	  $(BIN)/lbsim run experiments/$$e.toml --out results/$$e --force --quiet && \
+	  rm -rf results/$$e/superseded && \
 	  $(BIN)/lbsim plot results/$$e || exit 1; \
 	done
 	$(BIN)/python scripts/readme_numbers.py
