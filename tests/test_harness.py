@@ -174,7 +174,10 @@ def test_measure_tiny_grid(tmp_path):
                  count_pingpong=30, count_stream=30, progress=None, max_seconds=5)
     assert list(df.columns) == ["transport", "workload", "placement", "msg_bytes", "metric",
                                 "value", "rep", "harness", "background", "policy", "loadavg",
-                                "kernel"]
+                                "kernel", "tcp_congestion_control"]
+    # the congestion control is this machine's sysctl, in every row (validate simulates it)
+    cc = open("/proc/sys/net/ipv4/tcp_congestion_control").read().strip()
+    assert set(df.tcp_congestion_control) == {cc}
     # udp 70000 B is skipped, the other three (transport, size) pairs run both workloads
     assert not ((df.transport == "udp") & (df.msg_bytes == 70000)).any()
     pp = set(df[df.workload == "pingpong"].metric)
