@@ -15,6 +15,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lbsim.kernels import KERNELS, KernelParams, kernel_profile
+from lbsim.model.tcp_cc import CONGESTION_CONTROLS
 
 __all__ = ["SimConfig", "TRANSPORTS", "WORKLOADS", "KERNEL_FIELDS", "ConfigError", "make_config",
            "format_validation_error"]
@@ -98,7 +99,7 @@ class SimConfig(BaseModel):
     tcp_wmem: tuple[int, int, int] | None = None
     tcp_init_cwnd: int | None = Field(None, ge=1)
     #: net.ipv4.tcp_congestion_control ("reno" behaves as "cubic" on lo: slow start, no loss)
-    tcp_congestion_control: Literal["cubic", "reno", "bbr"] | None = None
+    tcp_congestion_control: Literal[CONGESTION_CONTROLS] | None = None
     unix_max_dgram_qlen: int | None = Field(None, ge=0)
 
     @field_validator("kernel")

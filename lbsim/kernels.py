@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from lbsim.model.tcp_cc import CONGESTION_CONTROLS
+
 __all__ = ["KernelParams", "KERNELS", "kernel_profile", "host_kernel", "HOST_FILES"]
 
 
@@ -202,7 +204,7 @@ def host_kernel(root: str = "/") -> KernelParams:
         usecs = int(values["netdev_budget_usecs"])  # type: ignore[arg-type]
         if usecs > 0 and 2_000_000 % usecs == 0 and 2_000_000 // usecs in (100, 250, 300, 1000):
             values["hz"] = 2_000_000 // usecs
-    if values.get("tcp_congestion_control") not in (None, "cubic", "reno", "bbr"):
+    if values.get("tcp_congestion_control") not in (None, *CONGESTION_CONTROLS):
         del values["tcp_congestion_control"]  # an algorithm lbsim does not model: the default (cubic)
     release = platform.release()
     major_minor = _kernel_release_tuple(release)

@@ -39,6 +39,7 @@ from lbsim.config import TRANSPORTS, ConfigError, make_config
 from lbsim.costs import CostFileError, CostModel, load_costs
 from lbsim.kernels import KERNELS
 from lbsim.measure.host import STREAM_BYTES, stream_count
+from lbsim.model.tcp_cc import CONGESTION_CONTROLS
 
 __all__ = ["validate", "ValidationReport", "check_measured", "MeasuredDataError", "REQUIRED_COLUMNS",
            "PARAM_COLUMNS", "METRICS", "main"]
@@ -54,8 +55,6 @@ WORKLOADS = ("pingpong", "stream", "split")
 PLACEMENTS = ("same", "cross")
 BACKGROUNDS = ("idle", "busy")
 POLICIES = {"other": "fair", "fair": "fair", "fifo": "fifo"}
-#: net.ipv4.tcp_congestion_control values the model knows (lbsim.model.tcp_cc)
-CONGESTION_CONTROLS = ("cubic", "reno", "bbr")
 DATAGRAM = ("udp", "unix_dgram")
 UDP_MAX_PAYLOAD = 65507
 

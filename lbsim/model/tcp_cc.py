@@ -27,8 +27,9 @@ from typing import Any
 
 __all__ = ["Bbr", "CONGESTION_CONTROLS"]
 
-#: the algorithms modelled (``net.ipv4.tcp_congestion_control``)
-CONGESTION_CONTROLS = ("cubic", "bbr")
+#: the values of ``net.ipv4.tcp_congestion_control`` modelled ("reno" runs as "cubic": on lo both
+#: only slow-start); the one list config, kernels and validate check against
+CONGESTION_CONTROLS = ("cubic", "reno", "bbr")
 
 # ---- net/ipv4/tcp_bbr.c constants (gains as fractions; the kernel's are x/256)
 BBR_HIGH_GAIN = (256 * 2885 // 1000 + 1) / 256  # bbr_high_gain = 2/ln(2), 740/256
