@@ -20,8 +20,10 @@ run: $(BIN)/.installed
 	$(BIN)/lbsim run experiments/quickstart.toml
 	$(BIN)/lbsim compare --workload pingpong --msg-bytes 64 --messages 20000
 
+# two workers (pytest-xdist): the calibration re-run (about 6 minutes) runs beside the rest; the
+# tests that run the harness on this host's sockets or its tracefs share one worker (xdist_group "host")
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # the shipped results: every experiment's full sweep into results/<name>/ and its figures (runs of an
 # older expansion, which lbsim run moves to superseded/, are not shipped)

@@ -13,6 +13,8 @@ from lbsim.cli import main
 from lbsim.config import ConfigError, SimConfig, make_config
 from lbsim.kernels import HOST_FILES, KERNELS, host_kernel, kernel_profile
 
+#: `lbsim measure`: real sockets and processes of this host: one xdist worker runs every such module (Makefile)
+pytestmark = pytest.mark.xdist_group("host")
 
 def test_config_is_frozen_and_rejects_unknown_keys():
     cfg = SimConfig()

@@ -58,3 +58,25 @@ def test_every_kernel_profile_runs_every_transport(kernel, transport):
     if transport == "tcp" and kernel == "linux-2.6.32":
         # MSS 16384 at MTU 16436: a 32 KiB message is two full segments
         assert r.counters["tcp_out_segs"] >= 2 * 2 * 200
+
+
+def test_the_wake_up_refit_recovers_the_delays_behind_the_models_own_round_trips():
+    """calibrate fits the cross-CPU wake-up delays again once every stage cost is final: given the
+    model's own zero-load round trips made with known delays, it finds those delays from far off."""
+    from lbsim.calibrate import WAKEUP_DELAYS, Point, _refit_wakeups, _sim_p50_us, with_delays
+
+    model = load_costs("default")
+    truth = with_delays(model, dict(zip(WAKEUP_DELAYS, (3000.0, 2500.0))))
+    pts = []
+    for tr in ("udp", "unix_stream", "tcp"):
+        for bg in ("idle", "busy"):
+            p = Point(tr, "cross", bg, 64, 1.0, 0.2, fitted=True)
+            p.measured_us = _sim_p50_us(truth, p, deterministic=True, messages=8)[0]
+            pts.append(p)
+    start = with_delays(model, dict(zip(WAKEUP_DELAYS, (9000.0, 8000.0))))
+    assert _sim_p50_us(start, pts[0], deterministic=True, messages=8)[0] > 1.1 * pts[0].measured_us
+    got = _refit_wakeups(start, pts)
+    # deterministic simulations of the same model: only the solver's tolerance is left
+    assert got["wakeup_remote_idle_ns"] == pytest.approx(3000.0, rel=0.02)
+    assert got["wakeup_remote_busy_ns"] == pytest.approx(2500.0, rel=0.02)
+    assert _refit_wakeups(start, [Point("udp", "same", "idle", 64, 5.0, 0.1, fitted=True)]) is None

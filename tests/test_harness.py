@@ -25,6 +25,8 @@ from lbsim.measure import (
 from lbsim.measure import harness as H
 
 TRANSPORTS = ["tcp", "udp", "unix_stream", "unix_dgram"]
+#: the harness: real sockets and processes of this host: one xdist worker runs every such module (Makefile)
+pytestmark = pytest.mark.xdist_group("host")
 CROSS_B = 1 if (os.cpu_count() or 1) >= 2 else 0
 PINGPONG_KEYS = {"transport", "workload", "size", "count", "mean_ns", "p50_ns", "p90_ns",
                  "p99_ns", "p999_ns", "min_ns", "max_ns", "elapsed_ns", "harness"}

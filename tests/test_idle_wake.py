@@ -14,7 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 have_cc = shutil.which(os.environ.get("CC", "cc").split()[0]) is not None or shutil.which("gcc") is not None
 pytestmark = [pytest.mark.skipif(not have_cc, reason="no C compiler"),
-              pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 CPUs")]
+              pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 CPUs"),
+              pytest.mark.xdist_group("host")]  # real sockets of this host: one xdist worker (Makefile)
 
 
 def _script():

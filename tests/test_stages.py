@@ -26,6 +26,8 @@ from lbsim.measure.stages import (
 )
 from lbsim.measure.stages_cli import main as stages_main
 
+#: tracefs and the harness on this host: one xdist worker runs every such module (Makefile)
+pytestmark = pytest.mark.xdist_group("host")
 AVAILABLE, REASON = tracefs_available()
 CROSS = (os.cpu_count() or 1) >= 2
 live = pytest.mark.skipif(not AVAILABLE, reason=f"per-stage tracing unavailable: {REASON}")
