@@ -492,7 +492,8 @@ def _fit_cacheline_transfer(model: CostModel, df: Any, families: dict[str, tuple
     """The stall of touching a socket another CPU touched last, one value per socket family:
     fitted to the cross-CPU streams of small writes (64 B to 4 KiB), where it is paid on nearly
     every call; ping-pong pays it about four times per round trip, which is why the wake-up
-    delays are fitted again afterwards (:func:`_refit_wakeups`).  Streams run as many messages as ``lbsim validate`` simulates."""
+    delays are fitted again afterwards (:func:`_refit_wakeups`).  Streams run as many messages
+    as ``lbsim validate`` simulates."""
     from scipy.optimize import minimize_scalar
 
     st = df[(df.workload == "stream") & (df.metric == "throughput_MBps") & (df.placement == "cross")
