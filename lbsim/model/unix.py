@@ -132,8 +132,9 @@ class UnixStream(_UnixBase):
     peer-queue lock and reads the skb the writer filled.  Measured on the Xeon guest
     (``docs/cross-cpu.md``): a cross-CPU write costs 0.25-1.05 us (1-16 KiB) more than the same
     write on one CPU even while the reader sleeps, so the cost does not need the two to
-    alternate.  (unix_dgram's writes measure alike, but its model does not take the rule yet:
-    its cross-CPU streams of small writes come out 2-3x too fast with it.)
+    alternate.  (unix_dgram's writes measure alike, but its model does not take the rule: its
+    cross-CPU streams of small writes came out 2-3x too fast with it; it counts two socket
+    objects by ``Sim.touch`` instead, see :class:`UnixDgram`.)
     """
 
     def __init__(self, sim: Sim, *, sndbuf: int, max_skb: int, stats: Any, modern: bool) -> None:
@@ -196,10 +197,27 @@ class UnixStream(_UnixBase):
 
 
 class UnixDgram(_UnixBase):
+    """Two socket objects move between CPUs, each at ``cacheline_transfer_unix`` when the other
+    CPU touched it last (``Sim.touch``): the peer's receive queue and its lock (``last_cpu``),
+    which the send appends to and the read unlinks from, and the sender's ``sk_wmem_alloc`` and
+    wait queue (``wmem_cpu``), which ``skb_set_owner_w`` raises in the send and ``sock_wfree`` ->
+    ``unix_write_space`` lowers and checks in the read, on the reader's CPU.  A round trip across
+    CPUs so pays up to eight transfers against UDP's four (``loopback_xmit`` orphans a UDP skb
+    on the sender's CPU: the reader never touches the sender's socket).  A unix_stream's
+    transfers are counted per skb (see :class:`UnixStream`)."""
+
     def __init__(self, sim: Sim, *, sndbuf: int, max_qlen: int, stats: Any, modern: bool) -> None:
         super().__init__(sim, sndbuf=sndbuf, stats=stats, modern=modern)
         self.max_qlen = max_qlen
         self.peer_wait = WaitQueue("unix peer_wait")
+        self.wmem_cpu: Any = None  # the CPU that touched the sender's sk_wmem_alloc / sk_wq last
+
+    def _touch_wmem(self, cpu: Any) -> tuple[int, ...]:
+        """The sender socket's sk_wmem_alloc and wait queue touched on ``cpu``: a transfer if
+        the other CPU touched them last."""
+        last = self.wmem_cpu
+        self.wmem_cpu = cpu
+        return () if last is None or last is cpu else (S_BOUNCE_UNIX,)
 
     def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
         sim = self.sim
@@ -209,7 +227,9 @@ class UnixDgram(_UnixBase):
         truesize = truesize_unix_dgram(nbytes, self.modern)
         self.wmem += truesize
         full = len(self.queue) > self.max_qlen
-        items = (S_DGRAM_SENDMSG, (S_COPY_IN, nbytes, self.wmem > sim.cache_bytes), *sim.touch(self, cpu))
+        items = (S_DGRAM_SENDMSG, (S_COPY_IN, nbytes, self.wmem > sim.cache_bytes), *sim.touch(self, cpu),
+                 *self._touch_wmem(cpu))  # skb_set_owner_w
+
         if self.rx_cpu is not cpu and self.rx_cpu is not None:
             items += ((S_C2C, nbytes),)
         self.tx_cpu = cpu
@@ -243,7 +263,8 @@ class UnixDgram(_UnixBase):
         items = (S_DGRAM_RECVMSG, *sim.touch(self, cpu))
         if self.peer_wait.waiters:
             items += self._wake_items(self.peer_wait, cpu)
-        items += ((S_COPY_OUT, n, self.wmem > sim.cache_bytes), *self._free_items(skb[3], cpu))
+        items += ((S_COPY_OUT, n, self.wmem > sim.cache_bytes), *self._touch_wmem(cpu),  # sock_wfree
+                  *self._free_items(skb[3], cpu))
         if self.tx_cpu is not cpu and self.tx_cpu is not None:
             items += ((S_C2C, n),)
         self.rx_cpu = cpu
