@@ -196,11 +196,21 @@ class UnixStream(_UnixBase):
         return copied
 
 
+class _SenderSide:
+    """The sender socket's ``sk_wmem_alloc`` and wait queue, as ``Sim.touch`` sees an object."""
+
+    __slots__ = ("last_cpu",)
+    BOUNCE_ITEMS = (S_BOUNCE_UNIX,)
+
+    def __init__(self) -> None:
+        self.last_cpu: Any = None
+
+
 class UnixDgram(_UnixBase):
     """Two socket objects move between CPUs, each at ``cacheline_transfer_unix`` when the other
     CPU touched it last (``Sim.touch``): the peer's receive queue and its lock (``last_cpu``),
     which the send appends to and the read unlinks from, and the sender's ``sk_wmem_alloc`` and
-    wait queue (``wmem_cpu``), which ``skb_set_owner_w`` raises in the send and ``sock_wfree`` ->
+    wait queue (``sender_side``), which ``skb_set_owner_w`` raises in the send and ``sock_wfree`` ->
     ``unix_write_space`` lowers and checks in the read, on the reader's CPU.  A round trip across
     CPUs so pays up to eight transfers against UDP's four (``loopback_xmit`` orphans a UDP skb
     on the sender's CPU: the reader never touches the sender's socket).  A unix_stream's
@@ -210,14 +220,7 @@ class UnixDgram(_UnixBase):
         super().__init__(sim, sndbuf=sndbuf, stats=stats, modern=modern)
         self.max_qlen = max_qlen
         self.peer_wait = WaitQueue("unix peer_wait")
-        self.wmem_cpu: Any = None  # the CPU that touched the sender's sk_wmem_alloc / sk_wq last
-
-    def _touch_wmem(self, cpu: Any) -> tuple[int, ...]:
-        """The sender socket's sk_wmem_alloc and wait queue touched on ``cpu``: a transfer if
-        the other CPU touched them last."""
-        last = self.wmem_cpu
-        self.wmem_cpu = cpu
-        return () if last is None or last is cpu else (S_BOUNCE_UNIX,)
+        self.sender_side = _SenderSide()  # the sender's sk_wmem_alloc and wait queue, for Sim.touch
 
     def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
         sim = self.sim
@@ -228,8 +231,7 @@ class UnixDgram(_UnixBase):
         self.wmem += truesize
         full = len(self.queue) > self.max_qlen
         items = (S_DGRAM_SENDMSG, (S_COPY_IN, nbytes, self.wmem > sim.cache_bytes), *sim.touch(self, cpu),
-                 *self._touch_wmem(cpu))  # skb_set_owner_w
-
+                 *sim.touch(self.sender_side, cpu))  # skb_set_owner_w
         if self.rx_cpu is not cpu and self.rx_cpu is not None:
             items += ((S_C2C, nbytes),)
         self.tx_cpu = cpu
@@ -263,7 +265,7 @@ class UnixDgram(_UnixBase):
         items = (S_DGRAM_RECVMSG, *sim.touch(self, cpu))
         if self.peer_wait.waiters:
             items += self._wake_items(self.peer_wait, cpu)
-        items += ((S_COPY_OUT, n, self.wmem > sim.cache_bytes), *self._touch_wmem(cpu),  # sock_wfree
+        items += ((S_COPY_OUT, n, self.wmem > sim.cache_bytes), *sim.touch(self.sender_side, cpu),  # sock_wfree
                   *self._free_items(skb[3], cpu))
         if self.tx_cpu is not cpu and self.tx_cpu is not None:
             items += ((S_C2C, n),)
