@@ -157,6 +157,10 @@ class FitResult:
     bounds_hit: list[str]
     residuals: list[dict[str, Any]]
     unidentified: list[str] = field(default_factory=list)
+    #: the unix_stream split sizes the page-allocator costs were taken from (empty: not in the data)
+    page_step_sizes: list[int] = field(default_factory=list)
+    #: and the transports whose split points at those sizes it read
+    page_step_transports: list[str] = field(default_factory=list)
 
 
 def pingpong_points(df: Any, fit_sizes: Iterable[int]) -> list[Point]:
@@ -198,6 +202,77 @@ def split_points(df: Any, fit_sizes: Iterable[int]) -> list[SplitPoint]:
             continue
         pts.append(SplitPoint(tr, int(n), w, r, fitted=at_fit_size(tr, int(n), sizes)))
     return pts
+
+
+@dataclass
+class PageStep:
+    """unix_stream's split write and read grow by ``write_us`` and ``read_us`` more from
+    ``below`` (no page frag) to ``above`` bytes (one page frag) than ``reference``'s do (None:
+    the growth itself)."""
+
+    below: int
+    above: int
+    write_us: float
+    read_us: float
+    reference: str | None = None
+
+
+#: the widest size gap a page step is read across on its own: 256 B more of copy costs a few ns
+PAGE_STEP_MAX_GAP = 256
+
+
+def page_step(splits: list[SplitPoint]) -> PageStep | None:
+    """What the page frag a unix_stream skb takes past SKB_MAX_HEAD(0) = 3776 B costs
+    (``page_calls_unix_stream``), from the split: the growth of unix_stream's write and read
+    from the largest size with no page call to the smallest with one (at most 4 KiB).
+
+    Sizes at most ``PAGE_STEP_MAX_GAP`` apart (``lbsim measure``'s grid has 3776 and 3840 B)
+    give the step directly.  Sizes further apart (1024 and 4096 B in older grids) give it
+    against unix_dgram's growth between the same sizes, which takes no page up to 7872 B and
+    whose copies cost the same per byte: the difference of the two growths."""
+    from lbsim.model.skb import page_calls_unix_dgram, page_calls_unix_stream
+
+    us = {p.msg_bytes: p for p in splits if p.transport == "unix_stream"}
+    dg = {p.msg_bytes: p for p in splits if p.transport == "unix_dgram" and page_calls_unix_dgram(p.msg_bytes) == 0}
+
+    def ends(sizes: Iterable[int]) -> tuple[int, int] | None:
+        below = [n for n in sizes if page_calls_unix_stream(n) == 0]
+        above = [n for n in sizes if page_calls_unix_stream(n) == 1 and n <= 4096]
+        return (max(below), min(above)) if below and above else None
+
+    near = ends(us)
+    if near is not None and near[1] - near[0] <= PAGE_STEP_MAX_GAP:
+        a, b = near
+        return PageStep(a, b, us[b].write_us - us[a].write_us, us[b].read_us - us[a].read_us)
+    both = ends(set(us) & set(dg))
+    if both is None:
+        return None
+    a, b = both
+    return PageStep(a, b, (us[b].write_us - us[a].write_us) - (dg[b].write_us - dg[a].write_us),
+                    (us[b].read_us - us[a].read_us) - (dg[b].read_us - dg[a].read_us), "unix_dgram")
+
+
+def with_pages(model: CostModel, alloc_ns: float, free_ns: float) -> CostModel:
+    """``model`` with the page-allocator call costs (floored at 0: a step within noise)."""
+    m = with_stage_fixed(model, "__alloc_pages", max(float(alloc_ns), 0.0))
+    return with_stage_fixed(m, "__free_pages", max(float(free_ns), 0.0))
+
+
+def _page_costs(model: CostModel, step: PageStep) -> tuple[float, float]:
+    """The step less the model's own step without page calls (its copies of the bytes
+    between, and the reference's growth when there is one), in ns."""
+    m = with_pages(model, 0.0, 0.0)
+
+    def growth(tr: str) -> tuple[float, float]:
+        w0, r0 = _sim_split_us(m, tr, step.below)
+        w1, r1 = _sim_split_us(m, tr, step.above)
+        return w1 - w0, r1 - r0
+
+    w, r = growth("unix_stream")
+    if step.reference is not None:
+        wr, rr = growth(step.reference)
+        w, r = w - wr, r - rr
+    return (step.write_us - w) * 1e3, (step.read_us - r) * 1e3
 
 
 def _sim_split_us(model: CostModel, transport: str, n: int, messages: int = 64) -> tuple[float, float]:
@@ -264,6 +339,9 @@ def _fit_costs(df: Any, base: CostModel, fit_sizes: Iterable[int], *, progress: 
         raise ValueError("no ping-pong points at the fit sizes")
     splits = split_points(df, fit_sizes)
     fit_splits = [p for p in splits if p.fitted]
+    step = page_step(splits)
+    if step is not None:  # the raw step first; the copy of its few more bytes comes off after the fit
+        base = with_pages(base, step.write_us * 1e3, step.read_us * 1e3)
     names = list(PARAMS)
     lo = np.array([PARAMS[n][0] for n in names])
     hi = np.array([PARAMS[n][1] for n in names])
@@ -285,10 +363,20 @@ def _fit_costs(df: Any, base: CostModel, fit_sizes: Iterable[int], *, progress: 
 
     sol = least_squares(resid, x0, bounds=(lo, hi), x_scale="jac", diff_step=1e-3, max_nfev=400)
     params = dict(zip(names, sol.x.tolist()))
+    page_sizes: list[int] = []
+    page_transports: list[str] = []
+    if step is not None:
+        alloc, free = _page_costs(apply_params(base, params, cv=0.0, delay_cv=0.0), step)
+        base = with_pages(base, alloc, free)
+        params["alloc_pages_ns"], params["free_pages_ns"] = alloc, free
+        page_sizes = [step.below, step.above]
+        page_transports = ["unix_stream"] + ([step.reference] if step.reference else [])
     bounds_hit = [n for n, v in params.items() if _at_bound(n, v)]
     # identifiability: columns of the Jacobian with (near) zero norm
     jn = np.linalg.norm(sol.jac, axis=0)
     unidentified = [n for n, v in zip(names, jn) if v < 1e-6]
+    if step is None:
+        unidentified += ["alloc_pages_ns", "free_pages_ns"]  # no AF_UNIX splits either side of 3776 B
     # spread: one cv for the stages (same-CPU points) and one for the wake-up delays (cross-CPU)
     same = [p for p in fit_pts if p.placement == "same"]
     cross = [p for p in fit_pts if p.placement == "cross"]
@@ -343,10 +431,13 @@ def _fit_costs(df: Any, base: CostModel, fit_sizes: Iterable[int], *, progress: 
             rows.append({"transport": sp.transport, "placement": "same", "background": "idle",
                          "msg_bytes": sp.msg_bytes, "measured_us": meas, "simulated_us": sim,
                          "error_pct": 100 * (sim / meas - 1), "fitted": sp.fitted, "metric": metric})
-    return FitResult(model=model, params=params, bounds_hit=bounds_hit, residuals=rows, unidentified=unidentified)
+    return FitResult(model=model, params=params, bounds_hit=bounds_hit, residuals=rows, unidentified=unidentified,
+                     page_step_sizes=page_sizes, page_step_transports=page_transports)
 
 
 def _at_bound(name: str, value: float) -> bool:
+    if name not in PARAMS:
+        return False
     lo, hi, _ = PARAMS[name]
     return value <= lo * (1 + 1e-6) + 1e-9 or value >= hi * (1 - 1e-6)
 
@@ -684,11 +775,17 @@ def write_cost_file(res: FitResult, path: str | Path, *, df: Any, fit_sizes: Ite
                   "matched to the measured p90/p50; the cross-CPU cache-line transfer fitted to cross-CPU "
                   "stream throughput at writes <= 4 KiB; the out-of-cache copy cost fitted to TCP same-CPU "
                   "stream throughput at writes >= 64 KiB; the cache-to-cache copy cost fitted to cross-CPU stream "
-                  "throughput at writes >= 16 KiB; then the cross-CPU wake-up delays fitted again to the "
+                  "throughput at writes >= 16 KiB; "
+                  "the page-allocator calls of a unix_stream skb (__alloc_pages in the write, __free_pages in the "
+                  "read) from the unix_stream split step across SKB_MAX_HEAD(0) (page_step_sizes; where those "
+                  "sizes are more than 256 B apart, less unix_dgram's growth between them), less the model's "
+                  "own step without them; then the cross-CPU wake-up delays fitted again to the "
                   "cross-CPU ping-pong p50s at the fit sizes (Cauchy loss, scale 0.1), every stage cost final; cache_bytes = the measured host's L2 (l2_bytes in the data's .host.json, else this machine's)",
         "params": {k: {"value": v, "bounds": list(PARAMS[k][:2]) if k in PARAMS else None,
                        "at_bound": k in res.bounds_hit} for k, v in res.params.items()},
         "unidentified": res.unidentified,
+        "page_step_sizes": res.page_step_sizes,
+        "page_step_transports": res.page_step_transports,
         "rules": {k: f"= {v[0]}: {v[1]}" for k, v in SHARED_RULES.items()},
     }
     Path(path).write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")

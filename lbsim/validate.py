@@ -9,8 +9,9 @@ in both is compared::
 
 The measured value of a point is the median over its repetitions; the spread between the
 repetitions (max - min) is kept beside it.  Points whose message size is one the costs were
-fitted on (``provenance["fit_sizes"]`` of the cost file, or ``fit_sizes=``) are *fitted*, the
-others *held out*: the held-out errors say how well the model predicts, the fitted ones only
+fitted on (``provenance["fit_sizes"]`` of the cost file, or ``fit_sizes=``) are *fitted*, and
+so are the split points the page-allocator costs were read from (``provenance["page_step_sizes"]``
+of ``provenance["page_step_transports"]``); the others are *held out*: the held-out errors say how well the model predicts, the fitted ones only
 how well the fit converged.
 
 Besides the errors, an *order check*: wherever two transports were measured under the same
@@ -614,6 +615,9 @@ def validate(measured: pd.DataFrame | str | Path, costs: str | CostModel = "defa
     if fit_sizes is None:
         fit_sizes = model.provenance.get("fit_sizes", []) or []
     sizes = sorted({int(s) for s in fit_sizes})
+    # the unix_stream split sizes lbsim calibrate took the page-allocator costs from
+    page_step = {int(s) for s in model.provenance.get("page_step_sizes", []) or []}
+    page_step_transports = set(model.provenance.get("page_step_transports", []) or [])
     norm = _normalise(df.reset_index(drop=True))
     keys = _point_keys(norm)
     params = [c for c in PARAM_COLUMNS if c in norm.columns]
@@ -649,7 +653,10 @@ def validate(measured: pd.DataFrame | str | Path, costs: str | CostModel = "defa
                 "diff": s - meas, "spread": spread,
                 "spread_pct": 100.0 * spread / abs(meas) if meas != 0 else float("nan"),
                 "reps": int(mg["rep"].nunique()) if has_rep else int(len(vals)),
-                "fitted": at_fit_size(str(first["transport"]), int(first["msg_bytes"]), sizes), "status": res.status,
+                "fitted": at_fit_size(str(first["transport"]), int(first["msg_bytes"]), sizes) or (
+                    first["workload"] == "split" and first["transport"] in page_step_transports
+                    and int(first["msg_bytes"]) in page_step),
+                "status": res.status,
             })
             records.append(rec)
     cols = [*keys, "metric", "measured", "simulated", "error_pct", "diff", "spread", "spread_pct", "reps",

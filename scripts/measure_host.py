@@ -35,8 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     st_sizes = (1024,) if a.quick else (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576)
     # the split (one thread writes, then reads back; same CPU, up to 64 KiB): lbsim calibrate
     # tells the copy in from the copy out by it; 65507 B is UDP's largest datagram (its 65536
-    # is skipped as too large) and is measured on every transport to compare with it
-    sp_sizes = (64,) if a.quick else (16, 64, 256, 1024, 4096, 16384, 65507, 65536)
+    # is skipped as too large) and is measured on every transport to compare with it; 3776 and
+    # 3840 B straddle SKB_MAX_HEAD(0), where a unix_stream skb's data moves into a page frag:
+    # the step gives the page allocator's cost (lbsim.calibrate.page_step)
+    sp_sizes = (64,) if a.quick else (16, 64, 256, 1024, 3776, 3840, 4096, 16384, 65507, 65536)
     frames = [
         measure(TRANSPORTS, ("pingpong",), pp_sizes, ("same", "cross"), reps=a.reps, count_pingpong=2000),
         measure(TRANSPORTS, ("pingpong",), (64, 4096, 65536), ("cross",), reps=a.reps, count_pingpong=2000,

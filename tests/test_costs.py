@@ -80,3 +80,29 @@ def test_the_wake_up_refit_recovers_the_delays_behind_the_models_own_round_trips
     assert got["wakeup_remote_idle_ns"] == pytest.approx(3000.0, rel=0.02)
     assert got["wakeup_remote_busy_ns"] == pytest.approx(2500.0, rel=0.02)
     assert _refit_wakeups(start, [Point("udp", "same", "idle", 64, 5.0, 0.1, fitted=True)]) is None
+
+
+def test_the_page_step_recovers_the_page_allocator_costs_behind_the_models_own_splits():
+    """calibrate reads the page-allocator costs from unix_stream's split step across
+    SKB_MAX_HEAD(0), less the model's copy of the bytes between: given the model's own splits
+    made with known costs, it finds them again (deterministic runs: to rounding)."""
+    from lbsim.calibrate import SplitPoint, _page_costs, _sim_split_us, page_step, with_pages
+
+    model = load_costs("default")
+    truth = with_pages(model, 150.0, 240.0)
+    pts = [SplitPoint("unix_stream", n, *_sim_split_us(truth, "unix_stream", n)) for n in (1024, 3776, 3840, 4096)]
+    pts.append(SplitPoint("unix_dgram", 3840, 0.1, 0.1))  # another transport's rows are not read
+    step = page_step(pts)
+    assert (step.below, step.above) == (3776, 3840)
+    assert step.write_us * 1e3 > 150.0 and step.read_us * 1e3 > 240.0  # the copies of 64 B more are in it
+    alloc, free = _page_costs(with_pages(model, 0.0, 0.0), step)
+    assert alloc == pytest.approx(150.0, abs=1e-6) and free == pytest.approx(240.0, abs=1e-6)
+    assert page_step(pts[:2]) is None  # 1024 and 3776 B: no size past SKB_MAX_HEAD(0)
+    # 1024 and 4096 B only (older grids): 3 KiB more of copy would swamp the step on its own, so
+    # it is read against unix_dgram's growth between the same sizes (linear skbs, no pages)
+    far = [pts[0], pts[3]] + [SplitPoint("unix_dgram", n, *_sim_split_us(truth, "unix_dgram", n)) for n in (1024, 4096)]
+    step = page_step(far)
+    assert (step.below, step.above, step.reference) == (1024, 4096, "unix_dgram")
+    alloc, free = _page_costs(with_pages(model, 0.0, 0.0), step)
+    assert alloc == pytest.approx(150.0, abs=1e-6) and free == pytest.approx(240.0, abs=1e-6)
+    assert page_step(far[:2]) is None  # and without unix_dgram, no step

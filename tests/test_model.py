@@ -527,14 +527,58 @@ def test_tcp_acks_a_read_that_empties_the_queue_after_a_full_mss_push(kernel, si
         assert acks < 50 and read < write / 2  # the middle write carries the ACK, the read none
 
 
-@pytest.mark.parametrize("n, skbs", [(4096, 1), (36544, 1), (36545, 2), (65536, 2)])
-def test_unix_stream_read_frees_each_further_skb(n, skbs):
+@pytest.mark.parametrize("n, skbs, pages", [(4096, 1, 1), (36544, 1, 1), (36545, 2, 1), (65536, 2, 4)])
+def test_unix_stream_read_frees_each_further_skb(n, skbs, pages):
     """unix_stream_read_generic consume_skb()s every skb it empties: the first free is in
-    unix_stream_recvmsg's fitted cost, each further one is a __kfree_skb (36544-byte skbs)."""
+    unix_stream_recvmsg's fitted cost, each further one is a __kfree_skb (36544-byte skbs), and
+    each page frag of them goes back to the page allocator (__free_pages)."""
     r = lbsim.simulate(transport="unix_stream", workload="split", msg_bytes=n, messages=20, deterministic=True)
     counts = {s["stage"]: s["count"] for s in r.stages}
     assert counts["unix_stream_sendmsg"] == 20 * skbs
     assert counts.get("__kfree_skb", 0) == 20 * (skbs - 1)
     assert r.counters["split_read_p50_ns"] == pytest.approx(
         cost("syscall") + cost("unix_stream_recvmsg") + cost("skb_copy_datagram_msg", n)
-        + (skbs - 1) * cost("__kfree_skb"))
+        + (skbs - 1) * cost("__kfree_skb") + pages * cost("__free_pages"))
+
+
+@pytest.mark.parametrize(("n", "calls"), [
+    (1024, 0), (3776, 0),  # up to SKB_MAX_HEAD(0): all of it in the kmalloc'd head
+    (3777, 1), (3840, 1), (4096, 1), (16384, 1),  # all of it in one page frag (order 0 to 2)
+    (36544, 1),  # the largest skb: a 3776-byte head and one order-3 page
+    (65536, 4),  # 36544 (one order-3 page) + 28992 (pages of orders 2, 1 and 0)
+])
+def test_a_unix_stream_skb_past_skb_max_head_takes_pages_from_the_page_allocator(n, calls):
+    """unix_stream_sendmsg asks for PAGE_ALIGN(len - SKB_MAX_HEAD(0)) bytes of page frags
+    (alloc_skb_with_frags: orders <= 3, largest first); each call costs __alloc_pages in the
+    write and __free_pages in the read that frees the skb."""
+    r = sim(transport="unix_stream", workload="split", msg_bytes=n, messages=20)
+    counts = {s["stage"]: s["count"] for s in r.stages}
+    assert counts.get("__alloc_pages", 0) == 20 * calls
+    assert counts.get("__free_pages", 0) == 20 * calls
+    if n == 3840:  # against 3776 B, the write and the read grow by one call and 64 B of copy
+        r0 = sim(transport="unix_stream", workload="split", msg_bytes=3776, messages=20)
+        c, c0 = r.counters, r0.counters
+        assert c["split_write_p50_ns"] - c0["split_write_p50_ns"] == pytest.approx(
+            cost("__alloc_pages") + cost("skb_copy_datagram_from_iter", 3840) - cost("skb_copy_datagram_from_iter", 3776))
+        assert c["split_read_p50_ns"] - c0["split_read_p50_ns"] == pytest.approx(
+            cost("__free_pages") + cost("skb_copy_datagram_msg", 3840) - cost("skb_copy_datagram_msg", 3776))
+
+
+@pytest.mark.parametrize(("n", "calls"), [
+    (4096, 0), (7872, 0),  # a kmalloc head, up to the kmalloc-8k cache with its skb_shared_info
+    (7873, 1), (16064, 1),  # a linear head from kmalloc_large (an order-2 page)
+    (16384, 2),  # past SKB_MAX_ALLOC: a 12288-byte head (kmalloc_large) and one frag page
+    (65536, 4),  # the head, then frags of orders 3, 2 and 0
+])
+def test_a_unix_dgram_skb_takes_pages_for_a_large_head_and_past_skb_max_alloc(n, calls):
+    r = sim(transport="unix_dgram", workload="split", msg_bytes=n, messages=20)
+    counts = {s["stage"]: s["count"] for s in r.stages}
+    assert counts.get("__alloc_pages", 0) == 20 * calls
+    assert counts.get("__free_pages", 0) == 20 * calls
+
+
+@pytest.mark.parametrize("transport", ["unix_stream", "unix_dgram"])
+def test_no_page_calls_on_2_6_32_whose_af_unix_skbs_were_linear_kmalloc(transport):
+    r = sim(transport=transport, workload="split", msg_bytes=65536, messages=20, kernel="linux-2.6.32")
+    counts = {s["stage"]: s["count"] for s in r.stages}
+    assert counts.get("__alloc_pages", 0) == 0 and counts.get("__free_pages", 0) == 0

@@ -211,3 +211,19 @@ def test_split_points_are_simulated_with_the_split_workload():
                        seed=FAST["seed"])
     row = rep.rows[(rep.rows.transport == "udp") & (rep.rows.msg_bytes == 64) & (rep.rows.metric == "read_p50_us")]
     assert float(row.simulated.iloc[0]) == pytest.approx(r.counters["split_read_p50_ns"] / 1e3, rel=1e-9)
+
+
+def test_the_page_step_split_points_count_as_fitted():
+    """The split points calibrate read the page-allocator costs from (provenance
+    "page_step_sizes" of "page_step_transports") are fitted points, not held out; others not."""
+    from dataclasses import replace
+
+    model = lbsim.load_costs()
+    model = replace(model, provenance={**model.provenance, "fit_sizes": [64], "page_step_sizes": [3776, 3840],
+                                             "page_step_transports": ["unix_stream"]})
+    rows = [{"transport": tr, "workload": "split", "placement": "same", "msg_bytes": n, "metric": m, "value": 1.0}
+            for tr in ("unix_stream", "unix_dgram") for n in (1024, 3776, 3840) for m in ("write_p50_us", "read_p50_us")]
+    rep = validate(pd.DataFrame(rows), costs=model, **FAST)
+    fitted = rep.rows.set_index(["transport", "msg_bytes"]).fitted.groupby(level=[0, 1]).first()
+    assert fitted[("unix_stream", 3776)] and fitted[("unix_stream", 3840)]
+    assert not fitted[("unix_stream", 1024)] and not fitted[("unix_dgram", 3840)]

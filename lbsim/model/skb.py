@@ -22,9 +22,13 @@ allocation paths and were checked on this host (6.18, x86-64) with ``SO_MEMINFO`
 from __future__ import annotations
 
 __all__ = ["kmalloc_class", "truesize_tcp", "truesize_udp", "truesize_unix_stream", "truesize_unix_dgram",
-           "SKB_MAX_ALLOC"]
+           "SKB_MAX_ALLOC", "SKB_MAX_HEAD0", "page_calls_unix_stream", "page_calls_unix_dgram"]
 
 SKB_MAX_ALLOC = 16384 - 320  # SKB_MAX_ORDER(0, 2): 4 pages minus skb_shared_info
+SKB_MAX_HEAD0 = 4096 - 320  # SKB_MAX_HEAD(0): one page minus skb_shared_info (3776)
+PAGE_SIZE = 4096
+PAGE_ALLOC_COSTLY_ORDER = 3  # the largest frag order an AF_UNIX skb asks for (get_order(UNIX_SKB_FRAGS_SZ) for a stream)
+KMALLOC_MAX_CACHE_SIZE = 8192  # SLUB: KMALLOC_SHIFT_HIGH = PAGE_SHIFT + 1; a larger head is kmalloc_large's pages
 SMALL_HEAD = 576  # skb_small_head_cache object: SKB_HEAD_ALIGN(MAX_TCP_HEADER)
 SK_BUFF = 256  # SKB_DATA_ALIGN(sizeof(struct sk_buff))
 _CLASSES = (576, 1024, 2048, 4096, 8192)
@@ -69,3 +73,47 @@ def truesize_unix_dgram(length: int, modern: bool = True) -> int:
     if length + 320 <= 16384:
         return kmalloc_class(length + 320) + SK_BUFF if length + 320 > SMALL_HEAD else 512 + SK_BUFF
     return length + 4352
+
+
+def _frag_calls(data_len: int) -> int:
+    """alloc_skb_with_frags (net/core/skbuff.c): page-allocator calls for ``data_len`` bytes of
+    frags, each chunk the largest order <= max_page_order whose size PAGE_ALIGN(what is left)
+    fills."""
+    left = (data_len + PAGE_SIZE - 1) // PAGE_SIZE  # pages
+    calls = 0
+    order = PAGE_ALLOC_COSTLY_ORDER
+    while left > 0:
+        while order and left < (1 << order):
+            order -= 1
+        left -= 1 << order
+        calls += 1
+    return calls
+
+
+def page_calls_unix_stream(size: int, modern: bool = True) -> int:
+    """Page-allocator calls for one unix_stream skb of ``size`` bytes.  unix_stream_sendmsg (6.x)
+    asks sock_alloc_send_pskb for ``data_len = min(size, PAGE_ALIGN(max(0, size -
+    SKB_MAX_HEAD(0))))`` bytes of page frags of order <= get_order(UNIX_SKB_FRAGS_SZ) = 3 and
+    the rest as a kmalloc'd linear head: 0 calls up to 3776 B, 1 from 3777 B to 16 KiB (all
+    of it in one page of order 0-2), 1 for a full 36544-byte skb (one order-3 page and a
+    3776-byte head), 3 for the 28992-byte rest of a 64 KiB write (orders 2, 1, 0).  2.6.32's skbs were linear, from kmalloc caches: 0."""
+    if not modern or size <= SKB_MAX_HEAD0:
+        return 0
+    data_len = min(size, (size - SKB_MAX_HEAD0 + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE)
+    return _frag_calls(data_len)
+
+
+def page_calls_unix_dgram(size: int, modern: bool = True) -> int:
+    """Page-allocator calls for one unix_dgram skb.  unix_dgram_sendmsg (6.x) keeps up to
+    SKB_MAX_ALLOC (16064 B) linear and puts the rest, page-aligned, in frags of order <=
+    PAGE_ALLOC_COSTLY_ORDER; a head above KMALLOC_MAX_CACHE_SIZE (8 KiB with its
+    skb_shared_info) comes from kmalloc_large, the page allocator: 0 calls up to 7872 B, 1 up
+    to 16064 B, 2 at 16 KiB (a 12288-byte head and one page), 4 at 64 KiB (the head, then
+    orders 3, 2 and 0).  2.6.32: 0 (kmalloc caches up to 128 KiB)."""
+    if not modern:
+        return 0
+    data_len = 0
+    if size > SKB_MAX_ALLOC:
+        data_len = (size - SKB_MAX_ALLOC + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+    head = 1 if size - data_len + 320 > KMALLOC_MAX_CACHE_SIZE else 0
+    return _frag_calls(data_len) + head

@@ -65,6 +65,13 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
      "deferred by skb_attempt_defer_free to the CPU that allocated it (skb_defer_free_flush in net_rx_action)"),
     ("kick_defer_list_purge", "softirq", "the IPI skb_attempt_defer_free sends when a remote CPU's defer list "
      "reaches skb_defer_max / 2, raising NET_RX there"),
+    ("__alloc_pages", "unix",
+     "one page-allocator call for an AF_UNIX skb (rmqueue_pcplist), per call in the send: a unix_stream "
+     "skb's frag chunk (alloc_skb_with_frags, order <= 3; none up to SKB_MAX_HEAD(0) = 3776 B), a unix_dgram "
+     "head above 8 KiB (kmalloc_large) and its frags past SKB_MAX_ALLOC"),
+    ("__free_pages", "unix",
+     "the reader's return of those pages when it frees the skb (skb_release_data -> put_page, "
+     "free_large_kmalloc -> free_unref_page): per call"),
     ("sock_def_readable", "wakeup", "sk_data_ready / sk_write_space: wake_up on the socket wait queue"),
     ("try_to_wake_up", "wakeup", "try_to_wake_up of a task on this CPU (enqueue, check_preempt)"),
     ("ttwu_queue_wakelist", "wakeup", "try_to_wake_up of a task on another CPU: wakelist + IPI to a running CPU"),

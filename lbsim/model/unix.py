@@ -11,7 +11,14 @@ the *sender's* ``sk_wmem_alloc >= sk_sndbuf`` (``sk_rcvbuf`` is never consulted)
 consumed skb is freed (``consume_skb`` -> ``sock_wfree`` -> ``unix_write_space``), which
 wakes a blocked writer only once ``wmem_alloc * 4 <= sndbuf`` (25 %: hysteresis).  The free
 of one skb is in ``unix_stream_recvmsg``'s cost (fitted on reads of one skb); each further
-skb a read empties costs a ``__kfree_skb`` (its frag pages go back to the page allocator).
+skb a read empties costs a ``__kfree_skb``.
+
+Pages (6.x): a unix_stream skb longer than ``SKB_MAX_HEAD(0)`` (3776 B) holds its data in
+page frags; a unix_dgram skb's head above 8 KiB comes from kmalloc_large and its data past
+``SKB_MAX_ALLOC`` from page frags (``lbsim.model.skb.page_calls_unix_stream``,
+``page_calls_unix_dgram``).  The send pays ``__alloc_pages`` per page-allocator call, the read
+that frees the skb ``__free_pages`` per call.  Their costs come from unix_stream's split step
+at 3776 B (``lbsim calibrate``), not from the fit of the copies.
 
 ``unix_dgram_sendmsg``: EMSGSIZE above ``sk_sndbuf - 32`` (rejected when the configuration
 is built); alloc (blocks on the sender's sndbuf) and copy; then the queue check: the peer
@@ -30,7 +37,7 @@ from collections import deque
 from typing import Any, Generator, Iterable
 
 from lbsim.model.core import PREEMPT, Sim, Task, WaitQueue
-from lbsim.model.skb import truesize_unix_dgram, truesize_unix_stream
+from lbsim.model.skb import page_calls_unix_dgram, page_calls_unix_stream, truesize_unix_dgram, truesize_unix_stream
 from lbsim.model.socket import consume, plan_read
 from lbsim.model.stages import SID
 
@@ -48,6 +55,8 @@ S_COPY_OUT = S["skb_copy_datagram_msg"]
 S_C2C = S["cache_to_cache_copy"]
 S_BOUNCE_UNIX = S["cacheline_transfer_unix"]
 S_KFREE = S["__kfree_skb"]
+S_ALLOC_PAGES = S["__alloc_pages"]
+S_FREE_PAGES = S["__free_pages"]
 
 
 class _UnixBase:
@@ -101,9 +110,10 @@ class _UnixBase:
             yield self.wq_space
         self.stats.blocked(self.env._now - t0)
 
-    def _queue_on_peer(self, msg: int, size: int, truesize: int, cpu: Any) -> None:
-        """skb_queue_tail(&other->sk_receive_queue) + other->sk_data_ready(other)."""
-        self.queue.append([msg, size, 0, truesize, self.env._now])
+    def _queue_on_peer(self, msg: int, size: int, truesize: int, cpu: Any, pages: int = 0) -> None:
+        """skb_queue_tail(&other->sk_receive_queue) + other->sk_data_ready(other); the skb is
+        ``[msg, len, consumed, truesize, t_enqueued, page-allocator calls of its frags]``."""
+        self.queue.append([msg, size, 0, truesize, self.env._now, pages])
         if self.wq_data.waiters:
             self.sim.wake_all(self.wq_data, cpu)
 
@@ -153,6 +163,7 @@ class UnixStream(_UnixBase):
                 size = min(left, 64)
             yield from self._wait_wmem(task)
             truesize = truesize_unix_stream(size, self.modern)
+            pages = page_calls_unix_stream(size, self.modern)
             self.wmem += truesize  # skb_set_owner_w in sock_alloc_send_pskb
             rx = self.rx_cpu
             if rx is None or rx is cpu:
@@ -162,9 +173,11 @@ class UnixStream(_UnixBase):
                 self.last_cpu = cpu  # Sim.touch(self, cpu), always a transfer here
                 items = (S_STREAM_SENDMSG, (S_COPY_IN, size, self.wmem > sim.cache_bytes), (S_C2C, size),
                          S_BOUNCE_UNIX, *self._wake_items(self.wq_data, cpu))
+            if pages:
+                items += (S_ALLOC_PAGES,) * pages  # alloc_skb_with_frags
             self.tx_cpu = cpu
             yield sim.work_of(items)
-            self._queue_on_peer(msg, size, truesize, cpu)
+            self._queue_on_peer(msg, size, truesize, cpu, pages)
             left -= size
         yield PREEMPT
 
@@ -187,6 +200,11 @@ class UnixStream(_UnixBase):
         self.rx_cpu = cpu
         if nfree > 1:
             items += (S_KFREE,) * (nfree - 1)  # consume_skb of each further skb the loop empties
+        if nfree:  # the skbs it frees are the first nfree: their frag pages go back (put_page)
+            queue = self.queue
+            pages = queue[0][5] if nfree == 1 else sum(queue[i][5] for i in range(nfree))
+            if pages:
+                items += (S_FREE_PAGES,) * pages
         if freed:
             items += self._free_items(freed, cpu)
         task.msg = self.queue[0][0]
@@ -228,10 +246,13 @@ class UnixDgram(_UnixBase):
         yield sim.work_of_ids((S_SYSCALL,))
         yield from self._wait_wmem(task)
         truesize = truesize_unix_dgram(nbytes, self.modern)
+        pages = page_calls_unix_dgram(nbytes, self.modern)
         self.wmem += truesize
         full = len(self.queue) > self.max_qlen
         items = (S_DGRAM_SENDMSG, (S_COPY_IN, nbytes, self.wmem > sim.cache_bytes), *sim.touch(self, cpu),
                  *sim.touch(self.sender_side, cpu))  # skb_set_owner_w
+        if pages:
+            items += (S_ALLOC_PAGES,) * pages  # kmalloc_large head, alloc_skb_with_frags
         if self.rx_cpu is not cpu and self.rx_cpu is not None:
             items += ((S_C2C, nbytes),)
         self.tx_cpu = cpu
@@ -247,7 +268,7 @@ class UnixDgram(_UnixBase):
             self.stats.blocked(self.env._now - t0)
             yield sim.work_of_ids(self._wake_items(self.wq_data, cpu))
         self.stats.sent(msg, nbytes, t_send)
-        self._queue_on_peer(msg, nbytes, truesize, cpu)
+        self._queue_on_peer(msg, nbytes, truesize, cpu, pages)
         yield PREEMPT
 
     def recvmsg(self, task: Task, bufsize: int) -> Generator[Any, None, int]:
@@ -269,6 +290,8 @@ class UnixDgram(_UnixBase):
                   *self._free_items(skb[3], cpu))
         if self.tx_cpu is not cpu and self.tx_cpu is not None:
             items += ((S_C2C, n),)
+        if skb[5]:
+            items += (S_FREE_PAGES,) * skb[5]  # skb_release_data: put_page of each frag, kfree of the head
         self.rx_cpu = cpu
         # wake_up_interruptible_sync_poll(&u->peer_wait) happens right after the dequeue
         if self.peer_wait.waiters:
