@@ -12,8 +12,10 @@ import lbsim
 from lbsim.validate import (METRICS, MeasuredDataError, ValidationReport, check_measured, main, validate)
 
 DATA = resources.files("lbsim") / "data"
-FAST = {"messages_pingpong": 200, "stream_bytes": 1 << 20, "seed": 1}
-FAST_ARGS = ["--messages-pingpong", "200", "--stream-bytes", str(1 << 20), "--seed", "1", "-q"]
+# one simulation per stream point: the synthetic data below is the model's own output at seed 1
+FAST = {"messages_pingpong": 200, "stream_bytes": 1 << 20, "seed": 1, "stream_replications": 1}
+FAST_ARGS = ["--messages-pingpong", "200", "--stream-bytes", str(1 << 20), "--seed", "1", "--stream-replications",
+             "1", "-q"]
 ROW_COLUMNS = {"transport", "workload", "placement", "background", "msg_bytes", "metric", "measured", "simulated",
                "error_pct", "spread", "fitted"}
 
@@ -227,3 +229,20 @@ def test_the_page_step_split_points_count_as_fitted():
     fitted = rep.rows.set_index(["transport", "msg_bytes"]).fitted.groupby(level=[0, 1]).first()
     assert fitted[("unix_stream", 3776)] and fitted[("unix_stream", 3840)]
     assert not fitted[("unix_stream", 1024)] and not fitted[("unix_dgram", 3840)]
+
+
+def test_a_stream_point_is_the_median_of_its_replications():
+    """Each stream point is simulated stream_replications times (seeds seed, seed + 1, ...) and
+    compared by the median, as the measured value is a median of repetitions."""
+    df = pd.read_csv(DATA / "measured-host.csv")
+    st = df[(df.workload == "stream") & (df.transport == "udp") & (df.placement == "same") & (df.msg_bytes == 256)]
+    rep = validate(st, **{**FAST, "stream_replications": 3})
+    got = float(rep.rows[rep.rows.metric == "throughput_MBps"].simulated.iloc[0])
+    runs = [lbsim.simulate(transport="udp", workload="stream", msg_bytes=256, placement="same",
+                           messages=max(50, min(20000, FAST["stream_bytes"] // 256)), seed=FAST["seed"] + i)
+            for i in range(3)]
+    vals = sorted(r.throughput["bytes_per_s"] / 1e6 for r in runs)
+    assert got == pytest.approx(vals[1], rel=1e-9)
+    one = validate(st, **FAST)
+    assert float(one.rows[one.rows.metric == "throughput_MBps"].simulated.iloc[0]) == pytest.approx(
+        runs[0].throughput["bytes_per_s"] / 1e6, rel=1e-9)
