@@ -776,7 +776,7 @@ def write_cost_file(res: FitResult, path: str | Path, *, df: Any, fit_sizes: Ite
                   "stream throughput at writes <= 4 KiB; the out-of-cache copy cost fitted to TCP same-CPU "
                   "stream throughput at writes >= 64 KiB; the cache-to-cache copy cost fitted to cross-CPU stream "
                   "throughput at writes >= 16 KiB; "
-                  "the page-allocator calls of a unix_stream skb (__alloc_pages in the write, __free_pages in the "
+                  "the cost of an AF_UNIX skb's page-allocator call (__alloc_pages in the write, __free_pages in the "
                   "read) from the unix_stream split step across SKB_MAX_HEAD(0) (page_step_sizes; where those "
                   "sizes are more than 256 B apart, less unix_dgram's growth between them), less the model's "
                   "own step without them; then the cross-CPU wake-up delays fitted again to the "
