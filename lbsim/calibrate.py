@@ -216,6 +216,11 @@ class PageStep:
     read_us: float
     reference: str | None = None
 
+    @property
+    def transports(self) -> list[str]:
+        """The transports whose split points the step was read from."""
+        return ["unix_stream"] + ([self.reference] if self.reference else [])
+
 
 #: the widest size gap a page step is read across on its own: 256 B more of copy costs a few ns
 PAGE_STEP_MAX_GAP = 256
@@ -363,14 +368,10 @@ def _fit_costs(df: Any, base: CostModel, fit_sizes: Iterable[int], *, progress: 
 
     sol = least_squares(resid, x0, bounds=(lo, hi), x_scale="jac", diff_step=1e-3, max_nfev=400)
     params = dict(zip(names, sol.x.tolist()))
-    page_sizes: list[int] = []
-    page_transports: list[str] = []
     if step is not None:
         alloc, free = _page_costs(apply_params(base, params, cv=0.0, delay_cv=0.0), step)
         base = with_pages(base, alloc, free)
         params["alloc_pages_ns"], params["free_pages_ns"] = alloc, free
-        page_sizes = [step.below, step.above]
-        page_transports = ["unix_stream"] + ([step.reference] if step.reference else [])
     bounds_hit = [n for n, v in params.items() if _at_bound(n, v)]
     # identifiability: columns of the Jacobian with (near) zero norm
     jn = np.linalg.norm(sol.jac, axis=0)
@@ -432,7 +433,8 @@ def _fit_costs(df: Any, base: CostModel, fit_sizes: Iterable[int], *, progress: 
                          "msg_bytes": sp.msg_bytes, "measured_us": meas, "simulated_us": sim,
                          "error_pct": 100 * (sim / meas - 1), "fitted": sp.fitted, "metric": metric})
     return FitResult(model=model, params=params, bounds_hit=bounds_hit, residuals=rows, unidentified=unidentified,
-                     page_step_sizes=page_sizes, page_step_transports=page_transports)
+                     page_step_sizes=[step.below, step.above] if step else [],
+                     page_step_transports=step.transports if step else [])
 
 
 def _at_bound(name: str, value: float) -> bool:

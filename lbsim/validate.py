@@ -10,8 +10,9 @@ in both is compared::
 The measured value of a point is the median over its repetitions; the spread between the
 repetitions (max - min) is kept beside it.  Points whose message size is one the costs were
 fitted on (``provenance["fit_sizes"]`` of the cost file, or ``fit_sizes=``) are *fitted*, and
-so are the split points the page-allocator costs were read from (``provenance["page_step_sizes"]``
-of ``provenance["page_step_transports"]``); the others are *held out*: the held-out errors say how well the model predicts, the fitted ones only
+so are the split points the page-allocator costs were read from
+(``provenance["page_step_sizes"]`` of ``provenance["page_step_transports"]``); the others are
+*held out*: the held-out errors say how well the model predicts, the fitted ones only
 how well the fit converged.
 
 Besides the errors, an *order check*: wherever two transports were measured under the same
@@ -612,7 +613,8 @@ def validate(measured: pd.DataFrame | str | Path, costs: str | CostModel = "defa
     default, as ``lbsim measure`` writes), ``stream_replications`` times with seeds ``seed``,
     ``seed + 1``, ..., and each metric is their median, as the measured value is the median
     of repetitions: a run of 20000 small writes covers only a few scheduler slices, and a
-    same-CPU UDP flood's throughput differs by up to 40 % between seeds.  ``progress(text)`` is called before each simulation.
+    same-CPU UDP flood's throughput differs by up to 40 % between seeds.  ``progress(text)``
+    is called before each simulation.
     """
     from lbsim.simulate import simulate
 
@@ -622,7 +624,7 @@ def validate(measured: pd.DataFrame | str | Path, costs: str | CostModel = "defa
     if fit_sizes is None:
         fit_sizes = model.provenance.get("fit_sizes", []) or []
     sizes = sorted({int(s) for s in fit_sizes})
-    # the unix_stream split sizes lbsim calibrate took the page-allocator costs from
+    # the split points lbsim calibrate read the page-allocator costs from
     page_step = {int(s) for s in model.provenance.get("page_step_sizes", []) or []}
     page_step_transports = set(model.provenance.get("page_step_transports", []) or [])
     norm = _normalise(df.reset_index(drop=True))

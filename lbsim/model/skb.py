@@ -75,11 +75,16 @@ def truesize_unix_dgram(length: int, modern: bool = True) -> int:
     return length + 4352
 
 
+def _page_align(n: int) -> int:
+    """PAGE_ALIGN(n)."""
+    return (n + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+
+
 def _frag_calls(data_len: int) -> int:
     """alloc_skb_with_frags (net/core/skbuff.c): page-allocator calls for ``data_len`` bytes of
     frags, each chunk the largest order <= max_page_order whose size PAGE_ALIGN(what is left)
     fills."""
-    left = (data_len + PAGE_SIZE - 1) // PAGE_SIZE  # pages
+    left = _page_align(data_len) // PAGE_SIZE  # pages
     calls = 0
     order = PAGE_ALLOC_COSTLY_ORDER
     while left > 0:
@@ -96,10 +101,11 @@ def page_calls_unix_stream(size: int, modern: bool = True) -> int:
     SKB_MAX_HEAD(0))))`` bytes of page frags of order <= get_order(UNIX_SKB_FRAGS_SZ) = 3 and
     the rest as a kmalloc'd linear head: 0 calls up to 3776 B, 1 from 3777 B to 16 KiB (all
     of it in one page of order 0-2), 1 for a full 36544-byte skb (one order-3 page and a
-    3776-byte head), 3 for the 28992-byte rest of a 64 KiB write (orders 2, 1, 0).  2.6.32's skbs were linear, from kmalloc caches: 0."""
+    3776-byte head), 3 for the 28992-byte rest of a 64 KiB write (orders 2, 1, 0).  2.6.32's
+    skbs were linear, from kmalloc caches: 0."""
     if not modern or size <= SKB_MAX_HEAD0:
         return 0
-    data_len = min(size, (size - SKB_MAX_HEAD0 + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE)
+    data_len = min(size, _page_align(size - SKB_MAX_HEAD0))
     return _frag_calls(data_len)
 
 
@@ -112,8 +118,6 @@ def page_calls_unix_dgram(size: int, modern: bool = True) -> int:
     orders 3, 2 and 0).  2.6.32: 0 (kmalloc caches up to 128 KiB)."""
     if not modern:
         return 0
-    data_len = 0
-    if size > SKB_MAX_ALLOC:
-        data_len = (size - SKB_MAX_ALLOC + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+    data_len = _page_align(size - SKB_MAX_ALLOC) if size > SKB_MAX_ALLOC else 0
     head = 1 if size - data_len + 320 > KMALLOC_MAX_CACHE_SIZE else 0
     return _frag_calls(data_len) + head
