@@ -1,5 +1,7 @@
 // sidecost: a one-way stream, writer and reader pinned, each call timed (CLOCK_MONOTONIC, vDSO).
-// usage: sidecost TRANSPORT SIZE COUNT CPU_W CPU_R   (TCP with TCP_NODELAY on both sockets, as lbsim measure)
+// usage: sidecost TRANSPORT SIZE COUNT CPU_W CPU_R   (TCP with TCP_NODELAY on both sockets, as lbsim measure;
+//   unix_dgram is a socketpair, whose ends are each other's peer, so max_dgram_qlen does not apply;
+//   unix_dgram_bound is lbsim's harness set-up: a bound server, a client connect()ed to it, not connected back)
 // prints, per side: calls, median/p10/p90 of calls under 5 us (no sleep), share of calls over 5 us,
 // voluntary context switches, and the throughput (bytes received / (first write .. last byte)).
 #define _GNU_SOURCE
@@ -60,13 +62,21 @@ static void report(const char *side, double *t, long n, long nvcsw) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 6) { fprintf(stderr, "usage: sidecost tcp|udp|unix_stream|unix_dgram SIZE COUNT CPU_W CPU_R\n"); return 2; }
+    if (argc != 6) { fprintf(stderr, "usage: sidecost tcp|udp|unix_stream|unix_dgram|unix_dgram_bound SIZE COUNT CPU_W CPU_R\n"); return 2; }
     const char *tr = argv[1];
     long size = atol(argv[2]), count = atol(argv[3]);
     int cw = atoi(argv[4]), cr = atoi(argv[5]);
     int wfd = -1, rfd = -1;
-    int dgram = !strcmp(tr, "udp") || !strcmp(tr, "unix_dgram");
-    if (!strcmp(tr, "unix_stream") || !strcmp(tr, "unix_dgram")) {
+    int dgram = !strcmp(tr, "udp") || !strcmp(tr, "unix_dgram") || !strcmp(tr, "unix_dgram_bound");
+    if (!strcmp(tr, "unix_dgram_bound")) {  /* as lbsim's harness: bound server, client connect()ed, server not connected back */
+        struct sockaddr_un sa = {.sun_family = AF_UNIX}, ca = {.sun_family = AF_UNIX};
+        snprintf(sa.sun_path, sizeof sa.sun_path, "/tmp/sidecost.s.%d", getpid());
+        snprintf(ca.sun_path, sizeof ca.sun_path, "/tmp/sidecost.c.%d", getpid());
+        unlink(sa.sun_path); unlink(ca.sun_path);
+        rfd = socket(AF_UNIX, SOCK_DGRAM, 0); wfd = socket(AF_UNIX, SOCK_DGRAM, 0);
+        if (bind(rfd, (void *)&sa, sizeof sa) || bind(wfd, (void *)&ca, sizeof ca) || connect(wfd, (void *)&sa, sizeof sa)) { perror("bind/connect"); return 2; }
+        unlink(sa.sun_path); unlink(ca.sun_path);  /* connected: the paths are no longer needed */
+    } else if (!strcmp(tr, "unix_stream") || !strcmp(tr, "unix_dgram")) {
         int sv[2];
         if (socketpair(AF_UNIX, dgram ? SOCK_DGRAM : SOCK_STREAM, 0, sv)) { perror("socketpair"); return 2; }
         wfd = sv[0]; rfd = sv[1];
