@@ -646,9 +646,12 @@ def validate(measured: pd.DataFrame | str | Path, costs: str | CostModel = "defa
         res = simulate(make_config(fields), costs=model)
         sim = _sim_metrics(res, first["transport"])
         if first["workload"] == "stream" and stream_replications > 1:
-            runs = [sim] + [_sim_metrics(simulate(make_config({**fields, "seed": seed + i}), costs=model),
-                                         first["transport"]) for i in range(1, stream_replications)]
+            runs = [sim] + [_sim_metrics(simulate(make_config({**fields, "seed": seed + rep}), costs=model),
+                                         first["transport"]) for rep in range(1, stream_replications)]
             sim = {k: float(np.median([r[k] for r in runs])) for k in sim}
+        fitted = at_fit_size(str(first["transport"]), int(first["msg_bytes"]), sizes) or (
+            first["workload"] == "split" and first["transport"] in page_step_transports
+            and int(first["msg_bytes"]) in page_step)
         for metric, mg in grp.groupby("metric", sort=False):
             if metric not in sim:
                 skipped[metric] = skipped.get(metric, 0) + 1
@@ -666,10 +669,7 @@ def validate(measured: pd.DataFrame | str | Path, costs: str | CostModel = "defa
                 "diff": s - meas, "spread": spread,
                 "spread_pct": 100.0 * spread / abs(meas) if meas != 0 else float("nan"),
                 "reps": int(mg["rep"].nunique()) if has_rep else int(len(vals)),
-                "fitted": at_fit_size(str(first["transport"]), int(first["msg_bytes"]), sizes) or (
-                    first["workload"] == "split" and first["transport"] in page_step_transports
-                    and int(first["msg_bytes"]) in page_step),
-                "status": res.status,
+                "fitted": fitted, "status": res.status,
             })
             records.append(rec)
     cols = [*keys, "metric", "measured", "simulated", "error_pct", "diff", "spread", "spread_pct", "reps",
