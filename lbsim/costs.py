@@ -20,7 +20,7 @@ latencies that are not CPU time (an IPI on its way, a CPU leaving its idle state
 Stage costs are drawn from a log-normal distribution with the stage's mean and
 coefficient of variation (cv): kernel path times are positive and right-skewed, and a
 log-normal fitted by mean and cv reproduces the p50..p99 spread of the measured round
-trips (see ``lbsim/data/README`` for the fit).  ``deterministic`` runs use the means.
+trips (see the README, "Where the costs come from", for the fit).  ``deterministic`` runs use the means.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Generator, Iterable
 
-from lbsim.model.core import PREEMPT, Sim, Task, WaitQueue
+from lbsim.model.core import PREEMPT, SLEEPING, Sim, Task, WaitQueue
 from lbsim.model.skb import page_calls_unix_dgram, page_calls_unix_stream, truesize_unix_dgram, truesize_unix_stream
 from lbsim.model.socket import consume, plan_read
 from lbsim.model.stages import SID
@@ -135,16 +135,15 @@ class _UnixBase:
 class UnixStream(_UnixBase):
     """A stream whose two ends run on different CPUs pays ``cacheline_transfer_unix`` on every
     skb, in the send and in the read, not only when the other CPU touched the socket last (the
-    rule of ``Sim.touch``, which the same-CPU case and unix_dgram keep).  Each skb carries lines
+    rule of ``Sim.touch``, which the same-CPU case keeps).  Each skb carries lines
     that the other CPU wrote last whoever ran in between: the writer allocates the skb that the
     reader freed (``consume_skb`` on the reader's CPU) and charges it to its own
     ``sk_wmem_alloc``, which ``sock_wfree`` on the reader's CPU decrements; the reader takes the
     peer-queue lock and reads the skb the writer filled.  Measured on the Xeon guest
     (``docs/cross-cpu.md``): a cross-CPU write costs 0.25-1.05 us (1-16 KiB) more than the same
     write on one CPU even while the reader sleeps, so the cost does not need the two to
-    alternate.  (unix_dgram's writes measure alike, but its model does not take the rule: its
-    cross-CPU streams of small writes came out 2-3x too fast with it; it counts two socket
-    objects by ``Sim.touch`` instead, see :class:`UnixDgram`.)
+    alternate.  (unix_dgram takes the same rule per call, with one more transfer when the
+    sender sleeps, see :class:`UnixDgram`.)
     """
 
     def __init__(self, sim: Sim, *, sndbuf: int, max_skb: int, stats: Any, modern: bool) -> None:
@@ -225,36 +224,50 @@ class _SenderSide:
 
 
 class UnixDgram(_UnixBase):
-    """Two socket objects move between CPUs, each at ``cacheline_transfer_unix`` when the other
-    CPU touched it last (``Sim.touch``): the peer's receive queue and its lock (``last_cpu``),
-    which the send appends to and the read unlinks from, and the sender's ``sk_wmem_alloc`` and
-    wait queue (``sender_side``), which ``skb_set_owner_w`` raises in the send and ``sock_wfree`` ->
-    ``unix_write_space`` lowers and checks in the read, on the reader's CPU.  A round trip across
-    CPUs so pays up to eight transfers against UDP's four (``loopback_xmit`` orphans a UDP skb
-    on the sender's CPU: the reader never touches the sender's socket).  A unix_stream's
-    transfers are counted per skb (see :class:`UnixStream`)."""
+    """On one CPU two socket objects are tracked apart by ``Sim.touch``: the peer's receive
+    queue and its lock (``last_cpu``), which the send appends to and the read unlinks from, and
+    the sender's ``sk_wmem_alloc`` and wait queue (``sender_side``), which ``skb_set_owner_w``
+    raises in the send and ``sock_wfree`` -> ``unix_write_space`` lowers and checks in the read.
+
+    Across CPUs each call pays ``cacheline_transfer_unix`` once, for the lines of both objects
+    that the other CPU wrote last (the rule unix_stream pays per skb), and the read pays it a
+    second time when the sender is asleep: ``unix_write_space`` reads the sender's wait queue
+    (``skwq_has_sleeper``), which the sleeper's ``prepare_to_wait`` wrote on its own CPU.  A
+    writer that keeps writing never sleeps there, so a one-way stream pays one transfer per call
+    on each side, and a round trip, where each side sleeps for the reply, pays six against UDP's
+    four (``loopback_xmit`` orphans a UDP skb on the sender's CPU: the reader never touches the
+    sender's socket).  Only the read pays ``cache_to_cache_copy``: the reader pulls the lines the
+    writer filled; the writer is not charged for reaching into buffers the reader freed, as
+    unix_stream's is.  That split is the data's, not the kernel's: see docs/cross-cpu.md
+    ("unix_dgram across CPUs, per call").
+    """
 
     def __init__(self, sim: Sim, *, sndbuf: int, max_qlen: int, stats: Any, modern: bool) -> None:
         super().__init__(sim, sndbuf=sndbuf, stats=stats, modern=modern)
         self.max_qlen = max_qlen
         self.peer_wait = WaitQueue("unix peer_wait")
         self.sender_side = _SenderSide()  # the sender's sk_wmem_alloc and wait queue, for Sim.touch
+        self.sender_task: Task | None = None  # the writer: sock_wfree checks its wait queue
 
     def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
         sim = self.sim
         cpu = task.cpu
         yield sim.work_of_ids((S_SYSCALL,))
         yield from self._wait_wmem(task)
+        self.sender_task = task
         truesize = truesize_unix_dgram(nbytes, self.modern)
         pages = page_calls_unix_dgram(nbytes, self.modern)
         self.wmem += truesize
         full = len(self.queue) > self.max_qlen
-        items = (S_DGRAM_SENDMSG, (S_COPY_IN, nbytes, self.wmem > sim.cache_bytes), *sim.touch(self, cpu),
-                 *sim.touch(self.sender_side, cpu))  # skb_set_owner_w
+        if self.rx_cpu is not cpu and self.rx_cpu is not None:  # the reader is on another CPU (see the class)
+            self.last_cpu = cpu  # Sim.touch of both objects, one transfer for the two
+            self.sender_side.last_cpu = cpu
+            items = (S_DGRAM_SENDMSG, (S_COPY_IN, nbytes, self.wmem > sim.cache_bytes), S_BOUNCE_UNIX)
+        else:
+            items = (S_DGRAM_SENDMSG, (S_COPY_IN, nbytes, self.wmem > sim.cache_bytes), *sim.touch(self, cpu),
+                     *sim.touch(self.sender_side, cpu))  # skb_set_owner_w
         if pages:
             items += (S_ALLOC_PAGES,) * pages  # kmalloc_large head, alloc_skb_with_frags
-        if self.rx_cpu is not cpu and self.rx_cpu is not None:
-            items += ((S_C2C, nbytes),)
         self.tx_cpu = cpu
         if not full:
             items += self._wake_items(self.wq_data, cpu)
@@ -283,12 +296,22 @@ class UnixDgram(_UnixBase):
         sim.stage_wait[S_DGRAM_RECVMSG] += self.env._now - skb[4]
         task.msg = skb[0]
         n = min(skb[1], bufsize)
-        items = (S_DGRAM_RECVMSG, *sim.touch(self, cpu))
+        cross = self.tx_cpu is not cpu and self.tx_cpu is not None  # written on another CPU (see the class)
+        if cross:
+            self.last_cpu = cpu  # Sim.touch of both objects, one transfer for the two
+            self.sender_side.last_cpu = cpu
+            items = (S_DGRAM_RECVMSG, S_BOUNCE_UNIX)
+        else:
+            items = (S_DGRAM_RECVMSG, *sim.touch(self, cpu))
         if self.peer_wait.waiters:
             items += self._wake_items(self.peer_wait, cpu)
-        items += ((S_COPY_OUT, n, self.wmem > sim.cache_bytes), *sim.touch(self.sender_side, cpu),  # sock_wfree
-                  *self._free_items(skb[3], cpu))
-        if self.tx_cpu is not cpu and self.tx_cpu is not None:
+        items += ((S_COPY_OUT, n, self.wmem > sim.cache_bytes),)
+        if not cross:
+            items += sim.touch(self.sender_side, cpu)  # sock_wfree
+        elif self.sender_task is not None and (self.sender_task.state == SLEEPING or self.sender_task.blocking):
+            items += (S_BOUNCE_UNIX,)  # sock_wfree -> unix_write_space reads the sleeper's wait queue
+        items += self._free_items(skb[3], cpu)
+        if cross:
             items += ((S_C2C, n),)
         if skb[5]:
             items += (S_FREE_PAGES,) * skb[5]  # skb_release_data: put_page of each frag, kfree of the head
