@@ -1,7 +1,7 @@
 """How a cross-CPU wake-up costs on this host, by how long the woken CPU has been idle (D) and
-how long the waker keeps running after the wake-up (E): docs/idle-wake.md.
+how long the waker keeps running after the wake-up (E): docs/notes/idle-wake.md.
 
-Compiles docs/idle-wake/idlewake.c with the system C compiler (into a temporary folder), runs
+Compiles tools/idle-wake/idlewake.c with the system C compiler (into a temporary folder), runs
 it in both modes ("spin": the waker polls for the reply and never sleeps; "block": it blocks in
 read(), as a ping-pong does) over the D x E grid, and writes one CSV row per point with the
 host (kernel, CPU model, cpuidle driver, guest_halt_poll_ns) and the 1-minute loadavg before
@@ -9,7 +9,7 @@ each mode.  Needs 2 CPUs and a C compiler.  Bounded: each point stops after --co
 trips or --budget-ms, whichever comes first; the grid runs --reps times.  Run it on a quiet
 machine (the cells of one run scatter by tens of per cent: compare repetitions).
 
-  .venv/bin/python scripts/idle_wake.py --out docs/idle-wake/idle-wake-host.csv
+  .venv/bin/python tools/idle-wake/idle_wake.py --out data/idle-wake/idle-wake-host.csv
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from lbsim.measure import host as lbsim_host
 
-SOURCE = Path(__file__).resolve().parent.parent / "docs" / "idle-wake" / "idlewake.c"
+SOURCE = Path(__file__).resolve().parent / "idlewake.c"
 DELAYS_US = (0, 4, 8, 10, 12, 14, 16, 18, 20, 25, 30, 50, 100, 300)
 AFTER_US = (0, 5, 10, 15, 20, 30, 50)
 
@@ -92,7 +92,7 @@ def summary(rows: list[dict[str, str]]) -> str:
     """Per mode, a D x E table of the one-way wake-up p50 (us): the median over the repetitions
     and, in brackets, their range; the last column is the median share of slow writes (over 5 us,
     the CSV's ``ipi_frac``: an expensive IPI exit; traced, fast writes send IPIs too) at the first E
-    (docs/idle-wake.md shows this table)."""
+    (docs/notes/idle-wake.md shows this table)."""
     import statistics
 
     out = []

@@ -1,4 +1,4 @@
-// Same-CPU UDP flood (docs/scheduling.md): writer and reader on one CPU; context switches of each.
+// Same-CPU UDP flood (docs/notes/scheduling.md): writer and reader on one CPU; context switches of each.
 // gcc -O2 -o udpflood udpflood.c; ./udpflood N SIZE [READER_CPU (default 1; 0 = same CPU)]
 // same-CPU UDP flood: writer and reader on CPU 0; counts context switches of each
 #define _GNU_SOURCE

@@ -1,5 +1,5 @@
 // Cross-CPU wake-up cost against how long the woken CPU has been idle, and against whether
-// the waker keeps running afterwards (docs/idle-wake.md; run by scripts/idle_wake.py).
+// the waker keeps running afterwards (docs/notes/idle-wake.md; run by tools/idle-wake/idle_wake.py).
 //
 // A UNIX socketpair, 1-byte messages.  A is pinned to CPU 0, B to CPU 1.  B blocks in read()
 // and, as soon as it returns, stamps CLOCK_MONOTONIC into an 8-byte reply.  For each point

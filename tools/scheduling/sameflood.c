@@ -1,4 +1,4 @@
-// Same-CPU one-way stream (docs/scheduling.md): writer and reader pinned to CPU 0; prints the
+// Same-CPU one-way stream (docs/notes/scheduling.md): writer and reader pinned to CPU 0; prints the
 // context switches and CPU time of each.  gcc -O2 -o sameflood sameflood.c; ./sameflood tcp|unix_stream|unix_dgram N SIZE
 // (unix sockets here are a socketpair, so the unix_dgram queue limit does not apply).
 // same-CPU one-way stream: writer and reader on CPU 0; context switches of each

@@ -1,4 +1,4 @@
-"""Trace idlewake (block mode) and measure each IPI that A's write sends to B's CPU (docs/idle-wake.md).
+"""Trace idlewake (block mode) and measure each IPI that A's write sends to B's CPU (docs/notes/idle-wake.md).
 
 Records, in a private tracefs instance (lbsim.measure.stages; root needed, restored afterwards): sched_waking,
 sched_wakeup, sched_switch, sched_wake_idle_without_ipi, power:cpu_idle, ipi:ipi_send_cpu and

@@ -1,4 +1,4 @@
-"""What one call costs on each side of a one-way stream, on one CPU and across CPUs (docs/cross-cpu.md).
+"""What one call costs on each side of a one-way stream, on one CPU and across CPUs (docs/notes/cross-cpu.md).
 
 Runs ``sidecost.c`` (compiled here with the system C compiler) for each transport, placement and size, REPS
 interleaved repetitions, and prints the median over repetitions of: each side's median call time among the calls
@@ -8,7 +8,7 @@ figures for the same points beside them: each side's median CPU time per message
 side holds the softirq work of its CPU, as the host's write call does on loopback), the share of messages whose
 side took 5 us or more, and blocked writes per write.
 
-Usage (on a quiet machine):  python docs/cross-cpu/side_costs.py [--reps 3] [--costs FILE] [--out CSV]
+Usage (on a quiet machine):  python tools/cross-cpu/side_costs.py [--reps 3] [--costs FILE] [--out CSV]
 """
 from __future__ import annotations
 
