@@ -1,4 +1,4 @@
-"""scripts/idle_wake.py (docs/idle-wake.md): the wake-up experiment's program and its CSV.
+"""tools/idle-wake/idle_wake.py (docs/notes/idle-wake.md): the wake-up experiment's program and its CSV.
 
 Tiny runs (30 round trips per point, 100 ms budget); no timing assertions, only what holds
 for every round trip: the write and B's wake-up are both inside the round trip."""
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.skipif(not have_cc, reason="no C compiler"),
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("idle_wake", ROOT / "scripts" / "idle_wake.py")
+    spec = importlib.util.spec_from_file_location("idle_wake", ROOT / "tools" / "idle-wake" / "idle_wake.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
