@@ -25,6 +25,7 @@ from lbsim.measure.stages import (
     tracefs_available,
 )
 from lbsim.measure.stages_cli import main as stages_main
+from lbsim.measure.stages_parse import Ev
 
 #: tracefs and the harness on this host: one xdist worker runs every such module (Makefile)
 pytestmark = pytest.mark.xdist_group("host")
@@ -112,6 +113,46 @@ def test_parse_and_analyze_synthetic():
     assert st["rtt"] == 27 * 150
     assert r["wakeups"]["local"] == r["messages"] and r["unmatched"] == {}
     assert r["events_per_rtt"] > 20
+
+
+def test_parse_literal_lines():
+    """stages_parse on literal lines of each event format: exact records, ns times from raw."""
+    text = """# tracer: nop
+#
+   lbsim-harness-4242    [001] d..2. 12345.678901: sys_sendto(fd: 4, buff: 0x1, len: 0x40, flags: 0x4000, addr: 0, addr_len: 0)
+   lbsim-harness-4242    [001] d..2. 12345.678902: net_dev_queue: dev=lo skbaddr=ffff8880aa01 len=106
+   lbsim-harness-4242    [001] ..s1. 12345.678903: softirq_entry: vec=3 [action=NET_RX]
+   lbsim-harness-4242    [001] d.s5. 12345.678904: sched_waking: comm=lbsim-harness pid=4243 prio=120 target_cpu=000
+   lbsim-harness-4242    [001] d..2. 12345.678905: sched_switch: prev_comm=lbsim-harness prev_pid=4242 prev_prio=120 prev_state=S ==> next_comm=swapper/1 next_pid=0 next_prio=120
+   lbsim-harness-4242    [001] d..2. 12345.678906: sys_recvfrom -> 0xffffffffffffff95
+   lbsim-harness-4242    [001] d..2. 12345.678907: sys_sendto -> 0x40
+"""
+    raw = """# tracer: nop
+#
+4242 1 12345678901234 type: 1
+4242 1 12345678901700 type: 5
+4242 1 12345678903100 type: 8
+4242 1 12345678904499 type: 12
+4242 1 12345678905000 type: 14
+4242 1 12345678906000 type: 4
+4242 1 12345678907000 type: 2
+"""
+    evs, info = parse_trace(text, raw, IDS)
+    assert info == {"lost_events": 0, "lost_markers": 0, "mismatched": 0,
+                    "ts_resolution_ns": 1, "unknown_lines": 0}
+    assert evs == [
+        Ev(12345678901234, 1, 4242, "sys_enter_sendto", {}, 0),
+        Ev(12345678901700, 1, 4242, "net_dev_queue", {"skb": "ffff8880aa01", "len": 106}, 1),
+        Ev(12345678903100, 1, 4242, "softirq_entry", {"vec": 3}, 2),
+        Ev(12345678904499, 1, 4242, "sched_waking", {"pid": 4243, "target_cpu": 0}, 3),
+        Ev(12345678905000, 1, 4242, "sched_switch",
+           {"prev_pid": 4242, "prev_state": "S", "next_pid": 0}, 4),
+        Ev(12345678906000, 1, 4242, "sys_exit_recvfrom", {"ret": -107}, 5),
+        Ev(12345678907000, 1, 4242, "sys_exit_sendto", {"ret": 64}, 6),
+    ]
+    # an event id not enabled (not in ids) is counted, not guessed
+    evs, info = parse_trace(text, raw.replace("type: 8", "type: 99"), IDS)
+    assert len(evs) == 6 and info["unknown_lines"] == 1
 
 
 def test_parse_lost_marker_and_mismatch():

@@ -4,6 +4,13 @@
 (``harness.c``); ``measure`` runs a grid and returns a long-format DataFrame;
 ``host_info`` describes the machine; ``write_csv`` stores results plus
 ``<path>.host.json``.
+
+Modules: :mod:`.harness` (run the C harness; re-exports :mod:`.harness_base` names and
+errors, :mod:`.harness_build` the compile cache, :mod:`.harness_fallback` and
+:mod:`.harness_roles` the pure-Python fallback), :mod:`.host` (host description, grid,
+CSV), :mod:`.stages` (per-stage tracepoint timing; :mod:`.stages_tracefs`,
+:mod:`.stages_parse`, :mod:`.stages_intervals` behind it) and :mod:`.stages_cli`.
+Library code logs to ``logging.getLogger("lbsim.measure")``.
 """
 
 from .harness import (

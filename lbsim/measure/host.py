@@ -1,12 +1,19 @@
-"""Host description and measurement grid driver for the real-kernel harness."""
+"""Host description and measurement grid driver for the real-kernel harness.
+
+:func:`host_info` describes the machine (kernel, CPU, L2, HZ, the networking sysctls of
+net/core/sysctl_net_core.c, net/ipv4/sysctl_net_ipv4.c and net/unix/sysctl_net_unix.c);
+:func:`measure` runs the harness over a grid and returns the long-format DataFrame of
+docs/measured-data.md; :func:`write_csv` stores it with ``<path>.host.json``.
+Progress goes to the ``lbsim.measure`` logger (level INFO) unless a callback is given.
+"""
 
 from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 import platform
-import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
@@ -46,8 +53,11 @@ SYSCTLS = (
 )
 
 
-def _print_to_stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+_log = logging.getLogger("lbsim.measure")
+
+
+def _log_progress(msg: str) -> None:
+    _log.info(msg)
 
 
 def _read(path: str) -> Optional[str]:
@@ -214,38 +224,8 @@ def _rows(res: dict, workload: str) -> list:
     return rows
 
 
-def measure(transports: Sequence[str] = TRANSPORTS,
-            workloads: Sequence[str] = WORKLOADS,
-            sizes: Sequence[int] = (64, 1024, 16384),
-            placements: Sequence[str] = ("same", "cross"),
-            reps: int = 3,
-            count_pingpong: int = 2000,
-            count_stream: Union[int, Callable[[int], int], None] = None,
-            busy: Union[bool, Sequence[bool]] = False,
-            progress: Optional[Callable[[str], None]] = _print_to_stderr,
-            *,
-            warmup_pingpong: Optional[int] = None,
-            warmup_stream: Optional[int] = None,
-            max_seconds: float = 5.0,
-            policy: str = "other",
-            on_error: str = "raise",
-            harness: str = "auto") -> pd.DataFrame:
-    """Run a measurement grid and return a long-format DataFrame (see COLUMNS).
-
-    placement ``same`` pins client and peer to CPU 0, ``cross`` to CPUs 0 and 1.
-    ``busy=True`` runs a nice-19 spinner on the peer's CPU (cpu_b) during each
-    run (``background='busy'``); a list like ``[False, True]`` runs both.
-    ``count_stream`` defaults to :func:`stream_count` (per size); it may be an
-    int or a callable ``size -> count``.  Repetitions are interleaved (the
-    whole grid is run once per rep).  Sizes a datagram transport cannot carry
-    (UDP > 65507, UNIX dgram > wmem_default - 32) are skipped.
-    ``on_error``: ``"raise"`` (default) or ``"skip"`` (report via progress).
-    ``harness``: ``"auto"`` (C, falling back to Python without a compiler),
-    ``"c"`` or ``"python"``.
-    """
-    if on_error not in ("raise", "skip"):
-        raise ValueError("on_error must be 'raise' or 'skip'")
-    say = progress or (lambda _m: None)
+def _check_grid(transports: Sequence[str], workloads: Sequence[str],
+                placements: Sequence[str]) -> None:
     for t in transports:
         if t not in TRANSPORTS:
             raise ValueError(f"unknown transport {t!r}")
@@ -255,23 +235,27 @@ def measure(transports: Sequence[str] = TRANSPORTS,
     for p in placements:
         if p not in PLACEMENTS:
             raise ValueError(f"unknown placement {p!r} (expected {tuple(PLACEMENTS)})")
-    backgrounds = list(busy) if isinstance(busy, (list, tuple)) else [bool(busy)]
 
+
+def _use_c(harness: str, say: Callable[[str], None]) -> bool:
+    """Whether to run the C harness: ``auto`` falls back to Python without a compiler."""
     if harness == "python":
-        use_c = False
-    else:
-        try:
-            build_harness()
-            use_c = True
-        except HarnessUnavailable as e:
-            if harness == "c":
-                raise
-            say(f"lbsim.measure: C harness unavailable ({e}); using the Python fallback")
-            use_c = False
-    run, harness_name = _runner(use_c)
-    kernel = os.uname().release
-    ncpu = os.cpu_count() or 1
+        return False
+    try:
+        build_harness()
+        return True
+    except HarnessUnavailable as e:
+        if harness == "c":
+            raise
+        say(f"lbsim.measure: C harness unavailable ({e}); using the Python fallback")
+        return False
 
+
+def _grid_points(transports: Sequence[str], workloads: Sequence[str], sizes: Sequence[int],
+                 placements: Sequence[str], backgrounds: list, say: Callable[[str], None]) -> list:
+    """The grid's runs (transport, workload, size, placement, cpu_a, cpu_b, busy), without
+    those the transport or the host cannot do (each skip said)."""
+    ncpu = os.cpu_count() or 1
     points = []
     for t in transports:
         lim = max_dgram_size(t)
@@ -296,6 +280,64 @@ def measure(transports: Sequence[str] = TRANSPORTS,
                         if w == "split" and bg:
                             continue  # a spinner would only share the one thread's CPU
                         points.append((t, w, size, pl, a, b, bool(bg)))
+    return points
+
+
+def _count_warmup(w: str, size: int, count_pingpong: int,
+                  count_stream: Union[int, Callable[[int], int], None],
+                  warmup_pingpong: Optional[int], warmup_stream: Optional[int]) -> tuple[int, int]:
+    """(messages, warm-up messages) of one run of workload ``w``."""
+    if w in ("pingpong", "split"):
+        count = int(count_pingpong)
+        warm = warmup_pingpong if warmup_pingpong is not None else max(10, count // 10)
+        return count, warm
+    if count_stream is None:
+        count = stream_count(size)
+    elif callable(count_stream):
+        count = int(count_stream(size))
+    else:
+        count = int(count_stream)
+    warm = warmup_stream if warmup_stream is not None else max(5, count // 20)
+    return count, warm
+
+
+def measure(transports: Sequence[str] = TRANSPORTS,
+            workloads: Sequence[str] = WORKLOADS,
+            sizes: Sequence[int] = (64, 1024, 16384),
+            placements: Sequence[str] = ("same", "cross"),
+            reps: int = 3,
+            count_pingpong: int = 2000,
+            count_stream: Union[int, Callable[[int], int], None] = None,
+            busy: Union[bool, Sequence[bool]] = False,
+            progress: Optional[Callable[[str], None]] = _log_progress,
+            *,
+            warmup_pingpong: Optional[int] = None,
+            warmup_stream: Optional[int] = None,
+            max_seconds: float = 5.0,
+            policy: str = "other",
+            on_error: str = "raise",
+            harness: str = "auto") -> pd.DataFrame:
+    """Run a measurement grid and return a long-format DataFrame (see COLUMNS).
+
+    placement ``same`` pins client and peer to CPU 0, ``cross`` to CPUs 0 and 1.
+    ``busy=True`` runs a nice-19 spinner on the peer's CPU (cpu_b) during each
+    run (``background='busy'``); a list like ``[False, True]`` runs both.
+    ``count_stream`` defaults to :func:`stream_count` (per size); it may be an
+    int or a callable ``size -> count``.  Repetitions are interleaved (the
+    whole grid is run once per rep).  Sizes a datagram transport cannot carry
+    (UDP > 65507, UNIX dgram > wmem_default - 32) are skipped.
+    ``on_error``: ``"raise"`` (default) or ``"skip"`` (report via progress).
+    ``harness``: ``"auto"`` (C, falling back to Python without a compiler),
+    ``"c"`` or ``"python"``.
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError("on_error must be 'raise' or 'skip'")
+    say = progress or (lambda _m: None)
+    _check_grid(transports, workloads, placements)
+    backgrounds = list(busy) if isinstance(busy, (list, tuple)) else [bool(busy)]
+    run, harness_name = _runner(_use_c(harness, say))
+    kernel = os.uname().release
+    points = _grid_points(transports, workloads, sizes, placements, backgrounds, say)
 
     info = host_info()
     congestion = info["sysctl"].get("net.ipv4.tcp_congestion_control")  # a column: validate simulates it
@@ -305,17 +347,8 @@ def measure(transports: Sequence[str] = TRANSPORTS,
     for rep in range(reps):
         for (t, w, size, pl, a, b, bg) in points:
             i += 1
-            if w in ("pingpong", "split"):
-                count = int(count_pingpong)
-                warm = warmup_pingpong if warmup_pingpong is not None else max(10, count // 10)
-            else:
-                if count_stream is None:
-                    count = stream_count(size)
-                elif callable(count_stream):
-                    count = int(count_stream(size))
-                else:
-                    count = int(count_stream)
-                warm = warmup_stream if warmup_stream is not None else max(5, count // 20)
+            count, warm = _count_warmup(w, size, count_pingpong, count_stream, warmup_pingpong,
+                                        warmup_stream)
             background = "busy" if bg else "idle"
             la = _loadavg1()
             say(f"[{i}/{total}] rep {rep} {t} {w} {size} B {pl} {background} {policy}")
