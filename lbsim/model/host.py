@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from lbsim.model.core import CTX_BACKGROUND, NICE_19_WEIGHT, PREEMPT, SLEEPING, Sim, Task
+from lbsim.model.sim import Sim
+from lbsim.model.task import CTX_BACKGROUND, NICE_19_WEIGHT, PREEMPT, SLEEPING, Task
 from lbsim.model.metrics import FlowDir, RunStats, Tally
 from lbsim.model.netdev import Net, flow_hash
 from lbsim.model.stages import STAGES

@@ -53,7 +53,10 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Generator, Iterable
 
-from lbsim.model.core import BH_ENABLE, CPU, PREEMPT, LazyTimer, Sim, Task, WaitQueue
+from lbsim.model.cpu import CPU
+from lbsim.model.sim import Sim
+from lbsim.model.task import BH_ENABLE, PREEMPT, Task, WaitQueue
+from lbsim.model.timers import LazyTimer
 from lbsim.model.netdev import Net
 from lbsim.model.skb import truesize_tcp
 from lbsim.model.socket import consume, plan_read
