@@ -148,6 +148,7 @@ class CPU(FairRunQueue):
             return
         self._done_one(ev)
 
+    # long on purpose: the per-command hot path; its inlined helpers save a call per command
     def _done_one(self, ev: Any) -> None:
         """Complete the command on this CPU, then start what runs next.  While the command
         started here is again the next thing to happen, complete it too (what Sim.run_inline

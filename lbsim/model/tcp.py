@@ -81,7 +81,31 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
         self.delack_ns = float(kernel.tcp_delack_min_ns)
         self.rto_ns = kernel.tcp_rto_min_us * 1000.0
         self.peer: TcpSock = self  # set by tcp_connect
-        # send side
+        self._init_send_side(kernel, so_sndbuf)
+        self._init_receive_side(kernel, so_rcvbuf)
+        # socket lock
+        self.last_cpu: CPU | None = None  # the CPU that touched this socket last
+        self.owned = False
+        self.backlog: deque[tuple[Any, ...]] = deque()
+        self.backlog_bytes = 0
+        self.deferred_delack = False
+        self.deferred_rto = False
+        # counters
+        self.out_segs = 0
+        self.in_segs = 0
+        self.retrans_segs = 0
+        self.pure_acks_sent = 0
+        self.data_packets = 0  # data skbs handed to loopback_xmit (GSO skbs count once)
+        self.backlog_drops = 0
+        self.ofo_queued = 0
+        self.ofo: dict[int, tuple[Any, ...]] = {}  # out-of-order segments by seq
+        self.lost_bytes = 0
+
+    def _init_send_side(self, kernel: Any, so_sndbuf: int | None) -> None:
+        """The send side's state (write and retransmit queues, cwnd, the rate sample, the
+        congestion control, sk_sndbuf, the RTO timer)."""
+        sim = self.sim
+        name = self.name
         self.write_q: deque[int] = deque()  # skb lengths not yet sent (head first)
         self.tail_open = False  # the last skb in write_q may still grow
         self.rtx: deque[list[int]] = deque()  # [end_seq, len, truesize, segs, msg]
@@ -116,7 +140,11 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
         self.msg_ends: deque[tuple[int, int]] = deque()  # (write_seq at the end of a write, msg)
         self.tx_cpu: CPU | None = None  # where tcp_sendmsg allocates our skbs (skb->alloc_cpu)
         self.rx_cpu: CPU | None = None  # where tcp_recvmsg last copied our data out (cache_to_cache_copy)
-        # receive side
+
+    def _init_receive_side(self, kernel: Any, so_rcvbuf: int | None) -> None:
+        """The receive side's state (receive queue, sk_rcvbuf, the ACK state, the delayed-ACK
+        timer, DRS)."""
+        name = self.name
         self.rcv_nxt = 0
         self.rcv_wup = 0
         self.rcv_wnd = 0
@@ -140,23 +168,6 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
         # tcp_init_buffer_space: rcvq_space.space = min(rcv_wnd, TCP_INIT_CWND * advmss)
         self.rcvq_space_prev = 0
         self.wq_data = WaitQueue(f"{name} sk_wq (read)")
-        # socket lock
-        self.last_cpu: CPU | None = None  # the CPU that touched this socket last
-        self.owned = False
-        self.backlog: deque[tuple[Any, ...]] = deque()
-        self.backlog_bytes = 0
-        self.deferred_delack = False
-        self.deferred_rto = False
-        # counters
-        self.out_segs = 0
-        self.in_segs = 0
-        self.retrans_segs = 0
-        self.pure_acks_sent = 0
-        self.data_packets = 0  # data skbs handed to loopback_xmit (GSO skbs count once)
-        self.backlog_drops = 0
-        self.ofo_queued = 0
-        self.ofo: dict[int, tuple[Any, ...]] = {}  # out-of-order segments by seq
-        self.lost_bytes = 0
 
     def _cold(self) -> bool:
         """Is this direction's queued data (our write queue + un-ACKed, the peer's receive

@@ -112,6 +112,22 @@ class TcpInput:
             self.ack_pending = True
             yield from self.send_ack(cpu, in_task)
             return
+        self._queue_data(length, segs, msg)
+        self.ack_pending = True
+        waiter = self.wq_data.waiters[0] if self.wq_data.waiters else None
+        yield sim.work_of_ids((S_READABLE, *sim.wake_items(waiter, cpu)))
+        if self.wq_data.waiters:
+            sim.wake_all(self.wq_data, cpu)
+        # ---- __tcp_ack_snd_check
+        quick = self.quick > 0 and not self.pingpong
+        if (self.rcv_nxt - self.rcv_wup > self.rcv_mss and self.window() >= self.rcv_wnd) or quick:
+            yield from self.send_ack(cpu, in_task)
+        else:
+            self._arm_delack(cpu)
+
+    def _queue_data(self, length: int, segs: int, msg: int) -> None:
+        """tcp_data_queue for an in-order segment: tcp_queue_rcv (or tcp_try_coalesce),
+        tcp_measure_rcv_mss, the len/truesize ratio, then tcp_ofo_queue."""
         now = self.env._now
         self.rcv_nxt += length
         if self.modern and self.rcvq:
@@ -144,17 +160,6 @@ class TcpInput:
             self.rcv_nxt += q[6]
             self.rcvq.append([self.rcv_nxt, q[6], 0, truesize_tcp(q[6], self.modern), now, q[1], 1])
         self.last_rcv = now
-        self.ack_pending = True
-        waiter = self.wq_data.waiters[0] if self.wq_data.waiters else None
-        yield sim.work_of_ids((S_READABLE, *sim.wake_items(waiter, cpu)))
-        if self.wq_data.waiters:
-            sim.wake_all(self.wq_data, cpu)
-        # ---- __tcp_ack_snd_check
-        quick = self.quick > 0 and not self.pingpong
-        if (self.rcv_nxt - self.rcv_wup > self.rcv_mss and self.window() >= self.rcv_wnd) or quick:
-            yield from self.send_ack(cpu, in_task)
-        else:
-            self._arm_delack(cpu)
 
     def _process_ack(self, cpu: CPU, ack: int, wnd: int) -> bool:
         """tcp_ack's state changes (do_rcv yields its command); returns whether the writer is
