@@ -18,7 +18,7 @@ sleeps (``sk_stream_wait_memory``) until ``sk_stream_write_space`` finds
 ``wmem_queued <= 2/3 sndbuf``.  ``tcp_write_xmit`` sends while the congestion window
 (initially ``TCP_INIT_CWND``, slow start), the peer's receive window and Nagle (off with
 ``TCP_NODELAY``) allow; TSQ and autocorking are inert on lo (``skb_orphan`` in
-``loopback_xmit`` runs ``tcp_wfree`` at once, §1.3) and are not modelled.  Each skb goes
+``loopback_xmit`` runs ``tcp_wfree`` at once: drivers/net/loopback.c) and are not modelled.  Each skb goes
 ``tcp_transmit_skb`` -> ``ip_output`` -> ``dev_queue_xmit`` -> ``loopback_xmit`` ->
 ``netif_rx``; with TSO off on lo the GSO skb is cut by ``skb_gso_segment`` and each segment
 crosses lo on its own.  ``release_sock`` processes what arrived on the socket backlog.
