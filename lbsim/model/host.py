@@ -1,7 +1,9 @@
 """Wires one host: CPUs, the loopback device, the sockets of each flow, the tasks; runs it.
 
 This is the only module that knows every piece; it returns plain numbers (no pandas,
-no files) for :mod:`lbsim.simulate` to package.
+no files) for :mod:`lbsim.simulate` to package.  It models no kernel function itself: it
+stands for the set-up a benchmark does with system calls (``socket``/``connect`` or
+``socketpair``, ``setsockopt(SO_SNDBUF/SO_RCVBUF, TCP_NODELAY)``, ``sched_setaffinity``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Workloads: the user programs on each end, as task generators.
+"""Workloads: the user programs on each end, as task generators (user space: no kernel code).
 
 ``pingpong``  the client sends ``msg_bytes``, the server reads them all and echoes them;
               the client's round trip (send call to the return of the receive that
