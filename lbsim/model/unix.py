@@ -36,7 +36,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Generator, Iterable
 
-from lbsim.model.core import PREEMPT, SLEEPING, Sim, Task, WaitQueue
+from lbsim.model.sim import Sim
+from lbsim.model.task import PREEMPT, SLEEPING, Task, WaitQueue
 from lbsim.model.skb import page_calls_unix_dgram, page_calls_unix_stream, truesize_unix_dgram, truesize_unix_stream
 from lbsim.model.socket import consume, plan_read
 from lbsim.model.stages import SID
