@@ -139,7 +139,7 @@ def test_a_cross_cpu_unix_socket_pays_the_cacheline_transfer_on_every_call(place
     reuses what the reader freed, sock_wfree runs on the reader): every send and every read pays
     cacheline_transfer_unix, not only when the two alternate; so does every unix_dgram call,
     whose writer here never sleeps (no second transfer in the read); on one CPU neither pays
-    (docs/cross-cpu.md)."""
+    (docs/notes/cross-cpu.md)."""
     def counts(transport):
         r = sim(transport=transport, workload="stream", msg_bytes=1024, messages=400, placement=placement,
                 trace=True)
@@ -188,7 +188,7 @@ def test_same_cpu_udp_flood_starves_the_receiver_under_fifo_not_fair():
     # fair (EEVDF): the receiver sleeps after each datagram with positive lag, so the next
     # datagram's wake-up finds the sender no longer eligible and pre-empts it: about two
     # context switches per datagram delivered, as measured on the host (6.18: 74195 reader
-    # runs for 83785 datagrams delivered, docs/scheduling.md)
+    # runs for 83785 datagrams delivered, docs/notes/scheduling.md)
     assert fair.counters["messages_delivered"] > 3 * fifo.counters["messages_delivered"]
     assert fair.counters["context_switches"] > 1.5 * fair.counters["messages_delivered"]
     for r in (fifo, fair):

@@ -173,7 +173,7 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
         """Is this direction's queued data (our write queue + un-ACKed, the peer's receive
         queue) larger than the cache?  Then the reader's copy out (copy #2) streams from
         memory.  Copy #1 is never cold: it reads a hot user buffer into recently freed pages
-        (as for UDP and AF_UNIX; docs/scheduling.md)."""
+        (as for UDP and AF_UNIX; docs/notes/scheduling.md)."""
         return self.wmem_queued + self.peer.rmem > self.sim.cache_bytes
 
     # ================================================================ socket lock
