@@ -2,7 +2,7 @@
 
 :func:`expand` turns a validated :class:`lbsim.experiment.Experiment` into
 :class:`lbsim.experiment.RunSpec` s, each with a content-derived ``run_id``, a readable
-``name`` and the seed of its replication.  See ``docs/experiments.md``.
+``name`` and the seed of its replication.  See ``docs/guide/experiments.md``.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ a problem is reported as one line naming the file and the key path
 
 :func:`lbsim.expansion.expand` (importable from here too) turns an :class:`Experiment` into
 :class:`RunSpec` s: one per combination and replication, each with a content-derived
-``run_id``, a readable ``name`` and its seed.  See ``docs/experiments.md``.
+``run_id``, a readable ``name`` and its seed.  See ``docs/guide/experiments.md``.
 """
 
 from __future__ import annotations

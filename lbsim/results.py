@@ -15,7 +15,7 @@ Each finished run is written at once to ``parts/`` (to ``*.tmp`` beside it, fsyn
 folds the parts into ``results.parquet`` (atomically, then deletes them) at the end of a sweep
 and when a killed one is resumed.  :func:`load_results` reads ``results.parquet`` and any
 parts (a part wins over the same run in the file), and the older layout of one file per run
-under ``runs/``.  The columns are listed in :data:`META_COLUMNS` and ``docs/experiments.md``;
+under ``runs/``.  The columns are listed in :data:`META_COLUMNS` and ``docs/guide/experiments.md``;
 every SimConfig field is a column of its own as well.
 """
 
@@ -70,7 +70,7 @@ META_COLUMNS: dict[str, tuple[str, str]] = {
     "costs_hash": ("string", "hash of the cost model used (CostModel.hash)"),
     "wall_s": ("float", "wall-clock seconds of the run on its worker"),
     "latency_kind": ("string", "rtt (pingpong, rr) or one_way"),
-    "metric": ("string", "what value measures (see docs/experiments.md)"),
+    "metric": ("string", "what value measures (see docs/guide/experiments.md)"),
     "stage": ("string", "kernel stage for stage_* metrics"),
     "stage_group": ("string", "group of that stage (lbsim.model.stages.STAGE_GROUP)"),
     "cpu": ("int", "CPU index for cpu_busy_frac"),

@@ -242,7 +242,7 @@ def test_a_run_writes_tidy_parquet_rows_with_the_documented_columns(tmp_path, mo
 
 
 def test_documented_columns():
-    doc = (REPO / "docs" / "experiments.md").read_text()
+    doc = (REPO / "docs" / "guide" / "experiments.md").read_text()
     for col in COLUMNS:
         assert f"`{col}`" in doc, col
 
