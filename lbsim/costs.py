@@ -21,12 +21,25 @@ Stage costs are drawn from a log-normal distribution with the stage's mean and
 coefficient of variation (cv): kernel path times are positive and right-skewed, and a
 log-normal fitted by mean and cv reproduces the p50..p99 spread of the measured round
 trips (see the README, "Where the costs come from", for the fit).  ``deterministic`` runs use the means.
+
+Versions (the top-level ``"schema"`` field, :data:`SCHEMA`): schema 2 files may carry a
+``provenance.profile`` block naming the machine they were measured on (CPU vendor, family, model,
+stepping, kernel, date, data hash, held-out errors: see :mod:`lbsim.profiles`).  A file without
+``"schema"`` was written by an older lbsim (schema 1) and is migrated on load: the numbers are
+read as they are, and without a profile block its provenance counts as unknown (it is never
+picked by ``auto`` for a host).  A file with a newer or unknown schema is refused, with the way
+to make a current one (``lbsim calibrate``).
+
+``load_costs`` takes ``default`` (lbsim/data/costs-default.json, unchanged), a file path, a
+profile name (``lbsim profiles`` lists them) or ``auto`` (the profile for this host, see
+:func:`lbsim.profiles.resolve`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -34,10 +47,16 @@ from typing import Any
 
 from lbsim.model.stages import STAGES
 
-__all__ = ["StageCost", "CostModel", "load_costs", "DEFAULT_COSTS", "DELAYS", "CostFileError"]
+__all__ = ["StageCost", "CostModel", "load_costs", "DEFAULT_COSTS", "AUTO_COSTS", "DELAYS", "CostFileError",
+           "SCHEMA", "cost_file_schema"]
 
 DELAYS: tuple[str, ...] = ("wakeup_remote_idle_ns", "wakeup_remote_busy_ns")
 DEFAULT_COSTS = "default"
+AUTO_COSTS = "auto"
+#: the cost-file version this lbsim writes and the newest it reads (1: no "schema" field)
+SCHEMA = 2
+
+log = logging.getLogger("lbsim.costs")
 
 
 class CostFileError(ValueError):
@@ -105,10 +124,32 @@ def _num(where: str, obj: dict[str, Any], key: str, default: float | None = None
     return float(v)
 
 
+def cost_file_schema(data: dict[str, Any], source: str = "<dict>") -> int:
+    """The schema of a cost file's data: 1 when absent (an older lbsim); refuses newer or unknown ones."""
+    if "schema" not in data:
+        return 1
+    v = data["schema"]
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= SCHEMA:
+        raise CostFileError(f"{source}: cost-file schema {v!r} is not one this lbsim {_version()} reads (1..{SCHEMA}): "
+                            "run `lbsim calibrate` to make a cost file for it, or upgrade lbsim")
+    return v
+
+
+def _version() -> str:
+    try:
+        from lbsim import __version__
+    except ImportError:  # a partly initialised package (circular import at start-up)
+        return ""
+    return str(__version__)
+
+
 def cost_model_from_dict(data: dict[str, Any], source: str = "<dict>") -> CostModel:
     if not isinstance(data, dict):
         raise CostFileError(f"{source}: top level must be an object")
-    allowed = {"name", "provenance", "distribution", "stages", "delays", "cache_bytes"}
+    if cost_file_schema(data, source) < SCHEMA:
+        # schema 1 -> 2: the same fields; no profile block means unknown provenance
+        log.debug("%s: no cost-file schema (older lbsim): read as schema %d without a profile", source, SCHEMA)
+    allowed = {"schema", "name", "provenance", "distribution", "stages", "delays", "cache_bytes"}
     for k in data:
         if k not in allowed:
             raise CostFileError(f"{source}: unknown field {k!r}; allowed: {', '.join(sorted(allowed))}")
@@ -156,9 +197,28 @@ def cost_model_from_dict(data: dict[str, Any], source: str = "<dict>") -> CostMo
 _CACHE: dict[str, CostModel] = {}
 
 
+def _read_cost_text(path: Path, source: str) -> str:
+    try:
+        return path.read_text()
+    except OSError as e:
+        raise CostFileError(f"{source}: cannot read cost file ({e.strerror})") from None
+
+
+def _looks_like_path(key: str) -> bool:
+    return "/" in key or "\\" in key or key.endswith(".json") or key.startswith(".")
+
+
 def load_costs(spec: str | Path | None = None) -> CostModel:
-    """Load ``default`` (the model shipped in the package) or a cost file by path."""
+    """Load ``default`` (the model shipped in the package), a cost file by path, a profile by name,
+    or ``auto`` (the profile :func:`lbsim.profiles.resolve` picks for this host, notice logged)."""
     key = str(spec or DEFAULT_COSTS)
+    if key == AUTO_COSTS:
+        from lbsim import profiles  # late: profiles imports this module
+
+        model, choice = profiles.resolve(AUTO_COSTS)
+        if choice.notice:
+            log.warning("%s", choice.notice)
+        return model
     if key in _CACHE:
         return _CACHE[key]
     if key == DEFAULT_COSTS:
@@ -166,11 +226,15 @@ def load_costs(spec: str | Path | None = None) -> CostModel:
         source = "lbsim/data/costs-default.json"
     else:
         path = Path(key)
+        if not path.exists() and not _looks_like_path(key):
+            from lbsim import profiles
+
+            found = profiles.find_profile(key)
+            if found is None:
+                raise profiles.unknown_profile_error(key)
+            path = found
         source = str(path)
-        try:
-            text = path.read_text()
-        except OSError as e:
-            raise CostFileError(f"{source}: cannot read cost file ({e.strerror})") from None
+        text = _read_cost_text(path, source)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

@@ -1,0 +1,193 @@
+"""Cost profiles: which one ``auto`` picks for a host, the shipped ones, cost-file schemas."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from lbsim import profiles
+from lbsim.costs import SCHEMA, CostFileError, cost_model_from_dict, load_costs
+from lbsim.hostid import HostId, kernel_build
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = {"xeon-v1272-2026-12-06", "xeon-v769-2026-11-25", "amd-epyc-v1272-2026-12-06",
+           "amd-epyc-v1252-2026-12-04"}
+AMD_HERE = HostId("AuthenticAMD", 25, 17, 1, "AMD EPYC", "6.18.44-fc-v1300", "vm")
+NOTICE = ("this host (AuthenticAMD 25/17/1, 6.18.44-fc-v1300) has no profile of its own; `lbsim calibrate` "
+          "measures it and makes one (about 3 minutes)")
+
+
+@pytest.fixture(autouse=True)
+def _own_profile_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv(profiles.ENV_VAR, raising=False)
+
+
+def default_dict() -> dict:
+    return json.loads(resources.files("lbsim").joinpath("data/costs-default.json").read_text())
+
+
+def test_user_dir_follows_xdg(tmp_path):
+    assert profiles.user_dir() == tmp_path / "xdg" / "lbsim" / "profiles"
+
+
+def test_auto_picks_the_users_own_calibration_of_this_host_newest_first():
+    older = profiles.install_user_profile(default_dict(), name="mine-old", host=AMD_HERE, date="2026-12-07")
+    newer = profiles.install_user_profile(default_dict(), name="mine-new", host=AMD_HERE, date="2026-12-08")
+    # another stepping, and another kernel, of the same CPU are not this host
+    profiles.install_user_profile(default_dict(), name="other-stepping", date="2026-12-09",
+                                  host=HostId("AuthenticAMD", 25, 17, 2, "AMD EPYC", "6.18.44-fc-v1300"))
+    profiles.install_user_profile(default_dict(), name="other-kernel", date="2026-12-09",
+                                  host=HostId("AuthenticAMD", 25, 17, 1, "AMD EPYC", "6.18.44-fc-v1301"))
+    model, choice = profiles.resolve("auto", host=AMD_HERE)
+    assert (choice.name, choice.path, choice.notice) == ("mine-new", str(newer), None)
+    assert "own calibration" in choice.reason
+    assert model.hash == load_costs("default").hash
+    assert older.exists() and {"mine-old", "mine-new"} <= set(profiles.profile_names())
+
+
+def _fake_shipped(folder: Path, name: str, host: HostId, date: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    data = profiles.make_profile(default_dict(), name=name, host=host, date=date, data_sha256=None,
+                                 heldout=None, data=None)
+    (folder / f"{name}.json").write_text(json.dumps(data))
+
+
+def test_auto_falls_back_to_the_shipped_profile_of_the_same_cpu_model_with_a_kernel_notice(tmp_path,
+                                                                                             monkeypatch):
+    shipped = tmp_path / "shipped"
+    _fake_shipped(shipped, "amd-19-11-v1272", HostId("AuthenticAMD", 25, 17, 0, "AMD EPYC", "6.18.44-fc-v1272"),
+                  "2026-12-06")
+    _fake_shipped(shipped, "amd-19-01-v1300", HostId("AuthenticAMD", 25, 1, 1, "AMD EPYC", "6.18.44-fc-v1300"),
+                  "2026-12-06")
+    monkeypatch.setattr(profiles, "shipped_dir", lambda: shipped)
+    _, choice = profiles.resolve("auto", host=AMD_HERE)
+    assert choice.name == "amd-19-11-v1272"  # same family and model (stepping aside), not the same kernel
+    assert "same CPU vendor, family and model" in choice.reason
+    assert choice.notice and "6.18.44-fc-v1272" in choice.notice and "\n" not in choice.notice
+    # the same kernel as well: no notice
+    _, choice = profiles.resolve("auto", host=HostId("AuthenticAMD", 25, 17, 1, "AMD EPYC", "6.18.44-fc-v1272"))
+    assert choice.name == "amd-19-11-v1272" and choice.notice is None
+
+
+def test_auto_falls_back_to_the_nearest_shipped_profile_with_a_one_line_notice():
+    _, choice = profiles.resolve("auto", host=AMD_HERE)
+    assert choice.name == "amd-epyc-v1272-2026-12-06"  # same vendor, kernel build 1272 nearest to 1300
+    assert choice.notice.startswith(NOTICE) and "\n" not in choice.notice
+    intel = HostId("GenuineIntel", 6, 207, 2, "Intel(R) Xeon(R) Processor", "6.18.44-fc-v800")
+    assert profiles.resolve("auto", host=intel)[1].name == "xeon-v769-2026-11-25"
+    intel = HostId("GenuineIntel", 6, 207, 2, "Intel(R) Xeon(R) Processor", "6.18.44-fc-v1262")
+    assert profiles.resolve("auto", host=intel)[1].name == "xeon-v1272-2026-12-06"  # a tie: the newest
+    other = HostId("CentaurHauls", 7, 59, 0, "VIA", "6.18.44-fc-v1250")
+    _, choice = profiles.resolve("auto", host=other)
+    assert "-v1252-" in choice.name and "no profile of this CPU vendor" in choice.reason
+
+
+def test_lbsim_costs_replaces_what_auto_resolves_to(tmp_path, monkeypatch):
+    monkeypatch.setenv(profiles.ENV_VAR, "xeon-v769-2026-11-25")
+    _, choice = profiles.resolve("auto", host=AMD_HERE)
+    assert choice.name == "xeon-v769-2026-11-25" and choice.notice is None and "LBSIM_COSTS" in choice.reason
+    assert load_costs("auto").hash == load_costs("xeon-v769-2026-11-25").hash
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(default_dict()))
+    monkeypatch.setenv(profiles.ENV_VAR, str(path))
+    model, choice = profiles.resolve("auto", host=AMD_HERE)
+    assert choice.path == str(path) and model.hash == load_costs("default").hash
+    monkeypatch.setenv(profiles.ENV_VAR, "default")
+    assert profiles.resolve("auto", host=AMD_HERE)[1].name == profiles.DEFAULT_PROFILE
+
+
+def test_an_unknown_name_is_one_line_listing_the_names():
+    for call in (lambda: profiles.resolve("no-such-profile"), lambda: load_costs("no-such-profile")):
+        with pytest.raises(CostFileError) as e:
+            call()
+        msg = str(e.value)
+        assert "\n" not in msg and "no-such-profile" in msg
+        assert all(name in msg for name in SHIPPED)
+    with pytest.raises(CostFileError, match="cannot read cost file"):
+        load_costs("/nonexistent.json")  # a path stays a path
+
+
+def test_a_file_without_schema_is_migrated_and_a_newer_schema_is_refused():
+    old = default_dict()
+    assert "schema" not in old
+    migrated = cost_model_from_dict(old, "old.json")
+    assert migrated.hash == load_costs("default").hash and "profile" not in migrated.provenance
+    assert cost_model_from_dict({**old, "schema": SCHEMA}, "new.json").hash == migrated.hash
+    for bad in (SCHEMA + 1, 0, "2", True):
+        with pytest.raises(CostFileError) as e:
+            cost_model_from_dict({**old, "schema": bad}, "future.json")
+        assert "lbsim calibrate" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_default_is_the_xeon_v1272_profile_with_exactly_the_default_numbers():
+    default = load_costs("default")
+    assert load_costs(profiles.DEFAULT_PROFILE).hash == default.hash
+    model, choice = profiles.resolve("default")
+    assert model.hash == default.hash and choice.name == profiles.DEFAULT_PROFILE
+    shipped = json.loads(Path(choice.path).read_text())
+    assert shipped["stages"] == default_dict()["stages"] and shipped["delays"] == default_dict()["delays"]
+
+
+def test_every_shipped_profile_loads_and_names_its_host_and_kernel():
+    found = {p.name: p for p in profiles.list_profiles(user=False)}
+    assert SHIPPED <= set(found)
+    for name, p in found.items():
+        data = json.loads(p.path.read_text())
+        assert data["schema"] == SCHEMA and p.path.stem == name == data["name"]
+        model = load_costs(name)
+        block = model.provenance["profile"]
+        assert block["name"] == name and block["host"] == "vm" and block["date"][:10] in name
+        assert kernel_build(block["kernel"])[1] is not None and f"v{kernel_build(block['kernel'])[1]}-" in name
+        assert block["cpu"]["vendor_id"] == ("AuthenticAMD" if name.startswith("amd") else "GenuineIntel")
+        assert block["cpu"]["family"] is None and any("not recorded" in n for n in block["notes"])
+        assert len(block["data_sha256"]) == 64 and block["data"]
+        assert block["heldout"]["pairs_ok"] <= block["heldout"]["pairs_total"]
+
+
+@pytest.mark.skipif(not (ROOT / "tools/profiles/make_shipped.py").exists(), reason="not a source checkout")
+def test_the_shipped_profiles_are_what_make_shipped_builds():
+    r = subprocess.run([sys.executable, str(ROOT / "tools/profiles/make_shipped.py"), "--check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_host_id_from_cpuinfo_and_host_json(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 207\n"
+                       "model name\t: Intel(R) Xeon(R) Processor\nstepping\t: 2\n\n"
+                       "processor\t: 1\nvendor_id\t: Other\n")
+    h = HostId.current(cpuinfo)
+    assert (h.vendor_id, h.cpu_family, h.model, h.stepping) == ("GenuineIntel", 6, 207, 2)
+    masked = HostId.from_host_json({"cpu_model": "AMD EPYC", "kernel": "6.18.44-fc-v1272",
+                                    "uname": "Linux vm 6.18.44-fc-v1272 #1 SMP"})
+    assert masked == HostId("AuthenticAMD", None, None, None, "AMD EPYC", "6.18.44-fc-v1272", "vm")
+    assert HostId.from_host_json({"cpu_model": "Intel(R) Xeon(R) Processor"}).vendor_id == "GenuineIntel"
+    assert HostId.from_host_json({"cpu_model": "QEMU Virtual CPU"}).vendor_id is None
+    full = HostId.from_host_json({"cpu": AMD_HERE.cpu_dict(), "kernel": AMD_HERE.kernel})
+    assert full.same_cpu(AMD_HERE) and full.label() == "AuthenticAMD 25/17/1, 6.18.44-fc-v1300"
+
+
+def test_match_host_json_and_the_table(tmp_path):
+    host_json = tmp_path / "measured.csv.host.json"
+    host_json.write_text(json.dumps({"cpu_model": "Intel(R) Xeon(R) Processor", "kernel": "6.18.44-fc-v769"}))
+    assert profiles.match_host_json(host_json).name == "xeon-v769-2026-11-25"
+    table = profiles.format_profiles_table(AMD_HERE)
+    starred = [line for line in table.splitlines() if line.startswith("*")]
+    assert len(starred) == 1 and "amd-epyc-v1272-2026-12-06" in starred[0]
+    assert NOTICE in table and all(name in table for name in SHIPPED)
+
+
+def test_a_user_profile_cannot_shadow_a_shipped_one_or_be_overwritten_silently():
+    with pytest.raises(CostFileError, match="shipped profile"):
+        profiles.install_user_profile(default_dict(), name=profiles.DEFAULT_PROFILE, host=AMD_HERE)
+    profiles.install_user_profile(default_dict(), name="mine", host=AMD_HERE, date="2026-12-07")
+    with pytest.raises(CostFileError, match="exists"):
+        profiles.install_user_profile(default_dict(), name="mine", host=AMD_HERE, date="2026-12-07")
+    profiles.install_user_profile(default_dict(), name="mine", host=AMD_HERE, date="2026-12-08", overwrite=True)
+    assert load_costs("mine").provenance["profile"]["date"] == "2026-12-08"
