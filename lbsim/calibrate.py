@@ -103,7 +103,7 @@ def load_measured(path: str | Path) -> Any:
     """The long-format measured CSV (see docs): one row per point, metric and repetition."""
     import pandas as pd
 
-    from lbsim.validate import with_host_columns
+    from lbsim.fitdata import with_host_columns
 
     df = with_host_columns(pd.read_csv(path), path)
     need = {"transport", "workload", "placement", "msg_bytes", "metric", "value"}
@@ -189,7 +189,7 @@ class SplitPoint:
 
 def split_points(df: Any, fit_sizes: Iterable[int]) -> list[SplitPoint]:
     """The split rows (same CPU, idle): the write and the read call's medians per transport and size."""
-    from lbsim.validate import at_fit_size
+    from lbsim.fitdata import at_fit_size
 
     sizes = set(int(s) for s in fit_sizes)
     sp = df[(df.workload == "split") & (df.background == "idle") & (df.metric.isin(SPLIT_METRICS))]
@@ -520,7 +520,7 @@ def _fit_tcp_call_share(model: CostModel, df: Any, fit_sizes: Iterable[int],
     streams on one CPU at the fit sizes up to 4 KiB (their writes coalesce: a few packets per
     many calls), keeping the split calls' zero-load total at those sizes (where every call is
     one packet) as the main fit left it.  Returns ((call, packet) scales, residual rows)."""
-    from lbsim.validate import stream_messages
+    from lbsim.fitdata import stream_messages
 
     sizes = sorted(int(n) for n in fit_sizes if int(n) <= 4096)
     st = df[(df.workload == "stream") & (df.metric == "throughput_MBps") & (df.placement == "same")
@@ -598,7 +598,7 @@ def _fit_cacheline_transfer(model: CostModel, df: Any, families: dict[str, tuple
         return fitted, rows
 
     def sim(m: CostModel, tr: str, n: int) -> float:
-        from lbsim.validate import stream_messages
+        from lbsim.fitdata import stream_messages
 
         return _sim_stream_MBps(m, tr, "cross", n, messages=stream_messages(n))
 
@@ -636,7 +636,7 @@ def _fit_kfree_skb(model: CostModel, df: Any) -> tuple[float | None, list[dict[s
     64 B-4 KiB writes, where skb_attempt_defer_free moves it to the sender's CPU and so decides
     whether the reader keeps up (a segment per write) or falls behind (writes coalesce).
     Same-CPU and ping-pong results hardly depend on it: the free stays on the path."""
-    from lbsim.validate import stream_messages
+    from lbsim.fitdata import stream_messages
 
     st = df[(df.workload == "stream") & (df.metric == "throughput_MBps") & (df.placement == "cross")
             & (df.msg_bytes <= 4096) & (df.background == "idle") & (df.transport == "tcp")]
