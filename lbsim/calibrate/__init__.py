@@ -74,20 +74,3 @@ def calibrate_from_files(measured_csv: str | Path, stages_json: str | Path, out:
     log.info("wrote %s", out)
     return res
 
-
-def main(argv: list[str] | None = None) -> int:  # pragma: no cover - goes with the move to lbsim.cli
-    """python -m lbsim.calibrate MEASURED.csv STAGES.json -o COSTS.json [--fit-sizes 64,4096,65536]"""
-    import argparse
-    import sys
-
-    ap = argparse.ArgumentParser(prog="python -m lbsim.calibrate", description=main.__doc__)
-    ap.add_argument("measured")
-    ap.add_argument("stages")
-    ap.add_argument("-o", "--out", required=True)
-    ap.add_argument("--fit-sizes", default="64,4096,65536")
-    a = ap.parse_args(argv)
-    sizes = [int(x) for x in a.fit_sizes.split(",")]
-    res = calibrate_from_files(a.measured, a.stages, a.out, fit_sizes=sizes)
-    print(format_report(res))
-    print(f"wrote {a.out}", file=sys.stderr)
-    return 0
