@@ -1,5 +1,5 @@
 """Shared test set-up: benchmarks/make_reference.py importable (as benchmarks_make_reference),
-and a private harness build cache (private_harness_cache)."""
+a private harness build cache (private_harness_cache), and the "slow" marker."""
 
 import importlib.util
 import os
@@ -13,6 +13,12 @@ _spec = importlib.util.spec_from_file_location("benchmarks_make_reference", _pat
 _mod = importlib.util.module_from_spec(_spec)
 sys.modules["benchmarks_make_reference"] = _mod
 _spec.loader.exec_module(_mod)
+
+
+def pytest_configure(config):
+    # `make test` runs every test; `-m "not slow"` leaves out the ones that take minutes
+    config.addinivalue_line("markers", "slow: takes minutes (the whole calibration re-run); deselect with "
+                                       "-m 'not slow'")
 
 
 @pytest.fixture(scope="module")

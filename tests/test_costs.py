@@ -24,6 +24,7 @@ def test_default_costs_cover_every_stage_and_say_where_they_came_from():
     assert all(c.fixed_ns >= 0 and c.per_byte_ns >= 0 for c in m.stages.values())
 
 
+@pytest.mark.slow  # the whole calibration: about 6 minutes
 def test_recalibrating_the_committed_data_gives_the_shipped_model_back(tmp_path):
     out = tmp_path / "costs.json"
     calibrate_from_files(DATA / "measured-host.csv", DATA / "stages-host.json", out,
@@ -63,7 +64,10 @@ def test_every_kernel_profile_runs_every_transport(kernel, transport):
 def test_the_wake_up_refit_recovers_the_delays_behind_the_models_own_round_trips():
     """calibrate fits the cross-CPU wake-up delays again once every stage cost is final: given the
     model's own zero-load round trips made with known delays, it finds those delays from far off."""
-    from lbsim.calibrate import WAKEUP_DELAYS, Point, _refit_wakeups, _sim_p50_us, with_delays
+    from lbsim.calibrate.fits import refit_wakeups as _refit_wakeups
+    from lbsim.calibrate.params import WAKEUP_DELAYS, with_delays
+    from lbsim.calibrate.sim import sim_p50_us as _sim_p50_us
+    from lbsim.fitdata import Point
 
     model = load_costs("default")
     truth = with_delays(model, dict(zip(WAKEUP_DELAYS, (3000.0, 2500.0))))
@@ -86,7 +90,10 @@ def test_the_page_step_recovers_the_page_allocator_costs_behind_the_models_own_s
     """calibrate reads the page-allocator costs from unix_stream's split step across
     SKB_MAX_HEAD(0), less the model's copy of the bytes between: given the model's own splits
     made with known costs, it finds them again (deterministic runs: to rounding)."""
-    from lbsim.calibrate import SplitPoint, _page_costs, _sim_split_us, page_step, with_pages
+    from lbsim.calibrate.pages import page_costs as _page_costs, page_step
+    from lbsim.calibrate.params import with_pages
+    from lbsim.calibrate.sim import sim_split_us as _sim_split_us
+    from lbsim.fitdata import SplitPoint
 
     model = load_costs("default")
     truth = with_pages(model, 150.0, 240.0)

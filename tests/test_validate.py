@@ -1,4 +1,5 @@
-"""lbsim.validate: measured data against the model, its report, its command line and its input checks."""
+"""lbsim.validate: measured data against the model, its report, what its command runs
+(run_validation) and its input checks."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pandas as pd
 import pytest
 
 import lbsim
-from lbsim.validate import (METRICS, MeasuredDataError, ValidationReport, check_measured, main, validate)
+from lbsim.validate import (INPUT_ERRORS, METRICS, MeasuredDataError, OptionError, ValidationReport, check_measured,
+                            check_options, parse_fit_sizes, run_validation, validate)
 
 DATA = resources.files("lbsim") / "data"
 # one simulation per stream point: the synthetic data below is the model's own output at seed 1
@@ -139,18 +141,47 @@ def test_the_models_own_output_validates_with_zero_error(synthetic):
     assert len(rep.rows[~rep.rows.fitted]) > 0  # 1024 B is held out of the default fit sizes
 
 
-def test_cli_passes_and_fails_on_max_error(synthetic, capsys):
+def test_run_validation_passes_and_fails_on_max_error(synthetic, tmp_path):
     good, slow = synthetic
-    assert main([good, "--max-error", "1", *FAST_ARGS]) == 0
-    out = capsys.readouterr().out
-    assert "PASS" in out and out.index("held-out points") < out.index("fitted points")
+    out = run_validation(good, max_error=1, **FAST)
+    assert out.exit_code == 0
+    assert "PASS" in out.output and out.output.index("held-out points") < out.output.index("fitted points")
+    assert out.output == out.report.format_table(1)
     assert not validate(slow, **FAST).passes(10)
-    assert main([slow, "--max-error", "10", *FAST_ARGS]) == 1
-    assert main([slow, "--max-error", "10", "--json", *FAST_ARGS]) == 1
-    d = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert d["passes"] is False
+    assert run_validation(slow, max_error=10, **FAST).exit_code == 1
+    out = run_validation(slow, max_error=10, as_json=True, fit_sizes="64,4096", **FAST)
+    assert out.exit_code == 1 and "\n" not in out.output
+    d = json.loads(out.output)
+    assert d["passes"] is False and d["fit_sizes"] == [64, 4096]
     p50 = next(h for h in d["headline"] if h["metric"] == "rtt_p50_us")
     assert p50["held_out_median_abs_error_pct"] == pytest.approx(100 / 3, rel=1e-6)
+    # no max_error: never fails; a figure when asked
+    fig = tmp_path / "v.png"
+    assert run_validation(slow, figure=fig, **FAST).exit_code == 0 and fig.stat().st_size > 0
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"messages_pingpong": 0}, ["--messages-pingpong", ">= 1"]),
+    ({"stream_bytes": 0}, ["--stream-bytes"]),
+    ({"stream_replications": 0}, ["--stream-replications"]),
+    ({"seed": -1}, ["--seed >= 0"]),
+    ({"max_error": -1.0}, ["--max-error -1.0", "percentage >= 0"]),
+    ({"max_error": float("nan")}, ["--max-error nan"]),
+])
+def test_bad_options_are_one_line_naming_the_option(kwargs, words):
+    with pytest.raises(OptionError) as e:
+        check_options(**kwargs)
+    with pytest.raises(OptionError):
+        run_validation("never-read.csv", **kwargs)
+    assert "\n" not in str(e.value) and all(w in str(e.value) for w in words)
+    assert isinstance(e.value, INPUT_ERRORS)
+
+
+def test_fit_sizes_text():
+    assert parse_fit_sizes(None) is None
+    assert parse_fit_sizes("64, 4096,") == [64, 4096]
+    with pytest.raises(OptionError, match=r"--fit-sizes '64,x': need comma-separated integers"):
+        parse_fit_sizes("64,x")
 
 
 # --- bad input -----------------------------------------------------------------------------------
@@ -167,21 +198,21 @@ GOOD = "transport,workload,placement,msg_bytes,metric,value\ntcp,pingpong,same,6
     (GOOD + "tcp,pingpong,same,64,write_p50_us,4\n", ["line 3", "write_p50_us", "not a pingpong metric"]),
     (GOOD + "tcp,split,cross,64,write_p50_us,4\n", ["line 3", "placement must be 'same'"]),
 ])
-def test_bad_csv_exits_2_with_one_line(tmp_path, capsys, text, words):
+def test_bad_csv_is_an_input_error_of_one_line(tmp_path, text, words):
     f = tmp_path / "bad.csv"
     f.write_text(text)
-    assert main([str(f), "-q"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("lbsim: error: ") and str(f) in err
-    assert "Traceback" not in err
+    with pytest.raises(INPUT_ERRORS) as e:
+        run_validation(str(f))
+    err = str(e.value)
+    assert len(err.splitlines()) == 1 and str(f) in err
     for w in words:
         assert w in err
 
 
-def test_missing_file_and_check_measured(tmp_path, capsys):
-    assert main([str(tmp_path / "nope.csv")]) == 2
-    err = capsys.readouterr().err
-    assert "nope.csv" in err and len(err.strip().splitlines()) == 1
+def test_missing_file_and_check_measured(tmp_path):
+    with pytest.raises(MeasuredDataError) as e:
+        run_validation(str(tmp_path / "nope.csv"))
+    assert "nope.csv: no such file" in str(e.value) and len(str(e.value).splitlines()) == 1
     df = pd.read_csv(pd.io.common.StringIO(GOOD))
     check_measured(df, "x.csv")
     with pytest.raises(MeasuredDataError, match=r"x\.csv: line 2: column 'workload'") as e:
