@@ -10,6 +10,7 @@ own quantities.  Kernel fields left at ``None`` take the value of the ``kernel``
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -108,6 +109,14 @@ class SimConfig(BaseModel):
         allowed = [*KERNELS, "host"]
         if v not in allowed:
             raise ValueError(f"unknown kernel {v!r}; allowed: {', '.join(allowed)}")
+        return v
+
+    @field_validator("rate_per_s", "max_sim_time_ns")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        # Field(gt=0) lets inf through: a rate or a time limit of inf never ends a run
+        if not math.isfinite(v):
+            raise ValueError("must be a finite number > 0")
         return v
 
     @field_validator("tcp_rmem", "tcp_wmem")

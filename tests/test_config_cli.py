@@ -78,7 +78,7 @@ def test_host_kernel_reads_this_machines_files():
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lbsim.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "lbsim", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_cli_simulate_json_holds_one_object_on_stdout():
