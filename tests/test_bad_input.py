@@ -79,6 +79,16 @@ def test_plot_of_a_corrupted_parquet_file_names_the_file(tmp_path):
     assert str(files[0]) in line
 
 
+def test_output_folder_under_a_file(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    exp = tmp_path / "tiny.toml"
+    exp.write_text(TINY)
+    line = one_line_error(lbsim_run("run", str(exp), "--out", str(f / "res")))
+    assert str(f) in line and "not a folder" in line
+    assert not (f.parent / "res").exists()
+
+
 def test_trace_plot_into_a_missing_folder():
     line = one_line_error(lbsim_run("trace", "--plot", "/nonexistent/dir/x.png"))
     assert "/nonexistent/dir" in line

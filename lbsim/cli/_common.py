@@ -163,5 +163,24 @@ def output_file(text: str, what: str, formats: Sequence[str] | None = None) -> P
     return path
 
 
+def output_dir(text: str, what: str) -> Path:
+    """A folder the command will create or write into: checked before any work is done, by
+    making (and removing) a folder in its nearest existing ancestor; nothing is left behind."""
+    import os
+    import tempfile
+
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{what} {text}: exists and is not a folder")
+    anc = path if path.exists() else next((p for p in path.absolute().parents if p.exists()), Path("/"))
+    if not anc.is_dir():
+        raise InputError(f"{what} {text}: {str(anc)!r} is not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".lbsim-probe-", dir=anc))
+    except OSError as e:
+        raise InputError(f"{what} {text}: cannot write in {str(anc)!r} ({e.strerror})") from None
+    return path
+
+
 #: figure files matplotlib writes without extra packages
 FIGURE_FORMATS = ("png", "svg", "pdf")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lbsim.cli._common import InputError, log
+from lbsim.cli._common import InputError, log, output_dir
 
 __all__ = ["add_commands"]
 
@@ -35,6 +35,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     path = _experiment_path(a.experiment)
     if a.jobs is not None and a.jobs < 1:
         raise InputError(f"--jobs: must be >= 1 (got {a.jobs})")
+    if a.out is not None:
+        output_dir(a.out, "--out")
     executor = a.executor or ("dask" if a.dask_scheduler else "local")
     if a.dask_scheduler and executor != "dask":
         raise InputError("--dask-scheduler needs --executor dask")
@@ -80,7 +82,7 @@ def cmd_plot(a: argparse.Namespace) -> int:
             raise
         raise InputError(f"{bad[0]}: not a readable results file ({bad[1]}); delete it and run "
                          "lbsim run again to recompute it") from None
-    out = Path(a.out) if a.out else folder / "figures"
+    out = output_dir(a.out, "--out") if a.out else folder / "figures"
     figs = applicable(df)
     if not figs:
         log.warning(f"lbsim: no figure applies to the results in {folder}")

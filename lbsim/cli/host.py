@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from lbsim.cli._common import FIGURE_FORMATS, InputError, csv_list, int_list, log, output_file
+from lbsim.cli._common import FIGURE_FORMATS, InputError, csv_list, int_list, log, output_file, sim_default
 from lbsim.config import TRANSPORTS
 from lbsim.costs import load_costs
 
@@ -310,7 +310,7 @@ def _add_validate(sub: Any, parent: argparse.ArgumentParser) -> None:
                        description="Compare measured loopback / UNIX socket data (long-format CSV, see "
                                    "docs/measured-data.md) with the model. Exit 1 if --max-error is exceeded.")
     v.add_argument("measured", metavar="MEASURED", help="long-format measured CSV")
-    v.add_argument("--costs", default="default", help="cost model: 'default' or a JSON file")
+    v.add_argument("--costs", default=sim_default("costs"), help="cost model: 'default' or a JSON file (default %(default)s)")
     v.add_argument("--max-error", type=float, default=None, metavar="PCT",
                    help="exit 1 unless the held-out median |error| of rtt_p50_us and throughput_MBps "
                         "are both <= PCT")
