@@ -10,6 +10,7 @@ own quantities.  Kernel fields left at ``None`` take the value of the ``kernel``
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -54,7 +55,7 @@ class SimConfig(BaseModel):
     #: concurrent sender/receiver pairs (rr, poisson, burst, stream)
     flows: int = Field(1, ge=1, le=256)
     #: open-loop arrival rate per flow (poisson)
-    rate_per_s: float = Field(20_000.0, gt=0)
+    rate_per_s: float = 20_000.0
     #: messages written back to back per burst (burst)
     burst_size: int = Field(1000, ge=1)
     #: idle time between bursts (burst)
@@ -81,7 +82,7 @@ class SimConfig(BaseModel):
     so_sndbuf: int | None = Field(None, ge=1)
     so_rcvbuf: int | None = Field(None, ge=1)
     #: guard: a run stops at this simulated time even if the workload has not finished
-    max_sim_time_ns: float = Field(120e9, gt=0)
+    max_sim_time_ns: float = 120e9
 
     # --- kernel overrides (None: the profile's value) ---------------------------------------
     mtu: int | None = Field(None, ge=68, le=65536)
@@ -108,6 +109,14 @@ class SimConfig(BaseModel):
         allowed = [*KERNELS, "host"]
         if v not in allowed:
             raise ValueError(f"unknown kernel {v!r}; allowed: {', '.join(allowed)}")
+        return v
+
+    @field_validator("rate_per_s", "max_sim_time_ns")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        # checked here, not with Field(gt=0), which lets inf through: a run would never end
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError("must be a finite number > 0")
         return v
 
     @field_validator("tcp_rmem", "tcp_wmem")

@@ -14,22 +14,7 @@ from lbsim.costs import CostModel, load_costs
 from lbsim.model.host import run_model
 from lbsim.model.stages import STAGE_GROUP
 
-__all__ = ["simulate", "Result", "model_hash"]
-
-
-def model_hash() -> str:
-    """Hash of the model's source (lbsim/model/, kernels, config, simulate): results made by
-    another model are stale even when the version number did not change."""
-    import hashlib
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent
-    files = sorted((root / "model").glob("*.py")) + [root / "kernels.py", root / "config.py", root / "simulate.py"]
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+__all__ = ["simulate", "Result"]
 
 
 @dataclass

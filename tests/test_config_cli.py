@@ -78,7 +78,7 @@ def test_host_kernel_reads_this_machines_files():
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lbsim.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "lbsim", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_cli_simulate_json_holds_one_object_on_stdout():
@@ -161,3 +161,58 @@ def test_cli_measure_and_calibrate_bad_input(args, needle):
     p = run_cli(*args)
     assert p.returncode == 2
     assert needle in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def _fake_fit(calls):
+    from types import SimpleNamespace
+
+    def fake(measured, stages, out, fit_sizes=(64, 4096, 65536), progress=None):
+        calls.append((Path(measured).name, Path(stages).name, Path(out).name, list(fit_sizes)))
+        return SimpleNamespace(
+            params={"scale_tcp": 1.25, "wakeup_remote_idle_ns": 0.0}, bounds_hit=["wakeup_remote_idle_ns"],
+            unidentified=["scale_sched"],
+            residuals=[{"metric": "rtt_p50_us", "transport": "udp", "placement": "cross", "background": "idle",
+                        "msg_bytes": 1024, "fitted": False, "measured_us": 10.0, "simulated_us": 11.0,
+                        "error_pct": 10.0},
+                       {"metric": "rtt_p50_us", "transport": "tcp", "placement": "same", "background": "idle",
+                        "msg_bytes": 64, "fitted": True, "measured_us": 5.0, "simulated_us": 5.1,
+                        "error_pct": 2.0}])
+    return fake
+
+
+def test_cli_calibrate_takes_both_usages_and_prints_the_fit(monkeypatch, tmp_path, capsys):
+    """`lbsim calibrate MEASURED STAGES -o FILE` (python -m lbsim.calibrate's usage) and
+    `lbsim calibrate MEASURED --stages STAGES` call calibrate_from_files alike; the table is
+    the parameters with bounds, then the residuals, fitted points first."""
+    import lbsim.calibrate as cal
+
+    data = Path(cal.__file__).parent / "data"
+    calls: list = []
+    monkeypatch.setattr(cal, "calibrate_from_files", _fake_fit(calls))
+    out = str(tmp_path / "c.json")
+    m, s = str(data / "measured-host.csv"), str(data / "stages-host.json")
+    assert main(["calibrate", m, s, "-o", out, "--fit-sizes", "64,4096"]) == 0
+    text = capsys.readouterr().out
+    assert main(["calibrate", m, "--stages", s, "--out", out]) == 0
+    assert calls == [("measured-host.csv", "stages-host.json", "c.json", [64, 4096]),
+                     ("measured-host.csv", "stages-host.json", "c.json", [64, 4096, 65536])]
+    lines = text.splitlines()
+    lo, hi, _ = cal.PARAMS["scale_tcp"]
+    assert lines[0] == f"{'scale_tcp':34s} {1.25:12.4f}  bounds {lo:g}..{hi:g}"
+    assert lines[1].endswith("AT BOUND")
+    assert lines[2] == "not identified by the data: scale_sched"
+    assert lines[4].startswith("rtt_p50_us tcp same/idle 64 B (fit)") and lines[4].endswith("2.0%")
+    assert lines[5].startswith("rtt_p50_us udp cross/idle 1024 B ") and lines[5].endswith("10.0%")
+    assert main(["calibrate", m, s, "--stages", str(tmp_path / "other.json"), "-o", out]) == 2
+    assert "two stage files" in capsys.readouterr().err
+
+
+def test_cli_calibrate_bad_stage_file(tmp_path, capsys):
+    import lbsim.calibrate as cal
+
+    bad = tmp_path / "s.json"
+    bad.write_bytes(b"\xff\xfe not json")
+    m = str(Path(cal.__file__).parent / "data" / "measured-host.csv")
+    assert main(["calibrate", m, str(bad), "-o", str(tmp_path / "c.json")]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and len(err.strip().splitlines()) == 1

@@ -24,8 +24,8 @@ from lbsim.measure.stages import (
     parse_trace,
     tracefs_available,
 )
-from lbsim.measure.stages_cli import main as stages_main
 from lbsim.measure.stages_parse import Ev
+from lbsim.cli import main as cli_main
 
 #: tracefs and the harness on this host: one xdist worker runs every such module (Makefile)
 pytestmark = pytest.mark.xdist_group("host")
@@ -183,8 +183,9 @@ def test_tracefs_available_reason():
 
 
 def test_cli_bad_arguments(capsys):
-    assert stages_main(["--transports", "sctp", "--count", "5"]) == 2
-    assert "invalid" in capsys.readouterr().err
+    assert cli_main(["measure", "--stages-only", "--transports", "sctp", "--count", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "--transports" in err and len(err.strip().splitlines()) == 1
 
 
 # ----------------------------------------------------------------- live
@@ -279,7 +280,7 @@ def test_cleanup_on_error(monkeypatch, state_unchanged):
 
 @live
 def test_cli_table(capsys, state_unchanged):
-    assert stages_main(["--transports", "udp,unix_dgram", "--placements", "same",
-                        "--count", "50"]) == 0
+    assert cli_main(["measure", "--stages-only", "--transports", "udp,unix_dgram", "--placements", "same",
+                     "--count", "50"]) == 0
     out = capsys.readouterr().out
     assert "send_to_dev" in out and "rtt untraced" in out and "udp/same" in out

@@ -9,7 +9,7 @@ Modules: :mod:`.harness` (run the C harness; re-exports :mod:`.harness_base` nam
 errors, :mod:`.harness_build` the compile cache, :mod:`.harness_fallback` and
 :mod:`.harness_roles` the pure-Python fallback), :mod:`.host` (host description, grid,
 CSV), :mod:`.stages` (per-stage tracepoint timing; :mod:`.stages_tracefs`,
-:mod:`.stages_parse`, :mod:`.stages_intervals` behind it) and :mod:`.stages_cli`.
+:mod:`.stages_parse`, :mod:`.stages_intervals` behind it); `lbsim measure --stages-only` is its command.
 Library code logs to ``logging.getLogger("lbsim.measure")``.
 """
 

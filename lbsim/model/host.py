@@ -142,8 +142,12 @@ def run_model(cfg: Any, costs: Any) -> dict[str, Any]:
 
     def _stop_on_guard() -> None:
         status["value"] = "timeout"
+        # unresolved: neither delivered nor dropped, sent or not (a round trip is two messages)
+        want = total * (2 if workload in ("pingpong", "rr") else 1)
         status["message"] = (f"stopped at max_sim_time_ns={cfg.max_sim_time_ns:g} with "
-                             f"{run.sent_msgs - run.delivered_msgs - run.dropped_msgs} messages unresolved")
+                             f"{want - run.delivered_msgs - run.dropped_msgs} of {want} messages unresolved "
+                             f"({run.sent_msgs - run.delivered_msgs - run.dropped_msgs} sent, "
+                             f"{want - run.sent_msgs} not sent)")
         done.succeed()
 
     for t in tasks:
