@@ -19,7 +19,6 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import Optional
 
 from .knobs import PROC_SYS, Value, read_sysctl, write_sysctl
 
@@ -52,7 +51,7 @@ def _stale(knobs: dict, proc_sys: Path) -> list:
     return [n for n, e in knobs.items() if read_sysctl(n, proc_sys) != e["found"]]
 
 
-def check_journal(path: Optional[Path] = None, proc_sys: Path = PROC_SYS) -> None:
+def check_journal(path: Path | None = None, proc_sys: Path = PROC_SYS) -> None:
     """Raise StaleJournal if a journaled global knob is still changed; clear a journal whose
     knobs are all back at their found values."""
     path = Path(path) if path else journal_path()
@@ -67,7 +66,7 @@ def check_journal(path: Optional[Path] = None, proc_sys: Path = PROC_SYS) -> Non
         path.unlink(missing_ok=True)
 
 
-def restore_knobs(path: Optional[Path] = None, proc_sys: Path = PROC_SYS) -> list:
+def restore_knobs(path: Path | None = None, proc_sys: Path = PROC_SYS) -> list:
     """Put every journaled global knob back to the value found before its run; clear the
     journal.  Returns ``[(name, found), ...]`` of the knobs written."""
     path = Path(path) if path else journal_path()
@@ -88,7 +87,7 @@ class KnobJournal:
     Entering refuses a stale journal (:func:`check_journal`).
     """
 
-    def __init__(self, path: Optional[Path] = None, proc_sys: Path = PROC_SYS):
+    def __init__(self, path: Path | None = None, proc_sys: Path = PROC_SYS):
         self.path = Path(path) if path else journal_path()
         self.proc_sys = Path(proc_sys)
         self.found: dict[str, Value] = {}
@@ -128,7 +127,7 @@ class KnobJournal:
         self.restore()
         raise SystemExit(128 + signum)
 
-    def __enter__(self) -> "KnobJournal":
+    def __enter__(self) -> KnobJournal:
         check_journal(self.path, self.proc_sys)
         for s in (signal.SIGINT, signal.SIGTERM):
             try:

@@ -29,9 +29,11 @@ import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Union
+
+from .netns_run import COUNTERS, PROC_SYS, counter_delta, read_counters, read_sysctl, sysctl_path, write_sysctl  # noqa: F401
 
 __all__ = ["Knob", "KNOBS", "KnobError", "knob", "parse_value", "sysctl_path", "read_sysctl",
            "write_sysctl", "read_counters", "counter_delta", "netns_writable",
@@ -39,7 +41,6 @@ __all__ = ["Knob", "KNOBS", "KnobError", "knob", "parse_value", "sysctl_path", "
 
 _log = logging.getLogger("lbsim.measure")
 
-PROC_SYS = Path("/proc/sys")
 Value = Union[int, str]
 
 
@@ -56,9 +57,9 @@ class Knob:
     how: str               # how it is read and set
     allowed: str           # what values are allowed, for error messages
     parse: Callable[[str], Value]
-    sysctl: Optional[str] = None   # dotted sysctl name, for sysctl knobs
+    sysctl: str | None = None   # dotted sysctl name, for sysctl knobs
     root: bool = False             # setting it needs root (and, for netns, unshare)
-    default: Optional[Value] = None  # workload/socket default; sysctls: the host's value
+    default: Value | None = None  # workload/socket default; sysctls: the host's value
 
 
 def _int_in(lo: int, hi: int) -> Callable[[str], int]:
@@ -175,26 +176,6 @@ def parse_value(name: str, raw) -> Value:
         raise KnobError(f"knob {name}: bad value {raw!r}; allowed: {k.allowed}") from None
 
 
-def sysctl_path(name: str, proc_sys: Path = PROC_SYS) -> Path:
-    return Path(proc_sys) / name.replace(".", "/")
-
-
-def read_sysctl(name: str, proc_sys: Path = PROC_SYS) -> Optional[Value]:
-    """A sysctl's value: an int, or the whitespace-normalised text (tcp_rmem), None if absent."""
-    try:
-        raw = sysctl_path(name, proc_sys).read_text()
-    except OSError:
-        return None
-    parts = raw.split()
-    if len(parts) == 1 and parts[0].lstrip("-").isdigit():
-        return int(parts[0])
-    return " ".join(parts)
-
-
-def write_sysctl(name: str, value: Value, proc_sys: Path = PROC_SYS) -> None:
-    sysctl_path(name, proc_sys).write_text(f"{value}\n")
-
-
 def is_root() -> bool:
     return os.geteuid() == 0
 
@@ -204,7 +185,7 @@ def can_netns() -> bool:
     return is_root() and shutil.which("unshare") is not None and shutil.which("ip") is not None
 
 
-def netns_writable(name: str) -> Optional[bool]:
+def netns_writable(name: str) -> bool | None:
     """Whether sysctl ``name`` can be set inside a fresh network namespace (a per-namespace
     knob): the global ones are absent there (registered for init_net only) or read-only
     (rmem_default and friends on 6.18).  Only looks (``test -w``); None if no namespace can
@@ -216,41 +197,3 @@ def netns_writable(name: str) -> Optional[bool]:
     return r.returncode == 0
 
 
-#: kernel counters recorded per run, as deltas (see read_counters)
-COUNTERS = ("softnet_dropped", "softnet_time_squeeze", "udp_rcvbuf_errors", "udp_in_errors",
-            "tcp_retrans_segs")
-
-
-def _snmp(text: str) -> dict:
-    out, lines = {}, text.splitlines()
-    for hdr, val in zip(lines[::2], lines[1::2]):
-        proto = hdr.split(":", 1)[0]
-        for k, v in zip(hdr.split()[1:], val.split()[1:]):
-            out[f"{proto}.{k}"] = int(v)
-    return out
-
-
-def read_counters(proc: Path = Path("/proc")) -> dict:
-    """softnet_stat dropped and time_squeeze (columns 2 and 3, hex, summed over CPUs:
-    net/core/net-procfs.c softnet_seq_show) and /proc/net/snmp's Udp RcvbufErrors, InErrors
-    and Tcp RetransSegs (the reading process's network namespace)."""
-    c = dict.fromkeys(COUNTERS)
-    try:
-        rows = [ln.split() for ln in (proc / "net/softnet_stat").read_text().splitlines() if ln.strip()]
-        c["softnet_dropped"] = sum(int(r[1], 16) for r in rows)
-        c["softnet_time_squeeze"] = sum(int(r[2], 16) for r in rows)
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        s = _snmp((proc / "net/snmp").read_text())
-        c["udp_rcvbuf_errors"] = s.get("Udp.RcvbufErrors")
-        c["udp_in_errors"] = s.get("Udp.InErrors")
-        c["tcp_retrans_segs"] = s.get("Tcp.RetransSegs")
-    except (OSError, ValueError):
-        pass
-    return c
-
-
-def counter_delta(before: dict, after: dict) -> dict:
-    return {k: (after[k] - before[k] if before.get(k) is not None and after.get(k) is not None
-                else None) for k in COUNTERS}

@@ -9,12 +9,14 @@ runs the harness and prints its JSON line with ``"netns"`` (the values read back
 ``"counters"`` (kernel counter deltas; /proc/net/snmp is this namespace's) added.  Whatever
 it set dies with the namespace, even on SIGKILL.  127.0.0.1 is the new lo's; the UNIX socket
 paths are filesystem paths, which the mount namespace shares with the host.
+
+It runs as a script (``python -I .../netns_run.py``), so it imports nothing of lbsim: a
+knob run pays no package import; :mod:`.knobs` re-exports its sysctl and counter readers.
 """
 
 from __future__ import annotations
 
 import array
-import ctypes
 import fcntl
 import json
 import socket
@@ -22,21 +24,84 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Union
 
-from .knobs import read_counters, counter_delta, read_sysctl, write_sysctl
+PROC_SYS = Path("/proc/sys")
+Value = Union[int, str]
 
-__all__ = ["netns_argv", "set_tso", "get_tso", "main"]
+
+__all__ = ["netns_argv", "set_tso", "get_tso", "main", "read_counters", "counter_delta",
+           "read_sysctl", "write_sysctl", "sysctl_path", "COUNTERS", "PROC_SYS"]
 
 SIOCETHTOOL = 0x8946
 ETHTOOL_GTSO, ETHTOOL_STSO = 0x1E, 0x1F
 RPS = "/sys/class/net/lo/queues/rx-0/rps_cpus"
 
 
+def sysctl_path(name: str, proc_sys: Path = PROC_SYS) -> Path:
+    return Path(proc_sys) / name.replace(".", "/")
+
+
+def read_sysctl(name: str, proc_sys: Path = PROC_SYS) -> Value | None:
+    """A sysctl's value: an int, or the whitespace-normalised text (tcp_rmem), None if absent."""
+    try:
+        raw = sysctl_path(name, proc_sys).read_text()
+    except OSError:
+        return None
+    parts = raw.split()
+    if len(parts) == 1 and parts[0].lstrip("-").isdigit():
+        return int(parts[0])
+    return " ".join(parts)
+
+
+def write_sysctl(name: str, value: Value, proc_sys: Path = PROC_SYS) -> None:
+    sysctl_path(name, proc_sys).write_text(f"{value}\n")
+
+
+#: kernel counters recorded per run, as deltas (see read_counters)
+COUNTERS = ("softnet_dropped", "softnet_time_squeeze", "udp_rcvbuf_errors", "udp_in_errors",
+            "tcp_retrans_segs")
+
+
+def _snmp(text: str) -> dict:
+    out, lines = {}, text.splitlines()
+    for hdr, val in zip(lines[::2], lines[1::2]):
+        proto = hdr.split(":", 1)[0]
+        for k, v in zip(hdr.split()[1:], val.split()[1:]):
+            out[f"{proto}.{k}"] = int(v)
+    return out
+
+
+def read_counters(proc: Path = Path("/proc")) -> dict:
+    """softnet_stat dropped and time_squeeze (columns 2 and 3, hex, summed over CPUs:
+    net/core/net-procfs.c softnet_seq_show) and /proc/net/snmp's Udp RcvbufErrors, InErrors
+    and Tcp RetransSegs (the reading process's network namespace)."""
+    c = dict.fromkeys(COUNTERS)
+    try:
+        rows = [ln.split() for ln in (proc / "net/softnet_stat").read_text().splitlines() if ln.strip()]
+        c["softnet_dropped"] = sum(int(r[1], 16) for r in rows)
+        c["softnet_time_squeeze"] = sum(int(r[2], 16) for r in rows)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        s = _snmp((proc / "net/snmp").read_text())
+        c["udp_rcvbuf_errors"] = s.get("Udp.RcvbufErrors")
+        c["udp_in_errors"] = s.get("Udp.InErrors")
+        c["tcp_retrans_segs"] = s.get("Tcp.RetransSegs")
+    except (OSError, ValueError):
+        pass
+    return c
+
+
+def counter_delta(before: dict, after: dict) -> dict:
+    return {k: (after[k] - before[k] if before.get(k) is not None and after.get(k) is not None
+                else None) for k in COUNTERS}
+
+
 def netns_argv(knobs: dict, exe: str, argv: list) -> list:
     """The command line that runs the harness ``exe`` (``argv``) in a private namespace."""
     return ["unshare", "--net", "--mount", "--propagation", "private", "--",
-            sys.executable, "-m", "lbsim.measure.netns_run", "--knobs", json.dumps(knobs),
+            sys.executable, "-I", __file__, "--knobs", json.dumps(knobs),
             "--exe", str(exe), "--", *argv]
 
 
@@ -84,7 +149,7 @@ def apply(knobs: dict) -> dict:
     return seen
 
 
-def main(argv: Optional[list] = None) -> int:
+def main(argv: list | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         cut = argv.index("--")
