@@ -25,12 +25,13 @@ run: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
-# the shipped results: every experiment's full sweep into results/<name>/ and its figures (runs of an
-# older expansion, which lbsim run moves to superseded/, are not shipped)
+# the shipped results: every experiment's full sweep into results/<name>/results.parquet and its
+# figures (PNG); runs of an older expansion, which lbsim run moves to superseded/, are not shipped.
+# Regenerate when lbsim/model/version.py's MODEL_VERSION (or the default costs) change.
 results: $(BIN)/.installed
 	for e in $(EXPERIMENTS); do \
 	  $(BIN)/lbsim run experiments/$$e.toml --out results/$$e --force --quiet && \
-	  rm -rf results/$$e/superseded && \
+	  rm -rf results/$$e/superseded results/$$e/figures results/$$e/.lock && \
 	  $(BIN)/lbsim plot results/$$e || exit 1; \
 	done
 	$(BIN)/python scripts/readme_numbers.py

@@ -23,18 +23,15 @@ Everything is checked against :class:`lbsim.config.SimConfig` itself before anyt
 a problem is reported as one line naming the file and the key path
 (``experiments/x.toml: factors.msg_bytes[2]: ...``) in an :class:`ExperimentError`.
 
-:func:`expand` turns an :class:`Experiment` into :class:`RunSpec` s: one per combination and
-replication, each with a content-derived ``run_id``, a readable ``name`` and its seed.  See
-``docs/experiments.md``.
+:func:`lbsim.expansion.expand` (importable from here too) turns an :class:`Experiment` into
+:class:`RunSpec` s: one per combination and replication, each with a content-derived
+``run_id``, a readable ``name`` and its seed.  See ``docs/guide/experiments.md``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import itertools
-import json
 import math
 import re
 import tomllib
@@ -44,8 +41,8 @@ from typing import Any, Iterable, Mapping
 
 from pydantic import ValidationError
 
-from lbsim.config import ConfigError, SimConfig, make_config
-from lbsim.kernels import kernel_profile
+from lbsim.config import SimConfig
+from lbsim.jsonsafe import plain
 
 __all__ = ["Experiment", "RunSpec", "ExperimentError", "load_experiment", "parse_experiment", "expand",
            "experiment_to_toml", "replication_seeds", "run_id_for", "TOP_LEVEL_KEYS"]
@@ -57,6 +54,19 @@ SMOKE_KEYS: tuple[str, ...] = ("replications", "seed", "base", "factors", "zip")
 
 _FIELDS: tuple[str, ...] = tuple(SimConfig.model_fields)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _is_int(v: Any, lo: int, hi: float = math.inf) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+#: the top-level scalars: key -> (check, what is allowed)
+_TOP_RULES: dict[str, tuple[Any, str]] = {
+    "name": (lambda v: isinstance(v, str) and bool(_NAME_RE.match(v)),
+             "a name is letters, digits, '_', '.', '-' (it names the results folder)"),
+    "seed": (lambda v: _is_int(v, 0), "an integer >= 0"),
+    "replications": (lambda v: _is_int(v, 1, 100_000), "an integer 1..100000"),
+}
 
 
 class ExperimentError(ValueError):
@@ -194,19 +204,10 @@ class _Draft:
         return list(levels)
 
     def set_top(self, key: str, value: Any, where: str) -> None:
-        if key == "name":
-            if not isinstance(value, str) or not _NAME_RE.match(value):
-                raise self.fail(where, f"{value!r} is not allowed; a name is letters, digits, '_', '.', '-' "
-                                       "(it names the results folder)")
-            self.name = value
-        elif key == "seed":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise self.fail(where, f"{value!r} is not allowed; an integer >= 0")
-            self.seed = value
-        elif key == "replications":
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
-                raise self.fail(where, f"{value!r} is not allowed; an integer 1..100000")
-            self.replications = value
+        ok, allowed = _TOP_RULES[key]
+        if not ok(value):
+            raise self.fail(where, f"{value!r} is not allowed; {allowed}")
+        setattr(self, key, value)
 
     def set_base(self, key: str, value: Any, where: str, *, override: bool = False) -> None:
         self.check_key(key, where)
@@ -426,6 +427,8 @@ def parse_experiment(text: str, source: str = "", *, smoke: bool = False, name_d
         exp = full_exp
     else:  # without a [smoke] section the smoke variant is the experiment itself
         exp = smoke_exp if smoke_exp is not None else dataclasses.replace(full_exp, smoke=True)
+    from lbsim.expansion import expand
+
     expand(exp)  # every combination must build (or be a recognised skip)
     return exp
 
@@ -441,157 +444,30 @@ def load_experiment(path: str | Path, smoke: bool = False) -> Experiment:
 
 
 # --------------------------------------------------------------------------------------------
-# expansion
-# --------------------------------------------------------------------------------------------
-
-def replication_seeds(seed: int, replications: int) -> list[int]:
-    """One seed per replication: ``SeedSequence(seed).spawn(n)``, first 32-bit word of each.
-
-    Every point of a replication shares its seed (common random numbers), so differences
-    between points are not blurred by different random streams.
-    """
-    import numpy as np
-
-    return [int(child.generate_state(1)[0]) for child in np.random.SeedSequence(seed).spawn(replications)]
-
-
-def run_id_for(config: Mapping[str, Any], replication: int) -> str:
-    """sha256 (first 16 hex digits) of the canonical JSON of the resolved config + replication.
-
-    Depends only on the configuration (seed included) and the replication index: not on
-    the lbsim version, the file's name or the order of its keys.
-    """
-    canon = json.dumps({"config": config, "replication": replication}, sort_keys=True, separators=(",", ":"),
-                       allow_nan=True)
-    return hashlib.sha256(canon.encode()).hexdigest()[:16]
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, tuple | list):
-        return [_jsonable(x) for x in v]
-    return v
-
-
-def _raw_config(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The config as given on top of the defaults (for a run whose config cannot be built)."""
-    out = {k: _jsonable(f.default) for k, f in SimConfig.model_fields.items()}
-    out.update({k: _jsonable(v) for k, v in data.items()})
-    return out
-
-
-def _fmt_level(v: Any) -> str:
-    if isinstance(v, str):
-        return v
-    if isinstance(v, float) and math.isfinite(v) and v == int(v) and abs(v) < 1e15:
-        return f"{v:g}" if abs(v) < 1e6 else str(int(v))
-    return json.dumps(_jsonable(v), separators=(",", ":"))
-
-
-def _skip_reason(cfg: SimConfig, given: Mapping[str, Any]) -> str:
-    """Why a combination that builds is still not worth running ("" if it is)."""
-    if "tso" in given and cfg.transport != "tcp":
-        profile = kernel_profile(cfg.kernel).tso
-        if cfg.tso != profile:
-            return (f"tso={str(cfg.tso).lower()} only changes tcp; {cfg.transport} does not use lo's TSO "
-                    f"(its run at the profile's tso={str(profile).lower()} is the one to compare)")
-    return ""
-
-
-def expand(exp: Experiment) -> list[RunSpec]:
-    """The runs of an experiment, replication by replication, in product order.
-
-    Pure: the same experiment always gives the same list (ids, names, seeds).  A
-    combination whose configuration a transport cannot carry (``msg_bytes`` above the
-    datagram limit, a TSO setting on udp/unix) becomes a ``skipped`` RunSpec with the
-    reason; any other invalid combination raises :class:`ExperimentError`.
-    """
-    src = exp.path or "<experiment>"
-    dims: list[tuple[tuple[str, ...], list[tuple[Any, ...]]]] = []
-    for key, levels in exp.factors.items():
-        dims.append(((key,), [(v,) for v in levels]))
-    for group in exp.zips:
-        keys = tuple(group)
-        dims.append((keys, list(zip(*(group[k] for k in keys)))))
-    varying = sorted(k for keys, levels in dims if len(levels) > 1 for k in keys if k != "transport")
-    seeds = replication_seeds(exp.seed, exp.replications)
-
-    points: list[tuple[dict[str, Any], str]] = []
-    for combo in itertools.product(*(levels for _, levels in dims)):
-        values: dict[str, Any] = {}
-        for (keys, _), row in zip(dims, combo):
-            values.update(zip(keys, row))
-        given = {**exp.base, **values}
-        transport = given.get("transport", SimConfig.model_fields["transport"].default)
-        inner = ",".join(f"{k}={_fmt_level(values[k])}" for k in varying)
-        points.append((given, f"{transport}[{inner}]" if inner else str(transport)))
-
-    specs: list[RunSpec] = []
-    seen: dict[str, str] = {}
-    for rep, seed in enumerate(seeds):
-        for given, label in points:
-            data = {**given, "seed": seed}
-            status, reason = "pending", ""
-            try:
-                cfg = make_config(data)
-            except ConfigError as e:
-                if "too large" not in str(e):
-                    raise ExperimentError(f"{src}: point {label}: {e}") from None
-                status, reason, config = "skipped", str(e), _raw_config(data)
-            else:
-                config = cfg.model_dump(mode="json")
-                reason = _skip_reason(cfg, given)
-                status = "skipped" if reason else "pending"
-            rid = run_id_for(config, rep)
-            if rid in seen:
-                raise ExperimentError(f"{src}: points {seen[rid]} and {label} resolve to the same configuration")
-            seen[rid] = label
-            point = {k: given[k] for k in varying}
-            specs.append(RunSpec(run_id=rid, name=f"{label}#r{rep}", experiment=exp.name, replication=rep,
-                                 seed=seed, config=config, status=status, reason=reason, point=point))
-    return specs
-
-
-# --------------------------------------------------------------------------------------------
 # writing back
 # --------------------------------------------------------------------------------------------
-
-def _toml_key(k: str) -> str:
-    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
-    raise TypeError(f"cannot write {v!r} as TOML")
-
 
 def experiment_to_toml(exp: Experiment, header: str = "") -> str:
     """The resolved experiment as canonical TOML (loadable by :func:`load_experiment`),
     followed by the original file as comments."""
+    import tomli_w
+
+    doc: dict[str, Any] = {"name": exp.name, "seed": exp.seed, "replications": exp.replications,
+                           "base": plain(exp.base), "factors": plain(exp.factors)}
+    if exp.zips:
+        doc["zip"] = [plain(group) for group in exp.zips]
     lines = [f"# {h}" for h in header.splitlines()] if header else []
-    lines += [f"name = {_toml_value(exp.name)}", f"seed = {exp.seed}", f"replications = {exp.replications}", ""]
-    lines.append("[base]")
-    lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in exp.base.items()]
-    lines += ["", "[factors]"]
-    lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in exp.factors.items()]
-    for group in exp.zips:
-        lines += ["", "[[zip]]"]
-        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in group.items()]
-    lines += ["", f"# ---- the experiment file as written ({exp.path or 'text'}"
-                  f"{', [smoke] applied above' if exp.smoke else ''}) ----"]
+    lines += [tomli_w.dumps(doc), f"# ---- the experiment file as written ({exp.path or 'text'}"
+                                  f"{', [smoke] applied above' if exp.smoke else ''}) ----"]
     lines += [f"# {line}".rstrip() for line in exp.source.splitlines()]
     return "\n".join(lines) + "\n"
+
+
+def __getattr__(name: str) -> Any:
+    """The expansion (:func:`expand`, :func:`replication_seeds`, :func:`run_id_for`) lives in
+    :mod:`lbsim.expansion`; it is importable from here as before."""
+    if name in ("expand", "replication_seeds", "run_id_for"):
+        from lbsim import expansion
+
+        return getattr(expansion, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

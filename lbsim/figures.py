@@ -1,4 +1,4 @@
-"""Which figures a results folder supports, and writing them (PNG and SVG) from stored rows.
+"""Which figures a results folder supports, and writing them (PNG) from stored rows.
 
 ``draw_all(df, outdir)`` looks at the columns and values of the tidy results (as returned by
 :func:`lbsim.load_results`) and draws every figure whose data is present; nothing here runs or
@@ -129,9 +129,10 @@ def applicable(df: Any) -> list[Figure]:
     return [f for f in FIGURES if f.applies(d)]
 
 
-def draw_all(df: Any, outdir: str | Path, *, formats: tuple[str, ...] = ("png", "svg"),
+def draw_all(df: Any, outdir: str | Path, *, formats: tuple[str, ...] = ("png",),
              dpi: int = 100) -> list[Path]:
-    """Draw every applicable figure into ``outdir`` (created) as ``<name>.png`` and ``.svg``.
+    """Draw every applicable figure into ``outdir`` (created) as ``<name>.png`` (and any other
+    of matplotlib's ``formats``).
 
     Returns the paths written, in figure order.  Figures are 7 in wide: 700 px at ``dpi`` 100.
     """

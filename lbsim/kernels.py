@@ -6,7 +6,6 @@ the source notes' kernel (2.6.32) and a modern one (6.12).  ``host`` reads every
 that has a file under ``/proc/sys/net`` or ``/sys/class/net/lo`` from this machine.
 
 Sources are given beside each default: paths are relative to the kernel tree.
-Where a fact came from ``shared/docs/kernel-path.md`` the section is named (§n).
 """
 
 from __future__ import annotations
@@ -35,7 +34,8 @@ class KernelParams:
     tso: bool = True
     #: include/linux/netdevice.h GSO_LEGACY_MAX_SIZE = 65536 (sk_gso_max_size on lo).
     gso_max_size: int = 65536
-    #: RPS on lo's rx-0 queue: /sys/class/net/lo/queues/rx-0/rps_cpus, default 0 (off) (§2.1).
+    #: RPS on lo's rx-0 queue: /sys/class/net/lo/queues/rx-0/rps_cpus, default 0 (off): net/core/dev.c
+    #: netif_rx_internal() asks get_rps_cpu() only when RPS is configured, else the sending CPU.
     rps_cpus: int = 0
     # --- per-CPU backlog and NET_RX softirq ------------------------------------------------
     #: net/core/hotdata.c .max_backlog = 1000; the test in enqueue_to_backlog is ``qlen <= max``.
@@ -69,7 +69,9 @@ class KernelParams:
     tcp_rmem: tuple[int, int, int] = (4096, 131072, 6291456)
     #: net/ipv4/tcp.c tcp_init(): tcp_wmem = 4096 16384 min(4 MiB, mem/128).
     tcp_wmem: tuple[int, int, int] = (4096, 16384, 4194304)
-    #: net/ipv4/tcp_ipv4.c tcp_sk_init: tcp_autocorking = 1 (inert on lo, §1.3).
+    #: net/ipv4/tcp_ipv4.c tcp_sk_init: tcp_autocorking = 1 (inert on lo:
+    #: drivers/net/loopback.c loopback_xmit -> skb_orphan runs tcp_wfree at once, so
+    #: net/ipv4/tcp.c tcp_should_autocork never sees sk_wmem_alloc > truesize).
     tcp_autocorking: int = 1
     #: net.ipv4.tcp_congestion_control: net/ipv4/Kconfig DEFAULT_TCP_CONG = "cubic" (kernels built
     #: with CONFIG_DEFAULT_BBR say "bbr"; lbsim.model.tcp_cc models "cubic", "reno" and "bbr").
@@ -82,7 +84,8 @@ class KernelParams:
     tcp_delack_min_ns: int = 40_000_000
     #: include/net/tcp.h TCP_RTO_MIN = HZ/5; sysctl tcp_rto_min_us = 200000.
     tcp_rto_min_us: int = 200000
-    #: net/ipv4/tcp_ipv4.c tcp_limit_output_bytes = 1 MiB in 6.12 (TSQ; inert on lo, §1.3).
+    #: net/ipv4/tcp_ipv4.c tcp_limit_output_bytes = 1 MiB in 6.12 (TSQ,
+    #: net/ipv4/tcp_output.c tcp_small_queue_check; inert on lo: loopback_xmit's skb_orphan).
     tcp_limit_output_bytes: int = 1048576
     #: include/net/tcp.h TCP_DEFAULT_SCALING_RATIO: window = 50% of rcvbuf until learned (6.7+).
     tcp_default_scaling_ratio: float = 0.5
@@ -100,8 +103,8 @@ class KernelParams:
     #:   "ge"      drop iff rmem + truesize >= rcvbuf (2.6.32 sock_queue_rcv_skb)
     udp_rcvbuf_rule: str = "le"
     #: skb truesize overhead per skb: SKB_TRUESIZE(0) = SKB_DATA_ALIGN(sizeof(struct sk_buff))
-    #: + SKB_DATA_ALIGN(sizeof(struct skb_shared_info)) = 256 + 320 = 576 on x86-64 (§3.3:
-    #: 212992 = 256 x SKB_TRUESIZE(256) = 256 x 832).
+    #: + SKB_DATA_ALIGN(sizeof(struct skb_shared_info)) = 256 + 320 = 576 on x86-64 (include/net/sock.h
+    #: SK_RMEM_MAX: 212992 = 256 x SKB_TRUESIZE(256) = 256 x 832).
     skb_truesize_overhead: int = 576
 
     def replace(self, **changes: object) -> "KernelParams":
@@ -134,13 +137,14 @@ LINUX_2_6_32 = KernelParams(
     # with a 232-byte sk_buff: the 124928 that CentOS 6 shows in net.core.rmem_default [U].
     rmem_default=124928,
     wmem_default=124928,
-    tcp_rmem=(4096, 87380, 4194304),  # 2.6.32 net/ipv4/tcp.c tcp_init typical values (§6)
+    tcp_rmem=(4096, 87380, 4194304),  # 2.6.32 net/ipv4/tcp.c tcp_init typical values
     tcp_wmem=(4096, 16384, 4194304),
-    tcp_init_cwnd=3,  # RFC 3390 initial window; TCP_INIT_CWND 10 came in 2.6.39 (§6) [U]
+    tcp_init_cwnd=3,  # RFC 3390 initial window; TCP_INIT_CWND 10 (include/net/tcp.h) came in 2.6.39 [U]
     tcp_limit_output_bytes=0,  # no TSQ before 46d3ceabd8d9 (v3.6)
     tcp_default_scaling_ratio=0.5,  # tcp_win_from_space with tcp_adv_win_scale = 2 gives 75%; see docs
     unix_max_dgram_qlen=10,
-    unix_stream_max_skb_bytes=16384 - 320,  # linear skbs <= SKB_MAX_ALLOC before 2013 (§4.1)
+    unix_stream_max_skb_bytes=16384 - 320,  # linear skbs <= SKB_MAX_ALLOC before 2013
+    # (net/unix/af_unix.c unix_stream_sendmsg; paged from "af_unix: improve STREAM behavior with fragmented memory")
     udp_rcvbuf_rule="ge",
     sched_delay_dequeue=False,  # CFS, no EEVDF features
     skb_defer_max=0,  # no skb_attempt_defer_free before 68822bdf76f1 (v5.19): the reader frees

@@ -10,10 +10,8 @@ matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402,F401
 
-__all__ = ["latency_cdf", 
-    "validation_figure", "TRANSPORT_STYLE", "latency_vs_size", "throughput_vs_size", "ratio_heatmap",
-    "stage_breakdown", "queue_drops", "latency_vs_load", "mtu_tso", "kernels_bars", "scaling",
-]
+__all__ = ["latency_cdf", "validation_figure", "TRANSPORT_STYLE", "latency_vs_size", "throughput_vs_size",
+           "ratio_heatmap", "stage_breakdown", "queue_drops", "latency_vs_load", "mtu_tso", "kernels_bars", "scaling"]
 
 TRANSPORT_STYLE: dict[str, dict[str, Any]] = {
     "tcp": {"color": "#d62728", "marker": "o"},
@@ -46,8 +44,8 @@ def validation_figure(rows: Any, *, title: str = "lbsim against the host kernel"
             d = sub[sub.transport == tr].sort_values("msg_bytes")
             if d.empty:
                 continue
-            ax.plot(d.msg_bytes, d.measured, color=st["color"], marker=st["marker"], label=f"{tr} measured")
-            ax.plot(d.msg_bytes, d.simulated, color=st["color"], marker=st["marker"], linestyle="--",
+            ax.plot(d.msg_bytes, d.measured, **_style(tr), label=f"{tr} measured")
+            ax.plot(d.msg_bytes, d.simulated, **_style(tr), linestyle="--",
                     fillstyle="none", label=f"{tr} simulated")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
@@ -83,6 +81,11 @@ def _ok(df: Any) -> Any:
     if "status" in df.columns:
         df = df[df["status"] == "ok"]
     return df[df["value"].notna()]
+
+
+def _workload(df: Any, workload: str) -> Any:
+    d = _ok(df)
+    return d[d["workload"] == workload]
 
 
 def _transports(values: Any) -> list[str]:
@@ -125,8 +128,7 @@ def _mean(d: Any, metric: str, by: list[str]) -> Any:
 def _axes(ax: Any, n: int, *, ncols: int | None = None, height: float = 3.6, sharey: bool = False) -> tuple[Any, list]:
     """The figure and ``n`` Axes: ``ax`` given (one or a sequence), or new panels side by side."""
     if ax is not None:
-        axes = list(ax) if isinstance(ax, (list, tuple)) or hasattr(ax, "flat") else [ax]
-        axes = list(getattr(ax, "flat", axes))
+        axes = list(getattr(ax, "flat", ax if isinstance(ax, (list, tuple)) else [ax]))
         if len(axes) < n:
             raise ValueError(f"need {n} Axes, got {len(axes)}")
         return axes[0].figure, axes[:n]
@@ -134,10 +136,9 @@ def _axes(ax: Any, n: int, *, ncols: int | None = None, height: float = 3.6, sha
     nrows = -(-n // ncols)
     fig, axs = plt.subplots(nrows, ncols, figsize=(FIG_WIDTH, height * nrows), squeeze=False,
                             constrained_layout=True, sharey=sharey)
-    flat = list(axs.flat)
-    for extra in flat[n:]:
+    for extra in list(axs.flat)[n:]:
         extra.set_visible(False)
-    return fig, flat[:n]
+    return fig, list(axs.flat)[:n]
 
 
 def _size_axis(ax: Any) -> None:
@@ -167,28 +168,32 @@ def _plain_log_y(ax: Any) -> None:
 
 
 def _fmt_bytes(x: float, _pos: Any = None) -> str:
-    if x >= 1 << 20 and x % (1 << 20) == 0:
-        return f"{int(x) >> 20}M"
-    if x >= 1024 and x % 1024 == 0:
-        return f"{int(x) >> 10}K"
+    for shift, unit in ((20, "M"), (10, "K")):
+        if x >= 1 << shift and x % (1 << shift) == 0:
+            return f"{int(x) >> shift}{unit}"
     return f"{x:g}"
 
 
-def _placements(d: Any) -> list[str]:
-    return sorted(str(p) for p in d["placement"].dropna().unique()) if "placement" in d.columns else []
+def _panels(d: Any, x: str, ax: Any, **kw: Any) -> tuple[Any, list, dict[str, Any], list]:
+    """Rows ``d`` against ``x``, a panel per placement: (figure, Axes, pinned values,
+    [(Axes, placement, its rows)])."""
+    d, pinned = _pin(d, (x, "placement"))
+    places = sorted(str(p) for p in d["placement"].dropna().unique()) if "placement" in d.columns else []
+    fig, axes = _axes(ax, len(places), **kw)
+    return fig, axes, pinned, [(a, pl, d[d["placement"] == pl]) for a, pl in zip(axes, places)]
 
 
 def _finish(fig: Any, axes: list, title: str, pinned: dict[str, Any]) -> Any:
-    handles, labels = [], []
+    legend: dict[str, Any] = {}  # label -> handle, the first of each label over all panels
     for a in axes:
         for h, lab in zip(*a.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
+            legend.setdefault(lab, h)
+    handles, labels = list(legend.values()), list(legend)
     if handles:
         engine = fig.get_layout_engine()
         if engine is not None and type(engine).__name__ == "ConstrainedLayoutEngine":
-            fig.legend(handles, labels, loc="outside lower center", ncol=min(4 if max(map(len, labels)) < 15 else 3, len(labels)), fontsize="small")
+            ncol = min(4 if max(map(len, labels)) < 15 else 3, len(labels))
+            fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize="small")
         else:
             axes[0].legend(handles, labels, fontsize="small")
     note = _note(pinned)
@@ -198,20 +203,15 @@ def _finish(fig: Any, axes: list, title: str, pinned: dict[str, Any]) -> Any:
 
 def latency_vs_size(df: Any, ax: Any = None) -> Any:
     """Ping-pong round trip against message size: p50 line, band up to p99; a panel per placement."""
-    d = _ok(df)
-    d = d[d["workload"] == "pingpong"]
-    d, pinned = _pin(d, ("msg_bytes", "placement"))
-    places = _placements(d)
-    fig, axes = _axes(ax, len(places))
-    for a, pl in zip(axes, places):
-        dp = d[d["placement"] == pl]
+    fig, axes, pinned, panels = _panels(_workload(df, "pingpong"), "msg_bytes", ax)
+    for a, pl, dp in panels:
         p50 = _mean(dp, "latency_us_p50", ["transport", "msg_bytes"])
         p99 = _mean(dp, "latency_us_p99", ["transport", "msg_bytes"])
         for tr in _transports(p50["transport"]):
             st = _style(tr)
             x = p50[p50.transport == tr].sort_values("msg_bytes")
             y = p99[p99.transport == tr].set_index("msg_bytes")["mean"].reindex(x.msg_bytes)
-            a.plot(x.msg_bytes, x["mean"], color=st["color"], marker=st["marker"], label=tr)
+            a.plot(x.msg_bytes, x["mean"], **_style(tr), label=tr)
             a.fill_between(x.msg_bytes.astype(float), x["mean"].to_numpy(float), y.to_numpy(float),
                            color=st["color"], alpha=0.15, linewidth=0)
         _size_axis(a)
@@ -222,17 +222,12 @@ def latency_vs_size(df: Any, ax: Any = None) -> Any:
 
 def throughput_vs_size(df: Any, ax: Any = None) -> Any:
     """Stream throughput (MB/s) against write size; a panel per placement."""
-    d = _ok(df)
-    d = d[d["workload"] == "stream"]
-    d, pinned = _pin(d, ("msg_bytes", "placement"))
-    places = _placements(d)
-    fig, axes = _axes(ax, len(places))
-    for a, pl in zip(axes, places):
-        m = _mean(d[d["placement"] == pl], "throughput_bytes_per_s", ["transport", "msg_bytes"])
+    fig, axes, pinned, panels = _panels(_workload(df, "stream"), "msg_bytes", ax)
+    for a, pl, dp in panels:
+        m = _mean(dp, "throughput_bytes_per_s", ["transport", "msg_bytes"])
         for tr in _transports(m["transport"]):
-            st = _style(tr)
             x = m[m.transport == tr].sort_values("msg_bytes")
-            a.plot(x.msg_bytes, x["mean"] / 1e6, color=st["color"], marker=st["marker"], label=tr)
+            a.plot(x.msg_bytes, x["mean"] / 1e6, **_style(tr), label=tr)
         _size_axis(a)
         _plain_log_y(a)
         _labels(a, "write size (bytes)", "throughput (MB/s)", f"placement {pl}")
@@ -295,8 +290,7 @@ def ratio_heatmap(df: Any, ax: Any = None) -> Any:
         a.set_yticks(range(len(t.index)), list(t.index))
         for lab in a.get_yticklabels():
             lab.set_color(_style(lab.get_text().split(" / ")[0])["color"])
-        a.set_xlabel("message size (bytes)")
-        a.set_ylabel("transport / placement")
+        a.set(xlabel="message size (bytes)", ylabel="transport / placement")
         a.set_title(title, fontsize="medium")
         fig.colorbar(im, ax=a, label="ratio (×)")
     fig.suptitle("Ratio to unix_stream", fontsize="medium")
@@ -307,10 +301,9 @@ def stage_breakdown_table(df: Any) -> tuple[Any, dict[str, Any]]:
     """ns per delivered message per transport × stage group, for the smallest size on one CPU."""
     d = _ok(df)
     d = d[d["metric"].isin(["stage_busy_ns", "messages_delivered"])]
-    if "workload" in d.columns and (d["workload"] == "pingpong").any():
-        d = d[d["workload"] == "pingpong"]
-    if "placement" in d.columns and (d["placement"] == "same").any():
-        d = d[d["placement"] == "same"]
+    for col, v in (("workload", "pingpong"), ("placement", "same")):
+        if col in d.columns and (d[col] == v).any():
+            d = d[d[col] == v]
     if "msg_bytes" in d.columns and d["msg_bytes"].notna().any():
         d = d[d["msg_bytes"] == d["msg_bytes"].min()]
     d, pinned = _pin(d, ())
@@ -342,8 +335,7 @@ def stage_breakdown(df: Any, ax: Any = None) -> Any:
     a.set_xticks(x, list(table.index))
     for lab in a.get_xticklabels():
         lab.set_color(_style(lab.get_text())["color"])
-    a.set_ylabel("CPU time per delivered message (µs)")
-    a.set_xlabel("transport")
+    a.set(ylabel="CPU time per delivered message (µs)", xlabel="transport")
     a.grid(True, axis="y", alpha=0.3)
     a.legend(title="stage group", fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle("Where the time goes" + (f"\n({_note(pinned)})" if pinned else ""), fontsize="medium")
@@ -369,13 +361,12 @@ def queue_drops(df: Any, ax: Any = None) -> Any:
     for a, (metric, label, scale) in zip(axes, present):
         m = _mean(d, metric, by)
         for tr in _transports(m["transport"]):
-            st = _style(tr)
             mt = m[m.transport == tr]
             rps_values = sorted(mt["rps_cpus"].unique()) if has_rps else [None]
             for rps in rps_values:
                 x = (mt if rps is None else mt[mt.rps_cpus == rps]).sort_values("netdev_max_backlog")
                 on = rps is not None and rps != 0
-                a.plot(x.netdev_max_backlog, x["mean"] * scale, color=st["color"], marker=st["marker"],
+                a.plot(x.netdev_max_backlog, x["mean"] * scale, **_style(tr),
                        linestyle="--" if on else "-", fillstyle="none" if on else "full",
                        label=tr + ("" if rps is None else (f", RPS mask {rps:#x}" if on else ", no RPS")))
         a.set_xscale("log")
@@ -389,19 +380,13 @@ def queue_drops(df: Any, ax: Any = None) -> Any:
 
 def latency_vs_load(df: Any, ax: Any = None) -> Any:
     """Poisson arrivals: p50 (solid) and p99 (dashed) latency against offered rate; panel per placement."""
-    d = _ok(df)
-    d = d[d["workload"] == "poisson"]
-    d, pinned = _pin(d, ("rate_per_s", "placement"))
-    places = _placements(d)
-    fig, axes = _axes(ax, len(places), sharey=True)
-    for a, pl in zip(axes, places):
-        dp = d[d["placement"] == pl]
+    fig, axes, pinned, panels = _panels(_workload(df, "poisson"), "rate_per_s", ax, sharey=True)
+    for a, pl, dp in panels:
         for metric, ls, q in (("latency_us_p50", "-", "p50"), ("latency_us_p99", "--", "p99")):
             m = _mean(dp, metric, ["transport", "rate_per_s"])
             for tr in _transports(m["transport"]):
-                st = _style(tr)
                 x = m[m.transport == tr].sort_values("rate_per_s")
-                a.plot(x.rate_per_s / 1e3, x["mean"], color=st["color"], marker=st["marker"], linestyle=ls,
+                a.plot(x.rate_per_s / 1e3, x["mean"], **_style(tr), linestyle=ls,
                        fillstyle="full" if q == "p50" else "none", label=f"{tr} {q}")
         a.set_xscale("log")
         _plain_ticks(a.xaxis)
@@ -413,17 +398,15 @@ def latency_vs_load(df: Any, ax: Any = None) -> Any:
 
 def mtu_tso(df: Any, ax: Any = None) -> Any:
     """Stream throughput against the lo MTU; a line per transport and TSO setting."""
-    d = _ok(df)
-    d = d[d["workload"] == "stream"]
+    d = _workload(df, "stream")
     d, pinned = _pin(d, ("mtu", "tso"))
     fig, (a,) = _axes(ax, 1, height=4.0)
     m = _mean(d, "throughput_bytes_per_s", ["transport", "tso", "mtu"])
     for tr in _transports(m["transport"]):
-        st = _style(tr)
         mt = m[m.transport == tr]
         for tso in sorted(mt["tso"].unique(), reverse=True):
             x = mt[mt.tso == tso].sort_values("mtu")
-            a.plot(x.mtu, x["mean"] / 1e6, color=st["color"], marker=st["marker"],
+            a.plot(x.mtu, x["mean"] / 1e6, **_style(tr),
                    linestyle="-" if tso else "--", fillstyle="full" if tso else "none",
                    label=f"{tr}, TSO {'on' if tso else 'off'}")
     a.set_xscale("log", base=2)
@@ -455,8 +438,7 @@ def kernels_bars(df: Any, ax: Any = None) -> Any:
                   width=w, color=[_style(t)["color"] for t in trs], alpha=1.0 - 0.45 * k,
                   hatch=hatches[k % len(hatches)], edgecolor="black", linewidth=0.5, label=kern)
         a.set_xticks(range(len(trs)), trs)
-        a.set_xlabel("transport")
-        a.set_ylabel(label)
+        a.set(xlabel="transport", ylabel=label)
         a.set_title(wl + (f" ({_note(pinned)})" if pinned else ""), fontsize="medium")
         a.grid(True, axis="y", alpha=0.3)
         if a is axes[0]:
@@ -467,20 +449,18 @@ def kernels_bars(df: Any, ax: Any = None) -> Any:
 
 def scaling(df: Any, ax: Any = None) -> Any:
     """Request/response: messages per second against flows; a line per transport and CPU count."""
-    d = _ok(df)
-    d = d[d["workload"] == "rr"]
+    d = _workload(df, "rr")
     d, pinned = _pin(d, ("flows", "cpus"))
     fig, (a,) = _axes(ax, 1, height=4.0)
     m = _mean(d, "throughput_msgs_per_s", ["transport", "cpus", "flows"])
     styles = ["-", "--", ":", "-."]
     cpus = sorted(m["cpus"].unique())
     for tr in _transports(m["transport"]):
-        st = _style(tr)
         for i, c in enumerate(cpus):
             x = m[(m.transport == tr) & (m.cpus == c)].sort_values("flows")
             if x.empty:
                 continue
-            a.plot(x.flows, x["mean"] / 1e3, color=st["color"], marker=st["marker"],
+            a.plot(x.flows, x["mean"] / 1e3, **_style(tr),
                    linestyle=styles[i % len(styles)], label=f"{tr}, {c} CPUs")
     a.set_xscale("log", base=2)
     _plain_ticks(a.xaxis)
@@ -500,20 +480,16 @@ def latency_cdf(df: Any, ax: Any = None) -> Any:
     d = d[d["metric"].isin([m for m, _ in _QUANTILES])]
     if "msg_bytes" in d.columns and len(d):
         d = d[d["msg_bytes"] == d["msg_bytes"].min()]
-    d, pinned = _pin(d, ("placement",))
-    places = _placements(d)
-    fig, axes = _axes(ax, len(places))
-    for a, pl in zip(axes, places):
-        dp = d[d["placement"] == pl]
+    fig, axes, pinned, panels = _panels(d, "placement", ax)
+    for a, pl, dp in panels:
         for tr in _transports(dp["transport"]):
-            st = _style(tr)
             xs, ys = [], []
             for metric, q in _QUANTILES:
                 v = dp[(dp.transport == tr) & (dp.metric == metric)]["value"].mean()
                 if v == v:
                     xs.append(v)
                     ys.append(q)
-            a.plot(xs, ys, color=st["color"], marker=st["marker"], label=tr, drawstyle="default")
+            a.plot(xs, ys, **_style(tr), label=tr, drawstyle="default")
         a.set_xscale("log")
         a.set_yscale("logit")
         _labels(a, "latency (µs)", "fraction of messages ≤ latency", f"placement {pl}")

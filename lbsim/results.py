@@ -1,27 +1,35 @@
-"""The results store of an experiment: one Parquet file per run, written atomically.
+"""The results store of an experiment: one Parquet file, filled run by run without losing any.
 
 Layout of a results folder (``runs/<experiment>/`` by default)::
 
-    experiment.toml        the resolved experiment (canonical TOML) + the source file as comments
-    manifest.json          versions, git commit, cost-model hash, host, times, executor
-    runs/<run_id>.parquet  the tidy rows of one finished run
+    experiment.toml          the resolved experiment (canonical TOML) + the source file as comments
+    manifest.json            versions (model_version), git commit, cost-model hash, host, times, executor
+    results.parquet          the tidy rows of every finished run, in the experiment's run order
+    parts/<run_id>.parquet   runs finished since the last consolidation (only while a sweep runs,
+                             or after one was killed)
+    superseded/results.parquet  rows of runs that an edited experiment no longer has
+    figures/*.png            lbsim plot
 
-A run file appears only once complete (written to ``*.tmp`` in the same folder, fsync'd,
-then ``os.replace``'d), so a folder is always consistent: a killed sweep loses at most the
-runs that were in flight.  The columns are listed in :data:`META_COLUMNS` and
-``docs/experiments.md``; every SimConfig field is a column of its own as well.
+Each finished run is written at once to ``parts/`` (to ``*.tmp`` beside it, fsync'd, then
+``os.replace``'d), so a killed sweep loses at most the runs in flight.  :func:`consolidate`
+folds the parts into ``results.parquet`` (atomically, then deletes them) at the end of a sweep
+and when a killed one is resumed.  :func:`load_results` reads ``results.parquet`` and any
+parts (a part wins over the same run in the file), and the older layout of one file per run
+under ``runs/``.  The columns are listed in :data:`META_COLUMNS` and ``docs/guide/experiments.md``;
+every SimConfig field is a column of its own as well.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import types
 import typing
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from lbsim.config import SimConfig
 
@@ -29,12 +37,20 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["META_COLUMNS", "CONFIG_COLUMNS", "COLUMNS", "RESULTS_ENV", "results_root", "resolve_results_dir",
-           "run_rows", "rows_table", "write_run", "atomic_write_text", "clean_stale_tmp", "stored_runs",
-           "run_path", "load_results", "summarize", "arrow_schema"]
+__all__ = ["META_COLUMNS", "CONFIG_COLUMNS", "COLUMNS", "RESULTS_ENV", "RESULTS_FILE", "results_root",
+           "resolve_results_dir", "run_rows", "rows_table", "write_run", "atomic_write_text", "clean_stale_tmp",
+           "stored_runs", "run_path", "consolidate", "read_table", "load_results", "summarize", "arrow_schema"]
 
-#: environment variable naming the folder where :func:`load_results` looks names up
+log = logging.getLogger("lbsim")
+
+#: environment variable naming the folder of the shipped results (default ``<repo>/results``)
 RESULTS_ENV = "LBSIM_RESULTS"
+#: the one file of a results folder
+RESULTS_FILE = "results.parquet"
+#: where finished runs wait to be consolidated
+PARTS = "parts"
+#: the layout before results.parquet: one file per run
+LEGACY_RUNS = "runs"
 
 #: the per-row columns besides the SimConfig fields: name -> (type, meaning)
 META_COLUMNS: dict[str, tuple[str, str]] = {
@@ -50,10 +66,11 @@ META_COLUMNS: dict[str, tuple[str, str]] = {
     "traceback": ("string", "traceback text of a failed run"),
     "worker": ("string", "host/pid (local) or dask worker address that computed the run"),
     "lbsim_version": ("string", "lbsim.__version__ of the client that stored the run"),
+    "model_version": ("int", "lbsim.model.version.MODEL_VERSION of the model that computed the run"),
     "costs_hash": ("string", "hash of the cost model used (CostModel.hash)"),
     "wall_s": ("float", "wall-clock seconds of the run on its worker"),
     "latency_kind": ("string", "rtt (pingpong, rr) or one_way"),
-    "metric": ("string", "what value measures (see docs/experiments.md)"),
+    "metric": ("string", "what value measures (see docs/guide/experiments.md)"),
     "stage": ("string", "kernel stage for stage_* metrics"),
     "stage_group": ("string", "group of that stage (lbsim.model.stages.STAGE_GROUP)"),
     "cpu": ("int", "CPU index for cpu_busy_frac"),
@@ -133,12 +150,18 @@ def _metrics(result: Mapping[str, Any]) -> list[tuple[str, float, str | None, st
     return out
 
 
-def run_rows(spec: Mapping[str, Any], outcome: Mapping[str, Any] | None, *, lbsim_version: str) -> list[dict]:
+def run_rows(spec: Mapping[str, Any], outcome: Mapping[str, Any] | None, *, lbsim_version: str,
+             model_version: int | None = None) -> list[dict]:
     """The tidy rows of one run: one per metric (and stage / CPU), or one for a skip or error.
 
     ``spec`` is a :meth:`lbsim.experiment.RunSpec.to_dict`; ``outcome`` what
-    :func:`lbsim.runner.execute` returned (None for a skipped run).
+    :func:`lbsim.runner.execute` returned (None for a skipped run); ``model_version`` defaults
+    to the outcome's (the worker's), else the current :data:`lbsim.model.version.MODEL_VERSION`.
     """
+    if model_version is None:
+        from lbsim.model.version import MODEL_VERSION
+
+        model_version = (outcome or {}).get("model_version", MODEL_VERSION)
     result = (outcome or {}).get("result")
     config = (result or {}).get("config") or spec["config"]
     name = spec["name"]
@@ -147,7 +170,7 @@ def run_rows(spec: Mapping[str, Any], outcome: Mapping[str, Any] | None, *, lbsi
         "point": name.rsplit("#r", 1)[0], "replication": int(spec["replication"]), "seed": int(spec["seed"]),
         "status": spec["status"] if outcome is None else outcome["status"],
         "reason": spec.get("reason") or None, "error": None, "traceback": None, "worker": None,
-        "lbsim_version": lbsim_version, "costs_hash": None, "wall_s": None, "latency_kind": None,
+        "lbsim_version": lbsim_version, "model_version": model_version, "costs_hash": None, "wall_s": None, "latency_kind": None,
         "metric": None, "stage": None, "stage_group": None, "cpu": None, "value": None,
     }
     if outcome is not None:
@@ -203,25 +226,29 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     _atomic_write(Path(path), lambda fh: fh.write(text.encode()))
 
 
+def _write_table(path: Path, table: "pa.Table") -> None:
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, lambda fh: pq.write_table(table, fh))
+
+
 def run_path(folder: str | Path, run_id: str) -> Path:
-    return Path(folder) / "runs" / f"{run_id}.parquet"
+    """Where a finished run waits for :func:`consolidate`: ``parts/<run_id>.parquet``."""
+    return Path(folder) / PARTS / f"{run_id}.parquet"
 
 
 def write_run(folder: str | Path, run_id: str, rows: list[dict]) -> Path:
-    """Persist one run's rows as ``runs/<run_id>.parquet`` (atomically)."""
-    import pyarrow.parquet as pq
-
-    table = rows_table(rows)
+    """Persist one run's rows as ``parts/<run_id>.parquet`` (atomically)."""
     path = run_path(folder, run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda fh: pq.write_table(table, fh))
+    _write_table(path, rows_table(rows))
     return path
 
 
 def clean_stale_tmp(folder: str | Path) -> int:
     """Remove ``*.tmp`` files left by a killed run; returns how many."""
     n = 0
-    for sub in (Path(folder), Path(folder) / "runs"):
+    for sub in (Path(folder), Path(folder) / PARTS, Path(folder) / LEGACY_RUNS, Path(folder) / "superseded"):
         if sub.is_dir():
             for p in sub.glob("*.tmp"):
                 p.unlink(missing_ok=True)
@@ -229,21 +256,106 @@ def clean_stale_tmp(folder: str | Path) -> int:
     return n
 
 
-def stored_runs(folder: str | Path) -> dict[str, str]:
-    """run_id -> stored status of every readable run file in a results folder."""
+def _sources(folder: Path) -> list[Path]:
+    """The Parquet files of a results folder, lowest priority first (a later one wins a run)."""
+    main = folder / RESULTS_FILE
+    files = [main] if main.is_file() else []
+    files += sorted((folder / LEGACY_RUNS).glob("*.parquet")) + sorted((folder / PARTS).glob("*.parquet"))
+    if not files:  # a folder of bare Parquet files (written by hand or another tool)
+        files = sorted(folder.glob("*.parquet"))
+    return files
+
+
+def _read_files(files: Sequence[Path], columns: Sequence[str] | None = None) -> "pa.Table":
+    """The rows of ``files``, each run from the last file that has it (unreadable files skipped)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    out: dict[str, str] = {}
-    runs = Path(folder) / "runs"
-    if not runs.is_dir():
-        return out
-    for p in runs.glob("*.parquet"):
+    schema = arrow_schema()
+    if columns is not None:
+        schema = pa.schema([schema.field(c) for c in dict.fromkeys(["run_id", *columns])])
+    tables: list[pa.Table] = []
+    seen = pa.array([], pa.string())
+    for f in reversed(files):
         try:
-            status = pq.read_table(p, columns=["status"]).column("status")
-        except Exception:  # unreadable: treat as not there (it will be recomputed)
+            t = pq.read_table(f, schema=schema)  # columns an older file lacks are null
+        except Exception:  # noqa: BLE001 - unreadable: as if not there (its runs are recomputed)
             continue
-        out[p.stem] = str(status[0]) if len(status) else "error"
+        if len(seen):
+            t = t.filter(pc.invert(pc.is_in(t["run_id"], value_set=seen)))
+        tables.append(t)
+        seen = pa.concat_arrays([seen, pc.unique(t["run_id"].combine_chunks())])
+    return pa.concat_tables(tables[::-1]) if tables else schema.empty_table()
+
+
+def read_table(folder: str | Path, columns: Sequence[str] | None = None) -> "pa.Table":
+    """Every stored row of a results folder (consolidated file, parts, older per-run files)."""
+    return _read_files(_sources(Path(folder)), columns)
+
+
+def stored_runs(folder: str | Path, model_version: int | None = None) -> dict[str, str]:
+    """run_id -> stored status of every stored run; with ``model_version``, only the runs
+    stored by that version of the model (the others are stale)."""
+    t = read_table(folder, ["status", "model_version"])
+    out: dict[str, str] = {}
+    for rid, status, version in zip(*(t[c].to_pylist() for c in ("run_id", "status", "model_version"))):
+        if model_version is not None and version != model_version:
+            continue
+        out.setdefault(rid, status or "error")
     return out
+
+
+def consolidate(folder: str | Path, order: Sequence[str] | None = None) -> tuple[int, int]:
+    """Fold ``parts/`` (and an older layout's ``runs/``) into ``results.parquet``.
+
+    With ``order`` (the run_ids of the experiment, in run order), rows are sorted that way
+    and runs not in it move to ``superseded/results.parquet``.  The new file replaces the
+    old atomically before any part is deleted: a kill at any moment loses nothing.
+    Returns (runs kept, runs moved aside).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    folder = Path(folder)
+    files = _sources(folder)
+    parts = [f for f in files if f.parent.name in (PARTS, LEGACY_RUNS)]
+    if not parts and order is None:
+        return 0, 0
+    table = _read_files(files)
+    moved = 0
+    if order is not None:
+        rank = {rid: i for i, rid in enumerate(order)}
+        ranks = pa.array([rank.get(r, -1) for r in table["run_id"].to_pylist()], pa.int64())
+        aside = table.filter(pc.equal(ranks, -1))
+        if not parts and not len(aside):  # results.parquet is already the consolidated file
+            return len(set(table["run_id"].to_pylist())), 0
+        if len(aside):
+            moved = len(set(aside["run_id"].to_pylist()))
+            old = folder / "superseded" / RESULTS_FILE
+            _write_table(old, _merge(old, aside))
+        table = table.filter(pc.not_equal(ranks, -1))
+        ranks = ranks.filter(pc.not_equal(ranks, -1))
+        table = table.take(pc.sort_indices(ranks))  # stable: a run's rows keep their order
+    _write_table(folder / RESULTS_FILE, table)
+    for f in parts:
+        f.unlink(missing_ok=True)
+    for sub in (PARTS, LEGACY_RUNS):
+        if (folder / sub).is_dir() and not any((folder / sub).iterdir()):
+            (folder / sub).rmdir()
+    return len(set(table["run_id"].to_pylist())), moved
+
+
+def _merge(path: Path, new: "pa.Table") -> "pa.Table":
+    """The rows of ``path`` (if any) whose runs ``new`` does not have, then ``new``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not path.is_file():
+        return new
+    old = _read_files([path])
+    old = old.filter(pc.invert(pc.is_in(old["run_id"], value_set=pc.unique(new["run_id"].combine_chunks()))))
+    return pa.concat_tables([old, new])
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,7 +363,7 @@ def stored_runs(folder: str | Path) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------
 
 def results_root() -> Path:
-    """``$LBSIM_RESULTS``, default ``<repo>/results`` (beside the lbsim package)."""
+    """The shipped results: ``$LBSIM_RESULTS``, default ``<repo>/results`` (beside the package)."""
     env = os.environ.get(RESULTS_ENV)
     if env:
         return Path(env)
@@ -261,14 +373,14 @@ def results_root() -> Path:
 
 
 def resolve_results_dir(name_or_dir: str | Path) -> Path:
-    """A results folder from a path, or an experiment name under :func:`results_root`
-    (then ``./runs/<name>``)."""
+    """A results folder from a path, or from an experiment name: your own ``./runs/<name>``
+    first, then the shipped ``<results_root()>/<name>``."""
     p = Path(name_or_dir)
     if p.is_dir():
         return p
     tried = [p]
     if len(p.parts) == 1:
-        for cand in (results_root() / p, Path("runs") / p):
+        for cand in (Path("runs") / p, results_root() / p):
             if cand.is_dir():
                 return cand
             tried.append(cand)
@@ -276,24 +388,24 @@ def resolve_results_dir(name_or_dir: str | Path) -> Path:
 
 
 def load_results(name_or_dir: str | Path) -> "pd.DataFrame":
-    """All rows of a results folder (every ``runs/*.parquet``) as one DataFrame.
+    """All rows of a results folder as one DataFrame; ``df.attrs["source"]`` is the folder read.
 
-    ``name_or_dir`` is a results folder, or an experiment name looked up under
-    ``$LBSIM_RESULTS`` (default ``<repo>/results/``), then ``./runs/``.
+    ``name_or_dir`` is a results folder, or an experiment name: your own ``./runs/<name>``
+    (``lbsim run``'s default output) if it exists, else the shipped results under
+    ``$LBSIM_RESULTS`` (default ``<repo>/results/``).  Which one was read is logged (INFO,
+    logger "lbsim").
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    folder = resolve_results_dir(name_or_dir)
-    files = sorted((folder / "runs").glob("*.parquet")) or sorted(folder.glob("*.parquet"))
-    schema = arrow_schema()
-    tables = [pq.read_table(f, schema=schema) for f in files]
-    table = pa.concat_tables(tables) if tables else schema.empty_table()
     import pandas as pd
 
+    folder = resolve_results_dir(name_or_dir)
+    table = read_table(folder)
+    log.info("lbsim: loaded %d runs of %s from %s", len(set(table["run_id"].to_pylist())), name_or_dir, folder)
     # nullable integers and booleans stay integers and booleans (mtu=None is <NA>, not NaN)
     mapping = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
-    return table.to_pandas(types_mapper=mapping.get)
+    df = table.to_pandas(types_mapper=mapping.get)
+    df.attrs["source"] = str(folder)
+    return df
 
 
 def summarize(df: "pd.DataFrame", *, statuses: Iterable[str] = ("ok",), confidence: float = 0.95) -> "pd.DataFrame":

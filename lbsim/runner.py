@@ -4,12 +4,17 @@ Workers only compute: :func:`execute` takes a plain run description and returns 
 result.  The client (the process that called :func:`run_experiment`) writes every result
 to the results store as its future completes, so remote dask workers need no shared
 disk, and a sweep that is killed keeps every run finished so far (re-running it resumes).
+At the end (and when a killed sweep is resumed) the finished runs are consolidated into
+the folder's one ``results.parquet`` (see :mod:`lbsim.results`).
 
-Executors
+Executors (each a :class:`concurrent.futures.Executor`, driven by the same loop)
     ``local``  a :class:`concurrent.futures.ProcessPoolExecutor` (spawn) with ``jobs`` workers
-    ``dask``   ``distributed.Client(LocalCluster(n_workers=jobs, threads_per_worker=1))``, or
-               ``Client(dask_scheduler)`` for an existing cluster (lbsim must be importable
+    ``dask``   ``Client(LocalCluster(n_workers=jobs, threads_per_worker=1)).get_executor()``,
+               or ``Client(dask_scheduler)`` for an existing cluster (lbsim must be importable
                on its workers; a ``costs`` path must exist on the workers)
+
+A stored run counts as done when its ``model_version`` is the current
+:data:`lbsim.model.version.MODEL_VERSION`; runs of another model are recomputed.
 
 The numbers depend on the configuration (seed included) only: every executor and job
 count gives the same results.
@@ -27,13 +32,14 @@ import subprocess
 import sys
 import time
 import traceback
-import uuid
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from lbsim.experiment import Experiment, RunSpec, expand, experiment_to_toml, load_experiment
-from lbsim.results import (atomic_write_text, clean_stale_tmp, load_results, run_rows, stored_runs,
+from lbsim.jsonsafe import plain
+from lbsim.model.version import MODEL_VERSION
+from lbsim.results import (atomic_write_text, clean_stale_tmp, consolidate, load_results, run_rows, stored_runs,
                            write_run)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,22 +75,10 @@ def _worker_id() -> str:
     return f"{socket.gethostname()}/{os.getpid()}"
 
 
-def _plain(obj: Any) -> Any:
-    """Plain Python data (numpy scalars and arrays converted), safe to ship and to store."""
-    def default(o: Any) -> Any:
-        if hasattr(o, "tolist"):
-            return o.tolist()
-        if hasattr(o, "item"):
-            return o.item()
-        return str(o)
-
-    return json.loads(json.dumps(obj, default=default))
-
-
 def _error_outcome(spec: Mapping[str, Any], exc: BaseException, tb: str, worker: str | None,
                    wall_s: float | None = None) -> Outcome:
     return {"run_id": spec["run_id"], "status": "error", "result": None, "error": f"{type(exc).__name__}: {exc}",
-            "traceback": tb, "worker": worker, "wall_s": wall_s}
+            "traceback": tb, "worker": worker, "wall_s": wall_s, "model_version": MODEL_VERSION}
 
 
 def execute(spec: Mapping[str, Any]) -> Outcome:
@@ -92,7 +86,7 @@ def execute(spec: Mapping[str, Any]) -> Outcome:
 
     Returns plain data: ``run_id``, ``status`` (the simulator's "ok"/"timeout", or "error"),
     ``result`` (``Result.to_dict()``), ``error`` / ``traceback`` (text, on failure),
-    ``worker`` and ``wall_s``.  Never raises for a failing run: the failure is the outcome.
+    ``worker``, ``wall_s`` and the worker's ``model_version``.  Never raises for a failing run: the failure is the outcome.
     """
     t0 = time.perf_counter()
     worker = _worker_id()
@@ -101,80 +95,82 @@ def execute(spec: Mapping[str, Any]) -> Outcome:
         from lbsim.simulate import simulate
 
         result = simulate(make_config(dict(spec["config"])))
-        return {"run_id": spec["run_id"], "status": result.status, "result": _plain(result.to_dict()),
-                "error": None, "traceback": None, "worker": worker, "wall_s": time.perf_counter() - t0}
+        return {"run_id": spec["run_id"], "status": result.status, "result": plain(result.to_dict()),
+                "error": None, "traceback": None, "worker": worker, "wall_s": time.perf_counter() - t0,
+                "model_version": MODEL_VERSION}
     except Exception as e:  # noqa: BLE001 - a failing run is recorded, never fatal
         return _error_outcome(spec, e, traceback.format_exc(), worker, time.perf_counter() - t0)
 
 
 # --------------------------------------------------------------------------------------------
-# executors: each yields (spec, outcome) as runs complete
+# executors: a concurrent.futures Executor for either kind, and the one loop over it
 # --------------------------------------------------------------------------------------------
 
-def _iter_local(todo: list[dict[str, Any]], jobs: int, info: dict[str, Any]) -> Iterator[tuple[dict, Outcome]]:
+@contextlib.contextmanager
+def _local_executor(jobs: int, info: dict[str, Any]) -> Iterator[Executor]:
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import ProcessPoolExecutor
 
-    workers = max(1, min(jobs, len(todo)))
-    info["workers"] = workers
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    info["workers"] = jobs
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
     try:
-        futures: dict[Future, dict[str, Any]] = {pool.submit(execute, s): s for s in todo}
-        for fut in as_completed(futures):
-            spec = futures.pop(fut)
-            try:
-                outcome = fut.result()
-            except Exception as e:  # the worker process died (BrokenProcessPool) or could not unpickle
-                outcome = _error_outcome(spec, e, "".join(traceback.format_exception(e)), None)
-            yield spec, outcome
+        yield pool
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _iter_dask(todo: list[dict[str, Any]], jobs: int, address: str | None,
-               info: dict[str, Any]) -> Iterator[tuple[dict, Outcome]]:
+@contextlib.contextmanager
+def _dask_executor(jobs: int, address: str | None, info: dict[str, Any]) -> Iterator[Executor]:
     import logging
 
     try:
         import distributed
     except ImportError as e:  # pragma: no cover - a declared dependency
         raise RunnerError(f"the dask executor needs dask[distributed] ({e})") from None
-    cluster = None
-    try:
+    with contextlib.ExitStack() as stack:
         if address:
             try:
                 client = distributed.Client(address, timeout="30s")
             except OSError as e:
                 raise RunnerError(f"cannot reach the dask scheduler at {address}: {e}") from None
         else:
-            cluster = distributed.LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
-                                               dashboard_address=None, silence_logs=logging.ERROR)
+            cluster = stack.enter_context(distributed.LocalCluster(
+                n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
+                silence_logs=logging.ERROR))
             client = distributed.Client(cluster)
+        stack.callback(client.close)
         try:
-            try:
-                client.wait_for_workers(1, timeout=60)
-            except (TimeoutError, OSError) as e:
-                raise RunnerError(f"no dask worker joined the scheduler {address or '(local)'} within 60 s") from e
-            info["workers"] = len(client.nthreads())
-            info["dask_scheduler"] = client.scheduler.address
-            tag = uuid.uuid4().hex[:8]
-            futures = [client.submit(execute, s, key=f"lbsim-{s['run_id']}-{tag}", pure=False) for s in todo]
-            specs = {f.key: s for f, s in zip(futures, todo)}
-            pending = distributed.as_completed(futures)
-            del futures  # as_completed holds the references from here on: each is freed once stored
-            for fut in pending:
-                spec = specs.pop(fut.key)
-                try:
-                    outcome = fut.result()
-                except Exception as e:  # a worker died (KilledWorker), lost connection, ...
-                    outcome = _error_outcome(spec, e, "".join(traceback.format_exception(e)), None)
-                fut.release()
-                yield spec, outcome
-        finally:
-            client.close()
-    finally:
-        if cluster is not None:
-            cluster.close()
+            client.wait_for_workers(1, timeout=60)
+        except (TimeoutError, OSError) as e:
+            raise RunnerError(f"no dask worker joined the scheduler {address or '(local)'} within 60 s") from e
+        info["workers"] = len(client.nthreads())
+        info["dask_scheduler"] = client.scheduler.address
+        pool = client.get_executor(pure=False)  # pure=False: a run is never taken from dask's cache
+        try:
+            yield pool
+        except BaseException:
+            pool.shutdown(wait=False)  # cancels what is still queued
+            raise
+        pool.shutdown(wait=True)
+
+
+def _completed(pool: Executor, todo: list[dict[str, Any]]) -> Iterator[tuple[dict, Outcome]]:
+    """(spec, outcome) of every run of ``todo`` as it completes on ``pool``."""
+    futures: dict[Future, dict[str, Any]] = {pool.submit(execute, s): s for s in todo}
+    for fut in as_completed(futures):
+        spec = futures.pop(fut)  # dropped once stored: a dask result is freed on the cluster
+        try:
+            outcome = fut.result()
+        except Exception as e:  # the worker died (BrokenProcessPool, KilledWorker) or could not unpickle
+            outcome = _error_outcome(spec, e, "".join(traceback.format_exception(e)), None)
+        yield spec, outcome
+
+
+def _executor(executor: str, jobs: int, address: str | None, info: dict[str, Any]) -> Any:
+    """The context manager of a ``local`` or ``dask`` Executor."""
+    if executor == "local":
+        return _local_executor(jobs, info)
+    return _dask_executor(jobs, address, info)
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,12 +300,6 @@ def _cost_hashes(specs: list[RunSpec]) -> dict[str, str]:
     return out
 
 
-def _model_hash() -> str:
-    from lbsim.simulate import model_hash
-
-    return model_hash()
-
-
 def _manifest(exp: Experiment, specs: list[RunSpec], session: dict[str, Any],
               previous: list[dict[str, Any]]) -> dict[str, Any]:
     import lbsim
@@ -319,7 +309,7 @@ def _manifest(exp: Experiment, specs: list[RunSpec], session: dict[str, Any],
     return {
         "experiment": exp.name, "experiment_file": exp.path, "smoke": exp.smoke,
         "lbsim_version": lbsim.__version__, "git_commit": commit, "git_dirty": bool(dirty) if commit else None,
-        "costs_hash": _cost_hashes(specs), "model_hash": _model_hash(),
+        "costs_hash": _cost_hashes(specs), "model_version": MODEL_VERSION,
         "python": platform.python_version(), "simpy": _version("simpy"), "numpy": _version("numpy"),
         "pandas": _version("pandas"), "pyarrow": _version("pyarrow"), "pydantic": _version("pydantic"),
         "dask": _version("dask") if session["executor"] == "dask" else None,
@@ -356,6 +346,88 @@ def default_out(exp: Experiment) -> Path:
 # the sweep
 # --------------------------------------------------------------------------------------------
 
+def _check_executor(executor: str, dask_scheduler: str | None, jobs: int | None) -> tuple[str, int]:
+    if dask_scheduler:
+        executor = "dask"
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor {executor!r} is not allowed; allowed: {', '.join(EXECUTORS)}")
+    jobs = jobs if jobs is not None else (os.cpu_count() or 1)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs {jobs!r} is not allowed; an integer >= 1")
+    return executor, jobs
+
+
+def _prepare(folder: Path, exp: Experiment, specs: list[RunSpec]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Tidy a folder before a sweep: drop a killed sweep's temp files, fold its finished runs
+    into results.parquet, move runs an edited experiment no longer has to superseded/, write
+    experiment.toml.  Returns the notes to show and the manifest's earlier sessions."""
+    import lbsim
+
+    notes = []
+    stale = clean_stale_tmp(folder)
+    if stale:
+        notes.append(f"lbsim: removed {stale} unfinished temp file(s) from {folder}")
+    _, moved = consolidate(folder, [s.run_id for s in specs])
+    if moved:
+        notes.append(f"lbsim: moved {moved} run(s) that are not part of this experiment to "
+                     f"{folder / 'superseded'}")
+    toml_path = folder / "experiment.toml"
+    resolved = experiment_to_toml(exp, f"The resolved experiment, written by lbsim run (lbsim {lbsim.__version__}).\n"
+                                       "Loadable with lbsim run / lbsim.experiment.load_experiment.")
+    if toml_path.exists() and toml_path.read_text() != resolved:
+        notes.append(f"lbsim: {toml_path} differs from this experiment; stored runs that are still part "
+                     "of it are kept (--force recomputes)")
+    atomic_write_text(toml_path, resolved)
+    previous: list[dict[str, Any]] = []
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        previous = list(json.loads((folder / "manifest.json").read_text()).get("sessions", []))
+    return notes, previous
+
+
+def _todo(folder: Path, specs: list[RunSpec], force: bool) -> tuple[list[dict[str, Any]], int]:
+    """The runs to compute (skips are stored at once) and how many are stored already."""
+    import lbsim
+
+    stored = {} if force else stored_runs(folder, MODEL_VERSION)
+    todo: list[dict[str, Any]] = []
+    resumed = 0
+    for spec in specs:
+        if spec.status == "skipped":
+            if force or spec.run_id not in stored:
+                write_run(folder, spec.run_id, run_rows(spec.to_dict(), None, lbsim_version=lbsim.__version__))
+        elif stored.get(spec.run_id) in DONE_STATUSES:
+            resumed += 1
+        else:
+            todo.append(spec.to_dict())
+    return todo, resumed
+
+
+def _compute(folder: Path, todo: list[dict[str, Any]], executor: str, jobs: int, address: str | None,
+             info: dict[str, Any], display: _Display) -> None:
+    """Compute ``todo``, storing each run in ``parts/`` as it completes (``info["computed"]`` counts)."""
+    import lbsim
+
+    if not todo:
+        return
+    workers = jobs if executor == "dask" else max(1, min(jobs, len(todo)))
+    with _executor(executor, workers, address, info) as pool:
+        for spec_d, outcome in _completed(pool, todo):
+            write_run(folder, spec_d["run_id"], run_rows(spec_d, outcome, lbsim_version=lbsim.__version__))
+            info["computed"] += 1
+            display.update(spec_d, outcome)
+
+
+def _summary(df: "pd.DataFrame", exp: Experiment, specs: list[RunSpec], folder: Path, executor: str, jobs: int,
+             info: dict[str, Any], resumed: int, wall_s: float) -> dict[str, Any]:
+    ids = {s.run_id for s in specs}
+    mine = df[df["run_id"].isin(ids)].drop_duplicates("run_id")
+    counts = {str(k): int(v) for k, v in mine["status"].value_counts().items()}
+    errors = [(str(r.name), str(r.error)) for r in mine[mine["status"] == "error"].itertuples()]
+    return {"experiment": exp.name, "smoke": exp.smoke, "out": str(folder), "total": len(specs), "counts": counts,
+            "computed": info["computed"], "resumed": resumed, "executor": executor,
+            "workers": info.get("workers") or 0, "jobs": jobs, "wall_s": wall_s, "errors": errors}
+
+
 def run_experiment(path: str | Path, *, smoke: bool = False, jobs: int | None = None, executor: str = "local",
                    dask_scheduler: str | None = None, out: str | Path | None = None, force: bool = False,
                    quiet: bool = False, progress: ProgressCallback | None = None) -> "pd.DataFrame":
@@ -370,112 +442,58 @@ def run_experiment(path: str | Path, *, smoke: bool = False, jobs: int | None = 
     ``progress``        called with a dict (done, total, run_id, name, status, wall_s, error)
                         after each run, instead of the built-in bar / lines
 
-    Runs already stored with status ok/timeout are kept (resume); errored runs are
-    retried.  A failing run is stored with ``status="error"`` and never stops the sweep.
-    The returned DataFrame holds every row of the results folder (see
-    :func:`lbsim.results.load_results`); ``df.attrs["summary"]`` the counts per status, the
-    number computed now / already stored, the wall time and the errors.
+    Runs already stored with status ok/timeout by the current model version are kept
+    (resume); errored runs are retried.  A failing run is stored with ``status="error"``
+    and never stops the sweep.  The returned DataFrame holds every row of the results
+    folder (see :func:`lbsim.results.load_results`); ``df.attrs["summary"]`` the counts per
+    status, the number computed now / already stored, the wall time and the errors.
 
     Raises :class:`lbsim.experiment.ExperimentError` for a bad file (before anything
     runs), :class:`RunnerError` if the folder is in use or a dask cluster has no workers.
     """
-    import lbsim
-
     t_start = time.perf_counter()
     exp = load_experiment(path, smoke=smoke)
     specs = expand(exp)
-    if dask_scheduler:
-        executor = "dask"
-    if executor not in EXECUTORS:
-        raise ValueError(f"executor {executor!r} is not allowed; allowed: {', '.join(EXECUTORS)}")
-    jobs = jobs if jobs is not None else (os.cpu_count() or 1)
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs {jobs!r} is not allowed; an integer >= 1")
+    executor, jobs = _check_executor(executor, dask_scheduler, jobs)
     folder = Path(out) if out is not None else default_out(exp)
-    (folder / "runs").mkdir(parents=True, exist_ok=True)
-    version = lbsim.__version__
-    info: dict[str, Any] = {"workers": 0, "dask_scheduler": dask_scheduler}
-    computed = resumed = 0
-    display: _Display | None = None
+    folder.mkdir(parents=True, exist_ok=True)
+    info: dict[str, Any] = {"workers": 0, "dask_scheduler": dask_scheduler, "computed": 0}
+    manifest_path = folder / "manifest.json"
 
     with _locked(folder):
-        stale = clean_stale_tmp(folder)
-        # runs of an earlier version of this experiment (their ids are not in this expansion)
-        # would be mixed into load_results: move them aside, out of runs/
-        current = {s.run_id for s in specs}
-        superseded = [p for p in (folder / "runs").glob("*.parquet") if p.stem not in current]
-        if superseded:
-            aside = folder / "superseded"
-            aside.mkdir(exist_ok=True)
-            for p in superseded:
-                os.replace(p, aside / p.name)
-        stored = {} if force else stored_runs(folder)
-        toml_path, manifest_path = folder / "experiment.toml", folder / "manifest.json"
-        resolved = experiment_to_toml(exp, f"The resolved experiment, written by lbsim run (lbsim {version}).\n"
-                                           "Loadable with lbsim run / lbsim.experiment.load_experiment.")
-        changed = toml_path.exists() and toml_path.read_text() != resolved
-        atomic_write_text(toml_path, resolved)
-        previous: list[dict[str, Any]] = []
-        if manifest_path.exists():
-            with contextlib.suppress(ValueError, OSError):
-                previous = list(json.loads(manifest_path.read_text()).get("sessions", []))
+        notes, previous = _prepare(folder, exp, specs)
+        todo, resumed = _todo(folder, specs, force)
         session: dict[str, Any] = {"start": _now(), "end": None, "executor": executor, "jobs": jobs,
                                    "dask_scheduler": dask_scheduler, "argv": list(sys.argv), "force": force,
-                                   "computed": 0, "resumed": 0, "interrupted": False}
-
-        todo: list[dict[str, Any]] = []
-        for spec in specs:
-            if spec.status == "skipped":
-                if force or spec.run_id not in stored:
-                    write_run(folder, spec.run_id, run_rows(spec.to_dict(), None, lbsim_version=version))
-            elif stored.get(spec.run_id) in DONE_STATUSES:
-                resumed += 1
-            else:
-                todo.append(spec.to_dict())
-        session["resumed"] = resumed
+                                   "computed": 0, "resumed": resumed, "interrupted": False}
         atomic_write_text(manifest_path, json.dumps(_manifest(exp, specs, session, previous), indent=1) + "\n")
-
         display = _Display(len(todo), title=exp.name, quiet=quiet, callback=progress)
-        if stale:
-            display.say(f"lbsim: removed {stale} unfinished temp file(s) from {folder}")
-        if superseded:
-            display.say(f"lbsim: moved {len(superseded)} run(s) that are not part of this experiment to "
-                        f"{folder / 'superseded'}")
-        if changed:
-            display.say(f"lbsim: {toml_path} differs from this experiment; stored runs that are still part "
-                        "of it are kept (--force recomputes)")
+        for note in notes:
+            display.say(note)
         display.say(f"lbsim: {exp.name}{' (smoke)' if exp.smoke else ''}: {len(specs)} runs, "
                     f"{sum(s.status == 'skipped' for s in specs)} skipped, {resumed} already stored, "
                     f"{len(todo)} to compute ({executor}, jobs {jobs}) -> {folder}")
         try:
-            if todo:
-                runs = (_iter_local(todo, jobs, info) if executor == "local"
-                        else _iter_dask(todo, jobs, dask_scheduler, info))
-                for spec_d, outcome in runs:
-                    write_run(folder, spec_d["run_id"], run_rows(spec_d, outcome, lbsim_version=version))
-                    computed += 1
-                    display.update(spec_d, outcome)
+            _compute(folder, todo, executor, jobs, dask_scheduler, info, display)
         except BaseException:
             session["interrupted"] = True
             raise
         finally:
             display.close()
-            session.update(end=_now(), computed=computed, workers=info.get("workers"),
+            session.update(end=_now(), computed=info["computed"], workers=info.get("workers"),
                            dask_scheduler=info.get("dask_scheduler"))
             with contextlib.suppress(OSError):
                 atomic_write_text(manifest_path, json.dumps(_manifest(exp, specs, session, previous), indent=1)
                                   + "\n")
+            try:  # every finished run into results.parquet (an interrupted sweep keeps its parts if this fails)
+                consolidate(folder, [s.run_id for s in specs])
+            except Exception:
+                if not session["interrupted"]:
+                    raise
 
     df = load_results(folder)
-    ids = {s.run_id for s in specs}
-    mine = df[df["run_id"].isin(ids)].drop_duplicates("run_id")
-    counts = {str(k): int(v) for k, v in mine["status"].value_counts().items()}
-    errors = [(str(r.name), str(r.error)) for r in mine[mine["status"] == "error"].itertuples()]
-    summary = {"experiment": exp.name, "smoke": exp.smoke, "out": str(folder), "total": len(specs),
-               "counts": counts, "computed": computed, "resumed": resumed, "executor": executor,
-               "workers": info.get("workers") or 0, "jobs": jobs, "wall_s": time.perf_counter() - t_start,
-               "errors": errors}
-    df.attrs["summary"] = summary
+    df.attrs["summary"] = summary = _summary(df, exp, specs, folder, executor, jobs, info, resumed,
+                                             time.perf_counter() - t_start)
     if not quiet:
         print(format_summary(summary), file=sys.stderr, flush=True)
     return df

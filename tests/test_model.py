@@ -139,7 +139,7 @@ def test_a_cross_cpu_unix_socket_pays_the_cacheline_transfer_on_every_call(place
     reuses what the reader freed, sock_wfree runs on the reader): every send and every read pays
     cacheline_transfer_unix, not only when the two alternate; so does every unix_dgram call,
     whose writer here never sleeps (no second transfer in the read); on one CPU neither pays
-    (docs/cross-cpu.md)."""
+    (docs/notes/cross-cpu.md)."""
     def counts(transport):
         r = sim(transport=transport, workload="stream", msg_bytes=1024, messages=400, placement=placement,
                 trace=True)
@@ -188,7 +188,7 @@ def test_same_cpu_udp_flood_starves_the_receiver_under_fifo_not_fair():
     # fair (EEVDF): the receiver sleeps after each datagram with positive lag, so the next
     # datagram's wake-up finds the sender no longer eligible and pre-empts it: about two
     # context switches per datagram delivered, as measured on the host (6.18: 74195 reader
-    # runs for 83785 datagrams delivered, docs/scheduling.md)
+    # runs for 83785 datagrams delivered, docs/notes/scheduling.md)
     assert fair.counters["messages_delivered"] > 3 * fifo.counters["messages_delivered"]
     assert fair.counters["context_switches"] > 1.5 * fair.counters["messages_delivered"]
     for r in (fifo, fair):
@@ -423,7 +423,8 @@ def test_defer_list_is_capped_at_skb_defer_max_and_kicked_at_half():
 # ---------------------------------------------------------------------------------------------
 def _cpu_with(tasks):
     from lbsim.kernels import LINUX_6_12
-    from lbsim.model.core import RUNNABLE, Sim, Task
+    from lbsim.model.sim import Sim
+    from lbsim.model.task import RUNNABLE, Task
 
     s = Sim(cpus=1, costs=lbsim.load_costs(), kernel=LINUX_6_12, seed=1, deterministic=True, trace=False,
             policy="fair")
@@ -456,7 +457,7 @@ def test_delayed_dequeue_drops_a_sleeper_when_picked_and_zeroes_positive_lag():
 def test_a_woken_task_keeps_its_lag():
     # place_entity(PLACE_LAG): back at V - lag * (load + w) / load, deadline a slice later
     s, cpu, (a,) = _cpu_with([("a", 1000.0, 2000.0)])
-    from lbsim.model.core import SLEEPING, Task
+    from lbsim.model.task import SLEEPING, Task
 
     w = Task("w", cpu, None)
     w.state, w.vlag = SLEEPING, 300.0
@@ -469,7 +470,7 @@ def test_a_task_past_its_deadline_runs_on_to_the_next_scheduler_tick():
     # update_deadline() runs in update_curr(): at the tick (every 1/HZ) or when something is
     # enqueued, not at every return to user space; a task past its deadline keeps the CPU
     # until the first tick after it
-    from lbsim.model.core import RUNNING
+    from lbsim.model.task import RUNNING
 
     s, cpu, (a, b) = _cpu_with([("a", 0.0, 1000.0), ("b", 0.0, 5000.0)])
     cpu.rq.remove(a)
@@ -491,7 +492,7 @@ def test_a_task_past_its_deadline_runs_on_to_the_next_scheduler_tick():
 def test_a_wakeup_reschedules_a_current_task_past_its_deadline():
     # enqueue_entity() -> update_curr() -> update_deadline(): a new deadline and a resched,
     # even when the woken task does not pre-empt by itself
-    from lbsim.model.core import RUNNING, SLEEPING, Task
+    from lbsim.model.task import RUNNING, SLEEPING, Task
 
     s, cpu, (a,) = _cpu_with([("a", 0.0, 1000.0)])
     cpu.rq.remove(a)

@@ -22,7 +22,8 @@ import pytest
 
 from lbsim.costs import DELAYS, cost_model_from_dict
 from lbsim.kernels import kernel_profile
-from lbsim.model.core import Sim, Task, WaitQueue
+from lbsim.model.sim import Sim
+from lbsim.model.task import Task, WaitQueue
 from lbsim.model.stages import STAGES
 
 ZERO = cost_model_from_dict({

@@ -19,6 +19,7 @@ import pytest
 import lbsim
 from lbsim.cli import main
 from lbsim.experiment import ExperimentError, expand, load_experiment, parse_experiment, replication_seeds
+from lbsim.model.version import MODEL_VERSION
 from lbsim.results import COLUMNS, META_COLUMNS, load_results, summarize
 from lbsim.runner import RunnerError, run_experiment
 
@@ -174,7 +175,7 @@ def test_bad_files_give_one_line_naming_file_and_key_path(tmp_path, capsys, text
     assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"lbsim: error: {msg}"
-    assert not (tmp_path / "out" / "runs").exists() or not list((tmp_path / "out" / "runs").iterdir())
+    assert not (tmp_path / "out" / "results.parquet").exists() and not (tmp_path / "out" / "parts").exists()
 
 
 def test_every_shipped_experiment_is_valid():
@@ -190,20 +191,23 @@ def test_every_shipped_experiment_is_valid():
 def test_a_run_writes_tidy_parquet_rows_with_the_documented_columns(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = write(tmp_path, SMALL)
-    (tmp_path / "runs" / "small" / "runs").mkdir(parents=True)
-    stale = tmp_path / "runs" / "small" / "runs" / "abc.parquet.1234.tmp"
+    (tmp_path / "runs" / "small" / "parts").mkdir(parents=True)
+    stale = tmp_path / "runs" / "small" / "parts" / "abc.parquet.1234.tmp"
     stale.write_text("left by a killed run")
     df = run_experiment(path, jobs=2, quiet=True)  # default out: runs/<name>/ under the cwd
     folder = tmp_path / "runs" / "small"
-    files = sorted((folder / "runs").glob("*.parquet"))
     specs = expand(load_experiment(path))
-    assert sorted(f.stem for f in files) == sorted(s.run_id for s in specs)
-    assert not list(folder.rglob("*.tmp"))
+    # one Parquet file, its rows in the experiment's run order; no parts left
+    assert sorted(p.name for p in folder.iterdir()) == [".lock", "experiment.toml", "manifest.json",
+                                                         "results.parquet"]
+    assert list(df["run_id"].drop_duplicates()) == [s.run_id for s in specs]
+    assert df.attrs["source"] == str(Path("runs") / "small")
     assert list(df.columns) == list(COLUMNS)
     assert df.attrs["summary"]["counts"] == {"ok": 10, "skipped": 2}
     ok = df[df["status"] == "ok"]
     assert set(ok["worker"].dropna()) and ok["costs_hash"].notna().all() and (ok["wall_s"] > 0).all()
     assert set(ok["lbsim_version"]) == {lbsim.__version__} and set(df["experiment"]) == {"small"}
+    assert set(df["model_version"]) == {MODEL_VERSION}
     metrics = set(ok["metric"])
     for m in ("latency_us_mean", "latency_us_p50", "latency_us_p90", "latency_us_p99", "latency_us_p999",
               "throughput_bytes_per_s", "throughput_msgs_per_s", "messages_sent", "context_switches",
@@ -225,19 +229,20 @@ def test_a_run_writes_tidy_parquet_rows_with_the_documented_columns(tmp_path, mo
     assert row["value"] == again.latency_us["p50"]
     # provenance
     manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["model_version"] == MODEL_VERSION
     for key in ("lbsim_version", "git_commit", "costs_hash", "python", "simpy", "numpy", "pandas", "hostname",
                 "cpu_model", "kernel", "start", "end", "executor", "jobs"):
         assert key in manifest, key
     assert manifest["executor"] == "local" and manifest["jobs"] == 2 and manifest["end"]
     resolved = load_experiment(folder / "experiment.toml")
     assert [s.run_id for s in expand(resolved)] == [s.run_id for s in specs]
-    # load_results by name under $LBSIM_RESULTS
-    monkeypatch.setenv("LBSIM_RESULTS", str(tmp_path / "runs"))
+    # load_results by name: ./runs/<name> (the cwd's)
+    monkeypatch.setenv("LBSIM_RESULTS", str(tmp_path / "shipped"))
     assert len(load_results("small")) == len(df)
 
 
 def test_documented_columns():
-    doc = (REPO / "docs" / "experiments.md").read_text()
+    doc = (REPO / "docs" / "guide" / "experiments.md").read_text()
     for col in COLUMNS:
         assert f"`{col}`" in doc, col
 
@@ -245,18 +250,17 @@ def test_documented_columns():
 def test_resume_skips_stored_runs_and_force_recomputes(tmp_path):
     path, out = write(tmp_path, SMALL), tmp_path / "out"
     first = run_experiment(path, jobs=2, out=out, quiet=True)
-    mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.parquet")}
+    mtime = (out / "results.parquet").stat().st_mtime_ns
     assert first.attrs["summary"]["computed"] == 10
     calls: list[dict] = []
     again = run_experiment(path, jobs=2, out=out, quiet=True, progress=calls.append)
     assert again.attrs["summary"]["computed"] == 0 and again.attrs["summary"]["resumed"] == 10 and not calls
-    assert {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.parquet")} == mtimes
+    assert (out / "results.parquet").stat().st_mtime_ns == mtime  # nothing new: not rewritten
     assert values(again).equals(values(first))
     forced = run_experiment(path, jobs=2, out=out, force=True, quiet=True, progress=calls.append)
     assert forced.attrs["summary"]["computed"] == 10 and len(calls) == 10
     assert calls[-1]["done"] == calls[-1]["total"] == 10
-    changed = {p.name for p in (out / "runs").glob("*.parquet") if p.stat().st_mtime_ns != mtimes[p.name]}
-    assert changed == set(mtimes)
+    assert (out / "results.parquet").stat().st_mtime_ns != mtime and not (out / "parts").exists()
     assert values(forced).equals(values(first))
     assert len(json.loads((out / "manifest.json").read_text())["sessions"]) == 3
 
@@ -272,7 +276,69 @@ def test_runs_no_longer_part_of_the_experiment_are_moved_aside(tmp_path):
     assert again.attrs["summary"]["computed"] == 0 and again.attrs["summary"]["resumed"] == 6
     kept = set(load_results(out)["run_id"])
     assert kept == set(again["run_id"]) and len(kept) == 6 < len(old_ids)
-    assert {p.stem for p in (out / "superseded").glob("*.parquet")} == old_ids - kept
+    assert set(pd.read_parquet(out / "superseded" / "results.parquet")["run_id"]) == old_ids - kept
+
+
+def test_runs_of_another_model_version_are_recomputed(tmp_path):
+    """Stored runs are stale only when their model_version differs from MODEL_VERSION."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path, out = write(tmp_path, SMALL), tmp_path / "out"
+    first = run_experiment(path, jobs=2, out=out, quiet=True)
+    t = pq.read_table(out / "results.parquet")
+    old = pa.array([MODEL_VERSION - 1] * len(t), pa.int64())
+    pq.write_table(t.set_column(t.schema.get_field_index("model_version"), "model_version", old),
+                   out / "results.parquet")
+    again = run_experiment(path, jobs=2, out=out, quiet=True)
+    assert again.attrs["summary"]["computed"] == 10 and again.attrs["summary"]["resumed"] == 0
+    assert set(again["model_version"]) == {MODEL_VERSION} and values(again).equals(values(first))
+
+
+def test_an_old_layout_folder_is_read_and_migrated(tmp_path):
+    """One Parquet file per run under runs/ (the layout before results.parquet): load_results
+    reads it, and lbsim run folds it into results.parquet."""
+    import pyarrow.parquet as pq
+
+    path, out = write(tmp_path, SMALL), tmp_path / "out"
+    first = run_experiment(path, jobs=2, out=out, quiet=True)
+    (out / "runs").mkdir()
+    t = pq.read_table(out / "results.parquet").drop_columns(["model_version"])  # older files lack it
+    for rid in set(t["run_id"].to_pylist()):
+        pq.write_table(t.filter(pa_equal(t["run_id"], rid)), out / "runs" / f"{rid}.parquet")
+    (out / "results.parquet").unlink()
+    old = load_results(out)
+    assert values(old).equals(values(first)) and old["model_version"].isna().all()
+    again = run_experiment(path, jobs=2, out=out, quiet=True)  # no model_version: recomputed
+    assert again.attrs["summary"]["computed"] == 10 and not (out / "runs").exists()
+    assert values(again).equals(values(first))
+
+
+def pa_equal(column, value):
+    import pyarrow.compute as pc
+
+    return pc.equal(column, value)
+
+
+def test_load_results_prefers_your_runs_over_the_shipped_ones(tmp_path, monkeypatch, caplog):
+    import logging
+
+    path = write(tmp_path, SMALL.replace("replications = 2", "replications = 1"))
+    shipped, mine = tmp_path / "shipped", tmp_path / "work"
+    run_experiment(path, jobs=2, out=shipped / "small", quiet=True)
+    monkeypatch.setenv("LBSIM_RESULTS", str(shipped))
+    mine.mkdir()
+    monkeypatch.chdir(mine)
+    with caplog.at_level(logging.INFO, logger="lbsim"):
+        df = load_results("small")
+    assert df.attrs["source"] == str(shipped / "small")
+    assert str(shipped / "small") in caplog.text
+    run_experiment(path, jobs=2, quiet=True)  # into ./runs/small
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="lbsim"):
+        df = load_results("small")
+    assert df.attrs["source"] == str(Path("runs") / "small") and str(Path("runs") / "small") in caplog.text
+    assert load_results(shipped / "small").attrs["source"] == str(shipped / "small")  # a path is a path
 
 
 def test_a_failing_run_is_recorded_and_the_exit_status_is_1(tmp_path, capsys):

@@ -1,8 +1,8 @@
-"""A sweep killed with SIGKILL at any moment resumes to exactly the result of a clean run."""
+"""A sweep killed with SIGKILL at any moment loses no finished run, and resumes to exactly the
+result of a clean run (finished runs wait in parts/ until consolidated into results.parquet)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lbsim.results import load_results
+from lbsim.results import load_results, read_table
 
 LBSIM = Path(sys.executable).parent / "lbsim"
 #: 20 runs of about 0.1-0.5 s each: slow enough to be caught in the middle
@@ -30,12 +30,13 @@ msg_bytes = [16, 64, 256, 1024, 4096]
 N_RUNS = 20
 
 
-def run_files(out: Path) -> list[Path]:
-    return sorted((out / "runs").glob("*.parquet")) if (out / "runs").is_dir() else []
-
-
-def fingerprint(p: Path) -> tuple[int, str]:
-    return p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest()
+def finished(out: Path) -> dict[str, tuple]:
+    """run_id -> the run's stored rows (its numbers), from results.parquet and parts/."""
+    if not out.is_dir():
+        return {}
+    t = read_table(out, ["status", "metric", "stage", "cpu", "value"]).to_pandas()
+    return {rid: tuple(map(tuple, g[["status", "metric", "stage", "cpu", "value"]].astype(str).to_numpy()))
+            for rid, g in t.groupby("run_id", sort=False)}
 
 
 def start(path: Path, out: Path, log: Path) -> subprocess.Popen:
@@ -62,26 +63,26 @@ def test_sigkill_at_several_points_then_resume(tmp_path):
     path = tmp_path / "killme.toml"
     path.write_text(EXPERIMENT)
     out, log = tmp_path / "killed", tmp_path / "lbsim.log"
-    seen: dict[str, tuple[int, str]] = {}
+    seen: dict[str, tuple] = {}
     counts_at_kill = []
     for at in (1, 5, 12):
         proc = start(path, out, log)
         try:
             deadline = time.monotonic() + 120
-            while len(run_files(out)) < at and proc.poll() is None:
+            while len(finished(out)) < at and proc.poll() is None:
                 if time.monotonic() > deadline:
-                    pytest.fail(f"no {at} run files within 120 s: {log.read_text()[-2000:]}")
-                time.sleep(0.005)
+                    pytest.fail(f"no {at} finished runs within 120 s: {log.read_text()[-2000:]}")
+                time.sleep(0.02)
         finally:
             kill_group(proc)
-        files = run_files(out)
-        counts_at_kill.append(len(files))
-        # every run finished before this kill is still there, byte for byte and never rewritten
-        for name, fp in seen.items():
-            assert fingerprint(out / "runs" / name) == fp, name
-        for f in files:
-            seen.setdefault(f.name, fingerprint(f))
-    print("files at each kill:", counts_at_kill)
+        now = finished(out)
+        counts_at_kill.append(len(now))
+        # every run finished before this kill is still there, with the same numbers
+        for rid, rows in seen.items():
+            assert now.get(rid) == rows, rid
+        for rid, rows in now.items():
+            seen.setdefault(rid, rows)
+    print("runs finished at each kill:", counts_at_kill)
     assert counts_at_kill[0] < N_RUNS, "the first kill came too late to interrupt anything"
 
     proc = start(path, out, log)
@@ -90,14 +91,13 @@ def test_sigkill_at_several_points_then_resume(tmp_path):
     finally:
         kill_group(proc)
     assert not list(out.rglob("*.tmp"))
-    files = run_files(out)
-    assert len(files) == N_RUNS
+    assert (out / "results.parquet").is_file() and not (out / "parts").exists()
     df = load_results(out)
-    assert df["run_id"].nunique() == len(files) == N_RUNS
-    assert {f.stem for f in files} == set(df["run_id"])
+    assert df["run_id"].nunique() == N_RUNS
     assert set(df["status"]) == {"ok"}
-    for name, fp in seen.items():
-        assert fingerprint(out / "runs" / name) == fp, name
+    now = finished(out)
+    for rid, rows in seen.items():
+        assert now[rid] == rows, rid
 
     clean = tmp_path / "clean"
     proc = start(path, clean, log)

@@ -1,5 +1,5 @@
-"""The shipped results (results/): present, current against the model and costs, and the README's
-numbers written from them."""
+"""The shipped results (results/): present in the one-file layout, current against the declared
+model version and the costs, and the README's numbers written from them."""
 
 from __future__ import annotations
 
@@ -27,21 +27,24 @@ def _readme_numbers():
 def test_every_experiment_has_shipped_results_and_figures(name):
     folder = RESULTS / name
     assert (folder / "manifest.json").is_file(), f"results/{name} missing: run make results"
-    assert list((folder / "runs").glob("*.parquet"))
+    assert (folder / "results.parquet").is_file() and (folder / "experiment.toml").is_file()
     assert list((folder / "figures").glob("*.png"))
+    shipped = {p.relative_to(folder).parts[0] for p in folder.rglob("*") if p.is_file()}
+    assert shipped <= {"experiment.toml", "manifest.json", "results.parquet", "figures"}, shipped
+    assert {p.suffix for p in (folder / "figures").iterdir()} == {".png"}
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_shipped_results_are_not_stale(name):
-    """Regenerate (make results) whenever the model or the default costs change."""
-    m = json.loads((RESULTS / name / "manifest.json").read_text())
-    text = json.dumps(m)
-    assert lbsim.load_costs().hash in text, f"results/{name} were made with other costs: run make results"
-    assert lbsim.__version__ in text, f"results/{name} were made by another lbsim version: run make results"
-    from lbsim.simulate import model_hash
+    """Regenerate (make results) whenever MODEL_VERSION or the default costs change (and only then)."""
+    from lbsim.model.version import MODEL_VERSION
 
-    assert m.get("model_hash") == model_hash(), f"results/{name} were made by another model: run make results"
+    m = json.loads((RESULTS / name / "manifest.json").read_text())
+    assert lbsim.load_costs().hash in json.dumps(m["costs_hash"]), \
+        f"results/{name} were made with other costs: run make results"
     df = lbsim.load_results(RESULTS / name)
+    stale = f"results/{name} were made by model version {m.get('model_version')}, not {MODEL_VERSION}: run make results"
+    assert m.get("model_version") == MODEL_VERSION and set(df.model_version) == {MODEL_VERSION}, stale
     assert set(df.status) <= {"ok", "skipped"}
 
 

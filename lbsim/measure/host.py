@@ -3,7 +3,7 @@
 :func:`host_info` describes the machine (kernel, CPU, L2, HZ, the networking sysctls of
 net/core/sysctl_net_core.c, net/ipv4/sysctl_net_ipv4.c and net/unix/sysctl_net_unix.c);
 :func:`measure` runs the harness over a grid and returns the long-format DataFrame of
-docs/measured-data.md; :func:`write_csv` stores it with ``<path>.host.json``.
+docs/guide/measured-data.md; :func:`write_csv` stores it with ``<path>.host.json``.
 Progress goes to the ``lbsim.measure`` logger (level INFO) unless a callback is given.
 """
 

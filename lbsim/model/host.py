@@ -1,17 +1,20 @@
 """Wires one host: CPUs, the loopback device, the sockets of each flow, the tasks; runs it.
 
 This is the only module that knows every piece; it returns plain numbers (no pandas,
-no files) for :mod:`lbsim.simulate` to package.
+no files) for :mod:`lbsim.simulate` to package.  It models no kernel function itself: it
+stands for the set-up a benchmark does with system calls (``socket``/``connect`` or
+``socketpair``, ``setsockopt(SO_SNDBUF/SO_RCVBUF, TCP_NODELAY)``, ``sched_setaffinity``).
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from lbsim.model.core import CTX_BACKGROUND, NICE_19_WEIGHT, PREEMPT, SLEEPING, Sim, Task
+from lbsim.model.sim import Sim
+from lbsim.model.task import CTX_BACKGROUND, NICE_19_WEIGHT, PREEMPT, SLEEPING, Task
 from lbsim.model.metrics import FlowDir, RunStats, Tally
 from lbsim.model.netdev import Net, flow_hash
 from lbsim.model.stages import STAGES
@@ -126,15 +129,40 @@ def run_model(cfg: Any, costs: Any) -> dict[str, Any]:
 
     run = RunStats(total, check)
     ids = itertools.count()
-    rt = cfg.policy == "fifo"
-    placements = cfg.placements()
     flows = [_build_flow(cfg, k, sim, net, run, i, not closed_loop) for i in range(flows_n)]
-    tasks: list[Task] = []
 
     def client_done(_t: Task) -> None:
         clients_left[0] -= 1
         check()
 
+    tasks = _make_tasks(cfg, k, sim, run, flows, ids, closed_loop, client_done)
+
+    guard = env.timeout(cfg.max_sim_time_ns)
+    guard.callbacks.append(lambda _e: None if done.triggered else _stop_on_guard())
+
+    def _stop_on_guard() -> None:
+        status["value"] = "timeout"
+        status["message"] = (f"stopped at max_sim_time_ns={cfg.max_sim_time_ns:g} with "
+                             f"{run.sent_msgs - run.delivered_msgs - run.dropped_msgs} messages unresolved")
+        done.succeed()
+
+    for t in tasks:
+        t.state = SLEEPING
+        t.sleep_start = 0.0
+        t.cpu.enqueue_task(t)
+    env.run(until=done)
+    return _collect(cfg, k, sim, net, run, flows, tasks, status)
+
+
+def _make_tasks(cfg: Any, k: Any, sim: Sim, run: RunStats, flows: list[_Flow], ids: Iterator[int],
+                closed_loop: bool, client_done: Callable[[Task], None]) -> list[Task]:
+    """The workload's tasks on their CPUs (server and client of each flow, or the split
+    workload's one task), then a background spinner on each busy CPU."""
+    workload = cfg.workload
+    total = cfg.messages * len(flows)
+    rt = cfg.policy == "fifo"
+    placements = cfg.placements()
+    tasks: list[Task] = []
     if workload == "split":
         # one task on the sender's CPU, at both ends of the one flow
         run.write_calls = Tally(total)
@@ -171,22 +199,7 @@ def run_model(cfg: Any, costs: Any) -> dict[str, Any]:
     for c in cfg.busy_cpus():
         sp = Task(f"spinner/{c}", sim.cpus[c], _spinner(tick_ns), weight=NICE_19_WEIGHT, kind=CTX_BACKGROUND)
         tasks.append(sp)
-
-    guard = env.timeout(cfg.max_sim_time_ns)
-    guard.callbacks.append(lambda _e: None if done.triggered else _stop_on_guard())
-
-    def _stop_on_guard() -> None:
-        status["value"] = "timeout"
-        status["message"] = (f"stopped at max_sim_time_ns={cfg.max_sim_time_ns:g} with "
-                             f"{run.sent_msgs - run.delivered_msgs - run.dropped_msgs} messages unresolved")
-        done.succeed()
-
-    for t in tasks:
-        t.state = SLEEPING
-        t.sleep_start = 0.0
-        t.cpu.enqueue_task(t)
-    env.run(until=done)
-    return _collect(cfg, k, sim, net, run, flows, tasks, status)
+    return tasks
 
 
 def _collect(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, flows: list[_Flow], tasks: list[Task],
@@ -194,20 +207,7 @@ def _collect(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, flows: list[_F
     env = sim.env
     now = env.now
     cpus = sim.cpus
-    stream = cfg.transport in STREAM_TRANSPORTS
-    # in flight, read from the queues where messages wait
-    if stream:
-        in_flight_bytes = 0
-        for fl in flows:
-            for s in fl.socks:
-                in_flight_bytes += s.in_flight_bytes(cpus) if cfg.transport == "tcp" else s.in_flight_bytes()
-        in_flight_msgs = None
-    else:
-        in_flight_bytes = None
-        in_flight_msgs = 0
-        for fl in flows:
-            for s in fl.socks:
-                in_flight_msgs += s.in_flight(cpus) if cfg.transport == "udp" else s.in_flight()
+    in_flight_bytes, in_flight_msgs = _in_flight(cfg, flows, cpus)
     elapsed = run.last_recv - run.first_send if run.last_recv > run.first_send else 0.0
     closed_loop = cfg.workload in ("pingpong", "rr", "split")
     rtts = run.latency.n
@@ -245,10 +245,47 @@ def _collect(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, flows: list[_F
         w, r = run.write_calls.summary(), run.read_calls.summary()
         counters.update(split_write_p50_ns=w["p50"], split_write_mean_ns=w["mean"],
                         split_read_p50_ns=r["p50"], split_read_mean_ns=r["mean"])
-    if cfg.transport == "udp":
+    counters.update(_transport_counters(cfg.transport, flows))
+    cpu_rows, stage_rows = _rows(sim, net, now)
+    return {
+        "status": status["value"], "message": status["message"],
+        "sim_time_ns": now, "elapsed_ns": elapsed,
+        "latency_kind": "write_read" if cfg.workload == "split" else "rtt" if closed_loop else "one_way",
+        "latency": run.latency.summary(),
+        "latency_samples": run.latency.values(),
+        "throughput": {"bytes_per_s": bytes_per_s, "msgs_per_s": msgs_per_s},
+        "counters": counters, "cpu": cpu_rows, "stages": stage_rows,
+        "trace": sim.trace if cfg.trace else None,
+        "kernel": k,
+    }
+
+
+def _in_flight(cfg: Any, flows: list[_Flow], cpus: list[Any]) -> tuple[int | None, int | None]:
+    """(bytes, messages) in flight, read from the queues where messages wait: bytes for a
+    byte stream, messages otherwise (the other one None)."""
+    stream = cfg.transport in STREAM_TRANSPORTS
+    if stream:
+        in_flight_bytes = 0
+        for fl in flows:
+            for s in fl.socks:
+                in_flight_bytes += s.in_flight_bytes(cpus) if cfg.transport == "tcp" else s.in_flight_bytes()
+        in_flight_msgs = None
+    else:
+        in_flight_bytes = None
+        in_flight_msgs = 0
+        for fl in flows:
+            for s in fl.socks:
+                in_flight_msgs += s.in_flight(cpus) if cfg.transport == "udp" else s.in_flight()
+    return in_flight_bytes, in_flight_msgs
+
+
+def _transport_counters(transport: str, flows: list[_Flow]) -> dict[str, Any]:
+    """The counters of one transport's sockets (UDP_MIB_RCVBUFERRORS, TCP's MIB, ...)."""
+    counters: dict[str, Any] = {}
+    if transport == "udp":
         counters["udp_rcvbuf_errors"] = sum(s.rcvbuf_errors for fl in flows for s in fl.socks)
         counters["udp_max_rmem"] = max(s.max_rmem for fl in flows for s in fl.socks)
-    if cfg.transport == "tcp":
+    if transport == "tcp":
         socks = [s for fl in flows for s in fl.socks]
         counters["tcp_out_segs"] = sum(s.out_segs for s in socks)
         counters["tcp_in_segs"] = sum(s.in_segs for s in socks)
@@ -260,8 +297,14 @@ def _collect(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, flows: list[_F
         counters["tcp_final_cwnd"] = max(s.cwnd for s in socks)
         counters["tcp_final_sndbuf"] = max(s.sndbuf for s in socks)
         counters["tcp_final_rcvbuf"] = max(s.rcvbuf for s in socks)
-    if cfg.transport.startswith("unix"):
+    if transport.startswith("unix"):
         counters["unix_sender_blocked"] = sum(s.sender_blocked for fl in flows for s in fl.socks)
+    return counters
+
+
+def _rows(sim: Sim, net: Net, now: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The per-CPU rows (busy time, softnet_stat, lo's counters) and the per-stage rows."""
+    cpus = sim.cpus
     cpu_rows = []
     for c in cpus:
         cpu_rows.append({
@@ -281,14 +324,4 @@ def _collect(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, flows: list[_F
         for row in stage_rows:
             if row["stage"] == "process_backlog":
                 row["wait_ns"] += net.backlog_wait_ns
-    return {
-        "status": status["value"], "message": status["message"],
-        "sim_time_ns": now, "elapsed_ns": elapsed,
-        "latency_kind": "write_read" if cfg.workload == "split" else "rtt" if closed_loop else "one_way",
-        "latency": run.latency.summary(),
-        "latency_samples": run.latency.values(),
-        "throughput": {"bytes_per_s": bytes_per_s, "msgs_per_s": msgs_per_s},
-        "counters": counters, "cpu": cpu_rows, "stages": stage_rows,
-        "trace": sim.trace if cfg.trace else None,
-        "kernel": k,
-    }
+    return cpu_rows, stage_rows

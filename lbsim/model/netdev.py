@@ -33,7 +33,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Generator
 
-from lbsim.model.core import CPU, CTX_SOFTIRQ, PREEMPT, Sim, Task, WaitQueue
+from lbsim.model.cpu import CPU
+from lbsim.model.sim import Sim
+from lbsim.model.task import CTX_SOFTIRQ, PREEMPT, Task, WaitQueue
 from lbsim.model.stages import SID
 
 __all__ = ["Net", "Packet", "flow_hash"]

@@ -1,4 +1,5 @@
-"""skb memory accounting: ``truesize`` of the skbs each transport builds.
+"""skb memory accounting: ``truesize`` of the skbs each transport builds
+(include/linux/skbuff.h ``SKB_TRUESIZE``, net/core/skbuff.c ``__alloc_skb``/``skb_append_pagefrags``).
 
 Socket buffers are charged by ``skb->truesize``, not payload.  The rules below follow the
 allocation paths and were checked on this host (6.18, x86-64) with ``SO_MEMINFO``

@@ -3,7 +3,8 @@
 An skb in a stream receive queue is a list ``[key, len, consumed, truesize, t_enqueued, ...]``
 (TCP adds ``msg`` and ``heads``, 0 when the data was coalesced into the skb before it):
 a reader copies from as many skbs as its buffer takes (partial reads advance ``consumed``)
-and frees each skb it consumed whole.
+and frees each skb it consumed whole (net/ipv4/tcp.c ``tcp_recvmsg_locked``,
+net/unix/af_unix.c ``unix_stream_read_generic``).
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
      "the same for an AF_UNIX socket (peer receive queue and its lock, the writer's sk_wmem_alloc): "
      "fewer, different lines than a tcp_sock/udp_sock, so fitted on its own; in a unix_stream whose ends "
      "run on different CPUs, paid on every skb's send and read; a unix_dgram pays it for each of two "
-     "objects, the peer's queue and the sender's sk_wmem_alloc and wait queue (docs/cross-cpu.md)"),
+     "objects, the peer's queue and the sender's sk_wmem_alloc and wait queue (docs/notes/cross-cpu.md)"),
     ("cache_to_cache_copy", "cache",
      "not a kernel function: per byte, the extra cost of a copy whose memory another CPU's cache holds: "
      "the reader's copy of data written on the other CPU, the writer's copy into buffers the other CPU "

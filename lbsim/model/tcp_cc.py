@@ -192,7 +192,27 @@ class Bbr:
         ``delivered`` packets over ``interval_us`` (invalid when <= 0), ``rtt_us`` of the last
         packet it ACKed (-1: none).  Sets ``sk.cwnd``."""
         mss = sk.mss()
-        # bbr_update_bw
+        # (one helper per function of net/ipv4/tcp_bbr.c, called in bbr_main's order)
+        valid = self._update_bw(sk, delivered, interval_us, prior_delivered, is_app_limited)
+        max_bw = self.bw.get()
+        if valid and acked > 0:
+            self._update_ack_aggregation(sk, acked, max_bw)
+        if self.mode == PROBE_BW:
+            self._update_cycle_phase(sk, max_bw, mss, prior_in_flight)
+        self._check_full_bw_reached(max_bw, is_app_limited)
+        self._check_drain(sk, max_bw, mss)
+        self._update_min_rtt(sk, now_us, rtt_us)
+        if delivered > 0:
+            self.idle_restart = False
+        self._update_gains()
+        self._set_pacing_rate(sk, max_bw, mss)
+        self._set_cwnd(sk, acked, max_bw, mss)
+
+    def _update_bw(self, sk: Any, delivered: int, interval_us: float, prior_delivered: int,
+                   is_app_limited: bool) -> bool:
+        """bbr_update_bw: a new round starts when a packet sent after the last round's start is
+        ACKed; the max filter takes the sample unless app-limited and lower.  Returns whether
+        the sample is valid."""
         self.round_start = False
         valid = delivered >= 0 and interval_us > 0
         if valid:
@@ -203,38 +223,42 @@ class Bbr:
             bw = delivered / interval_us
             if not is_app_limited or bw >= self.bw.get():
                 self.bw.running_max(BBR_BW_RTTS, self.rtt_cnt, bw)
-        max_bw = self.bw.get()
-        # bbr_update_ack_aggregation
-        if valid and acked > 0:
-            if self.round_start:
-                self.extra_acked_win_rtts = min(0x1F, self.extra_acked_win_rtts + 1)
-                if self.extra_acked_win_rtts >= BBR_EXTRA_ACKED_WIN_RTTS:
-                    self.extra_acked_win_rtts = 0
-                    self.extra_acked_win_idx ^= 1
-                    self.extra_acked[self.extra_acked_win_idx] = 0
-            epoch_us = sk.delivered_mstamp - self.ack_epoch_mstamp
-            expected = int(max_bw * epoch_us)
-            if self.ack_epoch_acked <= expected or self.ack_epoch_acked + acked >= BBR_ACK_EPOCH_ACKED_RESET:
-                self.ack_epoch_acked = 0
-                self.ack_epoch_mstamp = sk.delivered_mstamp
-                expected = 0
-            self.ack_epoch_acked = min(0xFFFFF, self.ack_epoch_acked + acked)
-            extra = min(self.ack_epoch_acked - expected, sk.cwnd)
-            if extra > self.extra_acked[self.extra_acked_win_idx]:
-                self.extra_acked[self.extra_acked_win_idx] = extra
-        # bbr_update_cycle_phase (no pacing: nothing waits for its departure time)
-        if self.mode == PROBE_BW:
-            full_length = sk.delivered_mstamp - self.cycle_mstamp > self.min_rtt_us
-            g = self.pacing_gain
-            if g == 1.0:
-                nxt = full_length
-            elif g > 1.0:
-                nxt = full_length and prior_in_flight + self.tso_segs_goal(mss) >= self.inflight(max_bw, g, mss)
-            else:
-                nxt = full_length or prior_in_flight <= self.inflight(max_bw, 1.0, mss)
-            if nxt:
-                self._advance_cycle_phase(sk.delivered_mstamp)
-        # bbr_check_full_bw_reached
+        return valid
+
+    def _update_ack_aggregation(self, sk: Any, acked: int, max_bw: float) -> None:
+        """bbr_update_ack_aggregation: the most data ACKed beyond what max_bw explains."""
+        if self.round_start:
+            self.extra_acked_win_rtts = min(0x1F, self.extra_acked_win_rtts + 1)
+            if self.extra_acked_win_rtts >= BBR_EXTRA_ACKED_WIN_RTTS:
+                self.extra_acked_win_rtts = 0
+                self.extra_acked_win_idx ^= 1
+                self.extra_acked[self.extra_acked_win_idx] = 0
+        epoch_us = sk.delivered_mstamp - self.ack_epoch_mstamp
+        expected = int(max_bw * epoch_us)
+        if self.ack_epoch_acked <= expected or self.ack_epoch_acked + acked >= BBR_ACK_EPOCH_ACKED_RESET:
+            self.ack_epoch_acked = 0
+            self.ack_epoch_mstamp = sk.delivered_mstamp
+            expected = 0
+        self.ack_epoch_acked = min(0xFFFFF, self.ack_epoch_acked + acked)
+        extra = min(self.ack_epoch_acked - expected, sk.cwnd)
+        if extra > self.extra_acked[self.extra_acked_win_idx]:
+            self.extra_acked[self.extra_acked_win_idx] = extra
+
+    def _update_cycle_phase(self, sk: Any, max_bw: float, mss: int, prior_in_flight: int) -> None:
+        """bbr_update_cycle_phase in PROBE_BW (no pacing: nothing waits for its departure time)."""
+        full_length = sk.delivered_mstamp - self.cycle_mstamp > self.min_rtt_us
+        g = self.pacing_gain
+        if g == 1.0:
+            nxt = full_length
+        elif g > 1.0:
+            nxt = full_length and prior_in_flight + self.tso_segs_goal(mss) >= self.inflight(max_bw, g, mss)
+        else:
+            nxt = full_length or prior_in_flight <= self.inflight(max_bw, 1.0, mss)
+        if nxt:
+            self._advance_cycle_phase(sk.delivered_mstamp)
+
+    def _check_full_bw_reached(self, max_bw: float, is_app_limited: bool) -> None:
+        """bbr_check_full_bw_reached: STARTUP ends after BBR_FULL_BW_CNT rounds without 25 % growth."""
         if not self.full_bw_reached and self.round_start and not is_app_limited:
             if max_bw >= self.full_bw * BBR_FULL_BW_THRESH:
                 self.full_bw = max_bw
@@ -242,13 +266,17 @@ class Bbr:
             else:
                 self.full_bw_cnt += 1
                 self.full_bw_reached = self.full_bw_cnt >= BBR_FULL_BW_CNT
-        # bbr_check_drain
+
+    def _check_drain(self, sk: Any, max_bw: float, mss: int) -> None:
+        """bbr_check_drain: STARTUP -> DRAIN -> PROBE_BW once the queue is drained."""
         if self.mode == STARTUP and self.full_bw_reached:
             self.mode = DRAIN
             self.ssthresh = self.inflight(max_bw, 1.0, mss)
         if self.mode == DRAIN and sk.packets_out <= self.inflight(max_bw, 1.0, mss):
             self._reset_probe_bw_mode(sk.delivered_mstamp)
-        # bbr_update_min_rtt
+
+    def _update_min_rtt(self, sk: Any, now_us: float, rtt_us: float) -> None:
+        """bbr_update_min_rtt: the min-RTT filter; PROBE_RTT when it expired, and its exit."""
         expired = now_us > self.min_rtt_stamp + BBR_MIN_RTT_WIN_US
         if rtt_us >= 0 and (rtt_us <= self.min_rtt_us or expired):
             self.min_rtt_us = rtt_us
@@ -271,9 +299,9 @@ class Bbr:
                     self.min_rtt_stamp = now_us
                     sk.cwnd = max(sk.cwnd, self.prior_cwnd)
                     self._reset_mode(sk.delivered_mstamp)
-        if delivered > 0:
-            self.idle_restart = False
-        # bbr_update_gains
+
+    def _update_gains(self) -> None:
+        """bbr_update_gains: the pacing and cwnd gains of the mode."""
         if self.mode == STARTUP:
             self.pacing_gain, self.cwnd_gain = BBR_HIGH_GAIN, BBR_HIGH_GAIN
         elif self.mode == DRAIN:
@@ -282,7 +310,9 @@ class Bbr:
             self.pacing_gain, self.cwnd_gain = BBR_PACING_GAIN[self.cycle_idx], BBR_CWND_GAIN
         else:
             self.pacing_gain, self.cwnd_gain = 1.0, 1.0
-        # bbr_set_pacing_rate
+
+    def _set_pacing_rate(self, sk: Any, max_bw: float, mss: int) -> None:
+        """bbr_set_pacing_rate (bbr_init_pacing_rate_from_rtt once an RTT is known)."""
         if not self.has_seen_rtt and self.min_rtt_us != float("inf"):
             # bbr_init_pacing_rate_from_rtt once srtt exists: after one sample, srtt is that sample
             self.has_seen_rtt = True
@@ -290,7 +320,9 @@ class Bbr:
         rate = self._rate(max_bw, self.pacing_gain, mss)
         if self.full_bw_reached or rate > self.pacing_rate:
             self.pacing_rate = rate
-        # bbr_set_cwnd
+
+    def _set_cwnd(self, sk: Any, acked: int, max_bw: float, mss: int) -> None:
+        """bbr_set_cwnd: toward gain x BDP plus the ACK aggregation allowance; sets ``sk.cwnd``."""
         cwnd = sk.cwnd
         if acked:
             target = self.bdp(max_bw, self.cwnd_gain)

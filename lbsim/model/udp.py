@@ -24,7 +24,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Generator
 
-from lbsim.model.core import BH_ENABLE, CPU, PREEMPT, Sim, Task, WaitQueue
+from lbsim.model.cpu import CPU
+from lbsim.model.sim import Sim
+from lbsim.model.task import BH_ENABLE, PREEMPT, Task, WaitQueue
 from lbsim.model.netdev import Net
 from lbsim.model.skb import truesize_udp
 from lbsim.model.stages import SID

@@ -36,7 +36,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Generator, Iterable
 
-from lbsim.model.core import PREEMPT, SLEEPING, Sim, Task, WaitQueue
+from lbsim.model.sim import Sim
+from lbsim.model.task import PREEMPT, SLEEPING, Task, WaitQueue
 from lbsim.model.skb import page_calls_unix_dgram, page_calls_unix_stream, truesize_unix_dgram, truesize_unix_stream
 from lbsim.model.socket import consume, plan_read
 from lbsim.model.stages import SID
@@ -140,7 +141,7 @@ class UnixStream(_UnixBase):
     reader freed (``consume_skb`` on the reader's CPU) and charges it to its own
     ``sk_wmem_alloc``, which ``sock_wfree`` on the reader's CPU decrements; the reader takes the
     peer-queue lock and reads the skb the writer filled.  Measured on the Xeon guest
-    (``docs/cross-cpu.md``): a cross-CPU write costs 0.25-1.05 us (1-16 KiB) more than the same
+    (``docs/notes/cross-cpu.md``): a cross-CPU write costs 0.25-1.05 us (1-16 KiB) more than the same
     write on one CPU even while the reader sleeps, so the cost does not need the two to
     alternate.  (unix_dgram takes the same rule per call, with one more transfer when the
     sender sleeps, see :class:`UnixDgram`.)
@@ -238,7 +239,7 @@ class UnixDgram(_UnixBase):
     four (``loopback_xmit`` orphans a UDP skb on the sender's CPU: the reader never touches the
     sender's socket).  Only the read pays ``cache_to_cache_copy``: the reader pulls the lines the
     writer filled; the writer is not charged for reaching into buffers the reader freed, as
-    unix_stream's is.  That split is the data's, not the kernel's: see docs/cross-cpu.md
+    unix_stream's is.  That split is the data's, not the kernel's: see docs/notes/cross-cpu.md
     ("unix_dgram across CPUs, per call").
     """
 

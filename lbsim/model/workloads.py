@@ -1,4 +1,4 @@
-"""Workloads: the user programs on each end, as task generators.
+"""Workloads: the user programs on each end, as task generators (user space: no kernel code).
 
 ``pingpong``  the client sends ``msg_bytes``, the server reads them all and echoes them;
               the client's round trip (send call to the return of the receive that
@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Generator
 
-from lbsim.model.core import Sleep, Task
+from lbsim.model.task import Sleep, Task
 from lbsim.model.metrics import FlowDir
 
 __all__ = ["Channel", "pingpong_client", "echo_server", "one_way_sender", "sink", "split_task"]

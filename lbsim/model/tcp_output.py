@@ -1,0 +1,259 @@
+"""TCP's send side: tcp_sendmsg and transmission (net/ipv4/tcp.c, net/ipv4/tcp_output.c).
+
+Models ``tcp_sendmsg_locked`` (net/ipv4/tcp.c: the copy into skbs, ``tcp_xmit_size_goal``,
+``sk_stream_wait_memory``, ``tcp_push``), and from net/ipv4/tcp_output.c ``tcp_write_xmit``
+(``tcp_cwnd_test``, ``tcp_snd_wnd_test``, ``tso_fragment``, ``tcp_nagle_test``),
+``tcp_transmit_skb``, ``tcp_current_mss``/``tcp_bound_to_half_wnd``, ``__tcp_select_window``,
+``tcp_event_ack_sent``, ``__tcp_send_ack``; the rate-sample fields an skb carries are
+``tcp_rate_skb_sent`` (net/ipv4/tcp_rate.c).
+
+Send path (``tcp_sendmsg``, sender task): ``lock_sock``; copy into skbs of up to the size
+goal (``skb_copy_to_page_nocache``, per byte; a new skb costs ``tcp_stream_alloc_skb``);
+MSS = ``min(mtu - 40, 65495) - 12`` clamped to half the peer's largest window
+(``tcp_bound_to_half_wnd``); size goal = ``gso_segs * mss`` with ``gso_segs =
+(gso_max_size - 1 - MAX_TCP_HEADER) / mss`` (at least 1): one 65483-byte segment per skb
+at MTU 65536, 3 x 16384 at 16436, 45 x 1448 at 1500.  ``sk_wmem_queued`` counts the
+write queue **and un-ACKed data**; above ``sk_sndbuf`` the writer pushes what it has and
+sleeps (``sk_stream_wait_memory``) until ``sk_stream_write_space`` finds
+``wmem_queued <= 2/3 sndbuf``.  ``tcp_write_xmit`` sends while the congestion window
+(initially ``TCP_INIT_CWND``, slow start), the peer's receive window and Nagle (off with
+``TCP_NODELAY``) allow; TSQ and autocorking are inert on lo (``skb_orphan`` in
+``loopback_xmit`` runs ``tcp_wfree`` at once: drivers/net/loopback.c) and are not modelled.  Each skb goes
+``tcp_transmit_skb`` -> ``ip_output`` -> ``dev_queue_xmit`` -> ``loopback_xmit`` ->
+``netif_rx``; with TSO off on lo the GSO skb is cut by ``skb_gso_segment`` and each segment
+crosses lo on its own.  ``release_sock`` processes what arrived on the socket backlog.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Generator
+
+from lbsim.model.stages import SID
+from lbsim.model.task import BH_ENABLE, PREEMPT
+
+if TYPE_CHECKING:
+    from lbsim.model.cpu import CPU
+    from lbsim.model.task import Task
+
+__all__ = ["TcpOutput", "tcp_size_goal", "MAX_TCP_HEADER", "TCP_MSS_DEFAULT", "HDR"]
+
+S = SID
+MAX_TCP_HEADER = 320  # L1_CACHE_ALIGN(128 + MAX_HEADER) on x86-64
+TCP_MSS_DEFAULT = 536
+TCP_MIN_MSS = 88
+HDR = 20 + 20 + 12  # IP + TCP + timestamp option bytes on the wire
+
+# the stages of the fixed commands (work items: stage ids), built once
+_XMIT = (S["tcp_transmit_skb"], S["ip_output"], S["dev_queue_xmit"], S["loopback_xmit"], S["netif_rx"])
+_XMIT_GSO_HEAD = (S["tcp_transmit_skb"], S["ip_output"], S["dev_queue_xmit"])
+_XMIT_GSO_SEG = (S["skb_gso_segment"], S["loopback_xmit"], S["netif_rx"])
+_SEND_ACK = (S["tcp_send_ack"], S["ip_output"], S["dev_queue_xmit"], S["loopback_xmit"], S["netif_rx"])
+_SENDMSG = (S["syscall"], S["tcp_sendmsg"])
+S_BOUNCE = S["cacheline_transfer"]
+S_C2C = S["cache_to_cache_copy"]
+S_ALLOC_SKB = S["tcp_stream_alloc_skb"]
+S_COPY_IN = S["skb_copy_to_page_nocache"]
+
+
+def tcp_size_goal(mss: int, gso_max_size: int) -> tuple[int, int]:
+    """tcp_xmit_size_goal(): (gso_segs, size_goal bytes) for a socket with GSO."""
+    segs = max(1, (gso_max_size - 1 - MAX_TCP_HEADER) // mss)
+    return segs, segs * mss
+
+
+class TcpOutput:
+    """The send side of TcpSock (a mixin: TcpSock holds the state)."""
+
+    __slots__ = ()
+
+    # ================================================================ helpers
+    def mss(self) -> int:
+        """tcp_current_mss: advmss bounded to half the peer's largest window."""
+        m = self.advmss
+        mw = self.max_window
+        if mw:
+            cutoff = mw >> 1 if mw > TCP_MSS_DEFAULT else mw
+            if m > cutoff:
+                m = max(cutoff, 68 - 32)
+        return m
+
+    def size_goal(self) -> int:
+        mw = self.max_window
+        if mw == self._goal_for:
+            return self._goal  # advmss and gso_max_size are fixed: it only changes with max_window
+        mss = self.mss()
+        self._goal = goal = tcp_size_goal(mss, self._bound_half_wnd(self.gso_max_size))[1]
+        self._goal_for = mw
+        return goal
+
+    def _bound_half_wnd(self, size: int) -> int:
+        mw = self.max_window
+        if mw and mw > TCP_MSS_DEFAULT:
+            return min(size, max(mw >> 1, self.mss() + 1 + MAX_TCP_HEADER))
+        return size
+
+    def window(self) -> int:
+        """__tcp_select_window: free receive space scaled by the len/truesize ratio."""
+        # (max()/min() spelt out on this path: the same values, without a builtin call)
+        free = self.rcvbuf - self.rmem
+        if not free > 0:
+            free = 0
+        win = int(free * self.ratio)
+        # never shrink the window already offered (tcp_select_window)
+        cur = self.rcv_wup + self.rcv_wnd - self.rcv_nxt
+        if cur > win:
+            win = cur
+        return win if win >= 0 else 0  # max(win, cur, 0)
+
+    def _stamp_ack(self) -> tuple[int, int]:
+        """Every segment we send carries ACK = rcv_nxt and our window (tcp_event_ack_sent)."""
+        wnd = self.window()
+        self.rcv_wup = self.rcv_nxt
+        self.rcv_wnd = wnd
+        if self.ack_pending:
+            self.ack_pending = False
+            self.pushed = False
+            self.delack_armed = False
+            self.delack_token += 1
+            if self.quick > 0 and not self.pingpong:
+                self.quick -= 1
+        return self.rcv_nxt, wnd
+
+    # ================================================================ transmit
+    def write_xmit(self, cpu: CPU, in_task: bool, push: bool) -> Generator[Any, None, None]:
+        """tcp_write_xmit: send what cwnd, the peer window and Nagle allow."""
+        sim = self.sim
+        net = self.net
+        while self.write_q:
+            length = self.write_q[0]
+            if self.tail_open and len(self.write_q) == 1 and not push and length < self.size_goal():
+                break  # still being filled by tcp_sendmsg (tcp_push comes at the end)
+            if self.packets_out >= self.cwnd:
+                break  # tcp_cwnd_test
+            mss = self.mss()
+            room = self.snd_una + self.snd_wnd - self.snd_nxt
+            if length > room:  # tcp_snd_wnd_test; tso_fragment at the window edge
+                if room >= mss:
+                    cut = (room // mss) * mss
+                    self.write_q[0] = length - cut
+                    self.write_q.appendleft(cut)
+                    length = cut
+                else:
+                    break
+            if length < mss and not self.nodelay and self.packets_out > 0:
+                break  # Nagle (tcp_nagle_test): a partial segment waits for the ACK
+            self.write_q.popleft()
+            if not self.write_q:
+                self.tail_open = False
+            segs = -(-length // mss)
+            seq = self.snd_nxt
+            self.snd_nxt += length
+            truesize = length + self.skb_overhead  # truesize_tcp(length, self.modern)
+            ends = self.msg_ends
+            while ends and ends[0][0] <= seq:
+                ends.popleft()
+            msg = ends[0][1] if ends else -1
+            # tcp_rate_skb_sent: the rate-sample fields each skb carries
+            now_us = int(self.env._now // 1000)
+            if not self.packets_out:
+                self.first_tx_mstamp = self.delivered_mstamp = now_us
+                if self.cc is not None:
+                    self.cc.tx_start(self, now_us)  # tcp_event_data_sent: CA_EVENT_TX_START
+            self.rtx.append([self.snd_nxt, length, truesize, segs, msg, now_us, self.delivered,
+                             self.delivered_mstamp, self.first_tx_mstamp, self.app_limited])
+            self.packets_out += segs
+            self.out_segs += segs
+            ack, wnd = self._stamp_ack()
+            if self.last_rcv > self.env._now - self.delack_ns:
+                self.pingpong = True  # tcp_event_data_sent: a reply within ato
+            self.data_packets += 1 if (self.tso or segs == 1) else segs
+            if self.tso or segs == 1:
+                yield sim.work_of_ids(_XMIT)
+                net.netif_rx(cpu, (self.peer, msg, length + HDR, self.flow, self.env._now, seq, length, segs,
+                                   ack, wnd))
+            else:
+                yield sim.work_of_ids(_XMIT_GSO_HEAD + _XMIT_GSO_SEG * segs)
+                off = 0
+                while off < length:
+                    n = min(mss, length - off)
+                    net.netif_rx(cpu, (self.peer, msg, n + HDR, self.flow, self.env._now, seq + off, n, 1, ack, wnd))
+                    off += n
+            if not self.rto_armed:
+                self._arm_rto(cpu)
+            if in_task:
+                yield BH_ENABLE
+
+    def send_ack(self, cpu: CPU, in_task: bool) -> Generator[Any, None, None]:
+        """__tcp_send_ack: a pure ACK through the whole IP/lo path on this CPU."""
+        ack, wnd = self._stamp_ack()
+        self.pure_acks_sent += 1
+        yield self.sim.work_of_ids(_SEND_ACK)
+        self.net.netif_rx(cpu, (self.peer, -1, HDR, self.flow, self.env._now, self.snd_nxt, 0, 0, ack, wnd))
+        if in_task:
+            yield BH_ENABLE
+
+    # ================================================================ system call
+    def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
+        sim = self.sim
+        cpu = task.cpu
+        last = self.last_cpu  # Sim.touch(self, cpu), inlined (no call, no tuple to unpack)
+        self.last_cpu = cpu
+        yield sim.work_of_ids(_SENDMSG) if last is None or last is cpu else sim.work_of_ids((*_SENDMSG, S_BOUNCE))
+        self.tx_cpu = cpu
+        self.owned = True  # lock_sock()
+        if self.cc is not None and self.write_seq - self.snd_nxt < self.mss() and self.packets_out < self.cwnd:
+            # tcp_rate_check_app_limited: less than a packet to send and cwnd not full
+            self.app_limited = (self.delivered + self.packets_out) or 1
+        self.stats.sent(msg, nbytes, t_send)
+        self.msg_ends.append((self.write_seq + nbytes, msg))
+        left = nbytes
+        new_skbs = 0
+        while left > 0:
+            if self.wmem_queued >= self.sndbuf:
+                # sk_stream_wait_memory: push what we have, release the lock, sleep
+                yield from self.write_xmit(cpu, True, True)
+                yield from self.release_sock(cpu)
+                t0 = self.env._now
+                # woken by sk_stream_write_space only once wmem_queued <= 2/3 sndbuf
+                while self.wmem_queued >= self.sndbuf:
+                    yield self.wq_space
+                self.stats.blocked(self.env._now - t0)
+                self.lock_sock()
+                continue
+            # size_goal(), its cached answer without the call
+            goal = self._goal if self.max_window == self._goal_for else self.size_goal()
+            if self.write_q and self.write_q[-1] < goal:  # unsent tail skb with room
+                room = goal - self.write_q[-1]
+                chunk = left if left < room else room
+                self.write_q[-1] += chunk
+                items = ((S_COPY_IN, chunk),)
+            else:
+                chunk = left if left < goal else goal
+                self.write_q.append(chunk)
+                self.tail_open = True
+                new_skbs += 1
+                items = (S_ALLOC_SKB, (S_COPY_IN, chunk))
+            old = self.write_q[-1] - chunk
+            oh = self.skb_overhead  # truesize_tcp(n, self.modern) = n + oh
+            self.wmem_queued += (self.write_q[-1] + oh) - ((old + oh) if old else 0)
+            self.write_seq += chunk
+            left -= chunk
+            rx = self.peer.rx_cpu
+            if rx is not None and rx is not cpu:
+                items += ((S_C2C, chunk),)  # the buffers were last read (and freed) on that CPU
+            yield sim.work_of(items)
+            if self.write_q and self.write_q[-1] >= goal:
+                # forced push of a full skb (tcp_push_one / __tcp_push_pending_frames)
+                yield from self.write_xmit(cpu, True, False)
+            if new_skbs >= 16:  # sk_flush_backlog every 16 skbs
+                new_skbs = 0
+                yield from self.release_sock(cpu)
+                self.lock_sock()
+        # tcp_push(): PSH on the last skb; Nagle decides unless TCP_NODELAY
+        self.tail_open = False
+        yield from self.write_xmit(cpu, True, True)
+        if self.backlog or self.deferred_rto or self.deferred_delack:
+            yield from self._release_sock(cpu)
+        else:
+            self.owned = False  # release_sock() with nothing to process, inlined
+        yield PREEMPT
