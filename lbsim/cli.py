@@ -202,6 +202,15 @@ def _int_list(text: str, what: str) -> list[int]:
 def cmd_measure(a: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from lbsim.measure.knob_cli import KnobUsageError, run as run_knobs
+
+    try:   # --knobs / --knob / --restore-knobs: a knob run instead of the plain grid
+        rc = run_knobs(a, a.out, emit=lambda m: print(f"lbsim: {m}", file=sys.stderr),
+                       progress=None if a.quiet else (lambda m: print(m, file=sys.stderr)))
+    except KnobUsageError as e:
+        raise InputError(str(e)) from None
+    if rc is not None:
+        return rc
     from lbsim.measure import measure, write_csv
 
     transports = _csv_list(a.transports, TRANSPORTS, "--transports")
@@ -396,7 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--busy", action="store_true", help="also measure with the peer's CPU busy (a nice-19 spinner)")
     m.add_argument("--stages", action="store_true", help="also record kernel tracepoints (root + tracefs)")
     m.add_argument("--out", default="measured.csv", help="the long-format CSV to write (default measured.csv)")
-    m.add_argument("--quiet", action="store_true")
+    m.add_argument("--quiet", action="store_true", help="no progress lines")
+    from lbsim.measure.knob_cli import add_arguments as knob_arguments
+    knob_arguments(m)
     m.set_defaults(func=cmd_measure)
     k = sub.add_parser("calibrate", help="fit a cost model to measured data")
     k.add_argument("measured", help="long-format CSV written by lbsim measure")

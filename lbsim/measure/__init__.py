@@ -22,7 +22,15 @@ from .harness import (
     python_fallback_stream,
     run_harness,
 )
-from .host import host_info, measure, write_csv
+
+_LAZY = {"host_info", "measure", "write_csv"}   # .host imports pandas: only when used
+
+
+def __getattr__(name):   # PEP 562: `lbsim measure --help` need not import pandas
+    if name in _LAZY:
+        from . import host
+        return getattr(host, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "build_harness",

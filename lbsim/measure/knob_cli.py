@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(from the journal in $XDG_STATE_HOME/lbsim) and exit")
 
 
-def run(a: argparse.Namespace, out: str = "measured.csv", emit=print):
+def run(a: argparse.Namespace, out: str = "measured.csv", emit=print, progress=None):
     """Handle the knob options; None if none of them was given, else the exit status."""
     if getattr(a, "restore_knobs", False):
         done = restore_knobs()
@@ -56,7 +56,7 @@ def run(a: argparse.Namespace, out: str = "measured.csv", emit=print):
     try:
         grid = (load_grid(a.knobs, quick=a.quick) if a.knobs else
                 grid_from_specs(a.knob, reps=getattr(a, "reps", 2) or 2))
-        df = run_grid(grid, progress=lambda m: _log.info(m))
+        df = run_grid(grid, progress=progress or _log.info)
     except (GridError, StaleJournal) as e:
         raise KnobUsageError(str(e)) from None
     path = write_csv(df, Path(out))
