@@ -10,6 +10,9 @@ errors, :mod:`.harness_build` the compile cache, :mod:`.harness_fallback` and
 :mod:`.harness_roles` the pure-Python fallback), :mod:`.host` (host description, grid,
 CSV), :mod:`.stages` (per-stage tracepoint timing; :mod:`.stages_tracefs`,
 :mod:`.stages_parse`, :mod:`.stages_intervals` behind it) and :mod:`.stages_cli`.
+Knob runs: :mod:`.knobs` (the registry), :mod:`.knob_grid` (grid files, interleaving),
+:mod:`.knob_run` (running them), :mod:`.knob_journal` (global knobs), :mod:`.netns_run`
+(the private network namespace) and :mod:`.knob_cli` (``lbsim measure --knobs``).
 Library code logs to ``logging.getLogger("lbsim.measure")``.
 """
 
