@@ -112,6 +112,15 @@ def _show_stages(results: list[dict], as_json: bool) -> None:
 
 
 def cmd_measure(a: argparse.Namespace) -> int:
+    from lbsim.measure.knob_cli import KnobUsageError
+    from lbsim.measure.knob_cli import run as run_knobs
+
+    try:  # --knobs / --knob / --restore-knobs: a knob run instead of the plain grid
+        rc = run_knobs(a, a.out, emit=log.warning, progress=log.info)
+    except KnobUsageError as e:
+        raise InputError(str(e)) from None
+    if rc is not None:
+        return int(rc)
     from lbsim.measure import measure, write_csv
 
     transports = csv_list(a.transports, TRANSPORTS, "--transports")
@@ -285,6 +294,9 @@ def _add_measure(sub: Any, parent: argparse.ArgumentParser) -> None:
                    help="only the traced runs, printed (no CSV); exit 2 if tracing is unavailable")
     g.add_argument("--count", type=int, default=None, help="round trips per traced run (default 2000)")
     g.add_argument("--json", action="store_true", help="print the traced runs as JSON instead of the table")
+    from lbsim.measure.knob_cli import add_arguments as knob_arguments
+
+    knob_arguments(m)
     m.set_defaults(func=cmd_measure)
 
 

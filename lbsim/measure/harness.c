@@ -6,12 +6,26 @@
  *                 --workload pingpong|stream|split --size BYTES --count N
  *                 --warmup N --cpu-a A --cpu-b B [--max-seconds S]
  *                 [--busy-cpu C]... [--policy other|fifo]
+ *                 [--rcvbuf N] [--sndbuf N] [--nagle] [--flows N]
+ *                 [--senders 1|2] [--cpu-c C]
  *
  * The parent (client / sender) is pinned to CPU A, a forked child
  * (peer / receiver) to CPU B.  One JSON line is printed on stdout.
  * split: no child; one thread on CPU A writes SIZE bytes into one end and
  * reads them from the other, timing the write and the read calls apart
  * (the sending and the receiving side's cost, with no scheduling between).
+ *
+ * --rcvbuf/--sndbuf set SO_RCVBUF/SO_SNDBUF on every socket of the run (before
+ * listen/connect, so TCP's window scale sees them); the values the kernel
+ * kept (getsockopt: doubled, clamped to SOCK_MIN_RCVBUF/SOCK_MIN_SNDBUF, see
+ * net/core/sock.c sk_setsockopt) are reported.  --nagle leaves TCP_NODELAY
+ * off (the default sets it on both ends).  --flows N runs N independent
+ * client/peer pairs at once (each pinned like the one pair: A and B); the
+ * result aggregates them (round trips merged before the percentiles, bytes
+ * summed over the union of their intervals).  --senders 2 adds a second
+ * sending process (own socket, on CPU C, default A) into the same datagram
+ * receiver (udp/unix_dgram streams only).  Every result reports the voluntary
+ * context switches (getrusage ru_nvcsw) per message of each side.
  *
  * Exit codes: 0 ok, 1 runtime failure, 2 bad arguments / size not
  * carriable by the transport, 3 SCHED_FIFO could not be set.
@@ -35,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -65,7 +80,7 @@ enum { M_READY = 1, M_WARM = 2, M_RESULT = 3, M_ERROR = 4 };
 struct cmsg {
     int32_t kind;
     int32_t code;   /* exit code suggested for M_ERROR */
-    int64_t v[4];
+    int64_t v[6];
     char err[224];
 };
 
@@ -77,7 +92,17 @@ struct opts {
     int busy[MAX_BUSY];
     int nbusy;
     int fifo;
+    long rcvbuf, sndbuf;   /* 0: kernel default */
+    int nagle;             /* 1: leave TCP_NODELAY off */
+    int flows, senders, cpu_c;
 };
+
+/* getsockopt values after setup: client/server SO_RCVBUF, SO_SNDBUF */
+static int g_bufs[4] = {-1, -1, -1, -1};
+static volatile pid_t g_sender2 = -1;
+#define MAX_FLOWS 64
+static volatile pid_t g_flowpid[MAX_FLOWS];
+static volatile int g_nflow = 0;
 
 /* global state needed for cleanup (also from signal handlers) */
 static volatile pid_t g_child = -1;
@@ -119,6 +144,13 @@ static void cleanup(void)
     pid_t c = g_child;
     g_child = -1;
     kill_wait(c);
+    c = g_sender2;
+    g_sender2 = -1;
+    kill_wait(c);
+    int nf = g_nflow;
+    g_nflow = 0;
+    for (int i = 0; i < nf; i++)
+        kill_wait(g_flowpid[i]);
     int n = g_nspin;
     g_nspin = 0;
     for (int i = 0; i < n; i++)
@@ -275,6 +307,28 @@ static int write_all_fd(int fd, const void *p, size_t n)
         n -= (size_t)r;
     }
     return 0;
+}
+
+static void child_send6(int kind, int64_t a, int64_t b, int64_t c, int64_t d, int64_t e)
+{
+    struct cmsg m;
+    memset(&m, 0, sizeof m);
+    m.kind = kind;
+    m.v[0] = a;
+    m.v[1] = b;
+    m.v[2] = c;
+    m.v[3] = d;
+    m.v[4] = e;
+    if (write_all_fd(g_res_wfd, &m, sizeof m) < 0)
+        _exit(1);
+}
+
+static int64_t nvcsw(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) < 0)
+        return 0;
+    return (int64_t)ru.ru_nvcsw;
 }
 
 static void child_send(int kind, int64_t a, int64_t b, int64_t c, int64_t d)
@@ -465,6 +519,7 @@ static void print_delta(const char *key, long long before, long long after)
 
 struct sockets {
     int cfd, sfd;                /* client (parent) / server (child) */
+    int c2fd;                    /* --senders 2: the second sender's socket, else -1 */
     struct sockaddr_un caddr;    /* unix_dgram: client's bound address */
     socklen_t caddr_len;
 };
@@ -498,10 +553,48 @@ static void make_tmpdir(void)
     fail(1, "cannot create temporary directory for UNIX socket paths: %s", strerror(errno));
 }
 
+/* --rcvbuf/--sndbuf on one socket (before listen/connect) */
+static int set_bufs(const struct opts *o, int fd)
+{
+    int v;
+    if (o->rcvbuf > 0) {
+        v = (int)o->rcvbuf;
+        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v) < 0)
+            fail(1, "SO_RCVBUF %ld: %s", o->rcvbuf, strerror(errno));
+    }
+    if (o->sndbuf > 0) {
+        v = (int)o->sndbuf;
+        if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v) < 0)
+            fail(1, "SO_SNDBUF %ld: %s", o->sndbuf, strerror(errno));
+    }
+    return fd;
+}
+
+/* the values the kernel kept, for the report */
+static void read_bufs(const struct sockets *s)
+{
+    int fds[2] = {s->cfd, s->sfd};
+    for (int i = 0; i < 2; i++) {
+        socklen_t l = sizeof(int);
+        if (getsockopt(fds[i], SOL_SOCKET, SO_RCVBUF, &g_bufs[i], &l) < 0)
+            g_bufs[i] = -1;
+        l = sizeof(int);
+        if (getsockopt(fds[i], SOL_SOCKET, SO_SNDBUF, &g_bufs[2 + i], &l) < 0)
+            g_bufs[2 + i] = -1;
+    }
+}
+
+static void setup_sockets_(const struct opts *o, struct sockets *s);
 static void setup_sockets(const struct opts *o, struct sockets *s)
 {
+    setup_sockets_(o, s);
+    read_bufs(s);
+}
+
+static void setup_sockets_(const struct opts *o, struct sockets *s)
+{
     memset(s, 0, sizeof *s);
-    s->cfd = s->sfd = -1;
+    s->cfd = s->sfd = s->c2fd = -1;
     int one = 1;
 
     if (o->transport == T_TCP || o->transport == T_UDP) {
@@ -516,6 +609,7 @@ static void setup_sockets(const struct opts *o, struct sockets *s)
         int l = socket(AF_INET, type | SOCK_CLOEXEC, 0);
         if (l < 0)
             fail(1, "socket: %s", strerror(errno));
+        set_bufs(o, l);
         if (bind(l, (struct sockaddr *)&a, sizeof a) < 0)
             fail(1, "bind 127.0.0.1: %s", strerror(errno));
         if (getsockname(l, (struct sockaddr *)&a, &al) < 0)
@@ -524,6 +618,7 @@ static void setup_sockets(const struct opts *o, struct sockets *s)
         int c = socket(AF_INET, type | SOCK_CLOEXEC, 0);
         if (c < 0)
             fail(1, "socket: %s", strerror(errno));
+        set_bufs(o, c);
 
         if (o->transport == T_TCP) {
             if (listen(l, 1) < 0)
@@ -534,8 +629,8 @@ static void setup_sockets(const struct opts *o, struct sockets *s)
             if (sfd < 0)
                 fail(1, "accept: %s", strerror(errno));
             close(l);
-            if (setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 ||
-                setsockopt(sfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+            if (!o->nagle && (setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 ||
+                              setsockopt(sfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0))
                 fail(1, "TCP_NODELAY: %s", strerror(errno));
             s->cfd = c;
             s->sfd = sfd;
@@ -549,9 +644,16 @@ static void setup_sockets(const struct opts *o, struct sockets *s)
                 fail(1, "bind 127.0.0.1: %s", strerror(errno));
             if (getsockname(c, (struct sockaddr *)&ca, &cal) < 0)
                 fail(1, "getsockname: %s", strerror(errno));
+            /* two senders: the receiver stays unconnected to take both */
             if (connect(c, (struct sockaddr *)&a, sizeof a) < 0 ||
-                connect(l, (struct sockaddr *)&ca, sizeof ca) < 0)
+                (o->senders < 2 && connect(l, (struct sockaddr *)&ca, sizeof ca) < 0))
                 fail(1, "udp connect: %s", strerror(errno));
+            if (o->senders > 1) {
+                int c2 = set_bufs(o, socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+                if (c2 < 0 || connect(c2, (struct sockaddr *)&a, sizeof a) < 0)
+                    fail(1, "udp second sender: %s", strerror(errno));
+                s->c2fd = c2;
+            }
             s->cfd = c;
             s->sfd = l;
         }
@@ -569,6 +671,7 @@ static void setup_sockets(const struct opts *o, struct sockets *s)
         int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (l < 0)
             fail(1, "socket: %s", strerror(errno));
+        set_bufs(o, l);
         if (bind(l, (struct sockaddr *)&sa, sal) < 0)
             fail(1, "bind %s: %s", g_path_s, strerror(errno));
         if (listen(l, 1) < 0)
@@ -576,6 +679,7 @@ static void setup_sockets(const struct opts *o, struct sockets *s)
         int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (c < 0)
             fail(1, "socket: %s", strerror(errno));
+        set_bufs(o, c);
         if (connect(c, (struct sockaddr *)&sa, sal) < 0)
             fail(1, "connect %s: %s", g_path_s, strerror(errno));
         int sfd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
@@ -597,6 +701,8 @@ static void setup_sockets(const struct opts *o, struct sockets *s)
     int c = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (srv < 0 || c < 0)
         fail(1, "socket: %s", strerror(errno));
+    set_bufs(o, srv);
+    set_bufs(o, c);
     if (bind(srv, (struct sockaddr *)&sa, sal) < 0)
         fail(1, "bind %s: %s", g_path_s, strerror(errno));
     fill_un(&s->caddr, &s->caddr_len, g_path_c);
@@ -604,6 +710,12 @@ static void setup_sockets(const struct opts *o, struct sockets *s)
         fail(1, "bind %s: %s", g_path_c, strerror(errno));
     if (connect(c, (struct sockaddr *)&sa, sal) < 0)
         fail(1, "connect %s: %s", g_path_s, strerror(errno));
+    if (o->senders > 1) {   /* unbound: it only sends */
+        int c2 = set_bufs(o, socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        if (c2 < 0 || connect(c2, (struct sockaddr *)&sa, sal) < 0)
+            fail(1, "unix_dgram second sender: %s", strerror(errno));
+        s->c2fd = c2;
+    }
     unlink(g_path_s);   /* client holds a reference to the server socket */
     g_path_s[0] = 0;
     s->cfd = c;
@@ -697,7 +809,7 @@ static void child_pingpong(struct childctx *c)
     const struct opts *o = c->o;
     int fd = c->s->sfd;
     size_t n = (size_t)o->size;
-    int64_t rounds = 0;
+    int64_t rounds = 0, nv0 = nvcsw();
     if (o->transport == T_TCP || o->transport == T_USTREAM) {
         for (;;) {
             int r = recv_full(fd, c->buf, n);
@@ -736,7 +848,7 @@ static void child_pingpong(struct childctx *c)
             rounds++;
         }
     }
-    child_send(M_RESULT, rounds, 0, 0, 0);
+    child_send(M_RESULT, rounds, nvcsw() - nv0, 0, 0);
 }
 
 static void child_stream(struct childctx *c)
@@ -744,7 +856,7 @@ static void child_stream(struct childctx *c)
     const struct opts *o = c->o;
     int fd = c->s->sfd;
     size_t n = (size_t)o->size;
-    int64_t t_last = 0;
+    int64_t t_last = 0, nv0 = nvcsw();
 
     if (o->transport == T_TCP || o->transport == T_USTREAM) {
         int64_t warm_bytes = (int64_t)o->warmup * o->size;
@@ -773,7 +885,7 @@ static void child_stream(struct childctx *c)
             child_fail(1, "receiver recv: %s", strerror(errno));
         }
         int64_t meas = got > warm_bytes ? got - warm_bytes : 0;
-        child_send(M_RESULT, meas / o->size, meas, t_last, 0);
+        child_send6(M_RESULT, meas / o->size, meas, t_last, 0, nvcsw() - nv0);
         return;
     }
 
@@ -801,7 +913,7 @@ static void child_stream(struct childctx *c)
                 meas++;
                 bytes += r;
                 t_last = t;
-                if (meas >= o->count)
+                if (meas >= o->count * o->senders)
                     break;
             }
             continue;
@@ -837,7 +949,7 @@ static void child_stream(struct childctx *c)
         if (t > hard_end)
             break;
     }
-    child_send(M_RESULT, meas, bytes, t_last, warm);
+    child_send6(M_RESULT, meas, bytes, t_last, warm, nvcsw() - nv0);
 }
 
 static void run_child(const struct opts *o, struct sockets *s, int res_wfd, int ctl_rfd, pid_t parent)
@@ -849,6 +961,8 @@ static void run_child(const struct opts *o, struct sockets *s, int res_wfd, int 
     prctl(PR_SET_NAME, "lbsim-peer");
     alarm(ceil_secs(o->max_seconds) + 20);   /* default action: terminate */
     close(s->cfd);
+    if (s->c2fd >= 0)
+        close(s->c2fd);
 
     if (pin_cpu(o->cpu_b) < 0)
         child_fail(2, "cannot pin peer to CPU %d: %s", o->cpu_b, strerror(errno));
@@ -925,28 +1039,36 @@ static void reap_child(int64_t deadline)
     g_child = -1;
 }
 
+/* one flow's outcome; with --flows N, N of them live in a shared mapping */
+struct flowres {
+    int64_t nrec, rec_start, rec_end;               /* pingpong: recorded round trips */
+    int64_t sent, send_errors, received, bytes;     /* stream */
+    int64_t t0, t_last;                             /* stream: first measured write, last byte */
+    int64_t snd_nvcsw, snd_msgs, rcv_nvcsw, rcv_msgs;
+    int64_t *samples;                               /* pingpong: o->count round-trip times */
+};
+
 static void parent_pingpong(const struct opts *o, struct sockets *s, int res_rfd, int ctl_wfd,
-                            char *buf)
+                            char *buf, struct flowres *fr)
 {
     int fd = s->cfd;
     size_t n = (size_t)o->size;
     int stream = (o->transport == T_TCP || o->transport == T_USTREAM);
-    int64_t *samples = malloc(sizeof(int64_t) * (size_t)o->count);
-    if (!samples)
-        fail(1, "out of memory for %ld samples", o->count);
-    memset(samples, 0, sizeof(int64_t) * (size_t)o->count);
+    int64_t *samples = fr->samples;
 
     int64_t start = now_ns();
     int64_t deadline = start + (int64_t)(o->max_seconds * 1e9);
-    int64_t rec_start = 0, rec_end = 0;
+    int64_t rec_start = 0, rec_end = 0, nv0 = 0;
     long total = o->warmup + o->count, nrec = 0;
 
     for (long i = 0; i < total; i++) {
         int64_t t0 = now_ns();
         if (t0 >= deadline)
             break;
-        if (i == o->warmup)
+        if (i == o->warmup) {
             rec_start = t0;
+            nv0 = nvcsw();
+        }
         if (stream) {
             if (send_full(fd, buf, n) < 0)
                 fail(1, "send: %s", strerror(errno));
@@ -963,6 +1085,7 @@ static void parent_pingpong(const struct opts *o, struct sockets *s, int res_rfd
             rec_end = t1;
         }
     }
+    fr->snd_nvcsw = nrec ? nvcsw() - nv0 : 0;
 
     /* tell the peer we are done */
     if (stream) {
@@ -974,45 +1097,119 @@ static void parent_pingpong(const struct opts *o, struct sockets *s, int res_rfd
     if (write(ctl_wfd, "d", 1) < 0) {
         /* peer may already be gone; the result pipe tells */
     }
-    /* peer result: only errors matter for pingpong */
+    /* peer result: its error, or its round trips and sleeps */
     struct cmsg m;
     int r = read_cmsg(res_rfd, &m, now_ns() + 2000000000LL);
     if (r == 0 && m.kind == M_ERROR) {
         m.err[sizeof m.err - 1] = 0;
         fail(m.code ? m.code : 1, "peer: %s", m.err);
     }
+    if (r == 0 && m.kind == M_RESULT) {
+        fr->rcv_msgs = m.v[0];
+        fr->rcv_nvcsw = m.v[1];
+    }
     reap_child(now_ns() + 1000000000LL);
 
     if (nrec == 0)
         fail(1, "no round trip recorded within max-seconds=%g (warmup %ld)", o->max_seconds,
              o->warmup);
-    double sum = 0;
-    for (long i = 0; i < nrec; i++)
-        sum += (double)samples[i];
-    qsort(samples, (size_t)nrec, sizeof(int64_t), cmp_i64);
-    cleanup();
-    print_common(o);
-    printf(", \"count\": %ld, \"mean_ns\": %.1f, \"p50_ns\": %lld, \"p90_ns\": %lld, "
-           "\"p99_ns\": %lld, \"p999_ns\": %lld, \"min_ns\": %lld, \"max_ns\": %lld, "
-           "\"elapsed_ns\": %lld",
-           nrec, sum / (double)nrec, (long long)pct(samples, nrec, 500),
-           (long long)pct(samples, nrec, 900), (long long)pct(samples, nrec, 990),
-           (long long)pct(samples, nrec, 999), (long long)samples[0],
-           (long long)samples[nrec - 1], (long long)(rec_end - rec_start));
-    print_tail(o);
-    free(samples);
+    fr->nrec = nrec;
+    fr->rec_start = rec_start;
+    fr->rec_end = rec_end;
+    fr->snd_msgs = nrec;
+}
+
+/* one datagram stream's send loop: count messages until deadline; sent/errors out */
+static void send_loop(const struct opts *o, int fd, char *buf, int64_t deadline, int64_t *sent,
+                      int64_t *errs)
+{
+    size_t n = (size_t)o->size;
+    int stream = (o->transport == T_TCP || o->transport == T_USTREAM);
+    for (long i = 0; i < o->count; i++) {
+        if (now_ns() >= deadline)
+            break;
+        if (stream) {
+            if (send_full(fd, buf, n) < 0)
+                fail(1, "send: %s", strerror(errno));
+            (*sent)++;
+            continue;
+        }
+        ssize_t w;
+        do
+            w = send(fd, buf, n, MSG_NOSIGNAL);
+        while (w < 0 && errno == EINTR);
+        if (w < 0) {
+            if (errno == ENOBUFS || errno == EAGAIN) {
+                (*errs)++;
+                continue;
+            }
+            fail(1, "send: %s", strerror(errno));
+        }
+        (*sent)++;
+    }
+}
+
+/* --senders 2: a second sending process on CPU C; it waits for 'g' on go_rfd, sends the
+ * measured messages and reports (sent, send errors, nvcsw) through res_wfd */
+static void start_sender2(const struct opts *o, struct sockets *s, char *buf, int *go_wfd,
+                          int *res_rfd)
+{
+    int go[2], res[2];
+    if (pipe2(go, O_CLOEXEC) < 0 || pipe2(res, O_CLOEXEC) < 0)
+        fail(1, "pipe: %s", strerror(errno));
+    fflush(stdout);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        fail(1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        g_is_child = 1;
+        g_res_wfd = res[1];
+        close(go[1]);
+        close(res[0]);
+        close(s->cfd);
+        if (s->sfd >= 0)
+            close(s->sfd);
+        reset_handlers_in_child();
+        die_with_parent(parent);
+        prctl(PR_SET_NAME, "lbsim-sender2");
+        alarm(ceil_secs(o->max_seconds) + 20);
+        if (pin_cpu(o->cpu_c) < 0)
+            child_fail(2, "cannot pin the second sender to CPU %d: %s", o->cpu_c, strerror(errno));
+        char g;
+        ssize_t r;
+        do
+            r = read(go[0], &g, 1);
+        while (r < 0 && errno == EINTR);
+        if (r != 1)
+            _exit(0);
+        buf[0] = 'M';
+        int64_t sent = 0, errs = 0, nv0 = nvcsw();
+        send_loop(o, s->c2fd, buf, now_ns() + (int64_t)(o->max_seconds * 1e9), &sent, &errs);
+        child_send(M_RESULT, sent, errs, nvcsw() - nv0, 0);
+        _exit(0);
+    }
+    g_sender2 = pid;
+    close(go[0]);
+    close(res[1]);
+    close(s->c2fd);
+    s->c2fd = -1;
+    *go_wfd = go[1];
+    *res_rfd = res[0];
 }
 
 static void parent_stream(const struct opts *o, struct sockets *s, int res_rfd, int ctl_wfd,
-                          char *buf)
+                          char *buf, struct flowres *fr)
 {
     int fd = s->cfd;
     size_t n = (size_t)o->size;
     int stream = (o->transport == T_TCP || o->transport == T_USTREAM);
-    long long rb0 = read_udp_rcvbuf_errors(), sd0 = read_softnet_dropped();
+    int go2 = -1, res2 = -1;
+    if (s->c2fd >= 0)
+        start_sender2(o, s, buf, &go2, &res2);
     int64_t start = now_ns();
     int64_t deadline = start + (int64_t)(o->max_seconds * 1e9);
-    long sent = 0, send_errors = 0;
+    int64_t sent = 0, send_errors = 0;
 
     /* warmup */
     buf[0] = 'W';
@@ -1040,31 +1237,24 @@ static void parent_stream(const struct opts *o, struct sockets *s, int res_rfd, 
 
     /* measured phase */
     buf[0] = 'M';
-    int64_t t0 = now_ns();
-    for (long i = 0; i < o->count; i++) {
-        if (now_ns() >= deadline)
-            break;
-        if (stream) {
-            if (send_full(fd, buf, n) < 0)
-                fail(1, "send: %s", strerror(errno));
-            sent++;
-        } else {
-            ssize_t w;
-            do
-                w = send(fd, buf, n, MSG_NOSIGNAL);
-            while (w < 0 && errno == EINTR);
-            if (w < 0) {
-                if (errno == ENOBUFS || errno == EAGAIN) {
-                    send_errors++;
-                    continue;
-                }
-                fail(1, "send: %s", strerror(errno));
-            }
-            sent++;
-        }
-    }
+    int64_t t0 = now_ns(), nv0 = nvcsw();
+    if (go2 >= 0 && write(go2, "g", 1) != 1)
+        fail(1, "cannot start the second sender");
+    send_loop(o, fd, buf, deadline, &sent, &send_errors);
+    fr->snd_nvcsw = nvcsw() - nv0;
     if (stream)
         shutdown(fd, SHUT_WR);
+    if (res2 >= 0) {   /* the receiver may stop once both senders are done */
+        struct cmsg m2;
+        expect_cmsg(res2, M_RESULT, now_ns() + (int64_t)((o->max_seconds + 5.0) * 1e9), &m2,
+                    "second sender");
+        sent += m2.v[0];
+        send_errors += m2.v[1];
+        fr->snd_nvcsw += m2.v[2];
+        pid_t p2 = g_sender2;
+        g_sender2 = -1;
+        kill_wait(p2);
+    }
     /* the receiver may already have everything and be gone (EPIPE): its
      * result (or error) is in the result pipe either way */
     if (write(ctl_wfd, "d", 1) != 1) {
@@ -1074,28 +1264,119 @@ static void parent_stream(const struct opts *o, struct sockets *s, int res_rfd, 
     expect_cmsg(res_rfd, M_RESULT, now_ns() + (int64_t)((o->max_seconds + 5.0) * 1e9), &m,
                 "receiver result");
     reap_child(now_ns() + 1000000000LL);
-    long long rb1 = read_udp_rcvbuf_errors(), sd1 = read_softnet_dropped();
+    fr->sent = sent;
+    fr->send_errors = send_errors;
+    fr->received = m.v[0];
+    fr->bytes = m.v[1];
+    fr->t0 = t0;
+    fr->t_last = m.v[2];
+    fr->snd_msgs = sent;
+    fr->rcv_msgs = m.v[0] + m.v[3];   /* measured + warm-up datagrams (streams: measured) */
+    fr->rcv_nvcsw = m.v[4];
+}
 
-    int64_t received = m.v[0], bytes = m.v[1], t_last = m.v[2];
-    int64_t elapsed = (bytes > 0 && t_last > t0) ? t_last - t0 : 0;
+static double per_msg(int64_t n, int64_t msgs)
+{
+    return msgs > 0 ? (double)n / (double)msgs : 0.0;
+}
+
+/* the socket options the kernel kept, and the workload's shape */
+static void print_bufs(const struct opts *o)
+{
+    printf(", \"rcvbuf_client\": %d, \"rcvbuf_server\": %d, \"sndbuf_client\": %d, "
+           "\"sndbuf_server\": %d, \"tcp_nodelay\": %d, \"flows\": %d, \"senders\": %d",
+           g_bufs[0], g_bufs[1], g_bufs[2], g_bufs[3], o->transport == T_TCP ? !o->nagle : -1,
+           o->flows, o->senders);
+}
+
+/* the fields every pingpong/stream result carries after its workload's own */
+static void print_extra(const struct opts *o, const struct flowres *fr, int nf)
+{
+    int64_t sn = 0, sm = 0, rn = 0, rm = 0;
+    for (int i = 0; i < nf; i++) {
+        sn += fr[i].snd_nvcsw;
+        sm += fr[i].snd_msgs;
+        rn += fr[i].rcv_nvcsw;
+        rm += fr[i].rcv_msgs;
+    }
+    printf(", \"sleeps_per_msg_sender\": %.4f, \"sleeps_per_msg_receiver\": %.4f", per_msg(sn, sm),
+           per_msg(rn, rm));
+    print_bufs(o);
+    printf(", \"flow_received\": [");
+    for (int i = 0; i < nf; i++)
+        printf("%s%lld", i ? ", " : "",
+               (long long)(o->workload == W_PINGPONG ? fr[i].nrec : fr[i].received));
+    printf("]");
+}
+
+static void report_pingpong(const struct opts *o, struct flowres *fr, int nf)
+{
+    int64_t nrec = 0, first = 0, last = 0;
+    for (int i = 0; i < nf; i++) {
+        nrec += fr[i].nrec;
+        if (i == 0 || fr[i].rec_start < first)
+            first = fr[i].rec_start;
+        if (i == 0 || fr[i].rec_end > last)
+            last = fr[i].rec_end;
+    }
+    int64_t *all = fr[0].samples;
+    if (nf > 1) {   /* merge every flow's round trips before the percentiles */
+        all = malloc(sizeof(int64_t) * (size_t)nrec);
+        if (!all)
+            fail(1, "out of memory for %lld samples", (long long)nrec);
+        int64_t k = 0;
+        for (int i = 0; i < nf; i++)
+            for (int64_t j = 0; j < fr[i].nrec; j++)
+                all[k++] = fr[i].samples[j];
+    }
+    double sum = 0;
+    for (int64_t i = 0; i < nrec; i++)
+        sum += (double)all[i];
+    qsort(all, (size_t)nrec, sizeof(int64_t), cmp_i64);
+    int64_t el = last - first;
+    print_common(o);
+    printf(", \"count\": %lld, \"mean_ns\": %.1f, \"p50_ns\": %lld, \"p90_ns\": %lld, "
+           "\"p99_ns\": %lld, \"p999_ns\": %lld, \"min_ns\": %lld, \"max_ns\": %lld, "
+           "\"elapsed_ns\": %lld, \"round_trips_per_s\": %.1f",
+           (long long)nrec, sum / (double)nrec, (long long)pct(all, nrec, 500),
+           (long long)pct(all, nrec, 900), (long long)pct(all, nrec, 990),
+           (long long)pct(all, nrec, 999), (long long)all[0], (long long)all[nrec - 1],
+           (long long)el, el > 0 ? (double)nrec * 1e9 / (double)el : 0.0);
+    print_extra(o, fr, nf);
+    print_tail(o);
+    if (all != fr[0].samples)
+        free(all);
+}
+
+static void report_stream(const struct opts *o, const struct flowres *fr, int nf, long long rb0,
+                          long long rb1, long long sd0, long long sd1)
+{
+    int64_t sent = 0, received = 0, bytes = 0, errs = 0, t0 = 0, tl = 0;
+    for (int i = 0; i < nf; i++) {
+        sent += fr[i].sent;
+        received += fr[i].received;
+        bytes += fr[i].bytes;
+        errs += fr[i].send_errors;
+        if (i == 0 || fr[i].t0 < t0)
+            t0 = fr[i].t0;
+        if (fr[i].t_last > tl)
+            tl = fr[i].t_last;
+    }
+    int64_t elapsed = (bytes > 0 && tl > t0) ? tl - t0 : 0;
     double secs = (double)elapsed / 1e9;
     double thr = secs > 0 ? (double)bytes / secs : 0.0;
     double mps = secs > 0 ? (double)received / secs : 0.0;
-
-    cleanup();
     print_common(o);
-    printf(", \"sent\": %ld, \"received\": %lld, \"bytes_received\": %lld, \"elapsed_ns\": %lld, "
+    printf(", \"sent\": %lld, \"received\": %lld, \"bytes_received\": %lld, \"elapsed_ns\": %lld, "
            "\"throughput_Bps\": %.1f, \"msgs_per_s\": %.1f",
-           sent, (long long)received, (long long)bytes, (long long)elapsed, thr, mps);
+           (long long)sent, (long long)received, (long long)bytes, (long long)elapsed, thr, mps);
     print_delta("rcvbuf_errors", rb0, rb1);
     print_delta("softnet_dropped", sd0, sd1);
-    printf(", \"send_errors\": %ld", send_errors);
+    printf(", \"send_errors\": %lld", (long long)errs);
+    print_extra(o, fr, nf);
     print_tail(o);
 }
 
-/* ---------------------------------------------------------------- main */
-
-/* split: one thread writes SIZE bytes into the client end and reads them from the server end */
 static void parent_split(const struct opts *o, struct sockets *s, char *buf)
 {
     size_t n = (size_t)o->size;
@@ -1148,6 +1429,7 @@ static void parent_split(const struct opts *o, struct sockets *s, char *buf)
            "\"read_mean_ns\": %.1f, \"read_p50_ns\": %lld, \"read_p90_ns\": %lld",
            nrec, wsum / (double)nrec, (long long)pct(ws, nrec, 500), (long long)pct(ws, nrec, 900),
            rsum / (double)nrec, (long long)pct(rs, nrec, 500), (long long)pct(rs, nrec, 900));
+    print_bufs(o);
     print_tail(o);
     free(ws);
     free(rs);
@@ -1159,7 +1441,8 @@ static void usage_fail(const char *msg)
 {
     fail(2, "%s; usage: lbsim-harness --transport tcp|udp|unix_stream|unix_dgram "
             "--workload pingpong|stream|split --size BYTES --count N --warmup N --cpu-a A --cpu-b B "
-            "[--max-seconds S] [--busy-cpu C]... [--policy other|fifo]",
+            "[--max-seconds S] [--busy-cpu C]... [--policy other|fifo] [--rcvbuf N] [--sndbuf N] "
+            "[--nagle] [--flows N] [--senders 1|2] [--cpu-c C]",
          msg);
 }
 
@@ -1171,12 +1454,17 @@ static void parse_args(int argc, char **argv, struct opts *o)
         {"warmup", required_argument, 0, 'W'},    {"cpu-a", required_argument, 0, 'a'},
         {"cpu-b", required_argument, 0, 'b'},     {"max-seconds", required_argument, 0, 'm'},
         {"busy-cpu", required_argument, 0, 'B'},  {"policy", required_argument, 0, 'p'},
+        {"rcvbuf", required_argument, 0, 'R'},    {"sndbuf", required_argument, 0, 'S'},
+        {"nagle", no_argument, 0, 'N'},           {"flows", required_argument, 0, 'F'},
+        {"senders", required_argument, 0, 'E'},   {"cpu-c", required_argument, 0, 'c'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->transport = o->workload = -1;
     o->size = o->count = o->warmup = -1;
     o->cpu_a = o->cpu_b = -1;
     o->max_seconds = 10.0;
+    o->flows = o->senders = 1;
+    o->cpu_c = -1;
     opterr = 0;
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -1224,6 +1512,12 @@ static void parse_args(int argc, char **argv, struct opts *o)
             else
                 usage_fail("invalid --policy");
             break;
+        case 'R': o->rcvbuf = parse_long("rcvbuf", optarg, 1, 1L << 30); break;
+        case 'S': o->sndbuf = parse_long("sndbuf", optarg, 1, 1L << 30); break;
+        case 'N': o->nagle = 1; break;
+        case 'F': o->flows = (int)parse_long("flows", optarg, 1, MAX_FLOWS); break;
+        case 'E': o->senders = (int)parse_long("senders", optarg, 1, 2); break;
+        case 'c': o->cpu_c = (int)parse_long("cpu-c", optarg, 0, CPU_SETSIZE - 1); break;
         case 'h': usage_fail("help requested");
         default: usage_fail("unknown or incomplete option");
         }
@@ -1233,6 +1527,13 @@ static void parse_args(int argc, char **argv, struct opts *o)
     if (o->transport < 0 || o->workload < 0 || o->size < 0 || o->count < 0 || o->warmup < 0 ||
         o->cpu_a < 0 || o->cpu_b < 0)
         usage_fail("missing required option");
+    if (o->cpu_c < 0)
+        o->cpu_c = o->cpu_a;
+    if (o->senders > 1 && !(o->workload == W_STREAM &&
+                            (o->transport == T_UDP || o->transport == T_UDGRAM)))
+        fail(2, "--senders 2 needs a udp or unix_dgram stream");
+    if (o->workload == W_SPLIT && o->flows > 1)
+        fail(2, "--flows needs pingpong or stream (split is one thread)");
 }
 
 /* lbsim-harness --null-syscalls N: the cost of a syscall that does nothing (getppid),
@@ -1256,6 +1557,125 @@ static int null_syscalls(long n)
     return 0;
 }
 
+
+/* one client/peer pair: sockets, peer, (barrier), the measured exchange into fr.
+ * ready_wfd/go_rfd >= 0 (--flows): say ready, then wait until go_rfd reaches EOF. */
+static void run_flow(const struct opts *o, struct flowres *fr, int ready_wfd, int go_rfd)
+{
+    struct sockets s;
+    setup_sockets(o, &s);
+    check_dgram_size(o, &s);
+    char *buf = malloc((size_t)o->size);
+    if (!buf)
+        fail(1, "out of memory for a %ld-byte buffer", o->size);
+    memset(buf, 'x', (size_t)o->size);
+
+    int res[2], ctl[2];
+    if (pipe2(res, O_CLOEXEC) < 0 || pipe2(ctl, O_CLOEXEC) < 0)
+        fail(1, "pipe: %s", strerror(errno));
+    fflush(stdout);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        fail(1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(res[0]);
+        close(ctl[1]);
+        run_child(o, &s, res[1], ctl[0], parent);
+        _exit(0);
+    }
+    g_child = pid;
+    close(res[1]);
+    close(ctl[0]);
+    close(s.sfd);
+    s.sfd = -1;   /* its number is reused: the second sender must not close it again */
+
+    expect_cmsg(res[0], M_READY, now_ns() + 5000000000LL, NULL, "startup");
+    if (ready_wfd >= 0) {
+        char g;
+        if (write(ready_wfd, "r", 1) != 1)
+            fail(1, "flow barrier: %s", strerror(errno));
+        while (read(go_rfd, &g, 1) < 0 && errno == EINTR)
+            ;
+    }
+    if (o->workload == W_PINGPONG)
+        parent_pingpong(o, &s, res[0], ctl[1], buf, fr);
+    else
+        parent_stream(o, &s, res[0], ctl[1], buf, fr);
+    cleanup();
+    free(buf);
+}
+
+/* --flows N > 1: fork N flow processes into a shared result mapping, start them together,
+ * wait for all; a failed flow's error JSON (its stdout) becomes the run's error */
+static void run_flows(const struct opts *o, struct flowres *fr)
+{
+    int ready[2], go[2];
+    int outs[MAX_FLOWS];
+    if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0)
+        fail(1, "pipe: %s", strerror(errno));
+    pid_t top = getpid();
+    for (int i = 0; i < o->flows; i++) {
+        int out[2];
+        if (pipe2(out, O_CLOEXEC) < 0)
+            fail(1, "pipe: %s", strerror(errno));
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid < 0)
+            fail(1, "fork: %s", strerror(errno));
+        if (pid == 0) {
+            g_nflow = 0;
+            g_nspin = 0;   /* the spinners are the top's */
+            die_with_parent(top);
+            prctl(PR_SET_NAME, "lbsim-flow");
+            dup2(out[1], 1);
+            close(ready[0]);
+            close(go[1]);
+            run_flow(o, &fr[i], ready[1], go[0]);
+            fflush(stdout);
+            _exit(0);
+        }
+        g_flowpid[g_nflow++] = pid;
+        close(out[1]);
+        outs[i] = out[0];
+    }
+    close(ready[1]);
+    close(go[0]);
+    int64_t deadline = now_ns() + 10000000000LL;
+    for (int got = 0; got < o->flows;) {
+        struct pollfd p = {.fd = ready[0], .events = POLLIN};
+        int pr = poll(&p, 1, 100);
+        char c;
+        if (pr > 0 && read(ready[0], &c, 1) == 1)
+            got++;
+        else if (pr > 0 || now_ns() > deadline)
+            break;   /* a flow died before its barrier (its error is in its stdout) */
+    }
+    close(go[1]);   /* EOF: every flow starts */
+    int bad = -1, code = 0;
+    for (int i = 0; i < o->flows; i++) {
+        int st = 0;
+        while (waitpid(g_flowpid[i], &st, 0) < 0 && errno == EINTR)
+            ;
+        if (bad < 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+            bad = i;
+            code = WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+        }
+    }
+    g_nflow = 0;
+    if (bad >= 0) {
+        char msg[1024];
+        ssize_t r = read(outs[bad], msg, sizeof msg - 1);
+        msg[r > 0 ? r : 0] = 0;
+        char *nl = strchr(msg, '\n');
+        if (nl)
+            *nl = 0;
+        fail(code ? code : 1, "flow %d failed: %s", bad, msg[0] ? msg : "no output");
+    }
+    for (int i = 0; i < o->flows; i++)
+        close(outs[i]);
+}
+
 int main(int argc, char **argv)
 {
     struct opts o;
@@ -1273,19 +1693,17 @@ int main(int argc, char **argv)
         fail(2, "size %ld exceeds the UDP/IPv4 maximum payload of %ld bytes", o.size,
              UDP_MAX_PAYLOAD);
 
-    struct sockets s;
-    setup_sockets(&o, &s);
-    check_dgram_size(&o, &s);
-
-    char *buf = malloc((size_t)o.size);
-    if (!buf)
-        fail(1, "out of memory for a %ld-byte buffer", o.size);
-    memset(buf, 'x', (size_t)o.size);
-
     if (o.workload == W_SPLIT) {
         if (o.size > SPLIT_MAX_SIZE)
             fail(2, "split: size %ld exceeds %ld bytes (one thread cannot write more than the "
                     "default socket buffers hold before it reads)", o.size, SPLIT_MAX_SIZE);
+        struct sockets s;
+        setup_sockets(&o, &s);
+        check_dgram_size(&o, &s);
+        char *buf = malloc((size_t)o.size);
+        if (!buf)
+            fail(1, "out of memory for a %ld-byte buffer", o.size);
+        memset(buf, 'x', (size_t)o.size);
         start_spinners(&o, hard_end);
         if (pin_cpu(o.cpu_a) < 0)
             fail(2, "cannot pin to CPU %d: %s", o.cpu_a, strerror(errno));
@@ -1305,35 +1723,37 @@ int main(int argc, char **argv)
     if (o.fifo && set_fifo() < 0)
         fail(3, "cannot set SCHED_FIFO priority 1: %s", strerror(errno));
 
-    int res[2], ctl[2];
-    if (pipe2(res, O_CLOEXEC) < 0 || pipe2(ctl, O_CLOEXEC) < 0)
-        fail(1, "pipe: %s", strerror(errno));
+    /* results (and pingpong samples) in a shared mapping: flow processes fill it */
+    size_t per = sizeof(int64_t) * (size_t)(o.workload == W_PINGPONG ? o.count : 1);
+    size_t len = (sizeof(struct flowres) + per) * (size_t)o.flows;
+    char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED)
+        fail(1, "out of memory for %d flows' results", o.flows);
+    struct flowres *fr = (struct flowres *)map;
+    for (int i = 0; i < o.flows; i++)
+        fr[i].samples = (int64_t *)(map + sizeof(struct flowres) * (size_t)o.flows + per * (size_t)i);
 
-    fflush(stdout);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0)
-        fail(1, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        close(res[0]);
-        close(ctl[1]);
-        run_child(&o, &s, res[1], ctl[0], parent);
-        _exit(0);
+    long long rb0 = read_udp_rcvbuf_errors(), sd0 = read_softnet_dropped();
+    if (o.flows == 1)
+        run_flow(&o, fr, -1, -1);
+    else
+        run_flows(&o, fr);
+    long long rb1 = read_udp_rcvbuf_errors(), sd1 = read_softnet_dropped();
+    if (o.flows > 1) {   /* the buffers the kernel kept: the same on every flow's sockets */
+        struct sockets s;
+        setup_sockets(&o, &s);
+        close(s.cfd);
+        close(s.sfd);
+        if (s.c2fd >= 0)
+            close(s.c2fd);
+        cleanup();
     }
-    g_child = pid;
-    close(res[1]);
-    close(ctl[0]);
-    close(s.sfd);
-
-    expect_cmsg(res[0], M_READY, now_ns() + 5000000000LL, NULL, "startup");
 
     if (o.workload == W_PINGPONG)
-        parent_pingpong(&o, &s, res[0], ctl[1], buf);
+        report_pingpong(&o, fr, o.flows);
     else
-        parent_stream(&o, &s, res[0], ctl[1], buf);
-
+        report_stream(&o, fr, o.flows, rb0, rb1, sd0, sd1);
     cleanup();
-    free(buf);
     fflush(stdout);
     return 0;
 }

@@ -92,8 +92,15 @@ def _result(p: subprocess.CompletedProcess) -> dict:
 
 def run_harness(transport: str, workload: str, size: int, count: int, warmup: int,
                 cpu_a: int, cpu_b: int, max_seconds: float = 10, busy_cpus: Iterable[int] = (),
-                policy: str = "other") -> dict:
+                policy: str = "other", *, rcvbuf: int = 0, sndbuf: int = 0, nagle: bool = False,
+                flows: int = 1, senders: int = 1) -> dict:
     """Run the compiled C harness once and return its parsed JSON result.
+
+    ``rcvbuf``/``sndbuf`` (> 0) set SO_RCVBUF/SO_SNDBUF on every socket, ``nagle`` leaves
+    TCP_NODELAY off, ``flows`` runs that many pairs at once, ``senders=2`` adds a second
+    sender (udp/unix_dgram streams).  Every result also carries ``sleeps_per_msg_sender``,
+    ``sleeps_per_msg_receiver``, the buffers the kernel kept (``rcvbuf_client`` ...),
+    ``tcp_nodelay``, ``flows``, ``senders`` and ``flow_received`` (harness.c's header).
 
     Raises :class:`HarnessError` on an error JSON, a non-zero exit, a timeout
     (``max_seconds + 30``) or unparsable output, and
@@ -107,6 +114,15 @@ def run_harness(transport: str, workload: str, size: int, count: int, warmup: in
             "--max-seconds", repr(float(max_seconds)), "--policy", str(policy)]
     for c in busy_cpus:
         argv += ["--busy-cpu", str(int(c))]
+    for opt, v in (("--rcvbuf", rcvbuf), ("--sndbuf", sndbuf)):
+        if v:
+            argv += [opt, str(int(v))]
+    if nagle:
+        argv.append("--nagle")
+    if flows != 1:
+        argv += ["--flows", str(int(flows))]
+    if senders != 1:
+        argv += ["--senders", str(int(senders))]
     # private TMPDIR: UNIX socket paths vanish even if the harness is SIGKILLed
     with tempfile.TemporaryDirectory(prefix="lbsim-run-") as td:
         env = dict(os.environ, TMPDIR=td)

@@ -201,6 +201,15 @@ def _options(transport: str, workload: str, size: int, count: int, warmup: int, 
     return o
 
 
+def _buf_keys(transport: str, c: socket.socket, s: socket.socket) -> dict:
+    """The socket-buffer and shape keys the C harness reports (no knobs set here)."""
+    return {"rcvbuf_client": c.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+            "rcvbuf_server": s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+            "sndbuf_client": c.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+            "sndbuf_server": s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+            "tcp_nodelay": 1 if transport == "tcp" else -1, "flows": 1, "senders": 1}
+
+
 def _run_roles(o: dict, c: socket.socket, s: socket.socket, caddr, pids: list,
                fds: list) -> dict:
     """Fork the peer and the client over (c, s) and wait for the client's result; the forked
@@ -249,10 +258,19 @@ def _python_run(transport: str, workload: str, size: int, count: int, warmup: in
             time.sleep(0.02)
         c, s, caddr = _py_sockets(transport, tmpdir)
         socks += [c, s]
+        extra = _buf_keys(transport, c, s)
         if workload == "split":
             res = _py_split(o, c, s)
         else:
             res = _run_roles(o, c, s, caddr, pids, fds)
+            # the C harness's --flows/--senders/getrusage keys; sleeps are not measured here
+            extra.update(sleeps_per_msg_sender=None, sleeps_per_msg_receiver=None,
+                         flow_received=[res.get("count") if workload == "pingpong"
+                                        else res.get("received")])
+            if workload == "pingpong":
+                el = res.get("elapsed_ns") or 0
+                extra["round_trips_per_s"] = res["count"] * 1e9 / el if el > 0 else 0.0
+        res.update(extra)
         res["harness"] = "python"
         return res
     finally:
