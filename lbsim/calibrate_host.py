@@ -210,17 +210,22 @@ def _data_folder(out_dir: str | Path | None, name: str) -> Path:
     return folder
 
 
-def _stages_for_fit(data: Any, host: HostId, notice: Callable[[str], None]) -> tuple[Path, str, str | None]:
+def _borrow(host: HostId, why: str | None, notice: Callable[[str], None]) -> tuple[Path, str, str]:
+    """The borrowed stage file, where it is from, and the note for the profile (said once)."""
+    path, what = borrowed_stages(host)
+    note = (f"no tracepoint stages on this host ({why}): the fit uses the stage base of {what} ({path}); "
+            "the fit's scales adapt it to this host's grid, the split between stages is that machine's")
+    notice(f"lbsim calibrate: {note}")
+    return path, what, note
+
+
+def _stages_for_fit(data: Any, borrowed: tuple[Path, str, str] | None, host: HostId, why: str,
+                    notice: Callable[[str], None]) -> tuple[Path, str, str | None]:
     """(stage file, where it is from, the note for the profile or None)."""
     if data.stages is not None:
         check_stages(data.stages, data.csv)
         return Path(data.stages), "this host's tracepoints", None
-    path, what = borrowed_stages(host)
-    note = (f"no tracepoint stages on this host ({data.stages_unavailable}): fitted with the stage base of "
-            f"{what} ({path}); the fit's scales adapt it to this host's grid, the split between stages is "
-            "that machine's")
-    notice(f"lbsim calibrate: {note}")
-    return path, what, note
+    return borrowed or _borrow(host, data.stages_unavailable or why, notice)
 
 
 def calibrate_this_host(*, out_dir: str | Path | None = None, name: str | None = None, force: bool = False,
@@ -246,17 +251,15 @@ def calibrate_this_host(*, out_dir: str | Path | None = None, name: str | None =
             raise CalibrationInputError(f"{why}; measure on a quiet machine, or pass --force to go on anyway")
     folder = _data_folder(out_dir, name)
     trace_ok, trace_why = TRACING()
-    if not trace_ok:
-        notice(f"lbsim calibrate: cannot trace the kernel stages here ({trace_why}); measuring the grid only")
+    # said before the measurement, not after it: the user may rather run it as root
+    borrowed = None if trace_ok else _borrow(host, trace_why, notice)
     clock = _Clock(prog)
     sizes = list(fit_sizes)
     try:
         data = clock.run("measure", _measure_total(reps, trace_ok),
                          lambda: MEASURE(folder, prog.tick, reps=reps, stages=trace_ok))
-        if data.stages is None and not data.stages_unavailable:
-            data.stages_unavailable = trace_why
         read_measured(data.csv)  # a broken measurement fails here, in one line, not in the fit
-        stages, source, note = _stages_for_fit(data, host, notice)
+        stages, source, note = _stages_for_fit(data, borrowed, host, trace_why, notice)
         costs = folder / "costs.json"
         clock.run("fit", None, lambda: FIT(data.csv, stages, costs, sizes, lambda rms: prog.tick(f"rms {rms:.4g}")))
         report = clock.run("validate", None, lambda: VALIDATE(data.csv, costs, prog.tick))
@@ -279,6 +282,10 @@ def calibrate_this_host(*, out_dir: str | Path | None = None, name: str | None =
     return out
 
 
+def _secs(s: float) -> str:
+    return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
+
+
 def _pct(v: Any) -> str:
     return "-" if v is None else f"{float(v):.1f} %"
 
@@ -287,11 +294,11 @@ def format_summary(o: Outcome) -> str:
     """The lines the command prints at the end: held-out errors, phase times, where things are."""
     h = o.heldout or {}
     pairs = (f"{h.get('pairs_ok')}/{h.get('pairs_total')}" if h.get("pairs_total") is not None else "-")
-    times = ", ".join(f"{k} {o.seconds[k]:.0f} s" for k in PHASES if k in o.seconds)
+    times = ", ".join(f"{k} {_secs(o.seconds[k])}" for k in PHASES if k in o.seconds)
     lines = [f"profile {o.profile_name}: {o.profile}",
              f"held-out median |error|: p50 round trip {_pct(h.get('rtt_p50_median_pct'))}, "
              f"throughput {_pct(h.get('throughput_median_pct'))}; transport pairs in the measured order {pairs}",
-             f"time: {times} (total {sum(o.seconds.values()):.0f} s)",
+             f"time: {times} (total {_secs(sum(o.seconds.values()))})",
              f"measured data, costs.json, validate.json: {o.data_dir}",
              f"stage base: {o.stages_source}"]
     lines += [f"note: {n}" for n in o.notices]
