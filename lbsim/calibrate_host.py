@@ -213,7 +213,7 @@ def _data_folder(out_dir: str | Path | None, name: str) -> Path:
 def _borrow(host: HostId, why: str | None, notice: Callable[[str], None]) -> tuple[Path, str, str]:
     """The borrowed stage file, where it is from, and the note for the profile (said once)."""
     path, what = borrowed_stages(host)
-    note = (f"no tracepoint stages on this host ({why}): the fit uses the stage base of {what} ({path}); "
+    note = (f"no tracepoint stages on this host: {why}; the fit uses the stage base of {what} ({path}); "
             "the fit's scales adapt it to this host's grid, the split between stages is that machine's")
     notice(f"lbsim calibrate: {note}")
     return path, what, note
@@ -274,7 +274,7 @@ def calibrate_this_host(*, out_dir: str | Path | None = None, name: str | None =
                 notes=[f"lbsim calibrate on this host, {reps} repetitions; stages: {source}"]
                 + ([note] if note else []), overwrite=overwrite)
 
-        profile = clock.run("install", None, install)
+        profile = clock.run("install", 0, install)  # 0 steps: no bar
     finally:
         prog.close()
     out = Outcome(name, profile, folder, costs, heldout, clock.seconds, [note] if note else [], source)

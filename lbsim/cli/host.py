@@ -248,12 +248,13 @@ class _Bar:
     def phase(self, name: str, total: int | None) -> None:
         self.close()
         self.name = name
-        if self.quiet:
+        if self.quiet or total == 0:
             return
         if self.tty:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=name, file=sys.stderr, dynamic_ncols=True, leave=True)
+            unit = {"measure": "run", "fit": "eval", "validate": "point"}.get(name, "it")
+            self.bar = tqdm(total=total, desc=name, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=True)
         else:
             log.info(f"lbsim calibrate: {name}" + (f" ({total} runs)" if total else ""))
 
