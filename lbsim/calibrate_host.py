@@ -242,6 +242,8 @@ def calibrate_this_host(*, out_dir: str | Path | None = None, name: str | None =
     prog = progress or _LogProgress()
     host = HostId.current()
     date = datetime.now(UTC).isoformat(timespec="seconds")
+    if name and any(p.name == name and p.shipped for p in list_profiles()):  # refused before measuring
+        raise CalibrationInputError(f"profile {name!r} is a shipped one; choose another --name")
     if name and not overwrite and any(p.name == name for p in list_profiles()):
         raise CalibrationInputError(f"profile {name!r} exists; choose another --name or pass --overwrite")
     name = name or default_profile_name(host, date)

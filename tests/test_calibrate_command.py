@@ -105,6 +105,8 @@ def test_cli_one_command_prints_the_summary_and_copies_costs(hooks, tmp_path, ca
     assert out.err == ""
     assert main(["calibrate", "-q", "--name", "mine"]) == 2
     assert "exists" in capsys.readouterr().err
+    assert main(["calibrate", "-q", "--name", "xeon-v1272-2026-12-06", "--overwrite"]) == 2
+    assert "shipped" in capsys.readouterr().err
 
 
 def test_busy_machine_is_refused_before_measuring(hooks, monkeypatch, capsys):
