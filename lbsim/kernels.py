@@ -107,7 +107,7 @@ class KernelParams:
     #: SK_RMEM_MAX: 212992 = 256 x SKB_TRUESIZE(256) = 256 x 832).
     skb_truesize_overhead: int = 576
 
-    def replace(self, **changes: object) -> "KernelParams":
+    def replace(self, **changes: object) -> KernelParams:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     @property

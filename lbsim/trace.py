@@ -140,7 +140,8 @@ def format_function_graph(df: pd.DataFrame, latency_ns: float | None = None) -> 
         last_task: str | None = None
         block: list[Any] = []
 
-        def flush(block: list[Any]) -> None:
+        # cpu bound as a default: flush is redefined per CPU and must use this iteration's
+        def flush(block: list[Any], cpu: Any = cpu) -> None:
             nonlocal last_task
             if not block:
                 return

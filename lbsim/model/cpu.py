@@ -31,8 +31,21 @@ import simpy
 
 from lbsim.model.sched_fair import FairRunQueue
 from lbsim.model.stages import SID
-from lbsim.model.task import (BH_ENABLE, CTX_BACKGROUND, CTX_SOFTIRQ, CTX_TASK, DONE, NICE_0_WEIGHT, PREEMPT,
-                              RUNNING, SLEEPING, Sleep, Softirq, Task, WaitQueue)
+from lbsim.model.task import (
+    BH_ENABLE,
+    CTX_BACKGROUND,
+    CTX_SOFTIRQ,
+    CTX_TASK,
+    DONE,
+    NICE_0_WEIGHT,
+    PREEMPT,
+    RUNNING,
+    SLEEPING,
+    Sleep,
+    Softirq,
+    Task,
+    WaitQueue,
+)
 from lbsim.model.timers import push_fire
 
 if TYPE_CHECKING:

@@ -9,15 +9,16 @@ stands for the set-up a benchmark does with system calls (``socket``/``connect``
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
-from lbsim.model.sim import Sim
-from lbsim.model.task import CTX_BACKGROUND, NICE_19_WEIGHT, PREEMPT, SLEEPING, Task
 from lbsim.model.metrics import FlowDir, RunStats, Tally
 from lbsim.model.netdev import Net, flow_hash
+from lbsim.model.sim import Sim
 from lbsim.model.stages import STAGES
+from lbsim.model.task import CTX_BACKGROUND, NICE_19_WEIGHT, PREEMPT, SLEEPING, Task
 from lbsim.model.tcp import tcp_connect
 from lbsim.model.udp import UdpSocket
 from lbsim.model.unix import UnixDgram, UnixStream

@@ -11,7 +11,8 @@ counted at the end by reading the queues (see ``Host.in_flight``).
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -24,7 +24,8 @@ on the CPU that sends them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generator
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
 
 from lbsim.model.skb import truesize_tcp
 from lbsim.model.stages import SID

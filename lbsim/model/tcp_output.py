@@ -26,7 +26,8 @@ crosses lo on its own.  ``release_sock`` processes what arrived on the socket ba
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generator
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
 
 from lbsim.model.stages import SID
 from lbsim.model.task import BH_ENABLE, PREEMPT

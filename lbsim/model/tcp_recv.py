@@ -11,13 +11,15 @@ sender's CPU, which frees them in its next NET_RX run, see netdev.py),
 reader drains more than a window per round), ``tcp_cleanup_rbuf`` (ACK when one is
 pending and more than a segment is un-ACKed or it was pushed -- a segment shorter than
 ``rcv_mss``, or from 6.7 one of ``rcv_mss`` or more with PSH, which every write's last
-skb carries -- or when the window at least doubled), ``release_sock``.  The advertised window is ``(rcvbuf - rmem) x ratio``
-(``tcp_win_from_space``; ratio 50 % until learned from ``len / truesize``).
+skb carries -- or when the window at least doubled), ``release_sock``.  The advertised
+window is ``(rcvbuf - rmem) x ratio`` (``tcp_win_from_space``; ratio 50 % until learned
+from ``len / truesize``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generator
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
 
 from lbsim.model.socket import consume, plan_read
 from lbsim.model.stages import SID

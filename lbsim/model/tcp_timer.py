@@ -10,7 +10,8 @@ timer's softirq work runs in the TIMER softirq of lbsim.model.netdev (``Net.add_
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generator
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
 
 from lbsim.model.stages import SID
 

@@ -34,13 +34,14 @@ Left out: credentials/SCM (``maybe_add_creds``, no ancillary data in the workloa
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Generator, Iterable
+from collections.abc import Generator, Iterable
+from typing import Any
 
 from lbsim.model.sim import Sim
-from lbsim.model.task import PREEMPT, SLEEPING, Task, WaitQueue
 from lbsim.model.skb import page_calls_unix_dgram, page_calls_unix_stream, truesize_unix_dgram, truesize_unix_stream
 from lbsim.model.socket import consume, plan_read
 from lbsim.model.stages import SID
+from lbsim.model.task import PREEMPT, SLEEPING, Task, WaitQueue
 
 __all__ = ["UnixStream", "UnixDgram"]
 

@@ -4,17 +4,30 @@ transport order check (see :mod:`lbsim.validate`)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from lbsim.config import make_config
 from lbsim.costs import CostModel, load_costs
-from lbsim.fitdata import (DATAGRAM, METRIC_ORDER, PARAM_COLUMNS, POINT_KEYS, POLICIES, at_fit_size, error_pct,
-                           normalise, point_keys, read_measured, sim_fields, sim_kernel)
+from lbsim.fitdata import (
+    DATAGRAM,
+    METRIC_ORDER,
+    PARAM_COLUMNS,
+    POINT_KEYS,
+    POLICIES,
+    at_fit_size,
+    error_pct,
+    normalise,
+    point_keys,
+    read_measured,
+    sim_fields,
+    sim_kernel,
+)
 from lbsim.measure.host import STREAM_BYTES
 from lbsim.validate.checks import check_measured
 from lbsim.validate.report import HEADLINE, ValidationReport, _jsonable, _point_name
