@@ -34,6 +34,9 @@ from lbsim.model.tcp_output import MAX_TCP_HEADER, S_BOUNCE
 
 if TYPE_CHECKING:
     from lbsim.model.cpu import CPU
+    from lbsim.model.tcp_state import TcpState
+else:  # TcpSock.__slots__ holds the state; TcpState declares it for mypy
+    TcpState = object
 
 __all__ = ["TcpInput"]
 
@@ -51,7 +54,7 @@ def _roundup_pow2(n: int) -> int:
     return p
 
 
-class TcpInput:
+class TcpInput(TcpState):
     """The softirq receive side of TcpSock (a mixin: TcpSock holds the state)."""
 
     __slots__ = ()

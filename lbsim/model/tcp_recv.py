@@ -18,7 +18,7 @@ from ``len / truesize``).
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from lbsim.model.socket import consume, plan_read
@@ -28,6 +28,9 @@ from lbsim.model.tcp_output import S_BOUNCE, S_C2C
 
 if TYPE_CHECKING:
     from lbsim.model.task import Task
+    from lbsim.model.tcp_state import TcpState
+else:  # TcpSock.__slots__ holds the state; TcpState declares it for mypy
+    TcpState = object
 
 __all__ = ["TcpRecv", "RCV_RTT_NS"]
 
@@ -40,7 +43,7 @@ S_RECVMSG = S["tcp_recvmsg"]
 S_KFREE = S["__kfree_skb"]
 
 
-class TcpRecv:
+class TcpRecv(TcpState):
     """The reader's side of TcpSock (a mixin: TcpSock holds the state)."""
 
     __slots__ = ()
@@ -74,6 +77,7 @@ class TcpRecv:
         peer = self.peer
         alloc = peer.tx_cpu  # the writer's CPU (skb->alloc_cpu)
         remote = alloc is not cpu and alloc is not None
+        frees: Sequence[int]
         if not nfree:
             frees, kick = (), None
         elif not remote:
