@@ -42,6 +42,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .harness import PROGRAM_NAME, TRANSPORTS, HarnessError, build_harness, run_harness
 from .stages_intervals import (  # noqa: F401 - re-exported: the public names of this module
@@ -216,7 +217,7 @@ def _traced_run(exe: Path, args: list[str], buffer_size_kb: int, max_seconds: fl
     """Run the harness once inside a private instance; return the raw material for the
     analysis (buffer text/raw, event ids, buffer stats, harness result, ...).  The instance
     and a private tracefs mount are removed on every way out."""
-    t = {}
+    t: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="lbsim-run-") as td, _Tracefs() as tfs:
         assert tfs.root is not None
         t["stale"] = _remove_stale_instances(tfs.root)

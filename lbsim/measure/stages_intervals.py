@@ -287,7 +287,7 @@ def _peer(tr: _Trace, client_pid: int) -> int:
     sends = {p: n for p, n in sends.items() if n > 0}
     if client_pid not in tr.by_pid or not sends:
         raise ValueError("trace has no ping-pong (no sendto by the harness client and a peer)")
-    return max(sends, key=sends.get)
+    return max(sends, key=lambda p: sends[p])
 
 
 def _round_trips(cph: list[tuple[str, list[_Syscall]]], warmup: int) -> list[tuple[Ev, Ev]]:
@@ -382,7 +382,7 @@ def _sender_side(sc: _Syscall, r: int, loopback: bool, acc: _Acc) -> Ev | None:
     wk: Ev | None = None
     if loopback:
         se, dq = _send_to_softirq(sc, acc)
-        if se is not None:
+        if se is not None and dq is not None:  # (dq is set whenever se is)
             wk = _net_rx_softirq(sc, se, dq, r, acc)
         if wk is None:
             # a wake-up outside the softirq (e.g. backlog processed at release_sock)

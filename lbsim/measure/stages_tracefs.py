@@ -181,7 +181,7 @@ def _write(path: Path, value: str) -> None:
 def _remove_stale_instances(root: Path) -> list[str]:
     """Remove ``lbsim-<pid>[-n]`` instances left by a process of this module that died
     without cleaning up (SIGKILL); instances of live processes are left alone."""
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(root / "instances")
     except OSError:

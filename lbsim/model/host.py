@@ -63,6 +63,8 @@ def _build_flow(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, i: int, rec
         back = Channel(cli.sendmsg, cli.recvmsg, d_back, False, _msg_of)
         return _Flow(out, back, [srv, cli])
     sndbuf = cfg.sndbuf_unix()
+    x_out: UnixStream | UnixDgram
+    x_back: UnixStream | UnixDgram
     if t == "unix_stream":
         max_skb = k.unix_stream_max_skb_bytes
         x_out = UnixStream(sim, sndbuf=sndbuf, max_skb=max_skb, stats=d_out, modern=modern)
@@ -319,7 +321,7 @@ def _rows(sim: Sim, net: Net, now: float) -> tuple[list[dict[str, Any]], list[di
             "lo_tx_packets": c.lo_tx_packets, "lo_tx_bytes": c.lo_tx_bytes, "backlog_max_qlen": c.backlog_max,
             "context_switches": c.switches,
         })
-    stage_rows = []
+    stage_rows: list[dict[str, Any]] = []
     for i, name in enumerate(STAGES):
         if sim.stage_count[i] or sim.stage_wait[i]:
             stage_rows.append({"stage": name, "count": sim.stage_count[i], "busy_ns": sim.stage_busy[i],

@@ -125,6 +125,7 @@ class FlowDir:
         run.delivered_bytes += nbytes
         self.recv_bytes += nbytes
         done = 0
+        t0: float | None
         if self.stream:
             b = self.bounds
             got = self.recv_bytes

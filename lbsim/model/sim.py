@@ -15,6 +15,7 @@ it is the next thing to happen anyway (``Sim.run_inline``, the trampoline).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -182,7 +183,7 @@ class Sim:
         command, without testing each item's type."""
         return self.work_of_ids(sids)
 
-    def work_of_ids(self, sids: tuple[int, ...]) -> list[Any]:
+    def work_of_ids(self, sids: Sequence[int]) -> list[Any]:
         """``work_ids(*sids)`` for a tuple of stage ids (a plain call, see work_of)."""
         fixed0 = self._fixed0
         draw = self._draw

@@ -119,7 +119,7 @@ def order_check(rows: pd.DataFrame, metrics: Sequence[str] = HEADLINE, params: S
             if (ma - mb) * (sa - sb) > 0:
                 agreed += 1
             else:
-                k = dict(zip(cell_keys, key))
+                k: dict[str, Any] = dict(zip(cell_keys, key))
                 cell = (f"{k['workload']} {k['placement']}/{k['background']} {int(k['msg_bytes'])} B"
                         + "".join(f" {p}={k[p]}" for p in (params if shown is None else shown)
                                   if not pd.isna(k[p]) and str(k[p]) != ""))
@@ -151,6 +151,7 @@ def _point_records(keys: list[str], key: Any, grp: pd.DataFrame, sim: dict[str, 
                    fitted: bool, has_rep: bool, skipped: dict[str, int]) -> list[dict[str, Any]]:
     """One row per metric of a point measured and simulated both (``skipped`` counts the others)."""
     out = []
+    metric: Any  # (pandas-stubs types a group key as any scalar)
     for metric, mg in grp.groupby("metric", sort=False):
         if metric not in sim:
             skipped[metric] = skipped.get(metric, 0) + 1

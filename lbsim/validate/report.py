@@ -150,6 +150,7 @@ class ValidationReport:
                 + "".join(f"{p:>{width[p]}s} " for p in params)
                 + f"{'metric':15s} {'measured':>11s} {'simulated':>11s} {'error':>8s} {'spread':>7s}  fit")
         out = [head]
+        r: Any  # a row namedtuple of df's columns
         for r in df.itertuples(index=False):
             d = r._asdict()
             err = d["error_pct"]
