@@ -13,7 +13,7 @@ import json
 import math
 from typing import Any, Mapping
 
-from lbsim.config import ConfigError, SimConfig, make_config
+from lbsim.config import STAGE_EDIT_FIELDS, ConfigError, SimConfig, make_config
 from lbsim.experiment import Experiment, ExperimentError, RunSpec
 from lbsim.jsonsafe import plain
 from lbsim.kernels import kernel_profile
@@ -39,6 +39,9 @@ def run_id_for(config: Mapping[str, Any], replication: int) -> str:
     Depends only on the configuration (seed included) and the replication index: not on
     the lbsim version, the file's name or the order of its keys.
     """
+    # stage edits left at their defaults are not part of the id: runs stored before the fields
+    # existed keep their ids
+    config = {k: v for k, v in config.items() if not (k in STAGE_EDIT_FIELDS and not v)}
     canon = json.dumps({"config": config, "replication": replication}, sort_keys=True, separators=(",", ":"),
                        allow_nan=True)
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
