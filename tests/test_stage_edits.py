@@ -37,7 +37,7 @@ def test_scaling_one_stage_leaves_the_other_stages_draws_alone():
     base = _busy(lbsim.simulate(**BASE))
     edit = _busy(lbsim.simulate(**BASE, stage_scale={"ip_rcv": 0.5}))
     assert {k: v[0] for k, v in edit.items()} == {k: v[0] for k, v in base.items()}
-    for stage, (n, busy) in base.items():
+    for stage, (_n, busy) in base.items():
         want = 0.5 * busy if stage == "ip_rcv" else busy
         assert edit[stage][1] == pytest.approx(want, rel=1e-12), stage
 
