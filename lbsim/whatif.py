@@ -117,11 +117,16 @@ class Profile:
                 "unix_p50_ns": self.unix["p50_ns"], "gap_ns": gap_ns, "rows": rows}
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data, without wall or CPU times: the same seed gives the same bytes."""
+        def numbers(run: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:
+            return {k: v for k, v in run.items() if k not in ("cpu_s", "wall_s", "counts") or k in keep}
+
         return {
             "config": self.config.model_dump(mode="json"), "speedups": list(self.speedups),
-            "baseline": self.baseline, "primary": self.primary, "rank_at": self.rank_at,
+            "baseline": numbers(self.baseline, ("counts",)), "primary": self.primary, "rank_at": self.rank_at,
+            "unix_stream": numbers(self.unix) if self.unix else None,
             "targets": [{"name": t.name, "kind": t.kind, "members": list(t.members), "count": t.count,
-                         "runs": {f"{s:g}": self.runs[(t.name, s)] for s in (*self.speedups, 1.0)
+                         "runs": {f"{s:g}": numbers(self.runs[(t.name, s)]) for s in (*self.speedups, 1.0)
                                   if (t.name, s) in self.runs},
                          "gain": {m: {f"{s:g}": self.gain(t.name, s, m) for s in self.speedups}
                                   for m in ("p50", "p99", "tput")}}
