@@ -49,7 +49,7 @@ def run_id_for(config: Mapping[str, Any], replication: int) -> str:
 
 def _raw_config(data: Mapping[str, Any]) -> dict[str, Any]:
     """The config as given on top of the defaults (for a run whose config cannot be built)."""
-    out = {k: plain(f.default) for k, f in SimConfig.model_fields.items()}
+    out = {k: plain(f.get_default(call_default_factory=True)) for k, f in SimConfig.model_fields.items()}
     out.update({k: plain(v) for k, v in data.items()})
     return out
 
