@@ -33,14 +33,16 @@ def profile_figure(p: Any, lines: int = 8) -> Any:
     ax.legend(fontsize=7, loc="upper left")
     if gap:
         ax2 = axes[0][1]
-        rows = [r for r in gap["rows"] if r["kind"] == "stage"][:lines + 4][::-1]
-        ax2.barh([r["target"] for r in rows], [r["saved_ns"] for r in rows], color="tab:blue")
+        rows = gap["rows"][:lines + 4][::-1]
+        colors = {"stage": "tab:blue", "group": "tab:orange", "delay": "tab:green"}
+        ax2.barh([r["target"] if r["kind"] == "stage" else f"{r['target']} ({r['kind']})" for r in rows],
+                 [r["saved_ns"] for r in rows], color=[colors[r["kind"]] for r in rows])
         ax2.axvline(gap["gap_ns"], color="tab:red", ls="--", label=f"gap to unix_stream {gap['gap_ns']:.0f} ns")
         for i, r in enumerate(rows):
             need = "cannot alone" if math.isnan(r["needed"]) else f"{100 * r['needed']:.0f} % closes it"
             ax2.text(max(r["saved_ns"], 0) + 5, i, need, va="center", fontsize=7)
         ax2.set_xlabel("p50 saved when the stage costs nothing (ns)")
-        ax2.set_title(f"{gap['transport']} -> unix_stream: each stage alone", fontsize=10)
+        ax2.set_title(f"{gap['transport']} -> unix_stream: each stage (or group) alone", fontsize=10)
         ax2.tick_params(axis="y", labelsize=7)
         ax2.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
