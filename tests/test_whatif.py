@@ -19,6 +19,12 @@ def _profile(cfg, speedups=(0.1, 0.3, 0.5), **kw):
     return causal_profile(cfg, speedups, executor="serial", **kw)
 
 
+@pytest.fixture(scope="module")
+def one_cpu():
+    """The deterministic one-CPU profile, with the gap (shared by the tests that read it)."""
+    return _profile(ONE_CPU)
+
+
 def test_a_stage_off_the_critical_path_buys_nothing():
     """Cross-CPU ping-pong: the reader blocks (schedule_timeout) while its wake-up IPI is still
     on its way to the other CPU, so a cheaper schedule_timeout does not shorten a round trip."""
@@ -31,10 +37,10 @@ def test_a_stage_off_the_critical_path_buys_nothing():
 
 
 @pytest.mark.parametrize("stage", ["tcp_v4_rcv", "ip_output", "schedule", "syscall"])
-def test_on_one_cpu_the_gain_is_the_stage_share_of_the_path(stage):
+def test_on_one_cpu_the_gain_is_the_stage_share_of_the_path(stage, one_cpu):
     """One CPU, zero load, every cost at its mean: every stage is on the path, so making it x
     cheaper saves x times its time in a round trip."""
-    p = _profile(ONE_CPU, gap=False)
+    p = one_cpu
     r = lbsim.simulate(**{**ONE_CPU, "messages": trace.WARMUP + 1, "trace": True})
     df = trace.round_trip_records(r)
     rtt = df.attrs["latency_ns"]
@@ -47,7 +53,7 @@ def test_on_one_cpu_the_gain_is_the_stage_share_of_the_path(stage):
 
 @pytest.mark.parametrize("deterministic", [True, False])
 def test_effects_grow_with_the_speed_up(deterministic):
-    p = _profile({**ONE_CPU, "messages": 150, "deterministic": deterministic}, (0.1, 0.2, 0.3, 0.5), gap=False)
+    p = _profile({**ONE_CPU, "messages": 100, "deterministic": deterministic}, (0.1, 0.2, 0.3, 0.5), gap=False)
     for t in p.targets:
         gains = [p.gain(t.name, s) for s in p.speedups]
         assert all(b >= a - 1e-12 for a, b in zip(gains, gains[1:])), (t.name, gains)
@@ -71,8 +77,8 @@ def test_the_process_pool_gives_the_serial_numbers():
         {k: {x: y for x, y in v.items() if x not in strip} for k, v in b.runs.items()}
 
 
-def test_stages_that_never_run_are_skipped_and_the_gap_is_read_off():
-    p = _profile(ONE_CPU)
+def test_stages_that_never_run_are_skipped_and_the_gap_is_read_off(one_cpu):
+    p = one_cpu
     names = {t.name for t in p.targets}
     assert "udp_rcv" not in names and "unix_stream_sendmsg" not in names and "ip_fragment" not in names
     assert {"tcp", "wakeup"} <= names and "wakeup_remote_idle_ns" not in names  # one CPU: no remote wake-up
