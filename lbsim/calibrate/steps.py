@@ -18,7 +18,8 @@ from lbsim.calibrate.fits import (BOUNCE_FAMILIES, BOUNCE_REFIT, fit_cache_to_ca
 from lbsim.calibrate.pages import PageStep, page_costs, page_step
 from lbsim.calibrate.params import (PARAMS, apply_params, at_bound, split_kfree_skb, with_cold_copies, with_delays,
                                     with_pages, with_stage_fixed, with_stages, with_tcp_call_share)
-from lbsim.calibrate.sim import KERNEL, residual_row, sim_p50_us, sim_split_us
+from lbsim.calibrate.pool import run_many
+from lbsim.calibrate.sim import KERNEL, residual_row
 from lbsim.calibrate.split import FitSplit, Key, split_frame
 from lbsim.costs import CostModel
 from lbsim.fitdata import Point, SplitPoint, kernel_fields, pingpong_points, split_points
@@ -253,13 +254,14 @@ def simulate_points(st: FitState) -> None:
     held = st.held_out if st.held_out is not None else st.df.iloc[:0]
     pts = st.pts + pingpong_points(held, ())
     splits = st.splits + split_points(held, ())
+    assert st.model is not None
+    sims = run_many([("p50", st.model, (pt,), {"deterministic": True, "messages": 8}) for pt in pts]
+                    + [("split", st.model, (sp.transport, sp.msg_bytes), {}) for sp in splits])
     rows = []
-    for pt in pts:
-        sim, _ = sim_p50_us(st.model, pt, deterministic=True, messages=8)
+    for pt, (sim, _) in zip(pts, sims):
         rows.append(residual_row("rtt_p50_us", pt.transport, pt.placement, pt.background, pt.msg_bytes,
                                  pt.measured_us, sim, pt.fitted))
-    for sp in splits:
-        w, r = sim_split_us(st.model, sp.transport, sp.msg_bytes)
+    for sp, (w, r) in zip(splits, sims[len(pts):]):
         for metric, meas, sim in (("write_p50_us", sp.write_us, w), ("read_p50_us", sp.read_us, r)):
             rows.append(residual_row(metric, sp.transport, "same", "idle", sp.msg_bytes, meas, sim, sp.fitted))
     st.rows["points"] = rows
