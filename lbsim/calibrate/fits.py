@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from lbsim.calibrate.ident import grid_check, lsq_check, scalar_check
 from lbsim.calibrate.params import (PARAMS, WAKEUP_DELAYS, X0, apply_params, split_kfree_skb, with_cold_copies,
                                     with_delays, with_stage_fixed, with_stages, with_tcp_call_share)
 from lbsim.calibrate.pool import run_many
@@ -64,6 +65,7 @@ def fit_params(base: CostModel, fit_pts: list[Point], fit_splits: list[SplitPoin
         return np.array(out)
 
     sol = least_squares(resid, x0, bounds=(lo, hi), x_scale="jac", diff_step=1e-3, max_nfev=400)
+    lsq_check(names, sol, lo, hi)
     return dict(zip(names, sol.x.tolist())), sol
 
 
@@ -83,6 +85,7 @@ def fit_cv(base: CostModel, params: dict[str, float], pts: list[Point], which: s
         err = abs(float(np.median(spreads)) - target)
         if err < best_err:
             best, best_err = c, err
+    grid_check(f"{which}_cv", best, grid)
     return best
 
 
@@ -109,6 +112,7 @@ def refit_wakeups(model: CostModel, fit_pts: list[Point]) -> dict[str, float] | 
     # unix_stream 64 KiB one spreads by 94 % between repetitions) and would pull both delays
     sol = least_squares(resid, x0, bounds=(lo, hi), x_scale="jac", diff_step=1e-3, max_nfev=60,
                         loss="cauchy", f_scale=0.1)
+    lsq_check(WAKEUP_DELAYS, sol, lo, hi)
     return dict(zip(WAKEUP_DELAYS, (float(v) for v in sol.x)))
 
 
@@ -175,6 +179,7 @@ def fit_tcp_call_share(model: CostModel, df: Any, fit_sizes: Iterable[int], writ
     # per-packet stages at no less than 5 % of the main fit's
     hi = min(8.0, 1.0 + 0.95 * packet_part / call_part)
     k = grid_then_brent(lambda x: errs([x])[0], hi, 17, xatol=0.02, batch=errs)
+    scalar_check("tcp_call_scale", lambda x: errs([x])[0], k, 0.0, hi, 0.02, np.linspace(0.0, hi, 17), errs)
     m = with_tcp_call_share(model, *pair(k))
     return pair(k), _rows(m, pts)
 
@@ -220,6 +225,7 @@ def fit_cacheline_transfer(model: CostModel, df: Any, families: dict[str, tuple[
 
         sol = minimize_scalar(err, bounds=(0.0, 3000.0), method="bounded", options={"xatol": 5.0})
         b = float(sol.x)
+        scalar_check(f"{stage}_ns", err, b, 0.0, 3000.0, 5.0)
         fitted[stage] = b
         model = with_stage_fixed(model, stage, b)
     fitted_on = {tr for trs in families.values() for tr in trs}
@@ -243,6 +249,7 @@ def fit_kfree_skb(model: CostModel, df: Any, writes: int | None = None) -> tuple
         return _errs([split_kfree_skb(model, x) for x in xs], pts)
 
     x = grid_then_brent(lambda x: errs([x])[0], top, 9, xatol=2.0, batch=errs)  # the regime flips with x
+    scalar_check("kfree_skb_ns", lambda x: errs([x])[0], x, 0.0, top, 2.0, np.linspace(0.0, top, 9), errs)
     return x, _rows(split_kfree_skb(model, x), pts)
 
 
@@ -264,6 +271,7 @@ def fit_cold_copy(model: CostModel, df: Any, writes: int | None = None) -> tuple
 
     sol = minimize_scalar(err, bounds=(0.0, 2.0), method="bounded", options={"xatol": 1e-3})
     cold = float(sol.x)
+    scalar_check("copy_cold_ns_per_byte", err, cold, 0.0, 2.0, 1e-3)
     return cold, _rows(with_cold_copies(model, cold), pts)
 
 
@@ -291,4 +299,6 @@ def fit_cache_to_cache_copy(model: CostModel, df: Any, writes: int | None = None
         return _errs([with_c2c(x) for x in xs], pts)
 
     x = grid_then_brent(lambda x: errs([x])[0], 0.3, 13, xatol=2e-3, batch=errs)  # the regimes flip with x
+    scalar_check("cache_to_cache_copy_ns_per_byte", lambda x: errs([x])[0], x, 0.0, 0.3, 2e-3,
+                 np.linspace(0.0, 0.3, 13), errs)
     return x, _rows(with_c2c(x), pts)

@@ -15,6 +15,7 @@ import pandas as pd
 from lbsim.calibrate.fits import (BOUNCE_FAMILIES, BOUNCE_REFIT, fit_cache_to_cache_copy, fit_cacheline_transfer,
                                   fit_cold_copy, fit_cv, fit_kfree_skb, fit_params, fit_tcp_call_share,
                                   refit_wakeups)
+from lbsim.calibrate.ident import CHECKS
 from lbsim.calibrate.pages import PageStep, page_costs, page_step
 from lbsim.calibrate.params import (PARAMS, apply_params, at_bound, split_kfree_skb, with_cold_copies, with_delays,
                                     with_pages, with_stage_fixed, with_stages, with_tcp_call_share)
@@ -45,6 +46,8 @@ class FitResult:
     page_step_transports: list[str] = field(default_factory=list)
     #: the held-out rule's record (lbsim.calibrate.split.FitSplit.record): rule, params, fitted keys
     split: dict[str, Any] = field(default_factory=dict)
+    #: what the data pin down, per fitted value (lbsim.calibrate.ident): method, status, flags
+    identifiability: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,6 +75,7 @@ class FitState:
     pts: list[Point] = field(default_factory=list)
     splits: list[SplitPoint] = field(default_factory=list)
     step: PageStep | None = None
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
     held_out: Any = None
     fitted_keys: list[Key] = field(default_factory=list)
 
@@ -96,7 +100,8 @@ class FitState:
                          residuals=[r for rows in self.rows.values() for r in rows], unidentified=self.unidentified,
                          page_step_sizes=[step.below, step.above] if step else [],
                          page_step_transports=step.transports if step else [],
-                         split=self.rule.record(self.fitted_keys) if self.held_out is not None else {})
+                         split=self.rule.record(self.fitted_keys) if self.held_out is not None else {},
+                         identifiability={k: self.checks[k] for k in params if k in self.checks})
 
 
 # --------------------------------------------------------------------------------------------
@@ -277,11 +282,13 @@ def run_fit(st: FitState, steps: Iterable[Callable[[FitState], None]] = FIT_STEP
     """Run ``steps`` in order on ``st``, every simulation with the kernel fields the data names
     (:func:`lbsim.fitdata.kernel_fields`)."""
     token = KERNEL.set(kernel_fields(st.df))
+    checks = CHECKS.set(st.checks)
     try:
         for step in steps:
             log.info("fit step %s", step.__name__)
             step(st)
     finally:
+        CHECKS.reset(checks)
         KERNEL.reset(token)
     return st.result()
 
