@@ -36,8 +36,8 @@ def _scramble(df: pd.DataFrame, which: pd.Series, seed: int = 7) -> pd.DataFrame
     return out
 
 
-def _fitted_mask(df: pd.DataFrame, split: FitSplit = FitSplit()) -> pd.Series:
-    fitted, _, _ = split_frame(df, split)
+def _fitted_mask(df: pd.DataFrame) -> pd.Series:
+    fitted, _, _ = split_frame(df, FitSplit())
     return df.index.isin(fitted.index)
 
 

@@ -76,8 +76,8 @@ def fit_cv(base: CostModel, params: dict[str, float], pts: list[Point], which: s
     target = float(np.median([p.spread for p in pts]))
     grid = [0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0]
     best, best_err = grid[0], float("inf")
-    models = [apply_params(base, params, cv=c if which == "stage" else stage_cv, delay_cv=c if which == "delay" else 0.0)
-              for c in grid]
+    models = [apply_params(base, params, cv=c if which == "stage" else stage_cv,
+                           delay_cv=c if which == "delay" else 0.0) for c in grid]
     sims = run_many([_p50(m, p, deterministic=False, messages=600, seed=1) for m in models for p in pts[:4]])
     k = len(pts[:4])
     for i, c in enumerate(grid):

@@ -61,7 +61,8 @@ def scalar_check(name: str, err: Callable[[float], float], x: float, lo: float, 
     else:
         status = "edge: the error falls on one side"
     rec = {"method": "profile", "value": x, "step": h, "rms_log_error": e[1],
-           "rise_below": None if math.isnan(rise[0]) else rise[0], "rise_above": None if math.isnan(rise[1]) else rise[1],
+           "rise_below": None if math.isnan(rise[0]) else rise[0],
+           "rise_above": None if math.isnan(rise[1]) else rise[1],
            "status": status, "at_bound": at_bound, "at_grid_point": on_grid}
     _put(name, rec)
     return rec

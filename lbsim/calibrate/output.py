@@ -36,7 +36,8 @@ METHOD = ("bounded least squares (scipy.optimize.least_squares) of log(simulated
           "read) from the unix_stream split step across SKB_MAX_HEAD(0) (page_step_sizes; where those "
           "sizes are more than 256 B apart, less unix_dgram's growth between them), less the model's "
           "own step without them; then the cross-CPU wake-up delays fitted again to the "
-          "cross-CPU ping-pong p50s at the fit sizes (Cauchy loss, scale 0.1), every stage cost final; cache_bytes = the measured host's L2 (l2_bytes in the data's .host.json, else this machine's); "
+          "cross-CPU ping-pong p50s at the fit sizes (Cauchy loss, scale 0.1), every stage cost final; "
+          "cache_bytes = the measured host's L2 (l2_bytes in the data's .host.json, else this machine's); "
           "every step reads only the fitted points of fit_split (a rule on the point keys, applied before "
           "the fit; the other points are held out for lbsim validate)")
 

@@ -20,8 +20,9 @@ and the fitted points' keys for ``lbsim validate``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from lbsim.calibrate.pages import page_step
 from lbsim.fitdata import POINT_KEYS, SplitPoint, at_fit_size
@@ -60,7 +61,8 @@ class FitSplit:
         # the page step's split points: page_step picks sizes from the measured ones (dummy values)
         step = page_step([SplitPoint(tr, n, 0.0, 0.0) for tr, wl, pl, bg, n in keys
                           if wl == "split" and pl == "same" and bg == "idle"])
-        page = {(tr, n) for tr in (step.transports if step else []) for n in ((step.below, step.above) if step else ())}
+        page = {(tr, n) for tr in (step.transports if step else [])
+                for n in ((step.below, step.above) if step else ())}
         out = set()
         for k in keys:
             tr, wl, pl, bg, n = k
