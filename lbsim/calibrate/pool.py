@@ -101,10 +101,10 @@ def run_many(tasks: list[Task]) -> list[Any]:
         results = [_run(kernel, *t) for _, t in items]
     else:
         # round-robin chunks, 2 per worker: few, large messages, and long and short simulations mixed
-        k = min(len(items), 2 * n)
-        futures = [_executor(n).submit(_run_chunk, kernel, [t for _, t in items[i::k]]) for i in range(k)]
+        c = min(len(items), 2 * n)
+        futures = [_executor(n).submit(_run_chunk, kernel, [t for _, t in items[i::c]]) for i in range(c)]
         parts = [f.result() for f in futures]
-        results = [parts[j % k][j // k] for j in range(len(items))]
+        results = [parts[j % c][j // c] for j in range(len(items))]
     for (k, _), r in zip(items, results):
         _memo[k] = r
     while len(_memo) > MEMO_SIZE:
