@@ -8,7 +8,7 @@ evaluation (and of a whole grid) run together on every core (:func:`lbsim.calibr
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -21,6 +21,10 @@ from lbsim.costs import CostModel
 from lbsim.fitdata import Point, SplitPoint, log_error, mean_sq_log_error, stream_messages
 
 
+#: a stream point as the stream fits pass it: (transport, placement, size, measured MB/s, writes)
+StreamPt = tuple[str, str, Any, Any, "int | None"]
+
+
 def _p50(model: CostModel, pt: Point, **kw: Any) -> tuple[str, CostModel, tuple[Any, ...], dict[str, Any]]:
     """A zero-load ping-pong task for :func:`run_many` (8 round trips unless ``kw`` says else)."""
     return ("p50", model, (pt,), {"deterministic": True, "messages": 8, **kw})
@@ -31,12 +35,31 @@ def _stream(model: CostModel, transport: str, placement: str, n: Any, messages: 
     return ("stream", model, (transport, placement, int(n), messages), {})
 
 
-def _errs(models: list[CostModel], pts: list[tuple[str, str, Any, float, int | None]]) -> list[float]:
+def _errs(models: list[CostModel], pts: Sequence[StreamPt]) -> list[float]:
     """The mean squared log error of each model's streams at ``pts`` ((transport, placement,
     size, measured MB/s, writes) each), all simulated at once."""
     sims = run_many([_stream(m, tr, pl, n, w) for m in models for tr, pl, n, _, w in pts])
     k = len(pts)
     return [mean_sq_log_error(zip(sims[i * k:(i + 1) * k], (p[3] for p in pts))) for i in range(len(models))]
+
+
+def _jacobian_batch(tasks: Callable[[np.ndarray], list[Any]]) -> dict[str, Any]:
+    """``least_squares``' ``workers`` (SciPy >= 1.16; else nothing): a map that first runs the
+    simulations of every finite-difference point of a Jacobian at once (:func:`run_many`), then
+    maps as usual, each evaluation finding its results memoised: the same numbers, one batch."""
+    import inspect
+
+    from scipy.optimize import least_squares
+
+    if "workers" not in inspect.signature(least_squares).parameters:
+        return {}
+
+    def batch_map(f: Callable[[np.ndarray], Any], xs: Iterable[np.ndarray]) -> list[Any]:
+        xs = [np.array(x, copy=True) for x in xs]
+        run_many([t for x in xs for t in tasks(x)])
+        return [f(x) for x in xs]
+
+    return {"workers": batch_map}
 
 
 def fit_params(base: CostModel, fit_pts: list[Point], fit_splits: list[SplitPoint],
@@ -53,10 +76,13 @@ def fit_params(base: CostModel, fit_pts: list[Point], fit_splits: list[SplitPoin
     x0 = np.array([X0[n] for n in names])
     x0 = np.clip(x0, lo + 1e-9, hi - 1e-9)
 
-    def resid(x: np.ndarray) -> np.ndarray:
+    def tasks(x: np.ndarray) -> list[Any]:
         model = apply_params(base, dict(zip(names, x)), cv=0.0, delay_cv=0.0)
-        sims = run_many([_p50(model, pt) for pt in fit_pts]
-                        + [("split", model, (sp.transport, sp.msg_bytes), {}) for sp in fit_splits])
+        return ([_p50(model, pt) for pt in fit_pts]
+                + [("split", model, (sp.transport, sp.msg_bytes), {}) for sp in fit_splits])
+
+    def resid(x: np.ndarray) -> np.ndarray:
+        sims = run_many(tasks(x))
         out = [log_error(sim, pt.measured_us) for (sim, _), pt in zip(sims, fit_pts)]
         for (w, r), sp in zip(sims[len(fit_pts):], fit_splits):
             out += [log_error(w, sp.write_us), log_error(r, sp.read_us)]
@@ -64,7 +90,8 @@ def fit_params(base: CostModel, fit_pts: list[Point], fit_splits: list[SplitPoin
             progress(float(np.sqrt(np.mean(np.square(out)))))
         return np.array(out)
 
-    sol = least_squares(resid, x0, bounds=(lo, hi), x_scale="jac", diff_step=1e-3, max_nfev=400)
+    sol = least_squares(resid, x0, bounds=(lo, hi), x_scale="jac", diff_step=1e-3, max_nfev=400,
+                        **_jacobian_batch(tasks))
     lsq_check(names, sol, lo, hi)
     return dict(zip(names, sol.x.tolist())), sol
 
@@ -103,15 +130,18 @@ def refit_wakeups(model: CostModel, fit_pts: list[Point]) -> dict[str, float] | 
     hi = np.array([PARAMS[n][1] for n in WAKEUP_DELAYS])
     x0 = np.clip([model.delays[n].fixed_ns for n in WAKEUP_DELAYS], lo + 1e-9, hi - 1e-9)
 
-    def resid(x: np.ndarray) -> np.ndarray:
+    def tasks(x: np.ndarray) -> list[Any]:
         m = with_delays(model, dict(zip(WAKEUP_DELAYS, x)))
-        sims = run_many([_p50(m, pt) for pt in cross])
+        return [_p50(m, pt) for pt in cross]
+
+    def resid(x: np.ndarray) -> np.ndarray:
+        sims = run_many(tasks(x))
         return np.array([log_error(sim[0], pt.measured_us) for sim, pt in zip(sims, cross)])
 
     # a robust loss (Cauchy, scale 10 %): a few cross-CPU round trips are bistable on the host (a
     # unix_stream 64 KiB one spreads by 94 % between repetitions) and would pull both delays
     sol = least_squares(resid, x0, bounds=(lo, hi), x_scale="jac", diff_step=1e-3, max_nfev=60,
-                        loss="cauchy", f_scale=0.1)
+                        loss="cauchy", f_scale=0.1, **_jacobian_batch(tasks))
     lsq_check(WAKEUP_DELAYS, sol, lo, hi)
     return dict(zip(WAKEUP_DELAYS, (float(v) for v in sol.x)))
 
@@ -131,7 +161,7 @@ def grid_then_brent(err: Callable[[float], float], hi: float, points: int, xatol
     return float(sol.x) if sol.fun <= errs[i] else float(grid[i])
 
 
-def _rows(m: CostModel, pts: list[tuple[str, str, Any, float, int | None]]) -> list[dict[str, Any]]:
+def _rows(m: CostModel, pts: Sequence[StreamPt]) -> list[dict[str, Any]]:
     """The residual rows of ``m``'s streams at ``pts`` (as :func:`_errs` takes them)."""
     sims = run_many([_stream(m, tr, pl, n, w) for tr, pl, n, _, w in pts])
     return [stream_row(tr, pl, n, v, s) for (tr, pl, n, v, _), s in zip(pts, sims)]

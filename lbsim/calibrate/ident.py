@@ -42,7 +42,7 @@ def _put(name: str, rec: dict[str, Any]) -> None:
 
 
 def scalar_check(name: str, err: Callable[[float], float], x: float, lo: float, hi: float, xatol: float,
-                 grid: Sequence[float] = (), batch: Callable[[list[float]], list[float]] | None = None,
+                 grid: Any = (), batch: Callable[[list[float]], list[float]] | None = None,
                  ) -> dict[str, Any]:
     """The profile of a one-value fit's error around ``x`` in [``lo``, ``hi``]: one step of
     ``max(2 xatol, 0.5 % of the range)`` each way."""
@@ -74,7 +74,7 @@ def grid_check(name: str, x: float, grid: Sequence[float]) -> None:
                 "at_grid_point": True, "grid": list(grid)})
 
 
-def lsq_check(names: Sequence[str], sol: Any, lo: Sequence[float], hi: Sequence[float]) -> dict[str, dict[str, Any]]:
+def lsq_check(names: Sequence[str], sol: Any, lo: Any, hi: Any) -> dict[str, dict[str, Any]]:
     """Standard errors and rank from a SciPy ``least_squares`` solution (see the module doc)."""
     J = np.asarray(sol.jac, dtype=float)
     m, n = J.shape
