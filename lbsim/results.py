@@ -39,7 +39,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["META_COLUMNS", "CONFIG_COLUMNS", "COLUMNS", "RESULTS_ENV", "RESULTS_FILE", "results_root",
            "resolve_results_dir", "run_rows", "rows_table", "write_run", "atomic_write_text", "clean_stale_tmp",
-           "stored_runs", "run_path", "consolidate", "read_table", "load_results", "summarize", "arrow_schema"]
+           "stored_runs", "run_path", "consolidate", "read_table", "load_results", "summarize", "arrow_schema",
+           "ResultsError"]
 
 log = logging.getLogger("lbsim")
 
@@ -266,8 +267,17 @@ def _sources(folder: Path) -> list[Path]:
     return files
 
 
-def _read_files(files: Sequence[Path], columns: Sequence[str] | None = None) -> "pa.Table":
-    """The rows of ``files``, each run from the last file that has it (unreadable files skipped)."""
+class ResultsError(ValueError):
+    """A results folder that cannot be read; the message names the file."""
+
+
+def _read_files(files: Sequence[Path], columns: Sequence[str] | None = None, *,
+                strict: bool = False) -> "pa.Table":
+    """The rows of ``files``, each run from the last file that has it.
+
+    An unreadable file raises :class:`ResultsError` when ``strict`` (a user reading results
+    must hear of it); otherwise it is skipped with a warning, as if not there, so that a
+    resumed sweep recomputes its runs."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -280,7 +290,11 @@ def _read_files(files: Sequence[Path], columns: Sequence[str] | None = None) -> 
     for f in reversed(files):
         try:
             t = pq.read_table(f, schema=schema)  # columns an older file lacks are null
-        except Exception:  # noqa: BLE001 - unreadable: as if not there (its runs are recomputed)
+        except Exception as e:  # noqa: BLE001 - any failure to read names this file
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if strict:
+                raise ResultsError(f"{f}: not a readable results file ({why})") from None
+            log.warning("lbsim: %s: unreadable (%s); its runs count as not run", f, why)
             continue
         if len(seen):
             t = t.filter(pc.invert(pc.is_in(t["run_id"], value_set=seen)))
@@ -289,15 +303,16 @@ def _read_files(files: Sequence[Path], columns: Sequence[str] | None = None) -> 
     return pa.concat_tables(tables[::-1]) if tables else schema.empty_table()
 
 
-def read_table(folder: str | Path, columns: Sequence[str] | None = None) -> "pa.Table":
-    """Every stored row of a results folder (consolidated file, parts, older per-run files)."""
-    return _read_files(_sources(Path(folder)), columns)
+def read_table(folder: str | Path, columns: Sequence[str] | None = None, *, strict: bool = True) -> "pa.Table":
+    """Every stored row of a results folder (consolidated file, parts, older per-run files);
+    an unreadable file raises :class:`ResultsError` unless ``strict`` is false."""
+    return _read_files(_sources(Path(folder)), columns, strict=strict)
 
 
 def stored_runs(folder: str | Path, model_version: int | None = None) -> dict[str, str]:
     """run_id -> stored status of every stored run; with ``model_version``, only the runs
     stored by that version of the model (the others are stale)."""
-    t = read_table(folder, ["status", "model_version"])
+    t = read_table(folder, ["status", "model_version"], strict=False)
     out: dict[str, str] = {}
     for rid, status, version in zip(*(t[c].to_pylist() for c in ("run_id", "status", "model_version"))):
         if model_version is not None and version != model_version:
