@@ -28,8 +28,9 @@ import os
 import types
 import typing
 import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from lbsim.config import SimConfig
 
@@ -101,7 +102,7 @@ CONFIG_COLUMNS: dict[str, str] = {k: _field_type(f.annotation) for k, f in SimCo
 COLUMNS: tuple[str, ...] = (*META_COLUMNS, *CONFIG_COLUMNS)
 
 
-def arrow_schema() -> "pa.Schema":
+def arrow_schema() -> pa.Schema:
     """The one Arrow schema of every run file (so that files concatenate without surprises)."""
     import pyarrow as pa
 
@@ -171,7 +172,8 @@ def run_rows(spec: Mapping[str, Any], outcome: Mapping[str, Any] | None, *, lbsi
         "point": name.rsplit("#r", 1)[0], "replication": int(spec["replication"]), "seed": int(spec["seed"]),
         "status": spec["status"] if outcome is None else outcome["status"],
         "reason": spec.get("reason") or None, "error": None, "traceback": None, "worker": None,
-        "lbsim_version": lbsim_version, "model_version": model_version, "costs_hash": None, "wall_s": None, "latency_kind": None,
+        "lbsim_version": lbsim_version, "model_version": model_version, "costs_hash": None, "wall_s": None,
+        "latency_kind": None,
         "metric": None, "stage": None, "stage_group": None, "cpu": None, "value": None,
     }
     if outcome is not None:
@@ -186,7 +188,7 @@ def run_rows(spec: Mapping[str, Any], outcome: Mapping[str, Any] | None, *, lbsi
             for m, v, st, g, c in _metrics(result)]
 
 
-def rows_table(rows: list[dict]) -> "pa.Table":
+def rows_table(rows: list[dict]) -> pa.Table:
     import pyarrow as pa
 
     return pa.Table.from_pylist(rows, schema=arrow_schema())
@@ -227,7 +229,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     _atomic_write(Path(path), lambda fh: fh.write(text.encode()))
 
 
-def _write_table(path: Path, table: "pa.Table") -> None:
+def _write_table(path: Path, table: pa.Table) -> None:
     import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -272,7 +274,7 @@ class ResultsError(ValueError):
 
 
 def _read_files(files: Sequence[Path], columns: Sequence[str] | None = None, *,
-                strict: bool = False) -> "pa.Table":
+                strict: bool = False) -> pa.Table:
     """The rows of ``files``, each run from the last file that has it.
 
     An unreadable file raises :class:`ResultsError` when ``strict`` (a user reading results
@@ -303,7 +305,7 @@ def _read_files(files: Sequence[Path], columns: Sequence[str] | None = None, *,
     return pa.concat_tables(tables[::-1]) if tables else schema.empty_table()
 
 
-def read_table(folder: str | Path, columns: Sequence[str] | None = None, *, strict: bool = True) -> "pa.Table":
+def read_table(folder: str | Path, columns: Sequence[str] | None = None, *, strict: bool = True) -> pa.Table:
     """Every stored row of a results folder (consolidated file, parts, older per-run files);
     an unreadable file raises :class:`ResultsError` unless ``strict`` is false."""
     return _read_files(_sources(Path(folder)), columns, strict=strict)
@@ -361,7 +363,7 @@ def consolidate(folder: str | Path, order: Sequence[str] | None = None) -> tuple
     return len(set(table["run_id"].to_pylist())), moved
 
 
-def _merge(path: Path, new: "pa.Table") -> "pa.Table":
+def _merge(path: Path, new: pa.Table) -> pa.Table:
     """The rows of ``path`` (if any) whose runs ``new`` does not have, then ``new``."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -402,7 +404,7 @@ def resolve_results_dir(name_or_dir: str | Path) -> Path:
     raise FileNotFoundError(f"no results folder {str(name_or_dir)!r} (looked at {', '.join(map(str, tried))})")
 
 
-def load_results(name_or_dir: str | Path) -> "pd.DataFrame":
+def load_results(name_or_dir: str | Path) -> pd.DataFrame:
     """All rows of a results folder as one DataFrame; ``df.attrs["source"]`` is the folder read.
 
     ``name_or_dir`` is a results folder, or an experiment name: your own ``./runs/<name>``
@@ -410,8 +412,8 @@ def load_results(name_or_dir: str | Path) -> "pd.DataFrame":
     ``$LBSIM_RESULTS`` (default ``<repo>/results/``).  Which one was read is logged (INFO,
     logger "lbsim").
     """
-    import pyarrow as pa
     import pandas as pd
+    import pyarrow as pa
 
     folder = resolve_results_dir(name_or_dir)
     table = read_table(folder)
@@ -423,7 +425,7 @@ def load_results(name_or_dir: str | Path) -> "pd.DataFrame":
     return df
 
 
-def summarize(df: "pd.DataFrame", *, statuses: Iterable[str] = ("ok",), confidence: float = 0.95) -> "pd.DataFrame":
+def summarize(df: pd.DataFrame, *, statuses: Iterable[str] = ("ok",), confidence: float = 0.95) -> pd.DataFrame:
     """Per point (every config column but seed/replication) and metric: mean, CI half-width, n.
 
     ``ci`` is the Student-t half-width ``t(1 - (1-confidence)/2, n-1) * s / sqrt(n)`` over
