@@ -23,15 +23,16 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from lbsim.costs import CostModel, load_costs
-from lbsim.fitdata import MeasuredDataError, POLICIES, read_measured
+from lbsim.fitdata import POLICIES, MeasuredDataError, read_measured
 from lbsim.validate.effects_report import EffectsReport, summarise_effects
 
 __all__ = ["is_knob_grid", "validate_effects", "EFFECT_METRIC", "host_fields", "run_fields"]
@@ -188,7 +189,7 @@ def _messages(runs: pd.DataFrame, workload: str, messages_pingpong: int) -> int:
 
 def _measured_effect(setting_runs: pd.DataFrame, default_runs: pd.DataFrame) -> tuple[float, float, int]:
     """(median over repetitions of setting / mean of the same repetition's defaults, max - min, reps)."""
-    ratios = []
+    ratios: list[float] = []
     for rep, sg in setting_runs.groupby("rep"):
         d = default_runs[default_runs["rep"] == rep]["value"].dropna()
         if not len(d) or d.mean() == 0:
