@@ -125,7 +125,7 @@ def test_run_fields_map_the_host_settings():
     fields, why = run_fields(row, host_fields(host), messages=100, seed=1)
     assert why == "" and fields is not None
     cfg = make_config(fields)
-    assert cfg.placements() == [(0, 1)] * 4
+    assert cfg.placements() == [(0, 1)] * 4 and cfg.workload == "rr"  # N concurrent ping-pongs
     assert cfg.tcp_rmem == (4096, 131072, 33554432) and cfg.rmem_max == 4194304
     assert cfg.tcp_congestion_control == "bbr" and cfg.so_rcvbuf is None  # the column holds the socket's own
 

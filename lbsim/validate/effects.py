@@ -115,7 +115,9 @@ def run_fields(row: pd.Series, base: dict[str, Any], *, messages: int, seed: int
             fields[opt] = int(row[opt])
     flows = int(row.get("flows", 1) or 1)
     pair = (0, 0) if row["placement"] == "same" else (0, 1)
-    fields.update(transport=row["transport"], workload=row["workload"], msg_bytes=int(row["msg_bytes"]),
+    # the harness's --flows N ping-pong is N concurrent ping-pong flows: the model's "rr"
+    workload = "rr" if row["workload"] == "pingpong" and flows > 1 else row["workload"]
+    fields.update(transport=row["transport"], workload=workload, msg_bytes=int(row["msg_bytes"]),
                   messages=messages, seed=seed, flows=flows,
                   # the harness pins every flow like the one pair (all on CPU 0, or 0 -> 1)
                   placement=[pair] * flows if flows > 1 else row["placement"],
@@ -148,7 +150,7 @@ def _simulate_job(fields: dict[str, Any]) -> dict[str, Any]:
         return {"error": str(e)}
     res = simulate(cfg, costs=_WORKER_MODEL)
     c = res.counters
-    value = (res.latency_us["p50"] if fields["workload"] == "pingpong" else res.throughput["bytes_per_s"] / 1e6)
+    value = (res.throughput["bytes_per_s"] / 1e6 if fields["workload"] == "stream" else res.latency_us["p50"])
     sites = c.get("drops_by_site") or {}
     return {"value": float(value), "status": res.status, "sent": c.get("messages_sent") or 0,
             "backlog": sites.get("backlog", 0), "rcvbuf": sites.get("rcvbuf", 0),

@@ -91,6 +91,8 @@ class EffectsReport:
                 verdict = f"not modelled: {r['not_modelled']}"
             else:
                 verdict = ("ok" if r["direction_agrees"] else "WRONG") if r["real"] else "(not real)"
+                if r["real"] and not r["direction_agrees"] and abs(r["simulated_effect"] - 1.0) < 0.005:
+                    verdict += " (model: no effect)"
                 if r["left_out"]:
                     verdict += " [left out: spread]"
             lines.append(f"{r['knob']:<19} {r['setting']:<24} {pt:<31} {_f(r['measured_effect']):>6} "
