@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as mticker  # noqa: E402
 
 from lbsim.plots import TRANSPORT_STYLE  # noqa: E402
 
@@ -53,6 +54,9 @@ def effects_figure(rows: Any, *, title: str = "knob effects: simulated against m
         ax.set_yscale("log")
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
+        for axis in (ax.xaxis, ax.yaxis):  # plain numbers, no crowded minor labels
+            axis.set_major_formatter(mticker.FuncFormatter(lambda v, _p: f"{v:g}"))
+            axis.set_minor_formatter(mticker.NullFormatter())
         ax.set_title(knob, fontsize=9)
         ax.tick_params(labelsize=7)
         ax.set_xlabel("measured effect", fontsize=8)
