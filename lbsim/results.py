@@ -28,10 +28,12 @@ import os
 import types
 import typing
 import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from lbsim.config import SimConfig
+from lbsim.config import STAGE_EDIT_FIELDS, SimConfig
+from lbsim.costs import stage_edits_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -39,7 +41,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["META_COLUMNS", "CONFIG_COLUMNS", "COLUMNS", "RESULTS_ENV", "RESULTS_FILE", "results_root",
            "resolve_results_dir", "run_rows", "rows_table", "write_run", "atomic_write_text", "clean_stale_tmp",
-           "stored_runs", "run_path", "consolidate", "read_table", "load_results", "summarize", "arrow_schema"]
+           "stored_runs", "run_path", "consolidate", "read_table", "load_results", "summarize", "arrow_schema",
+           "ResultsError"]
 
 log = logging.getLogger("lbsim")
 
@@ -93,14 +96,16 @@ def _field_type(annotation: Any) -> str:
     return "string"
 
 
-#: SimConfig fields stored as columns (seed is in META_COLUMNS): name -> type
-CONFIG_COLUMNS: dict[str, str] = {k: _field_type(f.annotation) for k, f in SimConfig.model_fields.items()
-                                  if k != "seed"}
+#: SimConfig fields stored as columns (seed is in META_COLUMNS): name -> type; the stage edits
+#: (stage_scale, stage_cost, stage_remove) are one column, ``stage_edits``, their canonical text
+#: (lbsim.costs.stage_edits_text), "" when none
+CONFIG_COLUMNS: dict[str, str] = {**{k: _field_type(f.annotation) for k, f in SimConfig.model_fields.items()
+                                     if k != "seed" and k not in STAGE_EDIT_FIELDS}, "stage_edits": "string"}
 #: every column, in order
 COLUMNS: tuple[str, ...] = (*META_COLUMNS, *CONFIG_COLUMNS)
 
 
-def arrow_schema() -> "pa.Schema":
+def arrow_schema() -> pa.Schema:
     """The one Arrow schema of every run file (so that files concatenate without surprises)."""
     import pyarrow as pa
 
@@ -170,13 +175,16 @@ def run_rows(spec: Mapping[str, Any], outcome: Mapping[str, Any] | None, *, lbsi
         "point": name.rsplit("#r", 1)[0], "replication": int(spec["replication"]), "seed": int(spec["seed"]),
         "status": spec["status"] if outcome is None else outcome["status"],
         "reason": spec.get("reason") or None, "error": None, "traceback": None, "worker": None,
-        "lbsim_version": lbsim_version, "model_version": model_version, "costs_hash": None, "wall_s": None, "latency_kind": None,
+        "lbsim_version": lbsim_version, "model_version": model_version, "costs_hash": None, "wall_s": None,
+        "latency_kind": None,
         "metric": None, "stage": None, "stage_group": None, "cpu": None, "value": None,
     }
     if outcome is not None:
         common.update(error=outcome.get("error"), traceback=outcome.get("traceback"), worker=outcome.get("worker"),
                       wall_s=outcome.get("wall_s"))
     common.update({k: _config_cell(kind, config.get(k)) for k, kind in CONFIG_COLUMNS.items()})
+    common["stage_edits"] = stage_edits_text(config.get("stage_scale"), config.get("stage_cost"),
+                                             config.get("stage_remove"))
     if not result:
         return [common]
     common.update(costs_hash=result["costs"]["hash"], latency_kind=result["latency_us"]["kind"],
@@ -185,7 +193,7 @@ def run_rows(spec: Mapping[str, Any], outcome: Mapping[str, Any] | None, *, lbsi
             for m, v, st, g, c in _metrics(result)]
 
 
-def rows_table(rows: list[dict]) -> "pa.Table":
+def rows_table(rows: list[dict]) -> pa.Table:
     import pyarrow as pa
 
     return pa.Table.from_pylist(rows, schema=arrow_schema())
@@ -226,7 +234,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     _atomic_write(Path(path), lambda fh: fh.write(text.encode()))
 
 
-def _write_table(path: Path, table: "pa.Table") -> None:
+def _write_table(path: Path, table: pa.Table) -> None:
     import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -266,8 +274,17 @@ def _sources(folder: Path) -> list[Path]:
     return files
 
 
-def _read_files(files: Sequence[Path], columns: Sequence[str] | None = None) -> "pa.Table":
-    """The rows of ``files``, each run from the last file that has it (unreadable files skipped)."""
+class ResultsError(ValueError):
+    """A results folder that cannot be read; the message names the file."""
+
+
+def _read_files(files: Sequence[Path], columns: Sequence[str] | None = None, *,
+                strict: bool = False) -> pa.Table:
+    """The rows of ``files``, each run from the last file that has it.
+
+    An unreadable file raises :class:`ResultsError` when ``strict`` (a user reading results
+    must hear of it); otherwise it is skipped with a warning, as if not there, so that a
+    resumed sweep recomputes its runs."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -280,7 +297,11 @@ def _read_files(files: Sequence[Path], columns: Sequence[str] | None = None) -> 
     for f in reversed(files):
         try:
             t = pq.read_table(f, schema=schema)  # columns an older file lacks are null
-        except Exception:  # noqa: BLE001 - unreadable: as if not there (its runs are recomputed)
+        except Exception as e:  # noqa: BLE001 - any failure to read names this file
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if strict:
+                raise ResultsError(f"{f}: not a readable results file ({why})") from None
+            log.warning("lbsim: %s: unreadable (%s); its runs count as not run", f, why)
             continue
         if len(seen):
             t = t.filter(pc.invert(pc.is_in(t["run_id"], value_set=seen)))
@@ -289,15 +310,16 @@ def _read_files(files: Sequence[Path], columns: Sequence[str] | None = None) -> 
     return pa.concat_tables(tables[::-1]) if tables else schema.empty_table()
 
 
-def read_table(folder: str | Path, columns: Sequence[str] | None = None) -> "pa.Table":
-    """Every stored row of a results folder (consolidated file, parts, older per-run files)."""
-    return _read_files(_sources(Path(folder)), columns)
+def read_table(folder: str | Path, columns: Sequence[str] | None = None, *, strict: bool = True) -> pa.Table:
+    """Every stored row of a results folder (consolidated file, parts, older per-run files);
+    an unreadable file raises :class:`ResultsError` unless ``strict`` is false."""
+    return _read_files(_sources(Path(folder)), columns, strict=strict)
 
 
 def stored_runs(folder: str | Path, model_version: int | None = None) -> dict[str, str]:
     """run_id -> stored status of every stored run; with ``model_version``, only the runs
     stored by that version of the model (the others are stale)."""
-    t = read_table(folder, ["status", "model_version"])
+    t = read_table(folder, ["status", "model_version"], strict=False)
     out: dict[str, str] = {}
     for rid, status, version in zip(*(t[c].to_pylist() for c in ("run_id", "status", "model_version"))):
         if model_version is not None and version != model_version:
@@ -346,7 +368,7 @@ def consolidate(folder: str | Path, order: Sequence[str] | None = None) -> tuple
     return len(set(table["run_id"].to_pylist())), moved
 
 
-def _merge(path: Path, new: "pa.Table") -> "pa.Table":
+def _merge(path: Path, new: pa.Table) -> pa.Table:
     """The rows of ``path`` (if any) whose runs ``new`` does not have, then ``new``."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -387,7 +409,7 @@ def resolve_results_dir(name_or_dir: str | Path) -> Path:
     raise FileNotFoundError(f"no results folder {str(name_or_dir)!r} (looked at {', '.join(map(str, tried))})")
 
 
-def load_results(name_or_dir: str | Path) -> "pd.DataFrame":
+def load_results(name_or_dir: str | Path) -> pd.DataFrame:
     """All rows of a results folder as one DataFrame; ``df.attrs["source"]`` is the folder read.
 
     ``name_or_dir`` is a results folder, or an experiment name: your own ``./runs/<name>``
@@ -395,8 +417,8 @@ def load_results(name_or_dir: str | Path) -> "pd.DataFrame":
     ``$LBSIM_RESULTS`` (default ``<repo>/results/``).  Which one was read is logged (INFO,
     logger "lbsim").
     """
-    import pyarrow as pa
     import pandas as pd
+    import pyarrow as pa
 
     folder = resolve_results_dir(name_or_dir)
     table = read_table(folder)
@@ -404,11 +426,13 @@ def load_results(name_or_dir: str | Path) -> "pd.DataFrame":
     # nullable integers and booleans stay integers and booleans (mtu=None is <NA>, not NaN)
     mapping = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
     df = table.to_pandas(types_mapper=mapping.get)
+    if "stage_edits" in df.columns:  # a file written before the column existed: no edits
+        df["stage_edits"] = df["stage_edits"].fillna("")
     df.attrs["source"] = str(folder)
     return df
 
 
-def summarize(df: "pd.DataFrame", *, statuses: Iterable[str] = ("ok",), confidence: float = 0.95) -> "pd.DataFrame":
+def summarize(df: pd.DataFrame, *, statuses: Iterable[str] = ("ok",), confidence: float = 0.95) -> pd.DataFrame:
     """Per point (every config column but seed/replication) and metric: mean, CI half-width, n.
 
     ``ci`` is the Student-t half-width ``t(1 - (1-confidence)/2, n-1) * s / sqrt(n)`` over

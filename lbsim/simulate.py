@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from lbsim.config import SimConfig, make_config
-from lbsim.costs import CostModel, load_costs
+from lbsim.costs import CostModel, apply_stage_edits, load_costs
 from lbsim.model.host import run_model
 from lbsim.model.stages import STAGE_GROUP
 
@@ -71,6 +71,7 @@ class Result:
             "sim_time_ns": self.sim_time_ns,
             "wall_s": self.wall_s,
             "costs": {"name": self.costs_name, "hash": self.costs_hash},
+            "stage_edits": self.config.stage_edits(),
         }
 
     def trace_frame(self) -> Any:
@@ -96,6 +97,8 @@ def simulate(config: SimConfig | dict[str, Any] | None = None, *, costs: CostMod
         if overrides:
             cfg = make_config(cfg.model_dump())
     model = costs if costs is not None else load_costs(cfg.costs)
+    if cfg.stage_scale or cfg.stage_cost or cfg.stage_remove:
+        model = apply_stage_edits(model, cfg.stage_scale, cfg.stage_cost, cfg.stage_remove)
     t0 = time.perf_counter()
     raw = run_model(cfg, model)
     wall = time.perf_counter() - t0
