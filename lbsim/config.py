@@ -15,7 +15,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lbsim.kernels import KERNELS, KernelParams, kernel_profile
+from lbsim.kernels import KERNELS, KernelParams, kernel_profile, setsockopt_buf
 from lbsim.model.tcp_cc import CONGESTION_CONTROLS
 
 __all__ = ["SimConfig", "TRANSPORTS", "WORKLOADS", "KERNEL_FIELDS", "ConfigError", "make_config",
@@ -27,7 +27,8 @@ WORKLOADS = ("pingpong", "stream", "rr", "poisson", "burst", "split")
 #: SimConfig fields that override the kernel profile.
 KERNEL_FIELDS = (
     "mtu", "tso", "rps_cpus", "netdev_max_backlog", "dev_weight", "netdev_budget",
-    "netdev_budget_usecs", "hz", "skb_defer_max", "rmem_default", "wmem_default", "tcp_rmem", "tcp_wmem",
+    "netdev_budget_usecs", "hz", "skb_defer_max", "rmem_default", "wmem_default", "rmem_max", "wmem_max",
+    "tcp_rmem", "tcp_wmem",
     "tcp_init_cwnd", "tcp_congestion_control", "unix_max_dgram_qlen",
 )
 
@@ -91,7 +92,8 @@ class SimConfig(BaseModel):
     trace: bool = False
     #: TCP_NODELAY on both TCP sockets (the C harness sets it)
     tcp_nodelay: bool = True
-    #: SO_SNDBUF / SO_RCVBUF requests (the kernel stores twice the value); None = default
+    #: SO_SNDBUF / SO_RCVBUF requests; None = default.  The kernel stores min(request, wmem_max /
+    #: rmem_max) x 2, at least SOCK_MIN_SNDBUF / SOCK_MIN_RCVBUF (see :meth:`sk_sndbuf`)
     so_sndbuf: int | None = Field(None, ge=1)
     so_rcvbuf: int | None = Field(None, ge=1)
     #: guard: a run stops at this simulated time even if the workload has not finished
@@ -117,6 +119,10 @@ class SimConfig(BaseModel):
     skb_defer_max: int | None = Field(None, ge=0)
     rmem_default: int | None = Field(None, ge=2304)
     wmem_default: int | None = Field(None, ge=4608)
+    #: net.core.rmem_max / wmem_max: the ceiling of SO_RCVBUF / SO_SNDBUF (the sysctl's own floor:
+    #: net/core/sysctl_net_core.c extra1 = min_rcvbuf / min_sndbuf)
+    rmem_max: int | None = Field(None, ge=2304)
+    wmem_max: int | None = Field(None, ge=4608)
     tcp_rmem: tuple[int, int, int] | None = None
     tcp_wmem: tuple[int, int, int] | None = None
     tcp_init_cwnd: int | None = Field(None, ge=1)
@@ -208,10 +214,28 @@ class SimConfig(BaseModel):
         over = {f: getattr(self, f) for f in KERNEL_FIELDS if getattr(self, f) is not None}
         return base.replace(**over) if over else base
 
+    def sk_sndbuf(self) -> int | None:
+        """sk_sndbuf after the SO_SNDBUF request (net/core/sock.c: min(request, wmem_max) x 2, at
+        least SOCK_MIN_SNDBUF); None without one (each transport's default applies)."""
+        if self.so_sndbuf is None:
+            return None
+        k = self.kernel_params()
+        return setsockopt_buf(self.so_sndbuf, k.wmem_max, k.sock_min_sndbuf)
+
+    def sk_rcvbuf(self) -> int | None:
+        """sk_rcvbuf after the SO_RCVBUF request (net/core/sock.c __sock_set_rcvbuf: min(request,
+        rmem_max) x 2, at least SOCK_MIN_RCVBUF); None without one."""
+        if self.so_rcvbuf is None:
+            return None
+        k = self.kernel_params()
+        return setsockopt_buf(self.so_rcvbuf, k.rmem_max, k.sock_min_rcvbuf)
+
     def sndbuf_unix(self) -> int:
-        """AF_UNIX sk_sndbuf: SO_SNDBUF request x 2 (sock_setsockopt), else wmem_default."""
-        if self.so_sndbuf is not None:
-            return 2 * self.so_sndbuf
+        """AF_UNIX sk_sndbuf: the SO_SNDBUF result (:meth:`sk_sndbuf`), else wmem_default (both
+        AF_UNIX types charge the sender's sk_sndbuf; sk_rcvbuf is never consulted)."""
+        s = self.sk_sndbuf()
+        if s is not None:
+            return s
         return self.wmem_default if self.wmem_default is not None else kernel_profile(self.kernel).wmem_default
 
     def placements(self) -> list[tuple[int, int]]:

@@ -8,6 +8,7 @@ settings that reproduce a measured point, and the error metrics.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ import pandas as pd
 
 from lbsim.kernels import KERNELS
 from lbsim.measure.host import STREAM_BYTES, stream_count
+
+log = logging.getLogger("lbsim.fitdata")
 
 #: columns every measured CSV must have
 REQUIRED_COLUMNS = ("transport", "workload", "placement", "msg_bytes", "metric", "value")
@@ -104,9 +107,37 @@ def with_host_columns(df: pd.DataFrame, measured_csv: str | Path) -> pd.DataFram
     return df
 
 
+def is_knob_row(df: pd.DataFrame) -> pd.Series:
+    """Rows of a knob grid (``lbsim measure --knobs``) measured at a non-default setting: a
+    ``setting`` that does not end in ``/default`` or, without that column, a ``knob`` named."""
+    if "setting" in df.columns:
+        setting = df["setting"].fillna("").astype(str).str.strip()
+        return (setting != "") & ~setting.str.endswith("/default")
+    if "knob" in df.columns:
+        return df["knob"].fillna("").astype(str).str.strip() != ""
+    return pd.Series(False, index=df.index)
+
+
+def default_settings_only(df: pd.DataFrame, source: str = "") -> pd.DataFrame:
+    """``df`` without its knob rows (:func:`is_knob_row`): a cost model is fitted to the host
+    as it is, never to a knob setting (those are what ``lbsim validate`` predicts).  Says so
+    when it drops any."""
+    knob = is_knob_row(df)
+    if not knob.any():
+        return df
+    n = int(knob.sum())
+    log.warning("%s: %d knob-setting rows left out of the fit (setting not <group>/default); "
+                "%d default-setting rows kept", source or "measured data", n, len(df) - n)
+    kept = df[~knob].reset_index(drop=True)
+    # columns only the knob rows filled (the grid's setting, knob, counters ...) go with them
+    only_knob = [c for c in kept.columns if kept[c].isna().all() and df[c].notna().any()]
+    return kept.drop(columns=only_knob)
+
+
 def load_measured(path: str | Path) -> Any:
-    """The long-format measured CSV (see docs): one row per point, metric and repetition."""
-    df = with_host_columns(pd.read_csv(path), path)
+    """The long-format measured CSV (see docs): one row per point, metric and repetition, at the
+    host's default settings (knob rows dropped: :func:`default_settings_only`)."""
+    df = default_settings_only(with_host_columns(pd.read_csv(path), path), str(path))
     need = {"transport", "workload", "placement", "msg_bytes", "metric", "value"}
     missing = need - set(df.columns)
     if missing:

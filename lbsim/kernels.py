@@ -18,7 +18,19 @@ from pathlib import Path
 
 from lbsim.model.tcp_cc import CONGESTION_CONTROLS
 
-__all__ = ["KernelParams", "KERNELS", "kernel_profile", "host_kernel", "HOST_FILES"]
+__all__ = ["KernelParams", "KERNELS", "kernel_profile", "host_kernel", "HOST_FILES", "setsockopt_buf"]
+
+#: include/linux/limits.h INT_MAX: sock_setsockopt caps a request at INT_MAX / 2 so that x 2 fits an int
+_INT_MAX = 2**31 - 1
+
+
+def setsockopt_buf(request: int, sysctl_max: int, minimum: int) -> int:
+    """sk_rcvbuf / sk_sndbuf after SO_RCVBUF / SO_SNDBUF (net/core/sock.c sk_setsockopt ->
+    __sock_set_rcvbuf; SO_SNDBUF likewise): min(request, rmem_max / wmem_max), capped at
+    INT_MAX / 2, doubled ("to account for struct sk_buff etc. overhead"), then at least
+    SOCK_MIN_RCVBUF / SOCK_MIN_SNDBUF."""
+    val = min(request, sysctl_max, _INT_MAX // 2)
+    return max(val * 2, minimum)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +77,14 @@ class KernelParams:
     #: include/net/sock.h SK_RMEM_MAX / SK_WMEM_MAX = 212992 (net.core.{r,w}mem_default).
     rmem_default: int = 212992
     wmem_default: int = 212992
+    #: net.core.rmem_max / wmem_max: net/core/sock.c sysctl_rmem_max = SK_RMEM_MAX, sysctl_wmem_max =
+    #: SK_WMEM_MAX (212992); the ceiling of an SO_RCVBUF / SO_SNDBUF request (:func:`setsockopt_buf`).
+    rmem_max: int = 212992
+    wmem_max: int = 212992
+    #: include/net/sock.h SOCK_MIN_RCVBUF = TCP_SKB_MIN_TRUESIZE = 2048 + SKB_DATA_ALIGN(sizeof(struct
+    #: sk_buff)) = 2048 + 256 on x86-64; SOCK_MIN_SNDBUF = 2 x that: the floor of a SO_*BUF request.
+    sock_min_rcvbuf: int = 2304
+    sock_min_sndbuf: int = 4608
     #: net/ipv4/tcp.c tcp_init(): tcp_rmem = 4096 131072 min(6 MiB, mem/128).
     tcp_rmem: tuple[int, int, int] = (4096, 131072, 6291456)
     #: net/ipv4/tcp.c tcp_init(): tcp_wmem = 4096 16384 min(4 MiB, mem/128).
@@ -137,6 +157,10 @@ LINUX_2_6_32 = KernelParams(
     # with a 232-byte sk_buff: the 124928 that CentOS 6 shows in net.core.rmem_default [U].
     rmem_default=124928,
     wmem_default=124928,
+    rmem_max=124928,  # sysctl_rmem_max = SK_RMEM_MAX (net/core/sock.c, 2.6.32)
+    wmem_max=124928,
+    sock_min_rcvbuf=256,  # 2.6.32 include/net/sock.h #define SOCK_MIN_RCVBUF 256
+    sock_min_sndbuf=2048,  # ... #define SOCK_MIN_SNDBUF 2048
     tcp_rmem=(4096, 87380, 4194304),  # 2.6.32 net/ipv4/tcp.c tcp_init typical values
     tcp_wmem=(4096, 16384, 4194304),
     tcp_init_cwnd=3,  # RFC 3390 initial window; TCP_INIT_CWND 10 (include/net/tcp.h) came in 2.6.39 [U]
@@ -167,6 +191,8 @@ HOST_FILES: dict[str, str] = {
     "netdev_budget_usecs": "/proc/sys/net/core/netdev_budget_usecs",
     "rmem_default": "/proc/sys/net/core/rmem_default",
     "wmem_default": "/proc/sys/net/core/wmem_default",
+    "rmem_max": "/proc/sys/net/core/rmem_max",
+    "wmem_max": "/proc/sys/net/core/wmem_max",
     "tcp_rmem": "/proc/sys/net/ipv4/tcp_rmem",
     "tcp_wmem": "/proc/sys/net/ipv4/tcp_wmem",
     "tcp_autocorking": "/proc/sys/net/ipv4/tcp_autocorking",

@@ -239,7 +239,7 @@ def test_backlog_limit_rule_and_drop_count_under_a_burst_with_rps(max_backlog):
     qlen <= netdev_max_backlog, so the queue peaks at max + 1; every drop is softnet 'dropped'."""
     r = sim(transport="udp", workload="burst", burst_size=3000, messages=3000, msg_bytes=64, cpus=4, flows=3,
             placement=[[0, 3], [1, 3], [2, 3]], rps_cpus=0b1000, netdev_max_backlog=max_backlog,
-            so_rcvbuf=64 << 20)
+            so_rcvbuf=64 << 20, rmem_max=64 << 20)
     c = r.counters
     assert c["backlog_max_qlen"] == max_backlog + 1
     assert c["softnet_dropped"] > 0
@@ -293,7 +293,7 @@ def test_tcp_segment_counts_follow_the_mss_rule(mtu, tso):
     n = 200_000
     # a large receive buffer, so the MSS is not clamped to half of a small early window
     r = sim(transport="tcp", workload="stream", msg_bytes=n, messages=1, mtu=mtu, tso=tso, so_rcvbuf=8 << 20,
-            so_sndbuf=8 << 20)
+            so_sndbuf=8 << 20, rmem_max=8 << 20, wmem_max=8 << 20)
     mss = min(mtu - 40, 65495) - 12
     assert mss == {1500: 1448, 16436: 16384, 65536: 65483}[mtu]
     segs_per_skb, goal = tcp_size_goal(mss, 65536)
@@ -327,7 +327,8 @@ def test_transmits_from_softirq_can_fill_the_backlog_without_rps():
 
 def test_softirq_budget_time_squeeze_and_ksoftirqd():
     r = sim(transport="udp", workload="burst", burst_size=3000, messages=3000, msg_bytes=64, cpus=4, flows=3,
-            placement=[[0, 3], [1, 3], [2, 3]], rps_cpus=0b1000, netdev_budget=20, so_rcvbuf=64 << 20)
+            placement=[[0, 3], [1, 3], [2, 3]], rps_cpus=0b1000, netdev_budget=20, so_rcvbuf=64 << 20,
+            rmem_max=64 << 20)
     assert r.counters["softnet_time_squeeze"] > 0
     assert r.counters["ksoftirqd_wakeups"] > 0
     assert r.conservation()["ok"]

@@ -329,9 +329,47 @@ def _validate_kwargs(a: argparse.Namespace) -> dict[str, Any]:
     return kw
 
 
+def _is_knob_grid(path: str) -> bool:
+    """Whether MEASURED is a knob grid (lbsim measure --knobs): its header names setting, knob, group."""
+    try:
+        with open(path) as f:
+            header = {c.strip() for c in f.readline().split(",")}
+    except (OSError, UnicodeDecodeError):
+        return False  # validate() reports the file
+    return {"setting", "knob", "group"} <= header
+
+
+def cmd_validate_effects(a: argparse.Namespace) -> int:
+    """validate on a knob grid: each setting's effect, measured against simulated."""
+    from lbsim.validate import MeasuredDataError
+    from lbsim.validate.effects import validate_effects
+
+    if a.workers is not None and a.workers < 1:
+        raise InputError(f"--workers: must be >= 1 (got {a.workers})")
+    if not (0 < a.max_spread):
+        raise InputError(f"--max-spread {a.max_spread}: need a percentage > 0")
+    figure = output_file(a.figure, "--figure", FIGURE_FORMATS) if a.figure else None
+    kw: dict[str, Any] = {k: v for k, v in (("messages_pingpong", a.messages_pingpong), ("seed", a.seed),
+                                            ("stream_replications", a.stream_replications)) if v is not None}
+    level = logging.INFO if sys.stderr.isatty() else logging.DEBUG
+    try:
+        rep = validate_effects(a.measured, load_costs(a.costs), max_spread=a.max_spread / 100.0, workers=a.workers,
+                               progress=lambda t: log.log(level, f"lbsim validate: {t}"), **kw)
+    except MeasuredDataError as e:
+        raise InputError(str(e)) from None
+    if figure:
+        from lbsim.plots_effects import effects_figure
+
+        effects_figure(rep.rows).savefig(figure, dpi=110)
+    print(json.dumps(rep.to_dict()) if a.json else rep.format_table())
+    return 0
+
+
 def cmd_validate(a: argparse.Namespace) -> int:
     from lbsim.validate import MeasuredDataError, validate
 
+    if _is_knob_grid(a.measured):
+        return cmd_validate_effects(a)
     if a.max_error is not None and not (a.max_error >= 0):
         raise InputError(f"--max-error {a.max_error}: need a percentage >= 0")
     kw = _validate_kwargs(a)
@@ -442,7 +480,16 @@ def _add_validate(sub: Any, parent: argparse.ArgumentParser) -> None:
                         "(default 3)")
     v.add_argument("--json", action="store_true", help="print one JSON object")
     v.add_argument("--figure", default=None, metavar="FILE",
-                   help="also draw measured against simulated curves (PNG, SVG or PDF by extension)")
+                   help="also draw measured against simulated curves (PNG, SVG or PDF by extension); "
+                        "for a knob grid, measured against simulated effect, one panel per knob")
+    g = v.add_argument_group("knob grids (a CSV with setting, knob, group columns: lbsim measure --knobs)",
+                             "each knob setting's effect (its metric over the default's at the same point), "
+                             "measured against simulated with the host's settings")
+    g.add_argument("--workers", type=int, default=None,
+                   help="simulation processes (default: every CPU)")
+    g.add_argument("--max-spread", type=float, default=30.0, metavar="PCT",
+                   help="leave a point out of the summary when its measured effect varies more than PCT "
+                        "between repetitions (default %(default)s)")
     v.set_defaults(func=cmd_validate)
 
 

@@ -50,13 +50,14 @@ def _build_flow(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, i: int, rec
     t = cfg.transport
     if t == "tcp":
         a, b = tcp_connect(sim, net, kernel=k, flow=flow_hash(i), stats=d_out, nodelay=cfg.tcp_nodelay,
-                           so_sndbuf=cfg.so_sndbuf, so_rcvbuf=cfg.so_rcvbuf)
+                           sk_sndbuf=cfg.sk_sndbuf(), sk_rcvbuf=cfg.sk_rcvbuf())
         b.stats = d_back
         out = Channel(a.sendmsg, b.recvmsg, d_out, True, _msg_of)
         back = Channel(b.sendmsg, a.recvmsg, d_back, True, _msg_of)
         return _Flow(out, back, [a, b])
     if t == "udp":
-        rcvbuf = 2 * cfg.so_rcvbuf if cfg.so_rcvbuf is not None else k.rmem_default
+        # SO_SNDBUF is not modelled for UDP: loopback_xmit's skb_orphan uncharges each skb at once
+        rcvbuf = cfg.sk_rcvbuf() or k.rmem_default
         srv = UdpSocket(sim, net, rcvbuf=rcvbuf, flow=flow_hash(i), stats=d_out)
         cli = UdpSocket(sim, net, rcvbuf=rcvbuf, flow=flow_hash(i) ^ 0x5BD1E995, stats=d_back)
         out = Channel(srv.sendmsg, srv.recvmsg, d_out, False, _msg_of)

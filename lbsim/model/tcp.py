@@ -63,7 +63,7 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
     BOUNCE_ITEMS = (BOUNCE_SID,)  # the work items Sim.touch returns
 
     def __init__(self, sim: Sim, net: Net, name: str, *, kernel: Any, flow: int, stats: Any,
-                 nodelay: bool, so_sndbuf: int | None, so_rcvbuf: int | None) -> None:
+                 nodelay: bool, sk_sndbuf: int | None, sk_rcvbuf: int | None) -> None:
         self.sim = sim
         self.env = sim.env
         self.net = net
@@ -82,8 +82,8 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
         self.delack_ns = float(kernel.tcp_delack_min_ns)
         self.rto_ns = kernel.tcp_rto_min_us * 1000.0
         self.peer: TcpSock = self  # set by tcp_connect
-        self._init_send_side(kernel, so_sndbuf)
-        self._init_receive_side(kernel, so_rcvbuf)
+        self._init_send_side(kernel, sk_sndbuf)
+        self._init_receive_side(kernel, sk_rcvbuf)
         # socket lock
         self.last_cpu: CPU | None = None  # the CPU that touched this socket last
         self.owned = False
@@ -102,7 +102,7 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
         self.ofo: dict[int, tuple[Any, ...]] = {}  # out-of-order segments by seq
         self.lost_bytes = 0
 
-    def _init_send_side(self, kernel: Any, so_sndbuf: int | None) -> None:
+    def _init_send_side(self, kernel: Any, sk_sndbuf: int | None) -> None:
         """The send side's state (write and retransmit queues, cwnd, the rate sample, the
         congestion control, sk_sndbuf, the RTO timer)."""
         sim = self.sim
@@ -132,8 +132,9 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
         self.max_window = 0
         self._goal_for = -1  # the max_window size_goal() was last computed for, and its result
         self._goal = 0
-        self.user_sndbuf = so_sndbuf is not None
-        self.sndbuf = 2 * so_sndbuf if so_sndbuf is not None else kernel.tcp_wmem[1]
+        # sk_sndbuf: the SO_SNDBUF result (SimConfig.sk_sndbuf, already clamped and doubled)
+        self.user_sndbuf = sk_sndbuf is not None
+        self.sndbuf = sk_sndbuf if sk_sndbuf is not None else kernel.tcp_wmem[1]
         self.wq_space = WaitQueue(f"{name} sk_wq (write)")
         self.rto_token = 0
         self.rto_armed = False
@@ -142,7 +143,7 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
         self.tx_cpu: CPU | None = None  # where tcp_sendmsg allocates our skbs (skb->alloc_cpu)
         self.rx_cpu: CPU | None = None  # where tcp_recvmsg last copied our data out (cache_to_cache_copy)
 
-    def _init_receive_side(self, kernel: Any, so_rcvbuf: int | None) -> None:
+    def _init_receive_side(self, kernel: Any, sk_rcvbuf: int | None) -> None:
         """The receive side's state (receive queue, sk_rcvbuf, the ACK state, the delayed-ACK
         timer, DRS)."""
         name = self.name
@@ -152,8 +153,8 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
         self.copied_seq = 0
         self.rcvq: deque[list[Any]] = deque()  # [end_seq, len, consumed, truesize, t_enq, msg, heads]
         self.rmem = 0
-        self.user_rcvbuf = so_rcvbuf is not None
-        self.rcvbuf = 2 * so_rcvbuf if so_rcvbuf is not None else kernel.tcp_rmem[1]
+        self.user_rcvbuf = sk_rcvbuf is not None
+        self.rcvbuf = sk_rcvbuf if sk_rcvbuf is not None else kernel.tcp_rmem[1]
         self.ratio = kernel.tcp_default_scaling_ratio
         self.rcv_mss = TCP_MSS_DEFAULT
         self.ack_pending = False
@@ -226,12 +227,12 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
 
 
 def tcp_connect(sim: Sim, net: Net, *, kernel: Any, flow: int, stats: Any, nodelay: bool,
-                so_sndbuf: int | None, so_rcvbuf: int | None) -> tuple[TcpSock, TcpSock]:
+                sk_sndbuf: int | None, sk_rcvbuf: int | None) -> tuple[TcpSock, TcpSock]:
     """Two ends of an established connection, as after the three-way handshake."""
     a = TcpSock(sim, net, f"tcp{flow}.client", kernel=kernel, flow=flow, stats=stats, nodelay=nodelay,
-                so_sndbuf=so_sndbuf, so_rcvbuf=so_rcvbuf)
+                sk_sndbuf=sk_sndbuf, sk_rcvbuf=sk_rcvbuf)
     b = TcpSock(sim, net, f"tcp{flow}.server", kernel=kernel, flow=flow, stats=stats, nodelay=nodelay,
-                so_sndbuf=so_sndbuf, so_rcvbuf=so_rcvbuf)
+                sk_sndbuf=sk_sndbuf, sk_rcvbuf=sk_rcvbuf)
     a.peer, b.peer = b, a
     for s in (a, b):
         # after the handshake: the peer's window (SYN/SYN-ACK), rcv_wnd, quick-ack budget
