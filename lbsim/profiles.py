@@ -51,7 +51,7 @@ from lbsim.hostid import HostId, kernel_build
 __all__ = ["Profile", "Choice", "ENV_VAR", "DEFAULT_PROFILE", "CALIBRATE_HINT", "shipped_dir", "user_dir",
            "list_profiles", "profile_names", "find_profile", "unknown_profile_error", "pick_auto", "resolve",
            "make_profile", "heldout_from_validate", "install_user_profile", "format_profiles_table",
-           "match_host_json", "resolve_run", "choice_of_model"]
+           "match_host_json", "resolve_run", "choice_of_model", "noticed", "mark_noticed"]
 
 log = logging.getLogger("lbsim.profiles")
 
@@ -269,6 +269,16 @@ def resolve_run(spec: str | Path | None = AUTO_COSTS) -> tuple[CostModel, Choice
         _NOTICED.add(choice.notice)
         logging.getLogger("lbsim").warning("%s", choice.notice)
     return model, choice
+
+
+def noticed() -> set[str]:
+    """The notices this process has logged."""
+    return set(_NOTICED)
+
+
+def mark_noticed(notices: list[str]) -> None:
+    """Count ``notices`` as logged (a worker process of a run that has said them already)."""
+    _NOTICED.update(notices)
 
 
 def choice_of_model(model: CostModel) -> Choice:
