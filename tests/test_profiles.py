@@ -222,3 +222,25 @@ def test_a_user_profile_cannot_shadow_a_shipped_one_or_be_overwritten_silently()
         profiles.install_user_profile(default_dict(), name="mine", host=AMD_HERE, date="2026-12-07")
     profiles.install_user_profile(default_dict(), name="mine", host=AMD_HERE, date="2026-12-08", overwrite=True)
     assert load_costs("mine").provenance["profile"]["date"] == "2026-12-08"
+
+
+def test_the_cli_lists_profiles_and_every_output_names_the_one_used(monkeypatch, capsys, tmp_path):
+    from lbsim.cli import main
+
+    monkeypatch.setenv(profiles.ENV_VAR, profiles.DEFAULT_PROFILE)
+    assert main(["profiles"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in SHIPPED) and f"auto: LBSIM_COSTS={profiles.DEFAULT_PROFILE}" in out
+    host_json = tmp_path / "m.csv.host.json"
+    host_json.write_text(json.dumps({"cpu": AMD_HERE.cpu_dict(), "kernel": AMD_HERE.kernel}))
+    assert main(["profiles", "--match", str(host_json)]) == 0
+    assert "auto: amd-epyc-v1300-2026-12-06" in capsys.readouterr().out
+    assert main(["profiles", "--match", str(tmp_path / "nope.json")]) == 2
+    label = f"costs: {profiles.DEFAULT_PROFILE} (LBSIM_COSTS)"
+    for argv in (["simulate", "--messages", "20"], ["compare", "--messages", "20"], ["trace"]):
+        assert main(argv) == 0
+        assert label in capsys.readouterr().out.splitlines(), argv
+    assert main(["simulate", "--messages", "20", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["costs_profile"] == profiles.DEFAULT_PROFILE
+    assert main(["compare", "--messages", "20", "--json", "--costs", "xeon-v769-2026-11-25"]) == 0
+    assert json.loads(capsys.readouterr().out)["costs_profile"] == "xeon-v769-2026-11-25"
