@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 
 EXPERIMENTS := quickstart latency_vs_size throughput_vs_size mtu queues cpus load kernels
 
-.PHONY: run test results clean
+.PHONY: run test lint results clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ run: $(BIN)/.installed
 # tests that run the harness on this host's sockets or its tracefs share one worker (xdist_group "host")
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+
+# ruff (rules in pyproject.toml [tool.ruff]) and mypy ([tool.mypy]: the lbsim package)
+lint: $(BIN)/.installed
+	$(BIN)/ruff check lbsim tests && $(BIN)/mypy
 
 # the shipped results: every experiment's full sweep into results/<name>/results.parquet and its
 # figures (PNG); runs of an older expansion, which lbsim run moves to superseded/, are not shipped.

@@ -2,9 +2,9 @@
 
 from lbsim.config import ConfigError, SimConfig, make_config
 from lbsim.costs import CostModel, load_costs
-from lbsim.simulate import Result, simulate
-from lbsim.runner import run_experiment
 from lbsim.results import load_results
+from lbsim.runner import run_experiment
+from lbsim.simulate import Result, simulate
 
 __version__ = "0.1.0"
 

@@ -11,7 +11,8 @@ import hashlib
 import itertools
 import json
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from lbsim.config import ConfigError, SimConfig, make_config
 from lbsim.experiment import Experiment, ExperimentError, RunSpec

@@ -35,14 +35,18 @@ import difflib
 import math
 import re
 import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from lbsim.config import SimConfig
 from lbsim.jsonsafe import plain
+
+if TYPE_CHECKING:  # imported lazily by __getattr__ below (lbsim.expansion imports this module)
+    from lbsim.expansion import expand, replication_seeds, run_id_for
 
 __all__ = ["Experiment", "RunSpec", "ExperimentError", "load_experiment", "parse_experiment", "expand",
            "experiment_to_toml", "replication_seeds", "run_id_for", "TOP_LEVEL_KEYS"]
@@ -120,7 +124,7 @@ class RunSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "RunSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> RunSpec:
         return cls(**dict(d))
 
 
@@ -389,7 +393,7 @@ def parse_experiment(text: str, source: str = "", *, smoke: bool = False, name_d
     def draft() -> _Draft:
         d = _Draft(src)
         d.name = name_default
-        for key, value in data.items():
+        for key in data:
             if key not in TOP_LEVEL_KEYS:
                 raise d.fail(key, f"unknown top-level key {key!r}{_did_you_mean(key, TOP_LEVEL_KEYS)}")
         for key in ("name", "seed", "replications"):

@@ -107,7 +107,7 @@ class KernelParams:
     #: SK_RMEM_MAX: 212992 = 256 x SKB_TRUESIZE(256) = 256 x 832).
     skb_truesize_overhead: int = 576
 
-    def replace(self, **changes: object) -> "KernelParams":
+    def replace(self, **changes: object) -> KernelParams:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     @property
@@ -205,7 +205,7 @@ def host_kernel(root: str = "/") -> KernelParams:
             continue
     if "netdev_budget_usecs" in values:
         # netdev_budget_usecs defaults to 2 jiffies, so HZ = 2e6 / value when it is untouched.
-        usecs = int(values["netdev_budget_usecs"])  # type: ignore[arg-type]
+        usecs = int(values["netdev_budget_usecs"])  # type: ignore[call-overload]  # an int for this field
         if usecs > 0 and 2_000_000 % usecs == 0 and 2_000_000 // usecs in (100, 250, 300, 1000):
             values["hz"] = 2_000_000 // usecs
     if values.get("tcp_congestion_control") not in (None, *CONGESTION_CONTROLS):

@@ -54,7 +54,7 @@ def validation_figure(rows: Any, *, title: str = "lbsim against the host kernel"
         sub = rows[(rows.workload == wl) & (rows.placement == pl) & (rows.metric == metric)]
         if "background" in sub.columns:
             sub = sub[sub.background == "idle"]
-        for tr, st in TRANSPORT_STYLE.items():
+        for tr in TRANSPORT_STYLE:
             d = sub[sub.transport == tr].sort_values("msg_bytes")
             if d.empty:
                 continue

@@ -28,8 +28,9 @@ import os
 import types
 import typing
 import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from lbsim.config import SimConfig
 
@@ -39,7 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["META_COLUMNS", "CONFIG_COLUMNS", "COLUMNS", "RESULTS_ENV", "RESULTS_FILE", "results_root",
            "resolve_results_dir", "run_rows", "rows_table", "write_run", "atomic_write_text", "clean_stale_tmp",
-           "stored_runs", "run_path", "consolidate", "read_table", "load_results", "summarize", "arrow_schema"]
+           "stored_runs", "run_path", "consolidate", "read_table", "load_results", "summarize", "arrow_schema",
+           "ResultsError"]
 
 log = logging.getLogger("lbsim")
 
@@ -101,7 +103,7 @@ CONFIG_COLUMNS: dict[str, str] = {k: _field_type(f.annotation) for k, f in SimCo
 COLUMNS: tuple[str, ...] = (*META_COLUMNS, *CONFIG_COLUMNS)
 
 
-def arrow_schema() -> "pa.Schema":
+def arrow_schema() -> pa.Schema:
     """The one Arrow schema of every run file (so that files concatenate without surprises)."""
     import pyarrow as pa
 
@@ -188,7 +190,7 @@ def run_rows(spec: Mapping[str, Any], outcome: Mapping[str, Any] | None, *, lbsi
             for m, v, st, g, c in _metrics(result)]
 
 
-def rows_table(rows: list[dict]) -> "pa.Table":
+def rows_table(rows: list[dict]) -> pa.Table:
     import pyarrow as pa
 
     return pa.Table.from_pylist(rows, schema=arrow_schema())
@@ -229,7 +231,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     _atomic_write(Path(path), lambda fh: fh.write(text.encode()))
 
 
-def _write_table(path: Path, table: "pa.Table") -> None:
+def _write_table(path: Path, table: pa.Table) -> None:
     import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -269,8 +271,17 @@ def _sources(folder: Path) -> list[Path]:
     return files
 
 
-def _read_files(files: Sequence[Path], columns: Sequence[str] | None = None) -> "pa.Table":
-    """The rows of ``files``, each run from the last file that has it (unreadable files skipped)."""
+class ResultsError(ValueError):
+    """A results folder that cannot be read; the message names the file."""
+
+
+def _read_files(files: Sequence[Path], columns: Sequence[str] | None = None, *,
+                strict: bool = False) -> pa.Table:
+    """The rows of ``files``, each run from the last file that has it.
+
+    An unreadable file raises :class:`ResultsError` when ``strict`` (a user reading results
+    must hear of it); otherwise it is skipped with a warning, as if not there, so that a
+    resumed sweep recomputes its runs."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -283,7 +294,11 @@ def _read_files(files: Sequence[Path], columns: Sequence[str] | None = None) -> 
     for f in reversed(files):
         try:
             t = pq.read_table(f, schema=schema)  # columns an older file lacks are null
-        except Exception:  # noqa: BLE001 - unreadable: as if not there (its runs are recomputed)
+        except Exception as e:  # noqa: BLE001 - any failure to read names this file
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if strict:
+                raise ResultsError(f"{f}: not a readable results file ({why})") from None
+            log.warning("lbsim: %s: unreadable (%s); its runs count as not run", f, why)
             continue
         if len(seen):
             t = t.filter(pc.invert(pc.is_in(t["run_id"], value_set=seen)))
@@ -292,15 +307,16 @@ def _read_files(files: Sequence[Path], columns: Sequence[str] | None = None) -> 
     return pa.concat_tables(tables[::-1]) if tables else schema.empty_table()
 
 
-def read_table(folder: str | Path, columns: Sequence[str] | None = None) -> "pa.Table":
-    """Every stored row of a results folder (consolidated file, parts, older per-run files)."""
-    return _read_files(_sources(Path(folder)), columns)
+def read_table(folder: str | Path, columns: Sequence[str] | None = None, *, strict: bool = True) -> pa.Table:
+    """Every stored row of a results folder (consolidated file, parts, older per-run files);
+    an unreadable file raises :class:`ResultsError` unless ``strict`` is false."""
+    return _read_files(_sources(Path(folder)), columns, strict=strict)
 
 
 def stored_runs(folder: str | Path, model_version: int | None = None) -> dict[str, str]:
     """run_id -> stored status of every stored run; with ``model_version``, only the runs
     stored by that version of the model (the others are stale)."""
-    t = read_table(folder, ["status", "model_version"])
+    t = read_table(folder, ["status", "model_version"], strict=False)
     out: dict[str, str] = {}
     for rid, status, version in zip(*(t[c].to_pylist() for c in ("run_id", "status", "model_version"))):
         if model_version is not None and version != model_version:
@@ -349,7 +365,7 @@ def consolidate(folder: str | Path, order: Sequence[str] | None = None) -> tuple
     return len(set(table["run_id"].to_pylist())), moved
 
 
-def _merge(path: Path, new: "pa.Table") -> "pa.Table":
+def _merge(path: Path, new: pa.Table) -> pa.Table:
     """The rows of ``path`` (if any) whose runs ``new`` does not have, then ``new``."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -390,7 +406,7 @@ def resolve_results_dir(name_or_dir: str | Path) -> Path:
     raise FileNotFoundError(f"no results folder {str(name_or_dir)!r} (looked at {', '.join(map(str, tried))})")
 
 
-def load_results(name_or_dir: str | Path) -> "pd.DataFrame":
+def load_results(name_or_dir: str | Path) -> pd.DataFrame:
     """All rows of a results folder as one DataFrame; ``df.attrs["source"]`` is the folder read.
 
     ``name_or_dir`` is a results folder, or an experiment name: your own ``./runs/<name>``
@@ -398,8 +414,8 @@ def load_results(name_or_dir: str | Path) -> "pd.DataFrame":
     ``$LBSIM_RESULTS`` (default ``<repo>/results/``).  Which one was read is logged (INFO,
     logger "lbsim").
     """
-    import pyarrow as pa
     import pandas as pd
+    import pyarrow as pa
 
     folder = resolve_results_dir(name_or_dir)
     table = read_table(folder)
@@ -411,7 +427,7 @@ def load_results(name_or_dir: str | Path) -> "pd.DataFrame":
     return df
 
 
-def summarize(df: "pd.DataFrame", *, statuses: Iterable[str] = ("ok",), confidence: float = 0.95) -> "pd.DataFrame":
+def summarize(df: pd.DataFrame, *, statuses: Iterable[str] = ("ok",), confidence: float = 0.95) -> pd.DataFrame:
     """Per point (every config column but seed/replication) and metric: mean, CI half-width, n.
 
     ``ci`` is the Student-t half-width ``t(1 - (1-confidence)/2, n-1) * s / sqrt(n)`` over

@@ -32,15 +32,23 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor, Future, as_completed
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from lbsim.experiment import Experiment, RunSpec, expand, experiment_to_toml, load_experiment
 from lbsim.jsonsafe import plain
 from lbsim.model.version import MODEL_VERSION
-from lbsim.results import (atomic_write_text, clean_stale_tmp, consolidate, load_results, run_rows, stored_runs,
-                           write_run)
+from lbsim.results import (
+    atomic_write_text,
+    clean_stale_tmp,
+    consolidate,
+    load_results,
+    run_rows,
+    stored_runs,
+    write_run,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -86,7 +94,8 @@ def execute(spec: Mapping[str, Any]) -> Outcome:
 
     Returns plain data: ``run_id``, ``status`` (the simulator's "ok"/"timeout", or "error"),
     ``result`` (``Result.to_dict()``), ``error`` / ``traceback`` (text, on failure),
-    ``worker``, ``wall_s`` and the worker's ``model_version``.  Never raises for a failing run: the failure is the outcome.
+    ``worker``, ``wall_s`` and the worker's ``model_version``.  Never raises for a failing run: the
+    failure is the outcome.
     """
     t0 = time.perf_counter()
     worker = _worker_id()
@@ -258,7 +267,7 @@ def format_summary(summary: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def _version(dist: str) -> str | None:
@@ -421,7 +430,7 @@ def _compute(folder: Path, todo: list[dict[str, Any]], executor: str, jobs: int,
             display.update(spec_d, outcome)
 
 
-def _summary(df: "pd.DataFrame", exp: Experiment, specs: list[RunSpec], folder: Path, executor: str, jobs: int,
+def _summary(df: pd.DataFrame, exp: Experiment, specs: list[RunSpec], folder: Path, executor: str, jobs: int,
              info: dict[str, Any], resumed: int, wall_s: float) -> dict[str, Any]:
     ids = {s.run_id for s in specs}
     mine = df[df["run_id"].isin(ids)].drop_duplicates("run_id")
@@ -434,7 +443,7 @@ def _summary(df: "pd.DataFrame", exp: Experiment, specs: list[RunSpec], folder: 
 
 def run_experiment(path: str | Path, *, smoke: bool = False, jobs: int | None = None, executor: str = "local",
                    dask_scheduler: str | None = None, out: str | Path | None = None, force: bool = False,
-                   quiet: bool = False, progress: ProgressCallback | None = None) -> "pd.DataFrame":
+                   quiet: bool = False, progress: ProgressCallback | None = None) -> pd.DataFrame:
     """Run every run of an experiment file that is not stored yet; return the stored rows.
 
     ``smoke``           apply the file's ``[smoke]`` overrides (results in ``runs/<name>-smoke/``)

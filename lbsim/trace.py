@@ -140,7 +140,8 @@ def format_function_graph(df: pd.DataFrame, latency_ns: float | None = None) -> 
         last_task: str | None = None
         block: list[Any] = []
 
-        def flush(block: list[Any]) -> None:
+        # cpu bound as a default: flush is redefined per CPU and must use this iteration's
+        def flush(block: list[Any], cpu: Any = cpu) -> None:
             nonlocal last_task
             if not block:
                 return
@@ -207,6 +208,7 @@ def timeline_figure(dfs: dict[str, pd.DataFrame]) -> Any:
     for ax, (label, df) in zip(axes, dfs.items()):
         t0 = df.attrs["t0_ns"]
         cpus = sorted(int(c) for c in df.cpu.unique()) or [0]
+        r: Any  # a row namedtuple of df's columns
         for r in df.itertuples(index=False):
             left, width = (r.start_ns - t0) / 1e3, r.dur_ns / 1e3
             if width <= 0:

@@ -72,11 +72,11 @@ def test_plot_of_a_corrupted_parquet_file_names_the_file(tmp_path):
     out = tmp_path / "res"
     p = lbsim_run("run", str(exp), "--out", str(out), "--jobs", "1", "-q")
     assert p.returncode == 0, p.stderr
-    files = sorted((out / "runs").glob("*.parquet"))
-    assert len(files) == 2
-    files[0].write_bytes(b"this is not parquet" * 10)
+    table = out / "results.parquet"  # one Parquet file per experiment
+    assert table.is_file()
+    table.write_bytes(b"this is not parquet" * 10)
     line = one_line_error(lbsim_run("plot", str(out)))
-    assert str(files[0]) in line
+    assert str(table) in line
 
 
 def test_output_folder_under_a_file(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import lbsim
+
 import json
 import subprocess
 import sys
@@ -186,7 +188,7 @@ def test_cli_calibrate_takes_both_usages_and_prints_the_fit(monkeypatch, tmp_pat
     the parameters with bounds, then the residuals, fitted points first."""
     import lbsim.calibrate as cal
 
-    data = Path(cal.__file__).parent / "data"
+    data = Path(lbsim.__file__).parent / "data"
     calls: list = []
     monkeypatch.setattr(cal, "calibrate_from_files", _fake_fit(calls))
     out = str(tmp_path / "c.json")
@@ -212,7 +214,7 @@ def test_cli_calibrate_bad_stage_file(tmp_path, capsys):
 
     bad = tmp_path / "s.json"
     bad.write_bytes(b"\xff\xfe not json")
-    m = str(Path(cal.__file__).parent / "data" / "measured-host.csv")
+    m = str(Path(lbsim.__file__).parent / "data" / "measured-host.csv")
     assert main(["calibrate", m, str(bad), "-o", str(tmp_path / "c.json")]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and len(err.strip().splitlines()) == 1

@@ -54,37 +54,20 @@ def cmd_run(a: argparse.Namespace) -> int:
     return 1 if df.attrs["summary"]["counts"].get("error", 0) else 0
 
 
-def _unreadable_parquet(folder: Path) -> tuple[Path, str] | None:
-    """The first run file of ``folder`` that pyarrow cannot read, and why."""
-    import pyarrow.parquet as pq
-
-    files = sorted((folder / "runs").glob("*.parquet")) or sorted(folder.glob("*.parquet"))
-    for f in files:
-        try:
-            pq.read_table(f)
-        except Exception as e:  # noqa: BLE001 - any failure to read names this file
-            return f, str(e).splitlines()[0] if str(e) else type(e).__name__
-    return None
-
-
 def cmd_plot(a: argparse.Namespace) -> int:
     """Redraw the figures of a results folder from its stored rows (no simulation)."""
     folder = Path(a.results)
     if not folder.is_dir():
         raise InputError(f"{a.results}: no such results folder")
-    if not (any((folder / "runs").glob("*.parquet")) or any(folder.glob("*.parquet"))):
-        raise InputError(f"{a.results}: no stored results (no runs/*.parquet); run lbsim run first")
     from lbsim.figures import applicable, draw_all
-    from lbsim.results import load_results
+    from lbsim.results import ResultsError, load_results, read_table
 
     try:
+        if not read_table(folder, ["status"]).num_rows:
+            raise InputError(f"{a.results}: no stored results (no results.parquet or parts/); run lbsim run first")
         df = load_results(folder)
-    except Exception:
-        bad = _unreadable_parquet(folder)
-        if bad is None:  # every file reads alone: not the input's fault
-            raise
-        raise InputError(f"{bad[0]}: not a readable results file ({bad[1]}); delete it and run "
-                         "lbsim run again to recompute it") from None
+    except ResultsError as e:
+        raise InputError(f"{e}; delete it and run lbsim run again to recompute it") from None
     out = output_dir(a.out, "--out") if a.out else folder / "figures"
     figs = applicable(df)
     if not figs:

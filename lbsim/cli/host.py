@@ -4,7 +4,9 @@ The library functions called: ``lbsim.measure.measure`` / ``write_csv`` (the C h
 ``lbsim.measure.stages.measure_stages`` / ``tracefs_available`` and
 ``lbsim.measure.harness.null_syscall_ns`` (tracepoints), ``lbsim.calibrate.load_measured`` /
 ``calibrate_from_files`` / ``PARAMS`` (the fit), ``lbsim.validate.validate`` and the report's
-``format_table`` / ``to_dict`` / ``passes``, ``lbsim.plots.validation_figure``.
+``format_table`` / ``to_dict`` / ``passes``, ``lbsim.plots.validation_figure``; ``lbsim calibrate``
+without data runs ``lbsim.calibrate_host.calibrate_this_host`` (measure, fit, validate, install)
+and checks data from elsewhere with ``lbsim.calibrate_checks``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from lbsim.cli._common import FIGURE_FORMATS, InputError, csv_list, int_list, log, output_file, sim_default
+from lbsim.cli._common import FIGURE_FORMATS, InputError, csv_list, int_list, log, output_dir, output_file, sim_default
 from lbsim.config import TRANSPORTS
 from lbsim.costs import load_costs
 
@@ -202,17 +204,27 @@ def _stages_file(a: argparse.Namespace, measured: Path) -> Path:
 
 
 def cmd_calibrate(a: argparse.Namespace) -> int:
+    if a.measured is None:
+        return _calibrate_this_host(a)
     from lbsim import calibrate as cal
+    from lbsim.calibrate_checks import CalibrationInputError, check_stages, read_measured
 
+    for opt in ("out_dir", "name", "reps"):
+        if getattr(a, opt) is not None:
+            raise InputError(f"--{opt.replace('_', '-')} goes with `lbsim calibrate` without MEASURED "
+                             "(measuring this host)")
+    if a.force or a.overwrite:
+        raise InputError("--force and --overwrite go with `lbsim calibrate` without MEASURED (measuring this host)")
     measured = Path(a.measured)
     if not measured.is_file():
         raise InputError(f"{measured}: no such measured-data file")
     stages = _stages_file(a, measured)
     try:
-        cal.load_measured(measured)
-    except ValueError as e:
-        raise InputError(str(e).splitlines()[0]) from None
-    out = output_file(a.out, "-o/--out")
+        read_measured(measured)
+        check_stages(stages, measured)
+    except CalibrationInputError as e:
+        raise InputError(str(e)) from None
+    out = output_file(a.out or "costs.json", "-o/--out")
     kw: dict[str, Any] = {}
     if a.fit_sizes is not None:
         kw["fit_sizes"] = int_list(a.fit_sizes, "--fit-sizes")
@@ -220,6 +232,78 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
                                    **kw)
     _print_fit(res, cal.PARAMS)
     log.info(f"lbsim: wrote {out}")
+    return 0
+
+
+class _Bar:
+    """The one-command calibration's progress: a tqdm bar per phase on stderr (lines when stderr
+    is not a terminal), nothing with -q."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.bar: Any = None
+        self.name = ""
+
+    def phase(self, name: str, total: int | None) -> None:
+        self.close()
+        self.name = name
+        if self.quiet or total == 0:
+            return
+        if self.tty:
+            from tqdm import tqdm
+
+            unit = {"measure": "run", "fit": "eval", "validate": "point"}.get(name, "it")
+            self.bar = tqdm(total=total, desc=name, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=True)
+        else:
+            log.info(f"lbsim calibrate: {name}" + (f" ({total} runs)" if total else ""))
+
+    def tick(self, text: str = "") -> None:
+        if self.bar is None:
+            return
+        import re
+
+        m = re.match(r"\[(\d+)/(\d+)\]", text)
+        if text and not m and not text.startswith(("stages ", "rms ")):
+            return  # measure()'s notes (skipped points): not a step
+        if m and self.name == "validate" and self.bar.total is None:
+            self.bar.reset(total=int(m.group(2)))
+        self.bar.update(1)
+        if text.startswith("rms "):
+            self.bar.set_postfix_str(text, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _calibrate_this_host(a: argparse.Namespace) -> int:
+    """`lbsim calibrate` without data: measure, fit, validate, install (lbsim.calibrate_host)."""
+    import shutil
+
+    from lbsim import calibrate_host as ch
+    from lbsim.calibrate_checks import CalibrationInputError
+
+    if a.stages_file or a.stages:
+        raise InputError("STAGES and --stages go with MEASURED; without it lbsim calibrate traces this host")
+    reps = 3 if a.reps is None else a.reps
+    if reps < 1:
+        raise InputError(f"--reps: must be >= 1 (got {reps})")
+    out = output_file(a.out, "-o/--out") if a.out else None
+    out_dir = output_dir(a.out_dir, "--out-dir") if a.out_dir else None
+    kw: dict[str, Any] = {}
+    if a.fit_sizes is not None:
+        kw["fit_sizes"] = int_list(a.fit_sizes, "--fit-sizes")
+    bar = _Bar(quiet=a.quiet > 0)
+    try:
+        res = ch.calibrate_this_host(out_dir=out_dir, name=a.name, force=a.force, reps=reps,
+                                     overwrite=a.overwrite, progress=bar, notice=log.warning, **kw)
+    except CalibrationInputError as e:
+        raise InputError(str(e)) from None
+    if out is not None:
+        shutil.copyfile(res.costs, out)
+    print(ch.format_summary(res))
     return 0
 
 
@@ -301,18 +385,34 @@ def _add_measure(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 
 def _add_calibrate(sub: Any, parent: argparse.ArgumentParser) -> None:
-    k = sub.add_parser("calibrate", parents=[parent], help="fit a cost model to measured data",
-                       description="Fit a cost model to measured data: a base cost table from the tracepoint "
-                                   "stage file, then a bounded least-squares fit to the measured medians; "
-                                   "prints the parameters and every point's residual.")
-    k.add_argument("measured", metavar="MEASURED", help="long-format CSV written by lbsim measure")
+    k = sub.add_parser("calibrate", parents=[parent], help="fit a cost model to this host, or to measured data",
+                       description="Without MEASURED: calibrate this host in one command: check that it is quiet, "
+                                   "measure the grid and (root and tracefs) the kernel stages, fit the costs, "
+                                   "validate them on the held-out points and install them as this host's "
+                                   "profile (--costs auto picks it). With MEASURED: fit a cost model to data "
+                                   "from elsewhere: a base cost table from the tracepoint stage file, then a "
+                                   "bounded least-squares fit to the measured medians; prints the parameters "
+                                   "and every point's residual.")
+    k.add_argument("measured", nargs="?", default=None, metavar="MEASURED",
+                   help="long-format CSV written by lbsim measure (default: measure this host)")
     k.add_argument("stages_file", nargs="?", default=None, metavar="STAGES",
                    help="tracepoint stage file (same as --stages)")
     k.add_argument("--stages", default=None, help="tracepoint stage file (default: MEASURED's .stages.json, "
                                                   "else stages-host.json beside it)")
     k.add_argument("--fit-sizes", default=None,
                    help="comma-separated message sizes fitted on (default 64,4096,65536)")
-    k.add_argument("-o", "--out", default="costs.json", help="the cost-model file to write (default costs.json)")
+    k.add_argument("-o", "--out", default=None,
+                   help="the cost-model file to write (default costs.json; without MEASURED: a copy of the "
+                        "installed profile's costs)")
+    g = k.add_argument_group("calibrating this host (no MEASURED)")
+    g.add_argument("--out-dir", default=None, metavar="DIR",
+                   help="where the measured data, costs.json and validate.json go (default "
+                        "$XDG_DATA_HOME/lbsim/hosts/PROFILE)")
+    g.add_argument("--name", default=None, help="the profile's name (default vendor-family-model-stepping-"
+                                                "kernel build-date)")
+    g.add_argument("--reps", type=int, default=None, help="repetitions of each measured point (default 3)")
+    g.add_argument("--force", action="store_true", help="measure even if the machine is not quiet")
+    g.add_argument("--overwrite", action="store_true", help="replace a profile of the same --name")
     k.set_defaults(func=cmd_calibrate)
 
 

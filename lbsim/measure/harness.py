@@ -18,7 +18,7 @@ import json
 import os
 import subprocess
 import tempfile
-from typing import Iterable
+from collections.abc import Iterable
 
 from .harness_base import (  # noqa: F401 - re-exported: the public names of this module
     PROGRAM_NAME,

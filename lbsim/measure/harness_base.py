@@ -10,7 +10,6 @@ and UDP headers, and a unix_dgram write must fit ``sk_sndbuf - 32``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from lbsim.config import SPLIT_MAX_BYTES
 
@@ -48,8 +47,8 @@ class HarnessError(RuntimeError):
     ``result`` the parsed JSON if any, ``stderr`` the captured stderr.
     """
 
-    def __init__(self, message: str, returncode: Optional[int] = None,
-                 result: Optional[dict] = None, stderr: str = ""):
+    def __init__(self, message: str, returncode: int | None = None,
+                 result: dict | None = None, stderr: str = ""):
         super().__init__(message)
         self.returncode = returncode
         self.result = result
@@ -63,7 +62,7 @@ def _check_common(transport: str, workload: str) -> None:
         raise HarnessError(f"unknown workload {workload!r} (expected one of {WORKLOADS})", 2)
 
 
-def max_dgram_size(transport: str) -> Optional[int]:
+def max_dgram_size(transport: str) -> int | None:
     """Largest payload a datagram transport can carry with default buffers
     (None for stream transports)."""
     if transport == "udp":

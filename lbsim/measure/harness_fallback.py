@@ -16,7 +16,7 @@ import signal
 import socket
 import tempfile
 import time
-from typing import Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
 
 from .harness_base import SPLIT_MAX_SIZE, HarnessError, _check_common, max_dgram_size
 from .harness_roles import _Fail, _LineReader, _pct, _py_client, _py_peer, _recv_exact
@@ -70,7 +70,7 @@ def _spinner(cpu: int, end: float) -> int:
     return 0
 
 
-def _py_sockets(transport: str, tmpdir: Optional[str]):
+def _py_sockets(transport: str, tmpdir: str | None):
     """Return (client_sock, server_sock, client_addr_for_replies)."""
     if transport == "tcp":
         lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -16,8 +16,8 @@ import os
 import select
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 __all__: list[str] = []
 
@@ -25,7 +25,7 @@ _DGRAM_IDLE_S = 0.2              # receiver stops 200 ms after the sender is don
 _DGRAM_POLL_S = 0.05
 
 
-def _read_udp_rcvbuf_errors() -> Optional[int]:
+def _read_udp_rcvbuf_errors() -> int | None:
     try:
         lines = [ln.split() for ln in Path("/proc/net/snmp").read_text().splitlines()
                  if ln.startswith("Udp:")]
@@ -35,7 +35,7 @@ def _read_udp_rcvbuf_errors() -> Optional[int]:
         return None
 
 
-def _read_softnet_dropped() -> Optional[int]:
+def _read_softnet_dropped() -> int | None:
     try:
         tot = 0
         for ln in Path("/proc/net/softnet_stat").read_text().splitlines():
@@ -47,7 +47,7 @@ def _read_softnet_dropped() -> Optional[int]:
         return None
 
 
-def _delta(a: Optional[int], b: Optional[int]) -> Optional[int]:
+def _delta(a: int | None, b: int | None) -> int | None:
     return None if a is None or b is None else b - a
 
 
@@ -67,7 +67,7 @@ class _Fail(Exception):
         self.code = code
 
 
-def _recv_exact(sock: socket.socket, n: int) -> Optional[bytes]:
+def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
     """Read exactly n bytes from a stream socket; None on clean EOF."""
     buf = bytearray(n)
     view = memoryview(buf)
@@ -91,7 +91,7 @@ class _LineReader:
         self.fd = fd
         self.buf = b""
 
-    def read(self, deadline: float) -> Optional[dict]:
+    def read(self, deadline: float) -> dict | None:
         """Next JSON message, None on EOF; raises _Fail on timeout."""
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
@@ -179,7 +179,7 @@ def _peer_dgram(o: dict, s: socket.socket, res_w: int, ctl_r: int) -> list:
     while True:
         try:
             m = s.recv(size)
-        except (socket.timeout, BlockingIOError):
+        except (TimeoutError, BlockingIOError):
             m = None
         if m is not None:
             t_any = time.monotonic()
@@ -374,12 +374,12 @@ def _py_client(o: dict, c: socket.socket, res_r: int, ctl_w: int, out_w: int) ->
         try:
             os.sched_setaffinity(0, {o["cpu_a"]})
         except OSError as e:
-            raise _Fail(f"cannot pin client to CPU {o['cpu_a']}: {e.strerror}", 2)
+            raise _Fail(f"cannot pin client to CPU {o['cpu_a']}: {e.strerror}", 2) from e
         if o["policy"] == "fifo":
             try:
                 _set_fifo()
             except OSError as e:
-                raise _Fail(f"cannot set SCHED_FIFO priority 1: {e.strerror}", 3)
+                raise _Fail(f"cannot set SCHED_FIFO priority 1: {e.strerror}", 3) from e
         _expect(reader, "ready", time.monotonic() + 5, "startup")
         stream = o["transport"] in ("tcp", "unix_stream")
         start = time.monotonic_ns()

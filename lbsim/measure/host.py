@@ -14,21 +14,21 @@ import json
 import logging
 import os
 import platform
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
 
 import pandas as pd
 
 from lbsim.hostid import HostId
 
 from .harness import (
-    HarnessError,
-    HarnessUnavailable,
+    SPLIT_MAX_SIZE,
     TRANSPORTS,
     WORKLOADS,
+    HarnessError,
+    HarnessUnavailable,
     build_harness,
     max_dgram_size,
-    SPLIT_MAX_SIZE,
     python_fallback_pingpong,
     python_fallback_split,
     python_fallback_stream,
@@ -62,14 +62,14 @@ def _log_progress(msg: str) -> None:
     _log.info(msg)
 
 
-def _read(path: str) -> Optional[str]:
+def _read(path: str) -> str | None:
     try:
         return Path(path).read_text().strip()
     except OSError:
         return None
 
 
-def _sysctl(name: str) -> Union[int, list, str, None]:
+def _sysctl(name: str) -> int | list | str | None:
     raw = _read("/proc/sys/" + name.replace(".", "/"))
     if raw is None:
         return None
@@ -81,7 +81,7 @@ def _sysctl(name: str) -> Union[int, list, str, None]:
     return vals[0] if len(vals) == 1 else vals
 
 
-def _cpu_model() -> Optional[str]:
+def _cpu_model() -> str | None:
     txt = _read("/proc/cpuinfo") or ""
     for key in ("model name", "Hardware", "Processor", "cpu model", "uarch"):
         for line in txt.splitlines():
@@ -91,7 +91,7 @@ def _cpu_model() -> Optional[str]:
     return platform.processor() or None
 
 
-def _config_hz(release: str) -> Optional[int]:
+def _config_hz(release: str) -> int | None:
     texts = []
     try:
         with gzip.open("/proc/config.gz", "rt") as f:
@@ -111,7 +111,7 @@ def _config_hz(release: str) -> Optional[int]:
     return None
 
 
-def _loadavg() -> Optional[list]:
+def _loadavg() -> list | None:
     raw = _read("/proc/loadavg")
     if not raw:
         return None
@@ -126,7 +126,7 @@ def _loadavg1() -> float:
     return la[0] if la else float("nan")
 
 
-def l2_bytes(cpu_dir: str = "/sys/devices/system/cpu/cpu0/cache") -> Optional[int]:
+def l2_bytes(cpu_dir: str = "/sys/devices/system/cpu/cpu0/cache") -> int | None:
     """This host's per-core L2 size from sysfs (the cache a socket's queued data spills out of;
     lbsim calibrate sets the cost model's ``cache_bytes`` from it); None where sysfs does not say."""
     for idx in sorted(Path(cpu_dir).glob("index*")):
@@ -288,8 +288,8 @@ def _grid_points(transports: Sequence[str], workloads: Sequence[str], sizes: Seq
 
 
 def _count_warmup(w: str, size: int, count_pingpong: int,
-                  count_stream: Union[int, Callable[[int], int], None],
-                  warmup_pingpong: Optional[int], warmup_stream: Optional[int]) -> tuple[int, int]:
+                  count_stream: int | Callable[[int], int] | None,
+                  warmup_pingpong: int | None, warmup_stream: int | None) -> tuple[int, int]:
     """(messages, warm-up messages) of one run of workload ``w``."""
     if w in ("pingpong", "split"):
         count = int(count_pingpong)
@@ -311,12 +311,12 @@ def measure(transports: Sequence[str] = TRANSPORTS,
             placements: Sequence[str] = ("same", "cross"),
             reps: int = 3,
             count_pingpong: int = 2000,
-            count_stream: Union[int, Callable[[int], int], None] = None,
-            busy: Union[bool, Sequence[bool]] = False,
-            progress: Optional[Callable[[str], None]] = _log_progress,
+            count_stream: int | Callable[[int], int] | None = None,
+            busy: bool | Sequence[bool] = False,
+            progress: Callable[[str], None] | None = _log_progress,
             *,
-            warmup_pingpong: Optional[int] = None,
-            warmup_stream: Optional[int] = None,
+            warmup_pingpong: int | None = None,
+            warmup_stream: int | None = None,
             max_seconds: float = 5.0,
             policy: str = "other",
             on_error: str = "raise",
@@ -373,7 +373,7 @@ def measure(transports: Sequence[str] = TRANSPORTS,
     return df
 
 
-def write_csv(df: pd.DataFrame, path: Union[str, os.PathLike]) -> Path:
+def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``df`` as plain CSV (header row, no comments, no index) and the host
     description as JSON next to it, at ``<path>.host.json``.  Returns the CSV path."""
     path = Path(path)

@@ -38,6 +38,7 @@ import itertools
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from .harness_base import TRANSPORTS
 from .knobs import KNOBS, KnobError, knob, parse_value
@@ -128,11 +129,12 @@ def _group(src: str, i: int, g: dict, run: dict) -> Group:
         fixed = tuple((k, parse_value(k, v)) for k, v in (g.get("fixed") or {}).items())
     except KnobError as e:
         raise GridError(f"{where} ({name}): {e}") from None
-    kw = {k: g.get(k, run.get(k)) for k in RUN_KEYS if g.get(k, run.get(k)) is not None}
-    grp = Group(name, kn.name, values, fixed=fixed, **kw,
-                **{k: _tuple(f"{where}.{k}", g[k]) for k in ("transports", "workloads", "placements")
-                   if k in g},
-                **({"sizes": _tuple(f"{where}.sizes", g["sizes"], int)} if "sizes" in g else {}))
+    kw: dict[str, Any] = {k: g.get(k, run.get(k)) for k in RUN_KEYS if g.get(k, run.get(k)) is not None}
+    axes: dict[str, Any] = {k: _tuple(f"{where}.{k}", g[k]) for k in ("transports", "workloads", "placements")
+                            if k in g}
+    if "sizes" in g:
+        axes["sizes"] = _tuple(f"{where}.sizes", g["sizes"], int)
+    grp = Group(name, kn.name, values, fixed=fixed, **kw, **axes)
     for t in grp.transports:
         if t not in TRANSPORTS:
             raise GridError(f"{where}.transports: {t!r} is not one of {', '.join(TRANSPORTS)}")

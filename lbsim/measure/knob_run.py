@@ -27,7 +27,7 @@ from .harness import PROGRAM_NAME, HarnessError, _result, build_harness
 from .host import PLACEMENTS, _loadavg1, _rows, host_info
 from .knob_grid import Grid, Run, estimate_seconds, plan
 from .knob_journal import KnobJournal
-from .knobs import KNOBS, PROC_SYS, can_netns, counter_delta, is_root, read_counters, read_sysctl
+from .knobs import KNOBS, PROC_SYS, Value, can_netns, counter_delta, is_root, read_counters, read_sysctl
 from .netns_run import get_tso, netns_argv
 
 __all__ = ["run_grid", "KNOB_COLUMNS", "COUNTER_COLUMNS", "ROW_COLUMNS", "host_defaults"]
@@ -48,7 +48,7 @@ ROW_COLUMNS = ("transport", "workload", "placement", "msg_bytes", "metric", "val
 
 def host_defaults(proc_sys: Path = PROC_SYS) -> dict:
     """Every knob's value as found on the host (by name; sysctls from ``proc_sys``)."""
-    d = {n: k.default for n, k in KNOBS.items() if k.default is not None}
+    d: dict[str, Value | None] = {n: k.default for n, k in KNOBS.items() if k.default is not None}
     for n, k in KNOBS.items():
         if k.sysctl:
             d[n] = read_sysctl(k.sysctl, proc_sys)
@@ -183,7 +183,7 @@ def run_grid(grid: Grid, progress: Callable[[str], None] | None = _log.info, *,
             s = _settings(run, defaults)
             for n in [run.group.knob] + [k for k, _ in run.group.fixed]:
                 if KNOBS[n].scope == "global":
-                    jr.set(KNOBS[n].sysctl, s[n])
+                    jr.set(KNOBS[n].sysctl, s[n])  # type: ignore[arg-type]  # a global knob is a sysctl
             a, b = PLACEMENTS[run.placement]
             g = run.group
             count = g.count_pingpong if run.workload == "pingpong" else g.count_stream

@@ -31,7 +31,6 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Union
 
 from .netns_run import COUNTERS, PROC_SYS, counter_delta, read_counters, read_sysctl, sysctl_path, write_sysctl  # noqa: F401
 
@@ -41,7 +40,7 @@ __all__ = ["Knob", "KNOBS", "KnobError", "knob", "parse_value", "sysctl_path", "
 
 _log = logging.getLogger("lbsim.measure")
 
-Value = Union[int, str]
+Value = int | str
 
 
 class KnobError(ValueError):

@@ -24,10 +24,9 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import Union
 
 PROC_SYS = Path("/proc/sys")
-Value = Union[int, str]
+Value = int | str
 
 
 __all__ = ["netns_argv", "set_tso", "get_tso", "main", "read_counters", "counter_delta",

@@ -40,8 +40,9 @@ import os
 import signal
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any
 
 from .harness import PROGRAM_NAME, TRANSPORTS, HarnessError, build_harness, run_harness
 from .stages_intervals import (  # noqa: F401 - re-exported: the public names of this module
@@ -49,11 +50,11 @@ from .stages_intervals import (  # noqa: F401 - re-exported: the public names of
     STAGE_DOC,
     STAGE_ORDER,
     _Acc,
-    _Syscall,
     _first,
     _is_sleep,
     _pct,
     _phases,
+    _Syscall,
     _syscalls,
     analyze,
 )
@@ -134,7 +135,7 @@ class _WaitingHarness:
         os.close(r)
         self.pid = pid
         self._go = w
-        self.returncode: Optional[int] = None
+        self.returncode: int | None = None
 
     def go(self) -> None:
         os.write(self._go, b"g")
@@ -183,7 +184,7 @@ class _WaitingHarness:
 
 # ------------------------------------------------------------------ measuring
 
-def _parse_result(out: str) -> Optional[dict]:
+def _parse_result(out: str) -> dict | None:
     import json
     for ln in reversed([x for x in out.splitlines() if x.strip()]):
         try:
@@ -216,13 +217,13 @@ def _traced_run(exe: Path, args: list[str], buffer_size_kb: int, max_seconds: fl
     """Run the harness once inside a private instance; return the raw material for the
     analysis (buffer text/raw, event ids, buffer stats, harness result, ...).  The instance
     and a private tracefs mount are removed on every way out."""
-    t = {}
+    t: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="lbsim-run-") as td, _Tracefs() as tfs:
         assert tfs.root is not None
         t["stale"] = _remove_stale_instances(tfs.root)
         inst = _Instance(tfs.root)
         t["instance"] = inst.name
-        proc: Optional[_WaitingHarness] = None
+        proc: _WaitingHarness | None = None
         try:
             t["clock"], t["used"], t["missing"] = _configure(inst, buffer_size_kb)
             env = dict(os.environ, TMPDIR=td)
@@ -273,8 +274,8 @@ def _notes(transport: str, ana: dict, lost: int) -> list[str]:
 
 
 def measure_stages(transport: str, size: int = 64, placement: str = "same", count: int = 2000,
-                   busy: bool = False, *, warmup: Optional[int] = None,
-                   max_seconds: float = 10.0, buffer_size_kb: Optional[int] = None,
+                   busy: bool = False, *, warmup: int | None = None,
+                   max_seconds: float = 10.0, buffer_size_kb: int | None = None,
                    untraced: bool = True) -> dict:
     """Trace one ping-pong run of the C harness and return per-stage medians (ns).
 

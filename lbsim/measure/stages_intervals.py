@@ -98,8 +98,8 @@ from __future__ import annotations
 
 import bisect
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
 
 from .stages_parse import Ev
 
@@ -168,7 +168,7 @@ class _Acc:
     unmatched: dict = field(default_factory=dict)
     counts: dict = field(default_factory=dict)
 
-    def add(self, key: str, a: Optional[Ev], b: Optional[Ev]) -> None:
+    def add(self, key: str, a: Ev | None, b: Ev | None) -> None:
         if a is None or b is None:
             return
         self.samples.setdefault(key, []).append(b.ts - a.ts)
@@ -183,7 +183,7 @@ class _Acc:
 
 def _syscalls(own: list[Ev], acc: _Acc) -> list[_Syscall]:
     out: list[_Syscall] = []
-    cur: Optional[Ev] = None
+    cur: Ev | None = None
     inner: list[Ev] = []
     for e in own:
         if e.name.startswith("sys_enter_"):
@@ -217,7 +217,7 @@ def _phases(calls: list[_Syscall]) -> list[tuple[str, list[_Syscall]]]:
     return [p for p in out if p[0] != "end"]
 
 
-def _first(seq: Iterable[Ev], name: str, after: Optional[Ev] = None, **match) -> Optional[Ev]:
+def _first(seq: Iterable[Ev], name: str, after: Ev | None = None, **match) -> Ev | None:
     for e in seq:
         if e.name != name or (after is not None and e.i <= after.i):
             continue
@@ -259,22 +259,22 @@ class _Trace:
         """Global indices of each of ``pids``' events (for the bisections below)."""
         self.pid_idx = {p: [e.i for e in self.by_pid[p]] for p in pids}
 
-    def first_own_after(self, pid: int, ev: Ev) -> Optional[Ev]:
+    def first_own_after(self, pid: int, ev: Ev) -> Ev | None:
         k = bisect.bisect_right(self.pid_idx[pid], ev.i)
         return self.by_pid[pid][k] if k < len(self.pid_idx[pid]) else None
 
-    def last_own_before(self, pid: int, ev: Ev) -> Optional[Ev]:
+    def last_own_before(self, pid: int, ev: Ev) -> Ev | None:
         k = bisect.bisect_left(self.pid_idx[pid], ev.i) - 1
         return self.by_pid[pid][k] if k >= 0 else None
 
-    def switch_in(self, r: int, after: Ev, before: Optional[Ev]) -> Optional[Ev]:
+    def switch_in(self, r: int, after: Ev, before: Ev | None) -> Ev | None:
         """The first sched_switch(next=r) after ``after`` and before ``before``."""
         for e in self.events[after.i + 1: before.i if before is not None else len(self.events)]:
             if e.name == "sched_switch" and e.f.get("next_pid") == r:
                 return e
         return None
 
-    def prev_on_cpu(self, ev: Ev) -> Optional[Ev]:
+    def prev_on_cpu(self, ev: Ev) -> Ev | None:
         """The event recorded on ``ev``'s CPU just before it."""
         k = self.cpu_pos[id(ev)]
         return self.by_cpu[ev.cpu][k - 1] if k > 0 else None
@@ -287,7 +287,7 @@ def _peer(tr: _Trace, client_pid: int) -> int:
     sends = {p: n for p, n in sends.items() if n > 0}
     if client_pid not in tr.by_pid or not sends:
         raise ValueError("trace has no ping-pong (no sendto by the harness client and a peer)")
-    return max(sends, key=sends.get)
+    return max(sends, key=lambda p: sends[p])
 
 
 def _round_trips(cph: list[tuple[str, list[_Syscall]]], warmup: int) -> list[tuple[Ev, Ev]]:
@@ -328,7 +328,7 @@ def _messages(phases: dict, pids: tuple[int, int], t_start: int, t_end: int,
     return msgs
 
 
-def _send_to_softirq(sc: _Syscall, acc: _Acc) -> tuple[Optional[Ev], Optional[Ev]]:
+def _send_to_softirq(sc: _Syscall, acc: _Acc) -> tuple[Ev | None, Ev | None]:
     """Loopback send up to the NET_RX softirq inside the sendto: (softirq_entry, net_dev_queue)."""
     inner = sc.inner
     dq = _first(inner, "net_dev_queue")
@@ -349,10 +349,10 @@ def _send_to_softirq(sc: _Syscall, acc: _Acc) -> tuple[Optional[Ev], Optional[Ev
     return se, dq
 
 
-def _net_rx_softirq(sc: _Syscall, se: Ev, dq: Ev, r: int, acc: _Acc) -> Optional[Ev]:
+def _net_rx_softirq(sc: _Syscall, se: Ev, dq: Ev, r: int, acc: _Acc) -> Ev | None:
     """The NET_RX softirq run from ``se``: its stages; returns sched_waking(r) inside it."""
     inner = sc.inner
-    wk: Optional[Ev] = None
+    wk: Ev | None = None
     sx = _first(inner, "softirq_exit", se)
     within = [e for e in inner if se.i < e.i and (sx is None or e.i < sx.i)]
     rcv = _first(within, "netif_receive_skb", skb=dq.f.get("skb"))
@@ -376,13 +376,13 @@ def _net_rx_softirq(sc: _Syscall, se: Ev, dq: Ev, r: int, acc: _Acc) -> Optional
     return wk
 
 
-def _sender_side(sc: _Syscall, r: int, loopback: bool, acc: _Acc) -> Optional[Ev]:
+def _sender_side(sc: _Syscall, r: int, loopback: bool, acc: _Acc) -> Ev | None:
     """Stages of S's first sendto of a message; returns the sched_waking(r) it made, if any."""
     acc.add("send_syscall", sc.enter, sc.exit)
-    wk: Optional[Ev] = None
+    wk: Ev | None = None
     if loopback:
         se, dq = _send_to_softirq(sc, acc)
-        if se is not None:
+        if se is not None and dq is not None:  # (dq is set whenever se is)
             wk = _net_rx_softirq(sc, se, dq, r, acc)
         if wk is None:
             # a wake-up outside the softirq (e.g. backlog processed at release_sock)
@@ -395,7 +395,7 @@ def _sender_side(sc: _Syscall, r: int, loopback: bool, acc: _Acc) -> Optional[Ev
     return wk
 
 
-def _early_waking(tr: _Trace, sc: _Syscall, r: int) -> Optional[Ev]:
+def _early_waking(tr: _Trace, sc: _Syscall, r: int) -> Ev | None:
     """R asleep but already woken before the send (AF_UNIX stream: the write-space wake-up
     from S's previous recvfrom); the data then rides on that wake-up."""
     last = tr.last_own_before(r, sc.enter)
@@ -406,7 +406,7 @@ def _early_waking(tr: _Trace, sc: _Syscall, r: int) -> Optional[Ev]:
     return None
 
 
-def _wakeup(tr: _Trace, sc: _Syscall, r: int, rp: list[_Syscall], wk: Optional[Ev],
+def _wakeup(tr: _Trace, sc: _Syscall, r: int, rp: list[_Syscall], wk: Ev | None,
             acc: _Acc) -> None:
     """The wake-up of R for one message (``wk``: the sender's sched_waking(R), if any)."""
     rcpu = rp[0].enter.cpu
@@ -514,7 +514,7 @@ def analyze(events: list[Ev], client_pid: int, transport: str, warmup: int = 0) 
 
     msgs = _messages(phases, pids, t_start, t_end, acc)
     tr.index(pids)
-    for s, r, sp, rp in msgs:
+    for _s, r, sp, rp in msgs:
         wk = _sender_side(sp[0], r, loopback, acc)
         _wakeup(tr, sp[0], r, rp, wk, acc)
         _receiver_side(tr, r, rp, acc)

@@ -22,7 +22,6 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
 
 __all__ = [
     "StagesUnavailable",
@@ -112,11 +111,11 @@ class _Tracefs:
     """Context manager yielding a tracefs root; mounts a private one if none is mounted."""
 
     def __init__(self) -> None:
-        self.root: Optional[Path] = None
+        self.root: Path | None = None
         self.mounted_by_us = False
-        self._tmpdir: Optional[str] = None
+        self._tmpdir: str | None = None
 
-    def __enter__(self) -> "_Tracefs":
+    def __enter__(self) -> _Tracefs:
         mounts = _tracefs_mounts()
         if mounts:
             self.root = Path(mounts[0])
@@ -182,7 +181,7 @@ def _write(path: Path, value: str) -> None:
 def _remove_stale_instances(root: Path) -> list[str]:
     """Remove ``lbsim-<pid>[-n]`` instances left by a process of this module that died
     without cleaning up (SIGKILL); instances of live processes are left alone."""
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(root / "instances")
     except OSError:
@@ -236,7 +235,7 @@ class _Instance:
             self.set("tracing_on", "0")
         except OSError:
             pass
-        last: Optional[OSError] = None
+        last: OSError | None = None
         for _ in range(100):
             try:
                 os.rmdir(self.path)
@@ -252,7 +251,7 @@ class _Instance:
                       f"cannot remove tracefs instance {self.path}: {last}")
 
 
-def _configure(inst: _Instance, buffer_size_kb: int) -> tuple[Optional[str], list, list]:
+def _configure(inst: _Instance, buffer_size_kb: int) -> tuple[str | None, list, list]:
     """Stop the instance, pick the ``mono`` clock, size the buffer, follow forks and enable
     :data:`EVENTS`.  Returns (trace clock, [(system, event)] enabled, ["system:event"]
     missing); raises :class:`StagesUnavailable` if a :data:`REQUIRED_EVENTS` is missing."""

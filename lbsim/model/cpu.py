@@ -27,12 +27,23 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-import simpy
-
 from lbsim.model.sched_fair import FairRunQueue
 from lbsim.model.stages import SID
-from lbsim.model.task import (BH_ENABLE, CTX_BACKGROUND, CTX_SOFTIRQ, CTX_TASK, DONE, NICE_0_WEIGHT, PREEMPT,
-                              RUNNING, SLEEPING, Sleep, Softirq, Task, WaitQueue)
+from lbsim.model.task import (
+    BH_ENABLE,
+    CTX_BACKGROUND,
+    CTX_SOFTIRQ,
+    CTX_TASK,
+    DONE,
+    NICE_0_WEIGHT,
+    PREEMPT,
+    RUNNING,
+    SLEEPING,
+    Sleep,
+    Softirq,
+    Task,
+    WaitQueue,
+)
 from lbsim.model.timers import push_fire
 
 if TYPE_CHECKING:
@@ -69,7 +80,7 @@ class CPU(FairRunQueue):
         self.prev: Task | None = None
         self.exec: Any = None  # the context whose work is on the CPU now (None: nothing)
         self.exec_switch = False
-        self.ev: simpy.events.Timeout | None = None
+        self.ev: object = None  # the command's completion: a heap entry (push_fire), INLINE or None
         self.end = 0.0
         self.start = 0.0
         self.in_dispatch = False
@@ -336,7 +347,11 @@ class CPU(FairRunQueue):
             self._block(ctx, None)
             delay = max(0.0, cmd.until - self.env._now)
             ev = self.env.timeout(delay)
-            ev.callbacks.append(lambda _ev, t=ctx: self.sim.wake(t, None))
+
+            def wake(_ev: Any, t: Task = ctx) -> None:
+                self.sim.wake(t, None)
+
+            ev.callbacks.append(wake)
             return
         raise RuntimeError(f"{ctx.name} yielded {cmd!r}")
 
@@ -418,7 +433,7 @@ class CPU(FairRunQueue):
         """Interrupt the running task's command (IRQ exit); it keeps the remainder."""
         now = self.env._now
         done = now - self.start
-        c.work[0] = self.end - now
+        c.work[0] = self.end - now  # type: ignore[index]  # a running task has a command
         c.vruntime += done * NICE_0_WEIGHT / c.weight
         self.sim.account_partial(self, c, done)
         self.exec = None

@@ -9,15 +9,16 @@ stands for the set-up a benchmark does with system calls (``socket``/``connect``
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
-from lbsim.model.sim import Sim
-from lbsim.model.task import CTX_BACKGROUND, NICE_19_WEIGHT, PREEMPT, SLEEPING, Task
 from lbsim.model.metrics import FlowDir, RunStats, Tally
 from lbsim.model.netdev import Net, flow_hash
+from lbsim.model.sim import Sim
 from lbsim.model.stages import STAGES
+from lbsim.model.task import CTX_BACKGROUND, NICE_19_WEIGHT, PREEMPT, SLEEPING, Task
 from lbsim.model.tcp import tcp_connect
 from lbsim.model.udp import UdpSocket
 from lbsim.model.unix import UnixDgram, UnixStream
@@ -62,6 +63,8 @@ def _build_flow(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, i: int, rec
         back = Channel(cli.sendmsg, cli.recvmsg, d_back, False, _msg_of)
         return _Flow(out, back, [srv, cli])
     sndbuf = cfg.sndbuf_unix()
+    x_out: UnixStream | UnixDgram
+    x_back: UnixStream | UnixDgram
     if t == "unix_stream":
         max_skb = k.unix_stream_max_skb_bytes
         x_out = UnixStream(sim, sndbuf=sndbuf, max_skb=max_skb, stats=d_out, modern=modern)
@@ -318,7 +321,7 @@ def _rows(sim: Sim, net: Net, now: float) -> tuple[list[dict[str, Any]], list[di
             "lo_tx_packets": c.lo_tx_packets, "lo_tx_bytes": c.lo_tx_bytes, "backlog_max_qlen": c.backlog_max,
             "context_switches": c.switches,
         })
-    stage_rows = []
+    stage_rows: list[dict[str, Any]] = []
     for i, name in enumerate(STAGES):
         if sim.stage_count[i] or sim.stage_wait[i]:
             stage_rows.append({"stage": name, "count": sim.stage_count[i], "busy_ns": sim.stage_busy[i],

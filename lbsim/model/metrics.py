@@ -11,7 +11,8 @@ counted at the end by reading the queues (see ``Host.in_flight``).
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -124,6 +125,7 @@ class FlowDir:
         run.delivered_bytes += nbytes
         self.recv_bytes += nbytes
         done = 0
+        t0: float | None
         if self.stream:
             b = self.bounds
             got = self.recv_bytes

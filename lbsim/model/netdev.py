@@ -31,12 +31,13 @@ path), netfilter hooks (no rules), ptype_all taps.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Generator
+from collections.abc import Generator
+from typing import Any
 
 from lbsim.model.cpu import CPU
 from lbsim.model.sim import Sim
-from lbsim.model.task import CTX_SOFTIRQ, PREEMPT, Task, WaitQueue
 from lbsim.model.stages import SID
+from lbsim.model.task import CTX_SOFTIRQ, PREEMPT, Task, WaitQueue
 
 __all__ = ["Net", "Packet", "flow_hash"]
 

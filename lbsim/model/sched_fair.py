@@ -17,12 +17,44 @@ syscall is only pre-empted at its next preemption point.
 
 from __future__ import annotations
 
+from abc import abstractmethod
+from typing import TYPE_CHECKING, Any
+
 from lbsim.model.task import NICE_0_WEIGHT, RUNNABLE, RUNNING, Task
+
+if TYPE_CHECKING:
+    import simpy
+
+    from lbsim.model.sim import Sim
+
+    class _CpuState:
+        """The fields of CPU (lbsim.model.cpu: CPU.__slots__) this mixin works on, declared
+        for mypy only: at run time FairRunQueue derives from object."""
+
+        sim: Sim
+        env: simpy.Environment
+        rq: list[Task]
+        curr: Task | None
+        prev: Task | None
+        exec: Any
+        exec_switch: bool
+        start: float
+        in_dispatch: bool
+        need_resched: bool
+        next_tick: float
+        min_vruntime: float
+
+        @abstractmethod
+        def _dispatch(self) -> None: ...
+        @abstractmethod
+        def _preempt_running_task(self, c: Task) -> None: ...
+else:
+    _CpuState = object
 
 __all__ = ["FairRunQueue"]
 
 
-class FairRunQueue:
+class FairRunQueue(_CpuState):
     """The run queue of one CPU and its fair-class policy (a mixin of CPU)."""
 
     __slots__ = ()
@@ -157,7 +189,7 @@ class FairRunQueue:
         else:
             if not rq and cv is not None:
                 # place_entity() next to the current task alone: V is its vruntime
-                w = c.weight
+                w = c.weight  # type: ignore[union-attr]  # cv is not None: c is the current task
                 t.vruntime = cv - t.vlag * (w + t.weight) / w
                 t.deadline = t.vruntime + self.sim.sched_slice_ns * NICE_0_WEIGHT / t.weight
             else:

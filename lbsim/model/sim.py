@@ -15,6 +15,7 @@ it is the next thing to happen anyway (``Sim.run_inline``, the trampoline).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,9 @@ from lbsim.model.stages import SID, STAGES
 from lbsim.model.task import CONTEXT_NAMES, SLEEPING, WAKING, Task, WaitQueue
 
 __all__ = ["Sim"]
+
+#: an item of a command (Sim.work): a stage id, or (stage id, bytes[, cold])
+WorkItem = int | tuple[int, ...]
 
 S_SCHEDULE = SID["schedule"]
 S_TTWU = SID["try_to_wake_up"]
@@ -140,12 +144,12 @@ class Sim:
             ns *= self._mult(sid, cv)
         return ns
 
-    def work(self, *items: int | tuple[int, ...]) -> list[Any]:
+    def work(self, *items: WorkItem) -> list[Any]:
         """A command: run the given items back to back; an item is a stage id (per-packet
         work, no bytes) or a (stage, bytes[, cold]) tuple."""
         return self.work_of(items)
 
-    def work_of(self, items: tuple[int | tuple[int, ...], ...]) -> list[Any]:
+    def work_of(self, items: tuple[WorkItem, ...]) -> list[Any]:
         """``work(*items)`` for a tuple of items.  The model's commands are built here (and in
         work_of_ids): a plain call, which the 3.11 interpreter specialises and runs without a
         C-level recursion, unlike a call of a ``*args`` function.  (cost(), inlined: this runs
@@ -162,9 +166,10 @@ class Sim:
                     ns = fixed0[it] * self._refill(it)
                 stages.append((it, ns))
             else:
-                sid = it[0]
+                # (type(it) is int does not narrow the else branch for mypy; isinstance is slower here)
+                sid = it[0]  # type: ignore[index]
                 ns = self._fixed[sid] + (
-                    self._per_byte_cold[sid] if (len(it) > 2 and it[2]) else self._per_byte[sid]) * it[1]
+                    self._per_byte_cold[sid] if (len(it) > 2 and it[2]) else self._per_byte[sid]) * it[1]  # type: ignore[arg-type,index]
                 try:
                     ns *= draw[sid]()  # (exact 1.0 for a cv-0 stage)
                 except IndexError:
@@ -178,7 +183,7 @@ class Sim:
         command, without testing each item's type."""
         return self.work_of_ids(sids)
 
-    def work_of_ids(self, sids: tuple[int, ...]) -> list[Any]:
+    def work_of_ids(self, sids: Sequence[int]) -> list[Any]:
         """``work_ids(*sids)`` for a tuple of stage ids (a plain call, see work_of)."""
         fixed0 = self._fixed0
         draw = self._draw

@@ -28,7 +28,8 @@ __all__ = ["kmalloc_class", "truesize_tcp", "truesize_udp", "truesize_unix_strea
 SKB_MAX_ALLOC = 16384 - 320  # SKB_MAX_ORDER(0, 2): 4 pages minus skb_shared_info
 SKB_MAX_HEAD0 = 4096 - 320  # SKB_MAX_HEAD(0): one page minus skb_shared_info (3776)
 PAGE_SIZE = 4096
-PAGE_ALLOC_COSTLY_ORDER = 3  # the largest frag order an AF_UNIX skb asks for (get_order(UNIX_SKB_FRAGS_SZ) for a stream)
+# the largest frag order an AF_UNIX skb asks for (get_order(UNIX_SKB_FRAGS_SZ) for a stream)
+PAGE_ALLOC_COSTLY_ORDER = 3
 KMALLOC_MAX_CACHE_SIZE = 8192  # SLUB: KMALLOC_SHIFT_HIGH = PAGE_SHIFT + 1; a larger head is kmalloc_large's pages
 SMALL_HEAD = 576  # skb_small_head_cache object: SKB_HEAD_ALIGN(MAX_TCP_HEADER)
 SK_BUFF = 256  # SKB_DATA_ALIGN(sizeof(struct sk_buff))

@@ -10,7 +10,8 @@ net/unix/af_unix.c ``unix_stream_read_generic``).
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["plan_read", "consume"]
 

@@ -20,7 +20,8 @@ a ``WaitQueue``    sleep until woken (``sk_wait_data``, ``sk_stream_wait_memory`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lbsim.model.cpu import CPU

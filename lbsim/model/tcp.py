@@ -22,7 +22,8 @@ timestamps (only their 12 option bytes).
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Generator, Iterable
+from collections.abc import Generator, Iterable
+from typing import Any
 
 from lbsim.model.cpu import CPU
 from lbsim.model.netdev import Net

@@ -24,7 +24,8 @@ on the CPU that sends them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generator
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
 
 from lbsim.model.skb import truesize_tcp
 from lbsim.model.stages import SID
@@ -33,6 +34,9 @@ from lbsim.model.tcp_output import MAX_TCP_HEADER, S_BOUNCE
 
 if TYPE_CHECKING:
     from lbsim.model.cpu import CPU
+    from lbsim.model.tcp_state import TcpState
+else:  # TcpSock.__slots__ holds the state; TcpState declares it for mypy
+    TcpState = object
 
 __all__ = ["TcpInput"]
 
@@ -50,7 +54,7 @@ def _roundup_pow2(n: int) -> int:
     return p
 
 
-class TcpInput:
+class TcpInput(TcpState):
     """The softirq receive side of TcpSock (a mixin: TcpSock holds the state)."""
 
     __slots__ = ()

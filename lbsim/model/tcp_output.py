@@ -26,14 +26,19 @@ crosses lo on its own.  ``release_sock`` processes what arrived on the socket ba
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generator
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
 
 from lbsim.model.stages import SID
 from lbsim.model.task import BH_ENABLE, PREEMPT
 
 if TYPE_CHECKING:
     from lbsim.model.cpu import CPU
+    from lbsim.model.sim import WorkItem
     from lbsim.model.task import Task
+    from lbsim.model.tcp_state import TcpState
+else:  # TcpSock.__slots__ holds the state; TcpState declares it for mypy
+    TcpState = object
 
 __all__ = ["TcpOutput", "tcp_size_goal", "MAX_TCP_HEADER", "TCP_MSS_DEFAULT", "HDR"]
 
@@ -61,7 +66,7 @@ def tcp_size_goal(mss: int, gso_max_size: int) -> tuple[int, int]:
     return segs, segs * mss
 
 
-class TcpOutput:
+class TcpOutput(TcpState):
     """The send side of TcpSock (a mixin: TcpSock holds the state)."""
 
     __slots__ = ()
@@ -226,7 +231,7 @@ class TcpOutput:
                 room = goal - self.write_q[-1]
                 chunk = left if left < room else room
                 self.write_q[-1] += chunk
-                items = ((S_COPY_IN, chunk),)
+                items: tuple[WorkItem, ...] = ((S_COPY_IN, chunk),)
             else:
                 chunk = left if left < goal else goal
                 self.write_q.append(chunk)

@@ -11,13 +11,15 @@ sender's CPU, which frees them in its next NET_RX run, see netdev.py),
 reader drains more than a window per round), ``tcp_cleanup_rbuf`` (ACK when one is
 pending and more than a segment is un-ACKed or it was pushed -- a segment shorter than
 ``rcv_mss``, or from 6.7 one of ``rcv_mss`` or more with PSH, which every write's last
-skb carries -- or when the window at least doubled), ``release_sock``.  The advertised window is ``(rcvbuf - rmem) x ratio``
-(``tcp_win_from_space``; ratio 50 % until learned from ``len / truesize``).
+skb carries -- or when the window at least doubled), ``release_sock``.  The advertised
+window is ``(rcvbuf - rmem) x ratio`` (``tcp_win_from_space``; ratio 50 % until learned
+from ``len / truesize``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generator
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from lbsim.model.socket import consume, plan_read
 from lbsim.model.stages import SID
@@ -26,6 +28,9 @@ from lbsim.model.tcp_output import S_BOUNCE, S_C2C
 
 if TYPE_CHECKING:
     from lbsim.model.task import Task
+    from lbsim.model.tcp_state import TcpState
+else:  # TcpSock.__slots__ holds the state; TcpState declares it for mypy
+    TcpState = object
 
 __all__ = ["TcpRecv", "RCV_RTT_NS"]
 
@@ -38,7 +43,7 @@ S_RECVMSG = S["tcp_recvmsg"]
 S_KFREE = S["__kfree_skb"]
 
 
-class TcpRecv:
+class TcpRecv(TcpState):
     """The reader's side of TcpSock (a mixin: TcpSock holds the state)."""
 
     __slots__ = ()
@@ -72,6 +77,7 @@ class TcpRecv:
         peer = self.peer
         alloc = peer.tx_cpu  # the writer's CPU (skb->alloc_cpu)
         remote = alloc is not cpu and alloc is not None
+        frees: Sequence[int]
         if not nfree:
             frees, kick = (), None
         elif not remote:

@@ -10,12 +10,16 @@ timer's softirq work runs in the TIMER softirq of lbsim.model.netdev (``Net.add_
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generator
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
 
 from lbsim.model.stages import SID
 
 if TYPE_CHECKING:
     from lbsim.model.cpu import CPU
+    from lbsim.model.tcp_state import TcpState
+else:  # TcpSock.__slots__ holds the state; TcpState declares it for mypy
+    TcpState = object
 
 __all__ = ["TcpTimers"]
 
@@ -23,7 +27,7 @@ S_DELACK_TIMER = SID["tcp_delack_timer"]
 S_RTX_TIMER = SID["tcp_retransmit_timer"]
 
 
-class TcpTimers:
+class TcpTimers(TcpState):
     """The timers of TcpSock (a mixin: TcpSock holds the state)."""
 
     __slots__ = ()

@@ -13,8 +13,9 @@ event)``, ``_now``, ``_eid``): tests/test_simpy_internals.py checks those still 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from heapq import heappush
-from typing import Any, Callable
+from typing import Any
 
 import simpy
 from simpy.core import NORMAL

@@ -22,14 +22,15 @@ uncharge ``sk_rmem_alloc``; if the queue is empty, sleep in ``__skb_wait_for_mor
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Generator
+from collections.abc import Generator
+from typing import Any
 
 from lbsim.model.cpu import CPU
-from lbsim.model.sim import Sim
-from lbsim.model.task import BH_ENABLE, PREEMPT, Task, WaitQueue
 from lbsim.model.netdev import Net
+from lbsim.model.sim import Sim
 from lbsim.model.skb import truesize_udp
 from lbsim.model.stages import SID
+from lbsim.model.task import BH_ENABLE, PREEMPT, Task, WaitQueue
 
 __all__ = ["UdpSocket", "udp_fragments"]
 

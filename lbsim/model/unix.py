@@ -34,13 +34,14 @@ Left out: credentials/SCM (``maybe_add_creds``, no ancillary data in the workloa
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Generator, Iterable
+from collections.abc import Generator, Iterable
+from typing import Any
 
-from lbsim.model.sim import Sim
-from lbsim.model.task import PREEMPT, SLEEPING, Task, WaitQueue
+from lbsim.model.sim import Sim, WorkItem
 from lbsim.model.skb import page_calls_unix_dgram, page_calls_unix_stream, truesize_unix_dgram, truesize_unix_stream
 from lbsim.model.socket import consume, plan_read
 from lbsim.model.stages import SID
+from lbsim.model.task import PREEMPT, SLEEPING, Task, WaitQueue
 
 __all__ = ["UnixStream", "UnixDgram"]
 
@@ -166,6 +167,7 @@ class UnixStream(_UnixBase):
             pages = page_calls_unix_stream(size, self.modern)
             self.wmem += truesize  # skb_set_owner_w in sock_alloc_send_pskb
             rx = self.rx_cpu
+            items: tuple[WorkItem, ...]
             if rx is None or rx is cpu:
                 items = (S_STREAM_SENDMSG, (S_COPY_IN, size, self.wmem > sim.cache_bytes), *sim.touch(self, cpu),
                          *self._wake_items(self.wq_data, cpu))
@@ -191,6 +193,7 @@ class UnixStream(_UnixBase):
             yield self.wq_data
         copied, wait, freed, nfree = plan_read(self.queue, bufsize, self.env._now)
         sim.stage_wait[S_STREAM_RECVMSG] += wait
+        items: tuple[WorkItem, ...]
         if self.tx_cpu is not cpu and self.tx_cpu is not None:  # written on another CPU (see the class)
             self.last_cpu = cpu  # Sim.touch(self, cpu), always a transfer here
             items = (S_STREAM_RECVMSG, (S_COPY_OUT, copied, self.wmem > sim.cache_bytes), S_BOUNCE_UNIX,
@@ -260,6 +263,7 @@ class UnixDgram(_UnixBase):
         pages = page_calls_unix_dgram(nbytes, self.modern)
         self.wmem += truesize
         full = len(self.queue) > self.max_qlen
+        items: tuple[WorkItem, ...]
         if self.rx_cpu is not cpu and self.rx_cpu is not None:  # the reader is on another CPU (see the class)
             self.last_cpu = cpu  # Sim.touch of both objects, one transfer for the two
             self.sender_side.last_cpu = cpu
@@ -298,6 +302,7 @@ class UnixDgram(_UnixBase):
         task.msg = skb[0]
         n = min(skb[1], bufsize)
         cross = self.tx_cpu is not cpu and self.tx_cpu is not None  # written on another CPU (see the class)
+        items: tuple[WorkItem, ...]
         if cross:
             self.last_cpu = cpu  # Sim.touch of both objects, one transfer for the two
             self.sender_side.last_cpu = cpu

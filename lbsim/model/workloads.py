@@ -23,11 +23,12 @@ A channel is one direction of one flow: ``send(task, msg, nbytes, t0)`` and
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Callable, Generator
+from typing import Any
 
-from lbsim.model.task import Sleep, Task
 from lbsim.model.metrics import FlowDir
+from lbsim.model.task import Sleep, Task
 
 __all__ = ["Channel", "pingpong_client", "echo_server", "one_way_sender", "sink", "split_task"]
 

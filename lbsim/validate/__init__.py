@@ -31,17 +31,28 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import pandas as pd
 
 from lbsim.config import ConfigError
 from lbsim.costs import CostFileError, CostModel, load_costs
+
 # the helpers below lived here before lbsim.fitdata; re-exported for code that imports them from here
-from lbsim.fitdata import (METRICS, PARAM_COLUMNS, REQUIRED_COLUMNS, MeasuredDataError, at_fit_size,  # noqa: F401
-                           host_columns, sim_fields, sim_kernel, stream_messages, with_host_columns)
+from lbsim.fitdata import (  # noqa: F401
+    METRICS,
+    PARAM_COLUMNS,
+    REQUIRED_COLUMNS,
+    MeasuredDataError,
+    at_fit_size,
+    host_columns,
+    sim_fields,
+    sim_kernel,
+    stream_messages,
+    with_host_columns,
+)
 from lbsim.measure.host import STREAM_BYTES
 from lbsim.validate.checks import check_measured
 from lbsim.validate.compare import STREAM_REPLICATIONS, order_check, summarise, validate  # noqa: F401

@@ -3,14 +3,26 @@ first thing ``lbsim validate`` cannot compare (see ``docs/measured-data.md``).""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from lbsim.config import TRANSPORTS, ConfigError, make_config
-from lbsim.fitdata import (BACKGROUNDS, METRIC_ORDER, METRICS, PLACEMENTS, POLICIES, REQUIRED_COLUMNS, WORKLOADS,
-                           MeasuredDataError, normalise, point_keys, sim_fields)
+from lbsim.fitdata import (
+    BACKGROUNDS,
+    METRIC_ORDER,
+    METRICS,
+    PLACEMENTS,
+    POLICIES,
+    REQUIRED_COLUMNS,
+    WORKLOADS,
+    MeasuredDataError,
+    normalise,
+    point_keys,
+    sim_fields,
+)
 from lbsim.model.tcp_cc import CONGESTION_CONTROLS
 
 

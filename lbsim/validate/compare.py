@@ -4,17 +4,30 @@ transport order check (see :mod:`lbsim.validate`)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from lbsim.config import make_config
 from lbsim.costs import CostModel, load_costs
-from lbsim.fitdata import (DATAGRAM, METRIC_ORDER, PARAM_COLUMNS, POINT_KEYS, POLICIES, at_fit_size, error_pct,
-                           normalise, point_keys, read_measured, sim_fields, sim_kernel)
+from lbsim.fitdata import (
+    DATAGRAM,
+    METRIC_ORDER,
+    PARAM_COLUMNS,
+    POINT_KEYS,
+    POLICIES,
+    at_fit_size,
+    error_pct,
+    normalise,
+    point_keys,
+    read_measured,
+    sim_fields,
+    sim_kernel,
+)
 from lbsim.measure.host import STREAM_BYTES
 from lbsim.validate.checks import check_measured
 from lbsim.validate.report import HEADLINE, ValidationReport, _jsonable, _point_name
@@ -106,7 +119,7 @@ def order_check(rows: pd.DataFrame, metrics: Sequence[str] = HEADLINE, params: S
             if (ma - mb) * (sa - sb) > 0:
                 agreed += 1
             else:
-                k = dict(zip(cell_keys, key))
+                k: dict[str, Any] = dict(zip(cell_keys, key))
                 cell = (f"{k['workload']} {k['placement']}/{k['background']} {int(k['msg_bytes'])} B"
                         + "".join(f" {p}={k[p]}" for p in (params if shown is None else shown)
                                   if not pd.isna(k[p]) and str(k[p]) != ""))
@@ -138,6 +151,7 @@ def _point_records(keys: list[str], key: Any, grp: pd.DataFrame, sim: dict[str, 
                    fitted: bool, has_rep: bool, skipped: dict[str, int]) -> list[dict[str, Any]]:
     """One row per metric of a point measured and simulated both (``skipped`` counts the others)."""
     out = []
+    metric: Any  # (pandas-stubs types a group key as any scalar)
     for metric, mg in grp.groupby("metric", sort=False):
         if metric not in sim:
             skipped[metric] = skipped.get(metric, 0) + 1

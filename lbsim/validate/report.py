@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -149,6 +150,7 @@ class ValidationReport:
                 + "".join(f"{p:>{width[p]}s} " for p in params)
                 + f"{'metric':15s} {'measured':>11s} {'simulated':>11s} {'error':>8s} {'spread':>7s}  fit")
         out = [head]
+        r: Any  # a row namedtuple of df's columns
         for r in df.itertuples(index=False):
             d = r._asdict()
             err = d["error_pct"]
