@@ -19,7 +19,7 @@ from lbsim.kernels import KERNELS, KernelParams, kernel_profile
 from lbsim.model.tcp_cc import CONGESTION_CONTROLS
 
 __all__ = ["SimConfig", "TRANSPORTS", "WORKLOADS", "KERNEL_FIELDS", "ConfigError", "make_config",
-           "format_validation_error"]
+           "format_validation_error", "StageCostSet", "STAGE_EDIT_FIELDS"]
 
 TRANSPORTS = ("tcp", "udp", "unix_stream", "unix_dgram")
 WORKLOADS = ("pingpong", "stream", "rr", "poisson", "burst", "split")
@@ -34,6 +34,19 @@ KERNEL_FIELDS = (
 
 #: split: the largest message (as lbsim measure's harness: a write must fit the default buffers)
 SPLIT_MAX_BYTES = 65536
+
+
+#: the SimConfig fields that edit the cost model (lbsim.costs.apply_stage_edits)
+STAGE_EDIT_FIELDS = ("stage_scale", "stage_cost", "stage_remove")
+
+
+class StageCostSet(BaseModel):
+    """A stage's cost set by hand (``stage_cost``): ns per call and per byte."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fixed_ns: float = Field(ge=0, allow_inf_nan=False)
+    per_byte_ns: float = Field(0.0, ge=0, allow_inf_nan=False)
 
 
 class ConfigError(ValueError):
@@ -85,6 +98,14 @@ class SimConfig(BaseModel):
     #: guard: a run stops at this simulated time even if the workload has not finished
     max_sim_time_ns: float = 120e9
 
+    # --- stage edits (what if a stage cost more or less; see docs/guide/whatif.md) ------------
+    #: multiply a stage's or wake-up delay's cost: name or glob -> factor (factors multiply)
+    stage_scale: dict[str, float] = Field(default_factory=dict)
+    #: set a stage's cost: name or glob -> {fixed_ns, per_byte_ns}
+    stage_cost: dict[str, StageCostSet] = Field(default_factory=dict)
+    #: stages or delays that cost nothing (names or globs)
+    stage_remove: list[str] = Field(default_factory=list)
+
     # --- kernel overrides (None: the profile's value) ---------------------------------------
     mtu: int | None = Field(None, ge=68, le=65536)
     tso: bool | None = None
@@ -119,6 +140,25 @@ class SimConfig(BaseModel):
         if not (math.isfinite(v) and v > 0):
             raise ValueError("must be a finite number > 0")
         return v
+
+    @field_validator("stage_scale", "stage_cost", "stage_remove")
+    @classmethod
+    def _stage_names(cls, v: Any) -> Any:
+        from lbsim.costs import match_stages
+
+        for key in v:
+            match_stages(key)  # ValueError: one line with the close matches
+        if isinstance(v, dict):
+            for key, f in v.items():
+                if isinstance(f, float) and not (math.isfinite(f) and f >= 0):
+                    raise ValueError(f"{key}: factor {f!r} must be a finite number >= 0")
+        return v
+
+    def stage_edits(self) -> str:
+        """The canonical compact text of this run's stage edits ("" when none)."""
+        from lbsim.costs import stage_edits_text
+
+        return stage_edits_text(self.stage_scale, self.stage_cost, self.stage_remove)
 
     @field_validator("tcp_rmem", "tcp_wmem")
     @classmethod

@@ -48,7 +48,7 @@ from typing import Any
 from lbsim.model.stages import STAGES
 
 __all__ = ["StageCost", "CostModel", "load_costs", "DEFAULT_COSTS", "AUTO_COSTS", "DELAYS", "CostFileError",
-           "SCHEMA", "cost_file_schema"]
+           "SCHEMA", "cost_file_schema", "EDITABLE", "match_stages", "apply_stage_edits", "stage_edits_text"]
 
 DELAYS: tuple[str, ...] = ("wakeup_remote_idle_ns", "wakeup_remote_busy_ns")
 DEFAULT_COSTS = "default"
@@ -240,3 +240,100 @@ def load_costs(spec: str | Path | None = None) -> CostModel:
     model = cost_model_from_dict(data, source)
     _CACHE[key] = model
     return model
+
+
+# --------------------------------------------------------------------------------------------
+# stage edits: what a run would give if a stage (or a wake-up delay) cost more or less
+# --------------------------------------------------------------------------------------------
+
+#: what a stage edit may name: a stage (lbsim.model.stages.STAGES) or a wake-up delay (DELAYS)
+EDITABLE: tuple[str, ...] = (*STAGES, *DELAYS)
+
+
+def match_stages(pattern: str) -> list[str]:
+    """The stages and delays a name or glob (``tcp_*``) names, in table order.  Raises
+    ValueError (one line, with the close matches) when it names none."""
+    import difflib
+    import fnmatch
+
+    if pattern in EDITABLE:
+        return [pattern]
+    found = [s for s in EDITABLE if fnmatch.fnmatchcase(s, pattern)]
+    if found:
+        return found
+    bare = pattern.strip("*?[]")
+    close = difflib.get_close_matches(pattern, EDITABLE, n=4, cutoff=0.6) or \
+        difflib.get_close_matches(bare, [s[:len(bare)] for s in EDITABLE], n=1, cutoff=0.6)
+    if close and close[0] not in EDITABLE:  # a prefix matched: show the names that start with it
+        close = [s for s in EDITABLE if s.startswith(close[0])][:4]
+    what = "is not a stage or delay" if not any(c in pattern for c in "*?[") else "matches no stage or delay"
+    hint = f"; close: {', '.join(close)}" if close else "; `lbsim trace` prints the stages"
+    raise ValueError(f"{pattern!r} {what}{hint}")
+
+
+def _fmt_num(v: float) -> str:
+    return f"{float(v):.12g}"
+
+
+def stage_edits_text(scale: dict[str, float] | None = None, cost: dict[str, Any] | None = None,
+                     remove: list[str] | tuple[str, ...] | None = None) -> str:
+    """The canonical compact form of a run's stage edits (keys sorted), "" when none:
+    ``scale(ip_rcv=0.7,tcp_*=0.9);cost(ip_rcv=100+0.01/B);remove(netif_rx)`` (ns)."""
+    parts = []
+    if scale:
+        parts.append("scale(" + ",".join(f"{k}={_fmt_num(v)}" for k, v in sorted(scale.items())) + ")")
+    if cost:
+        items = []
+        for k, v in sorted(cost.items()):
+            d = v if isinstance(v, dict) else v.model_dump()
+            pb = d.get("per_byte_ns", 0.0) or 0.0
+            items.append(f"{k}={_fmt_num(d['fixed_ns'])}" + (f"+{_fmt_num(pb)}/B" if pb else ""))
+        parts.append("cost(" + ",".join(items) + ")")
+    if remove:
+        parts.append("remove(" + ",".join(sorted(set(remove))) + ")")
+    return ";".join(parts)
+
+
+def apply_stage_edits(model: CostModel, scale: dict[str, float] | None = None, cost: dict[str, Any] | None = None,
+                      remove: list[str] | tuple[str, ...] | None = None) -> CostModel:
+    """``model`` with the edits applied, in this order: ``cost`` sets a stage's fixed_ns and
+    per_byte_ns (a delay's mean: fixed_ns); ``scale`` multiplies fixed_ns, per_byte_ns and
+    per_byte_cold_ns (a delay's mean) by the factor of every key that names it (glob factors
+    multiply); ``remove`` makes the cost 0.  The cv stays: a stage keeps drawing from its own
+    random stream (lbsim.model.sim.Sim), so an edit does not shift other stages' draws.
+    Without edits, ``model`` itself is returned."""
+    if not (scale or cost or remove):
+        return model
+    stages = dict(model.stages)
+    delays = dict(model.delays)
+
+    def put(name: str, new: StageCost) -> None:
+        (stages if name in stages else delays)[name] = new
+
+    def get(name: str) -> StageCost:
+        return stages[name] if name in stages else delays[name]
+
+    for key, spec in (cost or {}).items():
+        d = spec if isinstance(spec, dict) else spec.model_dump()
+        for name in match_stages(key):
+            old = get(name)
+            pb = float(d.get("per_byte_ns", 0.0) or 0.0)
+            if name in delays and pb:
+                raise ValueError(f"stage_cost.{key}: {name} is a delay; it has no per_byte_ns")
+            put(name, StageCost(float(d["fixed_ns"]), pb, old.cv, None))
+    factors: dict[str, float] = {}
+    for key, f in (scale or {}).items():
+        for name in match_stages(key):
+            factors[name] = factors.get(name, 1.0) * float(f)
+    for name, f in factors.items():
+        old = get(name)
+        cold = old.per_byte_cold_ns * f if old.per_byte_cold_ns is not None else None
+        put(name, StageCost(old.fixed_ns * f, old.per_byte_ns * f, old.cv, cold))
+    for key in remove or ():
+        for name in match_stages(key):
+            old = get(name)
+            put(name, StageCost(0.0, 0.0, old.cv, 0.0 if old.per_byte_cold_ns is not None else None))
+    text = stage_edits_text(scale, cost, remove)
+    return CostModel(name=f"{model.name} [{text}]", stages=stages, delays=delays,
+                     provenance={**model.provenance, "stage_edits": text}, distribution=model.distribution,
+                     cache_bytes=model.cache_bytes)

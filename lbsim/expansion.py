@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from lbsim.config import ConfigError, SimConfig, make_config
+from lbsim.config import STAGE_EDIT_FIELDS, ConfigError, SimConfig, make_config
 from lbsim.experiment import Experiment, ExperimentError, RunSpec
 from lbsim.jsonsafe import plain
 from lbsim.kernels import kernel_profile
@@ -40,6 +40,9 @@ def run_id_for(config: Mapping[str, Any], replication: int) -> str:
     Depends only on the configuration (seed included) and the replication index: not on
     the lbsim version, the file's name or the order of its keys.
     """
+    # stage edits left at their defaults are not part of the id: runs stored before the fields
+    # existed keep their ids
+    config = {k: v for k, v in config.items() if not (k in STAGE_EDIT_FIELDS and not v)}
     canon = json.dumps({"config": config, "replication": replication}, sort_keys=True, separators=(",", ":"),
                        allow_nan=True)
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
@@ -47,7 +50,7 @@ def run_id_for(config: Mapping[str, Any], replication: int) -> str:
 
 def _raw_config(data: Mapping[str, Any]) -> dict[str, Any]:
     """The config as given on top of the defaults (for a run whose config cannot be built)."""
-    out = {k: plain(f.default) for k, f in SimConfig.model_fields.items()}
+    out = {k: plain(f.get_default(call_default_factory=True)) for k, f in SimConfig.model_fields.items()}
     out.update({k: plain(v) for k, v in data.items()})
     return out
 

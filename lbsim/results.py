@@ -32,7 +32,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lbsim.config import SimConfig
+from lbsim.config import STAGE_EDIT_FIELDS, SimConfig
+from lbsim.costs import stage_edits_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -96,9 +97,11 @@ def _field_type(annotation: Any) -> str:
     return "string"
 
 
-#: SimConfig fields stored as columns (seed is in META_COLUMNS): name -> type
-CONFIG_COLUMNS: dict[str, str] = {k: _field_type(f.annotation) for k, f in SimConfig.model_fields.items()
-                                  if k != "seed"}
+#: SimConfig fields stored as columns (seed is in META_COLUMNS): name -> type; the stage edits
+#: (stage_scale, stage_cost, stage_remove) are one column, ``stage_edits``, their canonical text
+#: (lbsim.costs.stage_edits_text), "" when none
+CONFIG_COLUMNS: dict[str, str] = {**{k: _field_type(f.annotation) for k, f in SimConfig.model_fields.items()
+                                     if k != "seed" and k not in STAGE_EDIT_FIELDS}, "stage_edits": "string"}
 #: every column, in order
 COLUMNS: tuple[str, ...] = (*META_COLUMNS, *CONFIG_COLUMNS)
 
@@ -181,6 +184,8 @@ def run_rows(spec: Mapping[str, Any], outcome: Mapping[str, Any] | None, *, lbsi
         common.update(error=outcome.get("error"), traceback=outcome.get("traceback"), worker=outcome.get("worker"),
                       wall_s=outcome.get("wall_s"))
     common.update({k: _config_cell(kind, config.get(k)) for k, kind in CONFIG_COLUMNS.items()})
+    common["stage_edits"] = stage_edits_text(config.get("stage_scale"), config.get("stage_cost"),
+                                             config.get("stage_remove"))
     if not result:
         return [common]
     common.update(costs_hash=result["costs"]["hash"], costs_profile=result.get("costs_profile") or None,
@@ -423,6 +428,8 @@ def load_results(name_or_dir: str | Path) -> pd.DataFrame:
     # nullable integers and booleans stay integers and booleans (mtu=None is <NA>, not NaN)
     mapping = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
     df = table.to_pandas(types_mapper=mapping.get)
+    if "stage_edits" in df.columns:  # a file written before the column existed: no edits
+        df["stage_edits"] = df["stage_edits"].fillna("")
     df.attrs["source"] = str(folder)
     return df
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from lbsim.config import SimConfig, make_config
-from lbsim.costs import CostModel
+from lbsim.costs import CostModel, apply_stage_edits
 from lbsim.model.host import run_model
 from lbsim.model.stages import STAGE_GROUP
 from lbsim.profiles import choice_of_model, resolve_run
@@ -81,6 +81,7 @@ class Result:
             "wall_s": self.wall_s,
             "costs": {"name": self.costs_name, "hash": self.costs_hash, "how": self.costs_how},
             "costs_profile": self.costs_profile,
+            "stage_edits": self.config.stage_edits(),
         }
 
     def trace_frame(self) -> Any:
@@ -108,6 +109,8 @@ def simulate(config: SimConfig | dict[str, Any] | None = None, *, costs: CostMod
             cfg = make_config(cfg.model_dump())
     # resolved once per run (auto: the profile of this host, see lbsim.profiles), not per event
     model, choice = (costs, choice_of_model(costs)) if costs is not None else resolve_run(cfg.costs)
+    if cfg.stage_scale or cfg.stage_cost or cfg.stage_remove:
+        model = apply_stage_edits(model, cfg.stage_scale, cfg.stage_cost, cfg.stage_remove)
     t0 = time.perf_counter()
     raw = run_model(cfg, model)
     wall = time.perf_counter() - t0

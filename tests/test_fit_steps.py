@@ -61,17 +61,20 @@ def test_the_steps_run_in_order_with_the_datas_kernel_fields():
     assert PARAM_ORDER[:len(PARAMS)] == tuple(PARAMS)
 
 
-def test_select_points_takes_the_medians_and_marks_the_fit_sizes():
+def test_select_points_takes_the_medians_and_keeps_only_the_fitted_rows():
     df = pd.DataFrame(_rows("udp", "pingpong", "same", 64, {"rtt_p50_us": [4.0, 5.0, 9.0], "rtt_p90_us": [6.0] * 3})
                       + _rows("udp", "pingpong", "same", 1024, {"rtt_p50_us": [8.0], "rtt_p90_us": [10.0]})
-                      + _rows("udp", "pingpong", "same", 4096, {"rtt_p50_us": [8.0]})  # no p90: not a point
+                      + _rows("udp", "pingpong", "same", 65536, {"rtt_p50_us": [8.0]})  # no p90: not a point
                       + _rows("udp", "split", "same", 65507, {"write_p50_us": [2.0, 4.0], "read_p50_us": [1.0]}))
     st = _state(df, fit_sizes=(64, 65536))
     select_points(st)
-    assert st.pts == [Point("udp", "same", "idle", 64, 5.0, 6.0 / 5.0 - 1.0, True),
-                      Point("udp", "same", "idle", 1024, 8.0, 10.0 / 8.0 - 1.0)]
-    assert st.fit_pts == st.pts[:1]
+    assert st.pts == [Point("udp", "same", "idle", 64, 5.0, 6.0 / 5.0 - 1.0, True)]
+    assert st.fit_pts == st.pts
     assert st.splits == [SplitPoint("udp", 65507, 3.0, 1.0, True)]  # UDP's 65507 B stands in for 65536
+    # the steps see only the fitted rows; the held-out point is kept for the report alone
+    assert set(st.df.msg_bytes) == {64, 65536, 65507} and set(st.held_out.msg_bytes) == {1024}
+    assert st.fitted_keys == [("udp", "pingpong", "same", "idle", 64), ("udp", "pingpong", "same", "idle", 65536),
+                              ("udp", "split", "same", "idle", 65507)]
     with pytest.raises(ValueError, match="no ping-pong points at the fit sizes"):
         select_points(_state(df, fit_sizes=(128,)))
 

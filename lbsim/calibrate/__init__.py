@@ -44,6 +44,7 @@ from lbsim.calibrate.params import (COPY_STAGE, COPY_STAGES, NET_STAGES, PARAMS,
                                     with_cold_copies, with_delays, with_pages, with_stage_fixed, with_stages,
                                     with_tcp_call_share)
 from lbsim.calibrate.sim import sim_p50_us, sim_split_us, sim_stream_MBps  # noqa: F401
+from lbsim.calibrate.split import SPLIT_RULE, FitSplit, split_frame  # noqa: F401
 from lbsim.calibrate.steps import FIT_STEPS, FitResult, FitState, fit_costs, run_fit  # noqa: F401
 from lbsim.fitdata import (Point, SplitPoint, kernel_fields, load_measured, pingpong_points,  # noqa: F401
                            split_points)
@@ -60,15 +61,17 @@ log = logging.getLogger("lbsim.calibrate")
 
 def calibrate_from_files(measured_csv: str | Path, stages_json: str | Path, out: str | Path,
                          fit_sizes: Iterable[int] = (64, 4096, 65536),
-                         progress: Callable[[float], None] | None = None) -> FitResult:
-    """The whole calibration: base from tracepoints, fit to the measured grid, write the file
-    (the measured host is the data's ``.host.json`` beside the CSV, when there is one)."""
+                         progress: Callable[[float], None] | None = None, *,
+                         stream_sizes: Iterable[int] | None = None) -> FitResult:
+    """The whole calibration: base from tracepoints, fit to the measured grid's fitted points
+    (:mod:`lbsim.calibrate.split`: ``fit_sizes``, ``stream_sizes``), write the file (the measured
+    host is the data's ``.host.json`` beside the CSV, when there is one)."""
     df = load_measured(measured_csv)
     stages: dict[str, Any] = json.loads(Path(stages_json).read_text())
     host_file = Path(str(measured_csv) + ".host.json")
     host = json.loads(host_file.read_text()) if host_file.exists() else None
     base, rules = tracepoint_base(stages, host)
-    res = fit_costs(df, base, fit_sizes, progress=progress)
+    res = fit_costs(df, base, fit_sizes, progress=progress, stream_sizes=stream_sizes)
     write_cost_file(res, out, df=df, fit_sizes=fit_sizes, base_source=f"{Path(stages_json).name}: " +
                     "; ".join(f"{k}: {v}" for k, v in rules.items()), host=host)
     log.info("wrote %s", out)

@@ -3,19 +3,63 @@ far and measured points, and returns the fitted value(s) and the residual rows o
 was fitted on.  Every simulation is the model's zero-load (deterministic) path.
 
 ``writes``, where a fit takes it, is the number of writes of every simulated stream (None: the
-fit's own count, as the calibration runs it; tests pass a small one)."""
+fit's own count, as the calibration runs it; tests pass a small one).  The simulations of one
+evaluation (and of a whole grid) run together on every core (:func:`lbsim.calibrate.pool.run_many`)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from lbsim.calibrate.ident import grid_check, lsq_check, scalar_check
 from lbsim.calibrate.params import (PARAMS, WAKEUP_DELAYS, X0, apply_params, split_kfree_skb, with_cold_copies,
                                     with_delays, with_stage_fixed, with_stages, with_tcp_call_share)
-from lbsim.calibrate.sim import sim_p50_us, sim_split_us, sim_stream_MBps, stream_row
+from lbsim.calibrate.pool import run_many
+from lbsim.calibrate.sim import stream_row
 from lbsim.costs import CostModel
 from lbsim.fitdata import Point, SplitPoint, log_error, mean_sq_log_error, stream_messages
+
+
+#: a stream point as the stream fits pass it: (transport, placement, size, measured MB/s, writes)
+StreamPt = tuple[str, str, Any, Any, "int | None"]
+
+
+def _p50(model: CostModel, pt: Point, **kw: Any) -> tuple[str, CostModel, tuple[Any, ...], dict[str, Any]]:
+    """A zero-load ping-pong task for :func:`run_many` (8 round trips unless ``kw`` says else)."""
+    return ("p50", model, (pt,), {"deterministic": True, "messages": 8, **kw})
+
+
+def _stream(model: CostModel, transport: str, placement: str, n: Any, messages: int | None,
+            ) -> tuple[str, CostModel, tuple[Any, ...], dict[str, Any]]:
+    return ("stream", model, (transport, placement, int(n), messages), {})
+
+
+def _errs(models: list[CostModel], pts: Sequence[StreamPt]) -> list[float]:
+    """The mean squared log error of each model's streams at ``pts`` ((transport, placement,
+    size, measured MB/s, writes) each), all simulated at once."""
+    sims = run_many([_stream(m, tr, pl, n, w) for m in models for tr, pl, n, _, w in pts])
+    k = len(pts)
+    return [mean_sq_log_error(zip(sims[i * k:(i + 1) * k], (p[3] for p in pts))) for i in range(len(models))]
+
+
+def _jacobian_batch(tasks: Callable[[np.ndarray], list[Any]]) -> dict[str, Any]:
+    """``least_squares``' ``workers`` (SciPy >= 1.16; else nothing): a map that first runs the
+    simulations of every finite-difference point of a Jacobian at once (:func:`run_many`), then
+    maps as usual, each evaluation finding its results memoised: the same numbers, one batch."""
+    import inspect
+
+    from scipy.optimize import least_squares
+
+    if "workers" not in inspect.signature(least_squares).parameters:
+        return {}
+
+    def batch_map(f: Callable[[np.ndarray], Any], xs: Iterable[np.ndarray]) -> list[Any]:
+        xs = [np.array(x, copy=True) for x in xs]
+        run_many([t for x in xs for t in tasks(x)])
+        return [f(x) for x in xs]
+
+    return {"workers": batch_map}
 
 
 def fit_params(base: CostModel, fit_pts: list[Point], fit_splits: list[SplitPoint],
@@ -32,20 +76,23 @@ def fit_params(base: CostModel, fit_pts: list[Point], fit_splits: list[SplitPoin
     x0 = np.array([X0[n] for n in names])
     x0 = np.clip(x0, lo + 1e-9, hi - 1e-9)
 
-    def resid(x: np.ndarray) -> np.ndarray:
+    def tasks(x: np.ndarray) -> list[Any]:
         model = apply_params(base, dict(zip(names, x)), cv=0.0, delay_cv=0.0)
-        out = []
-        for pt in fit_pts:
-            sim, _ = sim_p50_us(model, pt, deterministic=True, messages=8)
-            out.append(log_error(sim, pt.measured_us))
-        for sp in fit_splits:
-            w, r = sim_split_us(model, sp.transport, sp.msg_bytes)
+        return ([_p50(model, pt) for pt in fit_pts]
+                + [("split", model, (sp.transport, sp.msg_bytes), {}) for sp in fit_splits])
+
+    def resid(x: np.ndarray) -> np.ndarray:
+        sims = run_many(tasks(x))
+        out = [log_error(sim, pt.measured_us) for (sim, _), pt in zip(sims, fit_pts)]
+        for (w, r), sp in zip(sims[len(fit_pts):], fit_splits):
             out += [log_error(w, sp.write_us), log_error(r, sp.read_us)]
         if progress:
             progress(float(np.sqrt(np.mean(np.square(out)))))
         return np.array(out)
 
-    sol = least_squares(resid, x0, bounds=(lo, hi), x_scale="jac", diff_step=1e-3, max_nfev=400)
+    sol = least_squares(resid, x0, bounds=(lo, hi), x_scale="jac", diff_step=1e-3, max_nfev=400,
+                        **_jacobian_batch(tasks))
+    lsq_check(names, sol, lo, hi)
     return dict(zip(names, sol.x.tolist())), sol
 
 
@@ -56,13 +103,16 @@ def fit_cv(base: CostModel, params: dict[str, float], pts: list[Point], which: s
     target = float(np.median([p.spread for p in pts]))
     grid = [0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0]
     best, best_err = grid[0], float("inf")
-    for c in grid:
-        model = apply_params(base, params, cv=c if which == "stage" else stage_cv,
-                             delay_cv=c if which == "delay" else 0.0)
-        spreads = [sim_p50_us(model, p, deterministic=False, messages=600, seed=1)[1] for p in pts[:4]]
+    models = [apply_params(base, params, cv=c if which == "stage" else stage_cv,
+                           delay_cv=c if which == "delay" else 0.0) for c in grid]
+    sims = run_many([_p50(m, p, deterministic=False, messages=600, seed=1) for m in models for p in pts[:4]])
+    k = len(pts[:4])
+    for i, c in enumerate(grid):
+        spreads = [s[1] for s in sims[i * k:(i + 1) * k]]
         err = abs(float(np.median(spreads)) - target)
         if err < best_err:
             best, best_err = c, err
+    grid_check(f"{which}_cv", best, grid)
     return best
 
 
@@ -80,29 +130,41 @@ def refit_wakeups(model: CostModel, fit_pts: list[Point]) -> dict[str, float] | 
     hi = np.array([PARAMS[n][1] for n in WAKEUP_DELAYS])
     x0 = np.clip([model.delays[n].fixed_ns for n in WAKEUP_DELAYS], lo + 1e-9, hi - 1e-9)
 
-    def resid(x: np.ndarray) -> np.ndarray:
+    def tasks(x: np.ndarray) -> list[Any]:
         m = with_delays(model, dict(zip(WAKEUP_DELAYS, x)))
-        return np.array([log_error(sim_p50_us(m, pt, deterministic=True, messages=8)[0], pt.measured_us)
-                         for pt in cross])
+        return [_p50(m, pt) for pt in cross]
+
+    def resid(x: np.ndarray) -> np.ndarray:
+        sims = run_many(tasks(x))
+        return np.array([log_error(sim[0], pt.measured_us) for sim, pt in zip(sims, cross)])
 
     # a robust loss (Cauchy, scale 10 %): a few cross-CPU round trips are bistable on the host (a
     # unix_stream 64 KiB one spreads by 94 % between repetitions) and would pull both delays
     sol = least_squares(resid, x0, bounds=(lo, hi), x_scale="jac", diff_step=1e-3, max_nfev=60,
-                        loss="cauchy", f_scale=0.1)
+                        loss="cauchy", f_scale=0.1, **_jacobian_batch(tasks))
+    lsq_check(WAKEUP_DELAYS, sol, lo, hi)
     return dict(zip(WAKEUP_DELAYS, (float(v) for v in sol.x)))
 
 
-def grid_then_brent(err: Callable[[float], float], hi: float, points: int, xatol: float) -> float:
+def grid_then_brent(err: Callable[[float], float], hi: float, points: int, xatol: float,
+                    batch: Callable[[list[float]], list[float]] | None = None) -> float:
     """Minimise ``err`` on [0, hi] when it is not unimodal (a regime flips somewhere): the best
-    of ``points`` grid values first, then Brent's method inside that grid cell."""
+    of ``points`` grid values first (``batch``, when given, errs of the whole grid at once), then
+    Brent's method inside that grid cell."""
     from scipy.optimize import minimize_scalar
 
     grid = np.linspace(0.0, hi, points)
-    errs = [err(float(g)) for g in grid]
+    errs = batch([float(g) for g in grid]) if batch else [err(float(g)) for g in grid]
     i = int(np.argmin(errs))
     lo, up = float(grid[max(i - 1, 0)]), float(grid[min(i + 1, len(grid) - 1)])
     sol = minimize_scalar(err, bounds=(lo, up), method="bounded", options={"xatol": xatol})
     return float(sol.x) if sol.fun <= errs[i] else float(grid[i])
+
+
+def _rows(m: CostModel, pts: Sequence[StreamPt]) -> list[dict[str, Any]]:
+    """The residual rows of ``m``'s streams at ``pts`` (as :func:`_errs` takes them)."""
+    sims = run_many([_stream(m, tr, pl, n, w) for tr, pl, n, _, w in pts])
+    return [stream_row(tr, pl, n, v, s) for (tr, pl, n, v, _), s in zip(pts, sims)]
 
 
 def _stream_medians(df: Any, by: str | list[str], **where: Any) -> Any:
@@ -127,7 +189,7 @@ def fit_tcp_call_share(model: CostModel, df: Any, fit_sizes: Iterable[int], writ
         return None, []
 
     def split_total(m: CostModel) -> float:
-        return sum(sum(sim_split_us(m, "tcp", n)) for n in sizes)
+        return sum(sum(w_r) for w_r in run_many([("split", m, ("tcp", n), {}) for n in sizes]))
 
     # the split total is linear in the stage costs (one task, zero load): its call and packet parts
     t0 = split_total(model)
@@ -139,18 +201,17 @@ def fit_tcp_call_share(model: CostModel, df: Any, fit_sizes: Iterable[int], writ
     def pair(k: float) -> tuple[float, float]:
         return k, 1.0 - (k - 1.0) * call_part / packet_part
 
-    def sim(m: CostModel, n: int) -> float:
-        return sim_stream_MBps(m, "tcp", "same", n, messages=writes or stream_messages(n))
+    pts = [("tcp", "same", int(n), v, writes or stream_messages(int(n))) for n, v in meas.items()]
 
-    def err(k: float) -> float:
-        m = with_tcp_call_share(model, *pair(k))
-        return mean_sq_log_error((sim(m, int(n)), v) for n, v in meas.items())
+    def errs(ks: list[float]) -> list[float]:
+        return _errs([with_tcp_call_share(model, *pair(k)) for k in ks], pts)
 
     # per-packet stages at no less than 5 % of the main fit's
     hi = min(8.0, 1.0 + 0.95 * packet_part / call_part)
-    k = grid_then_brent(err, hi, 17, xatol=0.02)
+    k = grid_then_brent(lambda x: errs([x])[0], hi, 17, xatol=0.02, batch=errs)
+    scalar_check("tcp_call_scale", lambda x: errs([x])[0], k, 0.0, hi, 0.02, np.linspace(0.0, hi, 17), errs)
     m = with_tcp_call_share(model, *pair(k))
-    return pair(k), [stream_row("tcp", "same", n, v, sim(m, int(n))) for n, v in meas.items()]
+    return pair(k), _rows(m, pts)
 
 
 #: the cache-line transfer stages (tcp and udp sockets pay the first, AF_UNIX sockets the
@@ -180,28 +241,25 @@ def fit_cacheline_transfer(model: CostModel, df: Any, families: dict[str, tuple[
     if meas.empty:
         return fitted, rows
 
-    def sim(m: CostModel, tr: str, n: int) -> float:
-        return sim_stream_MBps(m, tr, "cross", n, messages=writes or stream_messages(n))
+    def point(tr: str, n: Any, v: float) -> tuple[str, str, int, float, int | None]:
+        return (tr, "cross", int(n), v, writes or stream_messages(int(n)))
 
     families = BOUNCE_FAMILIES if families is None else families
     for stage, transports in families.items():
-        pts = [((tr, n), v) for (tr, n), v in meas.items() if tr in transports]
+        pts = [point(tr, n, v) for (tr, n), v in meas.items() if tr in transports]
         if not pts:
             continue
 
-        def err(b: float, stage: str = stage, pts: list = pts) -> float:
-            m = with_stage_fixed(model, stage, b)
-            return mean_sq_log_error((sim(m, tr, int(n)), v) for (tr, n), v in pts)
+        def err(b: float, stage: str = stage, pts: list = pts, model: CostModel = model) -> float:
+            return _errs([with_stage_fixed(model, stage, b)], pts)[0]
 
         sol = minimize_scalar(err, bounds=(0.0, 3000.0), method="bounded", options={"xatol": 5.0})
         b = float(sol.x)
+        scalar_check(f"{stage}_ns", err, b, 0.0, 3000.0, 5.0)
         fitted[stage] = b
         model = with_stage_fixed(model, stage, b)
     fitted_on = {tr for trs in families.values() for tr in trs}
-    for (tr, n), v in meas.items():
-        if tr not in fitted_on:
-            continue
-        rows.append(stream_row(tr, "cross", n, v, sim(model, tr, int(n))))
+    rows = _rows(model, [point(tr, n, v) for (tr, n), v in meas.items() if tr in fitted_on])
     return fitted, rows
 
 
@@ -215,16 +273,14 @@ def fit_kfree_skb(model: CostModel, df: Any, writes: int | None = None) -> tuple
         return None, []
     top = model.stages["tcp_recvmsg"].fixed_ns
 
-    def sim(m: CostModel, n: int) -> float:
-        return sim_stream_MBps(m, "tcp", "cross", n, messages=writes or stream_messages(n))
+    pts = [("tcp", "cross", int(n), v, writes or stream_messages(int(n))) for n, v in meas.items()]
 
-    def err(x: float) -> float:
-        m = split_kfree_skb(model, x)
-        return mean_sq_log_error((sim(m, int(n)), v) for n, v in meas.items())
+    def errs(xs: list[float]) -> list[float]:
+        return _errs([split_kfree_skb(model, x) for x in xs], pts)
 
-    x = grid_then_brent(err, top, 9, xatol=2.0)  # the regime flips with x
-    m = split_kfree_skb(model, x)
-    return x, [stream_row("tcp", "cross", n, v, sim(m, int(n))) for n, v in meas.items()]
+    x = grid_then_brent(lambda x: errs([x])[0], top, 9, xatol=2.0, batch=errs)  # the regime flips with x
+    scalar_check("kfree_skb_ns", lambda x: errs([x])[0], x, 0.0, top, 2.0, np.linspace(0.0, top, 9), errs)
+    return x, _rows(split_kfree_skb(model, x), pts)
 
 
 def fit_cold_copy(model: CostModel, df: Any, writes: int | None = None) -> tuple[float | None, list[dict[str, Any]]]:
@@ -238,15 +294,15 @@ def fit_cold_copy(model: CostModel, df: Any, writes: int | None = None) -> tuple
     if meas.empty:
         return None, []
 
+    pts = [("tcp", "same", int(n), v, writes) for n, v in meas.items()]
+
     def err(c: float) -> float:
-        m = with_cold_copies(model, c)
-        return mean_sq_log_error((sim_stream_MBps(m, "tcp", "same", int(n), writes), v) for n, v in meas.items())
+        return _errs([with_cold_copies(model, c)], pts)[0]
 
     sol = minimize_scalar(err, bounds=(0.0, 2.0), method="bounded", options={"xatol": 1e-3})
     cold = float(sol.x)
-    m = with_cold_copies(model, cold)
-    return cold, [stream_row("tcp", "same", n, v, sim_stream_MBps(m, "tcp", "same", int(n), writes))
-                  for n, v in meas.items()]
+    scalar_check("copy_cold_ns_per_byte", err, cold, 0.0, 2.0, 1e-3)
+    return cold, _rows(with_cold_copies(model, cold), pts)
 
 
 #: cross-CPU streams of writes this large are where copying the payload between the two CPUs'
@@ -267,11 +323,12 @@ def fit_cache_to_cache_copy(model: CostModel, df: Any, writes: int | None = None
     def with_c2c(x: float) -> CostModel:
         return with_stages(model, ("cache_to_cache_copy",), per_byte_ns=x)
 
-    def err(x: float) -> float:
-        m = with_c2c(x)
-        return mean_sq_log_error((sim_stream_MBps(m, tr, "cross", int(n), writes), v) for (tr, n), v in meas.items())
+    pts = [(tr, "cross", int(n), v, writes) for (tr, n), v in meas.items()]
 
-    x = grid_then_brent(err, 0.3, 13, xatol=2e-3)  # the writer and reader regimes flip with x
-    m = with_c2c(x)
-    return x, [stream_row(tr, "cross", n, v, sim_stream_MBps(m, tr, "cross", int(n), writes))
-               for (tr, n), v in meas.items()]
+    def errs(xs: list[float]) -> list[float]:
+        return _errs([with_c2c(x) for x in xs], pts)
+
+    x = grid_then_brent(lambda x: errs([x])[0], 0.3, 13, xatol=2e-3, batch=errs)  # the regimes flip with x
+    scalar_check("cache_to_cache_copy_ns_per_byte", lambda x: errs([x])[0], x, 0.0, 0.3, 2e-3,
+                 np.linspace(0.0, 0.3, 13), errs)
+    return x, _rows(with_c2c(x), pts)

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
+from lbsim.calibrate.ident import flagged, not_pinned
 from lbsim.calibrate.params import PARAMS, SHARED_RULES
 from lbsim.calibrate.steps import FitResult
 from lbsim.fitdata import kernel_fields
@@ -35,7 +36,10 @@ METHOD = ("bounded least squares (scipy.optimize.least_squares) of log(simulated
           "read) from the unix_stream split step across SKB_MAX_HEAD(0) (page_step_sizes; where those "
           "sizes are more than 256 B apart, less unix_dgram's growth between them), less the model's "
           "own step without them; then the cross-CPU wake-up delays fitted again to the "
-          "cross-CPU ping-pong p50s at the fit sizes (Cauchy loss, scale 0.1), every stage cost final; cache_bytes = the measured host's L2 (l2_bytes in the data's .host.json, else this machine's)")
+          "cross-CPU ping-pong p50s at the fit sizes (Cauchy loss, scale 0.1), every stage cost final; "
+          "cache_bytes = the measured host's L2 (l2_bytes in the data's .host.json, else this machine's); "
+          "every step reads only the fitted points of fit_split (a rule on the point keys, applied before "
+          "the fit; the other points are held out for lbsim validate)")
 
 
 def write_cost_file(res: FitResult, path: str | Path, *, df: Any, fit_sizes: Iterable[int], base_source: str,
@@ -57,17 +61,43 @@ def write_cost_file(res: FitResult, path: str | Path, *, df: Any, fit_sizes: Ite
                          "note": "no .host.json beside the data: the machine that ran the fit"},
         "data_sha256_16": data_hash(df),
         "fit_sizes": sorted(int(s) for s in fit_sizes),
+        "fit_split": res.split,
         "simulated_with": kernel_fields(df),
         "base": base_source,
         "method": METHOD,
         "params": {k: {"value": v, "bounds": list(PARAMS[k][:2]) if k in PARAMS else None,
                        "at_bound": k in res.bounds_hit} for k, v in res.params.items()},
         "unidentified": res.unidentified,
+        "identifiability": {"not_pinned": not_pinned(res.identifiability),
+                            "at_bound_or_grid_point": flagged(res.identifiability),
+                            "checks": res.identifiability,
+                            "how": "lbsim.calibrate.ident: least-squares values by the Jacobian's standard errors, "
+                                   "one-value fits by a two-sided error profile"},
         "page_step_sizes": res.page_step_sizes,
         "page_step_transports": res.page_step_transports,
         "rules": {k: f"= {v[0]}: {v[1]}" for k, v in SHARED_RULES.items()},
     }
     Path(path).write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
+
+
+def _signed(v: float | None) -> str:
+    return "bound" if v is None else f"{v:+.4f}"
+
+
+def identifiability_lines(checks: dict[str, dict[str, Any]]) -> list[str]:
+    """What the data pin down (:mod:`lbsim.calibrate.ident`), one line per fitted value checked."""
+    if not checks:
+        return []
+    lines = ["identifiability (lbsim.calibrate.ident):"]
+    for k, r in checks.items():
+        how = (f"sd {r['sd']:.4g} ({100 * r['rel_sd']:.0f} %)" if r["method"] == "jacobian" else
+               f"rms log error {r['rms_log_error']:.4f}, {_signed(r['rise_below'])} / {_signed(r['rise_above'])} at "
+               f"-/+{r['step']:.4g}"
+               if r["method"] == "profile" else "grid")
+        flags = "".join(f"  {f.upper().replace('_', ' ')}" for f in ("at_bound", "at_grid_point")
+                        if r.get(f) and not (f == "at_grid_point" and r["method"] == "grid"))
+        lines.append(f"  {k:34s} {r['status']:36s} {how}{flags}")
+    return lines
 
 
 def format_report(res: FitResult) -> str:
@@ -80,6 +110,7 @@ def format_report(res: FitResult) -> str:
         lines.append(f"{k:34s} {v:12.4f}{bound}{'  AT BOUND' if k in res.bounds_hit else ''}")
     if res.unidentified:
         lines.append("not identified by the data: " + ", ".join(res.unidentified))
+    lines += identifiability_lines(res.identifiability)
     lines.append(f"{'point':60s} {'measured':>9s} {'simulated':>9s} {'error':>7s}")
     for r in sorted(res.residuals, key=lambda r: (not r["fitted"], r["transport"], r["placement"], r["msg_bytes"])):
         name = (f"{r['metric']} {r['transport']} {r['placement']}/{r['background']} {r['msg_bytes']} B"

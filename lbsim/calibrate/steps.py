@@ -6,18 +6,22 @@ model every earlier step left, and says why in its docstring; the fits themselve
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
 
 import numpy as np
+import pandas as pd
 
 from lbsim.calibrate.fits import (BOUNCE_FAMILIES, BOUNCE_REFIT, fit_cache_to_cache_copy, fit_cacheline_transfer,
                                   fit_cold_copy, fit_cv, fit_kfree_skb, fit_params, fit_tcp_call_share,
                                   refit_wakeups)
+from lbsim.calibrate.ident import CHECKS
 from lbsim.calibrate.pages import PageStep, page_costs, page_step
 from lbsim.calibrate.params import (PARAMS, apply_params, at_bound, split_kfree_skb, with_cold_copies, with_delays,
                                     with_pages, with_stage_fixed, with_stages, with_tcp_call_share)
-from lbsim.calibrate.sim import KERNEL, residual_row, sim_p50_us, sim_split_us
+from lbsim.calibrate.pool import run_many
+from lbsim.calibrate.sim import KERNEL, residual_row
+from lbsim.calibrate.split import FitSplit, Key, split_frame
 from lbsim.costs import CostModel
 from lbsim.fitdata import Point, SplitPoint, kernel_fields, pingpong_points, split_points
 
@@ -40,17 +44,25 @@ class FitResult:
     page_step_sizes: list[int] = field(default_factory=list)
     #: and the transports whose split points at those sizes it read
     page_step_transports: list[str] = field(default_factory=list)
+    #: the held-out rule's record (lbsim.calibrate.split.FitSplit.record): rule, params, fitted keys
+    split: dict[str, Any] = field(default_factory=dict)
+    #: what the data pin down, per fitted value (lbsim.calibrate.ident): method, status, flags
+    identifiability: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
 class FitState:
     """What the steps read and write: the measured data, the base model (the tracepoint base,
     its page costs once known), the model so far (from :func:`fit_spread` on), the fitted values,
-    and the residual rows of each step's points."""
+    and the residual rows of each step's points.  :func:`select_points` replaces ``df`` by its
+    fitted rows (:mod:`lbsim.calibrate.split`) and puts the held-out ones in ``held_out``, which
+    only :func:`simulate_points` reads, for the report."""
 
     df: Any
     base: CostModel
     fit_sizes: tuple[int, ...] = (64, 4096, 65536)
+    #: the stream sizes fitted (None: the fit sizes and 1 MiB; see lbsim.calibrate.split)
+    stream_sizes: tuple[int, ...] | None = None
     progress: Callable[[float], None] | None = None
     #: writes per simulated stream (None: each fit's own count; tests set a small one)
     stream_writes: int | None = None
@@ -63,6 +75,13 @@ class FitState:
     pts: list[Point] = field(default_factory=list)
     splits: list[SplitPoint] = field(default_factory=list)
     step: PageStep | None = None
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    held_out: Any = None
+    fitted_keys: list[Key] = field(default_factory=list)
+
+    @property
+    def rule(self) -> FitSplit:
+        return FitSplit(self.fit_sizes, self.stream_sizes)
 
     @property
     def fit_pts(self) -> list[Point]:
@@ -80,7 +99,9 @@ class FitState:
         return FitResult(model=self.model, params=params, bounds_hit=self.bounds_hit,
                          residuals=[r for rows in self.rows.values() for r in rows], unidentified=self.unidentified,
                          page_step_sizes=[step.below, step.above] if step else [],
-                         page_step_transports=step.transports if step else [])
+                         page_step_transports=step.transports if step else [],
+                         split=self.rule.record(self.fitted_keys) if self.held_out is not None else {},
+                         identifiability={k: self.checks[k] for k in params if k in self.checks})
 
 
 # --------------------------------------------------------------------------------------------
@@ -88,13 +109,17 @@ class FitState:
 # --------------------------------------------------------------------------------------------
 
 def select_points(st: FitState) -> None:
-    """Fits nothing: picks the ping-pong points (medians of p50 and p90 over repetitions) and
-    the split points (medians of the write and the read call); those at the fit sizes are the
-    ones fitted, the rest are reported only.  No ping-pong point at a fit size is an error."""
-    st.pts = pingpong_points(st.df, st.fit_sizes)
-    if not st.fit_pts:
+    """Fits nothing: cuts the data into the fitted and the held-out points by the rule of
+    :mod:`lbsim.calibrate.split` (from the points' keys alone), keeps only the fitted rows in
+    ``st.df`` (every later step reads those) and the rest in ``st.held_out`` (the report's
+    only), and picks the fitted ping-pong points (medians of p50 and p90 over repetitions) and
+    split points (medians of the write and the read call).  No fitted ping-pong point is an error."""
+    data = st.df if st.held_out is None else pd.concat([st.df, st.held_out])
+    st.df, st.held_out, st.fitted_keys = split_frame(data, st.rule)
+    st.pts = [replace(p, fitted=True) for p in pingpong_points(st.df, ())]
+    if not st.pts:
         raise ValueError("no ping-pong points at the fit sizes")
-    st.splits = split_points(st.df, st.fit_sizes)
+    st.splits = [replace(p, fitted=True) for p in split_points(st.df, ())]
 
 
 def seed_page_costs(st: FitState) -> None:
@@ -230,14 +255,18 @@ def refit_wakeup_delays(st: FitState) -> None:
 
 def simulate_points(st: FitState) -> None:
     """Fits nothing: the final model's residual at every ping-pong p50 and split write and
-    read point, fitted or not."""
+    read point, fitted or held out."""
+    held = st.held_out if st.held_out is not None else st.df.iloc[:0]
+    pts = st.pts + pingpong_points(held, ())
+    splits = st.splits + split_points(held, ())
+    assert st.model is not None
+    sims = run_many([("p50", st.model, (pt,), {"deterministic": True, "messages": 8}) for pt in pts]
+                    + [("split", st.model, (sp.transport, sp.msg_bytes), {}) for sp in splits])
     rows = []
-    for pt in st.pts:
-        sim, _ = sim_p50_us(st.model, pt, deterministic=True, messages=8)
+    for pt, (sim, _) in zip(pts, sims):
         rows.append(residual_row("rtt_p50_us", pt.transport, pt.placement, pt.background, pt.msg_bytes,
                                  pt.measured_us, sim, pt.fitted))
-    for sp in st.splits:
-        w, r = sim_split_us(st.model, sp.transport, sp.msg_bytes)
+    for sp, (w, r) in zip(splits, sims[len(pts):]):
         for metric, meas, sim in (("write_p50_us", sp.write_us, w), ("read_p50_us", sp.read_us, r)):
             rows.append(residual_row(metric, sp.transport, "same", "idle", sp.msg_bytes, meas, sim, sp.fitted))
     st.rows["points"] = rows
@@ -253,17 +282,23 @@ def run_fit(st: FitState, steps: Iterable[Callable[[FitState], None]] = FIT_STEP
     """Run ``steps`` in order on ``st``, every simulation with the kernel fields the data names
     (:func:`lbsim.fitdata.kernel_fields`)."""
     token = KERNEL.set(kernel_fields(st.df))
+    checks = CHECKS.set(st.checks)
     try:
         for step in steps:
             log.info("fit step %s", step.__name__)
             step(st)
     finally:
+        CHECKS.reset(checks)
         KERNEL.reset(token)
     return st.result()
 
 
 def fit_costs(df: Any, base: CostModel, fit_sizes: Iterable[int] = (64, 4096, 65536), *,
-              progress: Callable[[float], None] | None = None) -> FitResult:
-    """Fit PARAMS and the rest (:data:`FIT_STEPS`) to ``df`` from the ``base`` model;
-    ``progress(rms)`` is called at every evaluation of the main fit."""
-    return run_fit(FitState(df=df, base=base, fit_sizes=tuple(int(s) for s in fit_sizes), progress=progress))
+              progress: Callable[[float], None] | None = None,
+              stream_sizes: Iterable[int] | None = None) -> FitResult:
+    """Fit PARAMS and the rest (:data:`FIT_STEPS`) to the fitted points of ``df`` (the rule of
+    :mod:`lbsim.calibrate.split`, with ``fit_sizes`` and ``stream_sizes``) from the ``base``
+    model; ``progress(rms)`` is called at every evaluation of the main fit."""
+    streams = None if stream_sizes is None else tuple(int(s) for s in stream_sizes)
+    return run_fit(FitState(df=df, base=base, fit_sizes=tuple(int(s) for s in fit_sizes), stream_sizes=streams,
+                            progress=progress))

@@ -96,10 +96,51 @@ def add_sim_options(p: argparse.ArgumentParser, *, transport: bool, sets: bool =
     p.add_argument("--costs", default=None, metavar="NAME|FILE|default|auto",
                    help=f"cost profile: a name (lbsim profiles lists them), a cost file, 'default' (the Intel "
                         f"Xeon v1272 guest) or 'auto' (this host's profile) (default {_dflt('costs')})")
+    add_stage_edit_options(p)
     if sets:
         p.add_argument("--seed", type=int, default=None, help=f"random seed (default {_dflt('seed')})")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="any other configuration field, e.g. --set netdev_max_backlog=10")
+
+
+def add_stage_edit_options(p: argparse.ArgumentParser) -> None:
+    """--stage-scale, --stage-cost, --stage-remove (SimConfig stage_scale, stage_cost, stage_remove)."""
+    p.add_argument("--stage-scale", action="append", default=[], metavar="GLOB=FACTOR",
+                   help="multiply a stage's (or wake-up delay's) cost, e.g. 'tcp_*=0.9' (repeatable)")
+    p.add_argument("--stage-cost", action="append", default=[], metavar="NAME=FIXED[,PER_BYTE]",
+                   help="set a stage's cost in ns per call [and per byte], e.g. ip_rcv=100,0.01 (repeatable)")
+    p.add_argument("--stage-remove", action="append", default=[], metavar="NAME",
+                   help="a stage or delay (or glob) that costs nothing (repeatable)")
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"{what}: {text!r} is not a number") from None
+
+
+def stage_edit_fields(a: argparse.Namespace) -> dict[str, Any]:
+    """The stage-edit fields given with --stage-scale / --stage-cost / --stage-remove."""
+    out: dict[str, Any] = {}
+    for item in getattr(a, "stage_scale", None) or []:
+        name, sep, value = item.rpartition("=")
+        if not sep or not name.strip():
+            raise InputError(f"--stage-scale {item!r}: expected NAME=FACTOR, e.g. 'tcp_*=0.9'")
+        out.setdefault("stage_scale", {})[name.strip()] = _number(value.strip(), f"--stage-scale {item}")
+    for item in getattr(a, "stage_cost", None) or []:
+        name, sep, value = item.partition("=")
+        nums = value.split(",")
+        if not sep or not name.strip() or len(nums) > 2:
+            raise InputError(f"--stage-cost {item!r}: expected NAME=FIXED[,PER_BYTE] (ns), e.g. ip_rcv=100,0.01")
+        spec = {"fixed_ns": _number(nums[0].strip(), f"--stage-cost {item}")}
+        if len(nums) == 2:
+            spec["per_byte_ns"] = _number(nums[1].strip(), f"--stage-cost {item}")
+        out.setdefault("stage_cost", {})[name.strip()] = spec
+    removed = [x.strip() for x in getattr(a, "stage_remove", None) or []]
+    if removed:
+        out["stage_remove"] = removed
+    return out
 
 
 def sim_fields(a: argparse.Namespace) -> dict[str, Any]:
@@ -111,6 +152,7 @@ def sim_fields(a: argparse.Namespace) -> dict[str, Any]:
         if v is None:
             continue
         data[fld] = parse_value(v) if fld == "placement" and v.startswith("[") else v
+    data.update(stage_edit_fields(a))
     for key, value in parse_sets(getattr(a, "set", [])).items():
         if key in data and data[key] != value:
             opt = "--" + key.replace("_", "-")

@@ -174,6 +174,10 @@ def _print_fit(res: Any, params: dict[str, tuple[float, float, str]]) -> None:
         print(f"{k:34s} {v:12.4f}{bound}{'  AT BOUND' if k in res.bounds_hit else ''}")
     if res.unidentified:
         print("not identified by the data:", ", ".join(res.unidentified))
+    from lbsim.calibrate.output import identifiability_lines
+
+    for line in identifiability_lines(getattr(res, "identifiability", {})):
+        print(line)
     print(f"{'point':60s} {'measured':>9s} {'simulated':>9s} {'error':>7s}")
     for r in sorted(res.residuals, key=lambda r: (not r["fitted"], r["transport"], r["placement"], r["msg_bytes"])):
         name = (f"{r['metric']} {r['transport']} {r['placement']}/{r['background']} {r['msg_bytes']} B"

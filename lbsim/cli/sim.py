@@ -29,6 +29,8 @@ def _print_result(r: Any) -> None:
     print(f"{c.transport} {c.workload}  msg_bytes={c.msg_bytes} messages={c.messages} cpus={c.cpus} "
           f"placement={c.placement} kernel={c.kernel} seed={c.seed}  [{r.status}]")
     print(f"costs: {r.costs_label}")
+    if c.stage_edits():
+        print(f"stage edits: {c.stage_edits()}")
     if r.message:
         print(f"  note: {r.message}")
     print(f"latency ({lat['kind']}, us): mean {_fmt(lat['mean'])}  p50 {_fmt(lat['p50'])}  p90 {_fmt(lat['p90'])}  "

@@ -221,6 +221,16 @@ def validate(measured: pd.DataFrame | str | Path, costs: str | CostModel = "defa
     df, source, csv_lines = read_measured(measured)
     check_measured(df, source, csv_lines=csv_lines)
     model = costs if isinstance(costs, CostModel) else load_costs(costs)
+    # the points the fit read, as the cost file records them (lbsim.calibrate.split); an older
+    # file, or fit_sizes given, labels by message size only
+    record = model.provenance.get("fit_split") or {}
+    fitted_points = ({tuple(k) for k in record.get("fitted_points", [])}
+                     if fit_sizes is None and "fitted_points" in record else None)
+    label_note = [] if fitted_points is not None else [
+        "fitted/held-out by message size only (fit_sizes)" + (" as asked" if fit_sizes is not None else
+                                                              ": the cost file has no record of the points it was "
+                                                              "fitted on (fit_split)")
+        + "; stream points the fit read at other sizes count as held out"]
     if fit_sizes is None:
         fit_sizes = model.provenance.get("fit_sizes", []) or []
     sizes = sorted({int(s) for s in fit_sizes})
@@ -243,9 +253,13 @@ def validate(measured: pd.DataFrame | str | Path, costs: str | CostModel = "defa
         if progress:
             progress(f"[{i}/{len(points)}] {_point_name(first, shown)}")
         sim, status = _simulate_point(first, fields, model, seed, stream_replications)
-        fitted = at_fit_size(str(first["transport"]), int(first["msg_bytes"]), sizes) or (
-            first["workload"] == "split" and first["transport"] in page_step_transports
-            and int(first["msg_bytes"]) in page_step)
+        if fitted_points is not None:
+            fitted = (str(first["transport"]), str(first["workload"]), str(first["placement"]),
+                      str(first["background"]), int(first["msg_bytes"])) in fitted_points
+        else:
+            fitted = at_fit_size(str(first["transport"]), int(first["msg_bytes"]), sizes) or (
+                first["workload"] == "split" and first["transport"] in page_step_transports
+                and int(first["msg_bytes"]) in page_step)
         records += _point_records(keys, key, grp, sim, status, fitted, "rep" in norm.columns, skipped)
     rows = _sorted_rows(records, keys, params)
     return ValidationReport(
@@ -254,4 +268,4 @@ def validate(measured: pd.DataFrame | str | Path, costs: str | CostModel = "defa
         settings={"messages_pingpong": messages_pingpong, "stream_bytes": stream_bytes, "seed": seed,
                   "stream_replications": stream_replications,
                   "constant_columns": constant, "simulated_as": _simulated_as(constant)},
-        notes=_notes(rows, skipped))
+        notes=label_note + _notes(rows, skipped))
