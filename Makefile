@@ -32,6 +32,9 @@ lint: $(BIN)/.installed
 # the shipped results: every experiment's full sweep into results/<name>/results.parquet and its
 # figures (PNG); runs of an older expansion, which lbsim run moves to superseded/, are not shipped.
 # Regenerate when lbsim/model/version.py's MODEL_VERSION (or the default costs) change.
+# Made with the default costs' profile (the Intel Xeon v1272 guest), on whatever host: rows and
+# figures name it (costs_profile).
+results: export LBSIM_COSTS = xeon-v1272-2026-12-06
 results: $(BIN)/.installed
 	for e in $(EXPERIMENTS); do \
 	  $(BIN)/lbsim run experiments/$$e.toml --out results/$$e --force --quiet && \

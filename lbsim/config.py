@@ -83,8 +83,9 @@ class SimConfig(BaseModel):
     #: scheduler of the measured tasks: "fair" (SCHED_OTHER) or "fifo" (SCHED_FIFO, run to block)
     policy: Literal["fair", "fifo"] = "fair"
     kernel: str = "linux-6.12"
-    #: "default" (shipped in the package) or a path to a cost-model JSON file
-    costs: str = "default"
+    #: cost profile: "auto" (the one of this host, or $LBSIM_COSTS: lbsim.profiles), "default",
+    #: a profile name (lbsim profiles) or a path to a cost-model JSON file
+    costs: str = "auto"
     seed: int = Field(0, ge=0)
     #: every stage cost and delay takes its mean: exact, repeatable traces
     deterministic: bool = False

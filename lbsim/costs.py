@@ -210,15 +210,13 @@ def _looks_like_path(key: str) -> bool:
 
 def load_costs(spec: str | Path | None = None) -> CostModel:
     """Load ``default`` (the model shipped in the package), a cost file by path, a profile by name,
-    or ``auto`` (the profile :func:`lbsim.profiles.resolve` picks for this host, notice logged)."""
+    or ``auto`` (the profile :func:`lbsim.profiles.resolve` picks for this host; its notice is
+    logged once per process)."""
     key = str(spec or DEFAULT_COSTS)
     if key == AUTO_COSTS:
         from lbsim import profiles  # late: profiles imports this module
 
-        model, choice = profiles.resolve(AUTO_COSTS)
-        if choice.notice:
-            log.warning("%s", choice.notice)
-        return model
+        return profiles.resolve_run(AUTO_COSTS)[0]
     if key in _CACHE:
         return _CACHE[key]
     if key == DEFAULT_COSTS:

@@ -133,7 +133,7 @@ def applicable(df: Any) -> list[Figure]:
 def draw_all(df: Any, outdir: str | Path, *, formats: tuple[str, ...] = ("png",),
              dpi: int = 100) -> list[Path]:
     """Draw every applicable figure into ``outdir`` (created) as ``<name>.png`` (and any other
-    of matplotlib's ``formats``).
+    of matplotlib's ``formats``), each with a caption naming the cost profile of its rows.
 
     Returns the paths written, in figure order.  Figures are 7 in wide: 700 px at ``dpi`` 100.
     """
@@ -145,6 +145,7 @@ def draw_all(df: Any, outdir: str | Path, *, formats: tuple[str, ...] = ("png",)
     for f in applicable(df):
         out.mkdir(parents=True, exist_ok=True)
         fig = f.draw(d)
+        plots.costs_caption(fig, d)
         try:
             for fmt in formats:
                 path = out / f"{f.name}.{fmt}"

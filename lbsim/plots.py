@@ -11,7 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402,F401
 
 __all__ = ["latency_cdf", "validation_figure", "TRANSPORT_STYLE", "latency_vs_size", "throughput_vs_size",
-           "ratio_heatmap", "stage_breakdown", "queue_drops", "latency_vs_load", "mtu_tso", "kernels_bars", "scaling"]
+           "ratio_heatmap", "stage_breakdown", "queue_drops", "latency_vs_load", "mtu_tso", "kernels_bars", "scaling",
+           "costs_caption"]
 
 TRANSPORT_STYLE: dict[str, dict[str, Any]] = {
     "tcp": {"color": "#d62728", "marker": "o"},
@@ -19,6 +20,19 @@ TRANSPORT_STYLE: dict[str, dict[str, Any]] = {
     "unix_stream": {"color": "#1f77b4", "marker": "^"},
     "unix_dgram": {"color": "#2ca02c", "marker": "v"},
 }
+
+
+def costs_caption(fig: Any, df: Any) -> str | None:
+    """A small caption in the figure's lower right corner naming the cost profile(s) of the rows
+    (the ``costs_profile`` column); returns its text, None when the rows do not name one."""
+    if "costs_profile" not in getattr(df, "columns", ()):
+        return None
+    names = sorted({str(v) for v in df["costs_profile"].dropna().unique()})
+    if not names:
+        return None
+    text = f"costs: {', '.join(names)}"
+    fig.text(0.995, 0.005, text, ha="right", va="bottom", fontsize="x-small", color="0.4")
+    return text
 
 
 def validation_figure(rows: Any, *, title: str = "lbsim against the host kernel") -> Any:

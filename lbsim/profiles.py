@@ -51,7 +51,7 @@ from lbsim.hostid import HostId, kernel_build
 __all__ = ["Profile", "Choice", "ENV_VAR", "DEFAULT_PROFILE", "CALIBRATE_HINT", "shipped_dir", "user_dir",
            "list_profiles", "profile_names", "find_profile", "unknown_profile_error", "pick_auto", "resolve",
            "make_profile", "heldout_from_validate", "install_user_profile", "format_profiles_table",
-           "match_host_json"]
+           "match_host_json", "resolve_run", "choice_of_model", "noticed", "mark_noticed"]
 
 log = logging.getLogger("lbsim.profiles")
 
@@ -94,6 +94,13 @@ class Choice:
     reason: str
     notice: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: a few words for output lines: ``auto: same CPU and kernel``, ``LBSIM_COSTS``, ``by name``
+    how: str = ""
+
+    @property
+    def label(self) -> str:
+        """``amd-epyc-v1300-2026-12-06 (auto: same CPU and kernel)``: what outputs name."""
+        return f"{self.name} ({self.how})" if self.how else self.name
 
 
 def shipped_dir() -> Path:
@@ -213,29 +220,71 @@ def resolve(spec: str | Path | None = AUTO_COSTS, host: HostId | None = None) ->
         env = os.environ.get(ENV_VAR, "").strip()
         if env and env != AUTO_COSTS:
             model, choice = resolve(env)
-            return model, Choice(choice.name, choice.path, f"{ENV_VAR}={env}: {choice.reason}")
+            return model, Choice(choice.name, choice.path, f"{ENV_VAR}={env}: {choice.reason}", how=ENV_VAR)
         host = host or HostId.current()
         prof, reason, notice = pick_auto(host, list_profiles())
         return load_costs(str(prof.path)), Choice(prof.name, str(prof.path), reason, notice,
-                                                  {"host": host.to_dict()})
+                                                  {"host": host.to_dict()}, how=_how_auto(host, prof))
     if key == DEFAULT_COSTS:
         path = find_profile(DEFAULT_PROFILE)
         if path is None:
-            return load_costs(DEFAULT_COSTS), Choice(DEFAULT_COSTS, None, "the default costs (no profile file)")
+            return load_costs(DEFAULT_COSTS), Choice(DEFAULT_COSTS, None, "the default costs (no profile file)",
+                                                     how=DEFAULT_COSTS)
         return load_costs(str(path)), Choice(DEFAULT_PROFILE, str(path),
                                              "default: the Intel Xeon guest, 6.18.44-fc-v1272 (the costs "
-                                             "shipped before profiles)")
+                                             "shipped before profiles)", how=DEFAULT_COSTS)
     path = Path(key)
     if path.exists():
         model = load_costs(key)
         block = (model.provenance or {}).get("profile") or {}
-        return model, Choice(str(block.get("name") or path.stem), str(path), "a cost file given by path")
+        return model, Choice(str(block.get("name") or path.stem), str(path), "a cost file given by path",
+                             how=f"file {path}")
     found = find_profile(key)
     if found is None:
         if "/" in key or key.endswith(".json"):
             load_costs(key)  # raises the file's own error (cannot read ...)
         raise unknown_profile_error(key)
-    return load_costs(str(found)), Choice(key, str(found), "a profile given by name")
+    return load_costs(str(found)), Choice(key, str(found), "a profile given by name", how="by name")
+
+
+def _how_auto(host: HostId, prof: Profile) -> str:
+    """The short form of pick_auto's reason, for output lines."""
+    if not prof.shipped:
+        return "auto: own calibration of this host"
+    if host.same_cpu(prof.host, stepping=False):
+        same_kernel = prof.host.kernel == host.kernel
+        return "auto: same CPU and kernel" if same_kernel else f"auto: same CPU, kernel {prof.host.kernel}"
+    return "auto: nearest; no profile of this host"
+
+
+#: notices already logged by this process (resolve_run says each once, not once per run)
+_NOTICED: set[str] = set()
+
+
+def resolve_run(spec: str | Path | None = AUTO_COSTS) -> tuple[CostModel, Choice]:
+    """:func:`resolve` for one simulation run: its notice, if any, is logged once per process as a
+    warning on the ``lbsim`` logger (a sweep of a thousand runs says it once)."""
+    model, choice = resolve(spec)
+    if choice.notice and choice.notice not in _NOTICED:
+        _NOTICED.add(choice.notice)
+        logging.getLogger("lbsim").warning("%s", choice.notice)
+    return model, choice
+
+
+def noticed() -> set[str]:
+    """The notices this process has logged."""
+    return set(_NOTICED)
+
+
+def mark_noticed(notices: list[str]) -> None:
+    """Count ``notices`` as logged (a worker process of a run that has said them already)."""
+    _NOTICED.update(notices)
+
+
+def choice_of_model(model: CostModel) -> Choice:
+    """What to call a cost model given as an object (``simulate(costs=model)``): its profile's name."""
+    block = (model.provenance or {}).get("profile") or {}
+    return Choice(str(block.get("name") or model.name), None, "a cost model given by the caller", how="given")
 
 
 def make_profile(costs: dict[str, Any], *, name: str, host: HostId, date: str, data_sha256: str | None,

@@ -71,6 +71,7 @@ META_COLUMNS: dict[str, tuple[str, str]] = {
     "lbsim_version": ("string", "lbsim.__version__ of the client that stored the run"),
     "model_version": ("int", "lbsim.model.version.MODEL_VERSION of the model that computed the run"),
     "costs_hash": ("string", "hash of the cost model used (CostModel.hash)"),
+    "costs_profile": ("string", "name of the cost profile used (lbsim.profiles; costs auto: the host's)"),
     "wall_s": ("float", "wall-clock seconds of the run on its worker"),
     "latency_kind": ("string", "rtt (pingpong, rr) or one_way"),
     "metric": ("string", "what value measures (see docs/guide/experiments.md)"),
@@ -175,8 +176,8 @@ def run_rows(spec: Mapping[str, Any], outcome: Mapping[str, Any] | None, *, lbsi
         "point": name.rsplit("#r", 1)[0], "replication": int(spec["replication"]), "seed": int(spec["seed"]),
         "status": spec["status"] if outcome is None else outcome["status"],
         "reason": spec.get("reason") or None, "error": None, "traceback": None, "worker": None,
-        "lbsim_version": lbsim_version, "model_version": model_version, "costs_hash": None, "wall_s": None,
-        "latency_kind": None,
+        "lbsim_version": lbsim_version, "model_version": model_version, "costs_hash": None, "costs_profile": None,
+        "wall_s": None, "latency_kind": None,
         "metric": None, "stage": None, "stage_group": None, "cpu": None, "value": None,
     }
     if outcome is not None:
@@ -187,7 +188,8 @@ def run_rows(spec: Mapping[str, Any], outcome: Mapping[str, Any] | None, *, lbsi
                                              config.get("stage_remove"))
     if not result:
         return [common]
-    common.update(costs_hash=result["costs"]["hash"], latency_kind=result["latency_us"]["kind"],
+    common.update(costs_hash=result["costs"]["hash"], costs_profile=result.get("costs_profile") or None,
+                  latency_kind=result["latency_us"]["kind"],
                   reason=result.get("message") or common["reason"])
     return [{**common, "metric": m, "value": v, "stage": st, "stage_group": g, "cpu": c}
             for m, v, st, g, c in _metrics(result)]

@@ -120,8 +120,12 @@ def _local_executor(jobs: int, info: dict[str, Any]) -> Iterator[Executor]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    from lbsim import profiles
+
     info["workers"] = jobs
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    # the workers do not repeat a cost-profile notice this process has logged already
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=profiles.mark_noticed, initargs=(sorted(profiles.noticed()),))
     try:
         yield pool
     finally:

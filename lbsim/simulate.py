@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 
 from lbsim.config import SimConfig, make_config
-from lbsim.costs import CostModel, apply_stage_edits, load_costs
+from lbsim.costs import CostModel, apply_stage_edits
 from lbsim.model.host import run_model
 from lbsim.model.stages import STAGE_GROUP
+from lbsim.profiles import choice_of_model, resolve_run
 
 __all__ = ["simulate", "Result"]
 
@@ -37,6 +38,14 @@ class Result:
     costs_hash: str
     trace: list[tuple[Any, ...]] | None = None
     latency_samples_ns: np.ndarray = field(default_factory=lambda: np.empty(0))
+    #: the cost profile used (lbsim.profiles) and, in a few words, why
+    costs_profile: str = ""
+    costs_how: str = ""
+
+    @property
+    def costs_label(self) -> str:
+        """``amd-epyc-v1300-2026-12-06 (auto: same CPU and kernel)``"""
+        return f"{self.costs_profile} ({self.costs_how})" if self.costs_how else self.costs_profile
 
     @property
     def latency_us(self) -> dict[str, Any]:
@@ -70,7 +79,8 @@ class Result:
             "conservation": self.conservation(),
             "sim_time_ns": self.sim_time_ns,
             "wall_s": self.wall_s,
-            "costs": {"name": self.costs_name, "hash": self.costs_hash},
+            "costs": {"name": self.costs_name, "hash": self.costs_hash, "how": self.costs_how},
+            "costs_profile": self.costs_profile,
             "stage_edits": self.config.stage_edits(),
         }
 
@@ -86,7 +96,8 @@ class Result:
 def simulate(config: SimConfig | dict[str, Any] | None = None, *, costs: CostModel | str | os.PathLike | None = None,
              **overrides: Any) -> Result:
     """Run one simulation.  ``config`` is a SimConfig or a dict of its fields.  ``costs`` is a
-    loaded CostModel, or the config's ``costs`` field (``"default"`` or a cost-file path)."""
+    loaded CostModel, or the config's ``costs`` field (``"auto"``, the profile of this host, by
+    default; ``"default"``, a profile name or a cost-file path: see :func:`lbsim.profiles.resolve`)."""
     if isinstance(costs, (str, os.PathLike)):
         overrides["costs"] = os.fspath(costs)
         costs = None
@@ -96,7 +107,8 @@ def simulate(config: SimConfig | dict[str, Any] | None = None, *, costs: CostMod
         cfg = config.model_copy(update=overrides) if overrides else config
         if overrides:
             cfg = make_config(cfg.model_dump())
-    model = costs if costs is not None else load_costs(cfg.costs)
+    # resolved once per run (auto: the profile of this host, see lbsim.profiles), not per event
+    model, choice = (costs, choice_of_model(costs)) if costs is not None else resolve_run(cfg.costs)
     if cfg.stage_scale or cfg.stage_cost or cfg.stage_remove:
         model = apply_stage_edits(model, cfg.stage_scale, cfg.stage_cost, cfg.stage_remove)
     t0 = time.perf_counter()
@@ -107,5 +119,5 @@ def simulate(config: SimConfig | dict[str, Any] | None = None, *, costs: CostMod
         latency_ns=raw["latency"], throughput=raw["throughput"], counters=raw["counters"],
         stages=raw["stages"], cpu=raw["cpu"], sim_time_ns=raw["sim_time_ns"], elapsed_ns=raw["elapsed_ns"],
         wall_s=wall, costs_name=model.name, costs_hash=model.hash, trace=raw["trace"],
-        latency_samples_ns=raw["latency_samples"],
+        latency_samples_ns=raw["latency_samples"], costs_profile=choice.name, costs_how=choice.how,
     )

@@ -23,14 +23,20 @@ def _mean(df, metric: str, **where) -> float:
     return float(d.value.mean()) if len(d) else float("nan")
 
 
+def _profiles(df) -> str:
+    """The cost profile(s) the rows were simulated with (their costs_profile column)."""
+    names = sorted(set(df["costs_profile"].dropna())) if "costs_profile" in df.columns else []
+    return ", ".join(f"`{n}`" for n in names) or "not recorded"
+
+
 def render(results: Path = ROOT / "results") -> str:
     from lbsim.results import load_results
 
     lat = load_results(results / "latency_vs_size")
     tput = load_results(results / "throughput_vs_size")
     lines = [BEGIN, "",
-             "Ping-pong p50 round trip (µs; mean of 3 replications, `results/latency_vs_size`), and the ratio to "
-             "`unix_stream`:", "",
+             f"Ping-pong p50 round trip (µs; mean of 3 replications, `results/latency_vs_size`, cost profile "
+             f"{_profiles(lat)}), and the ratio to `unix_stream`:", "",
              "| size, placement | " + " | ".join(TRANSPORTS) + " |",
              "|---|" + "---|" * len(TRANSPORTS)]
     for size in (64, 4096, 65536):
@@ -39,7 +45,7 @@ def render(results: Path = ROOT / "results") -> str:
             ref = vals["unix_stream"]
             cells = [f"{v:.2f} ({v / ref:.2f}x)" if v == v else "-" for v in vals.values()]
             lines.append(f"| {size} B, {pl} CPU | " + " | ".join(cells) + " |")
-    lines += ["", "Stream throughput (MB/s, `results/throughput_vs_size`):", "",
+    lines += ["", f"Stream throughput (MB/s, `results/throughput_vs_size`, cost profile {_profiles(tput)}):", "",
               "| write size, placement | " + " | ".join(TRANSPORTS) + " |",
               "|---|" + "---|" * len(TRANSPORTS)]
     for size in (64, 4096, 65536, 1048576):

@@ -1,18 +1,35 @@
 """Shared test set-up: benchmarks/make_reference.py importable (as benchmarks_make_reference),
-a private harness build cache (private_harness_cache), and the "slow" marker."""
+a private harness build cache (private_harness_cache), the "slow" marker, and cost profiles that
+do not depend on the host the tests run on."""
 
 import importlib.util
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Tests never depend on the host they run on: costs "auto" (SimConfig's default) resolves to the
+# Xeon v1272 profile, whose numbers are lbsim/data/costs-default.json (the golden reference
+# outputs were made with them), and no user profile of this machine is seen.  Set in os.environ
+# for the whole session, so that the lbsim subprocesses tests start get the same.
+from lbsim.profiles import DEFAULT_PROFILE, ENV_VAR
+
+_XDG_DATA_HOME = tempfile.mkdtemp(prefix="lbsim-test-xdg-")
+os.environ["XDG_DATA_HOME"] = _XDG_DATA_HOME
+os.environ[ENV_VAR] = DEFAULT_PROFILE
 
 _path = Path(__file__).resolve().parent.parent / "benchmarks" / "make_reference.py"
 _spec = importlib.util.spec_from_file_location("benchmarks_make_reference", _path)
 _mod = importlib.util.module_from_spec(_spec)
 sys.modules["benchmarks_make_reference"] = _mod
 _spec.loader.exec_module(_mod)
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_XDG_DATA_HOME, ignore_errors=True)
 
 
 def pytest_configure(config):

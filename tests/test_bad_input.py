@@ -186,7 +186,8 @@ def test_every_option_of_every_command_has_help():
 
 def test_commands_are_the_expected_tree():
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert list(sub.choices) == ["simulate", "compare", "trace", "whatif", "run", "plot", "measure", "calibrate", "validate"]
+    assert list(sub.choices) == ["simulate", "compare", "trace", "whatif", "run", "plot", "measure", "calibrate",
+                                 "validate", "profiles"]
 
 
 def test_sim_option_defaults_are_simconfigs():

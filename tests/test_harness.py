@@ -157,6 +157,11 @@ def test_host_info():
 
     assert h["l2_bytes"] == l2_bytes()
     assert h["l2_bytes"] is None or h["l2_bytes"] > 0
+    # the CPU identity cost profiles are matched by (lbsim.profiles)
+    from lbsim.hostid import HostId
+
+    assert h["cpu"] == HostId.current().cpu_dict()
+    assert HostId.from_host_json(h).same_cpu(HostId.current()) or h["cpu"]["family"] is None
 
 
 def test_l2_bytes_reads_the_level_2_cache(tmp_path):

@@ -16,9 +16,11 @@ from lbsim.hostid import HostId, kernel_build
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = {"xeon-v1272-2026-12-06", "xeon-v769-2026-11-25", "amd-epyc-v1272-2026-12-06",
-           "amd-epyc-v1252-2026-12-04"}
+           "amd-epyc-v1252-2026-12-04", "amd-epyc-v1300-2026-12-06"}
 AMD_HERE = HostId("AuthenticAMD", 25, 17, 1, "AMD EPYC", "6.18.44-fc-v1300", "vm")
-NOTICE = ("this host (AuthenticAMD 25/17/1, 6.18.44-fc-v1300) has no profile of its own; `lbsim calibrate` "
+#: an AMD CPU model no profile was measured on, with a kernel build between two that were
+AMD_ELSE = HostId("AuthenticAMD", 23, 49, 0, "AMD EPYC", "6.18.44-fc-v1280", "vm")
+NOTICE = ("this host (AuthenticAMD 23/49/0, 6.18.44-fc-v1280) has no profile of its own; `lbsim calibrate` "
           "measures it and makes one (about 3 minutes)")
 
 
@@ -76,9 +78,10 @@ def test_auto_falls_back_to_the_shipped_profile_of_the_same_cpu_model_with_a_ker
 
 
 def test_auto_falls_back_to_the_nearest_shipped_profile_with_a_one_line_notice():
-    _, choice = profiles.resolve("auto", host=AMD_HERE)
-    assert choice.name == "amd-epyc-v1272-2026-12-06"  # same vendor, kernel build 1272 nearest to 1300
+    _, choice = profiles.resolve("auto", host=AMD_ELSE)
+    assert choice.name == "amd-epyc-v1272-2026-12-06"  # same vendor, kernel build 1272 nearest to 1280
     assert choice.notice.startswith(NOTICE) and "\n" not in choice.notice
+    assert choice.how == "auto: nearest; no profile of this host"
     intel = HostId("GenuineIntel", 6, 207, 2, "Intel(R) Xeon(R) Processor", "6.18.44-fc-v800")
     assert profiles.resolve("auto", host=intel)[1].name == "xeon-v769-2026-11-25"
     intel = HostId("GenuineIntel", 6, 207, 2, "Intel(R) Xeon(R) Processor", "6.18.44-fc-v1262")
@@ -145,7 +148,8 @@ def test_every_shipped_profile_loads_and_names_its_host_and_kernel():
         assert block["name"] == name and block["host"] == "vm" and block["date"][:10] in name
         assert kernel_build(block["kernel"])[1] is not None and f"v{kernel_build(block['kernel'])[1]}-" in name
         assert block["cpu"]["vendor_id"] == ("AuthenticAMD" if name.startswith("amd") else "GenuineIntel")
-        assert block["cpu"]["family"] is None and any("not recorded" in n for n in block["notes"])
+        # the data of the first ones recorded only the masked model name
+        assert (block["cpu"]["family"] is None) == any("not recorded" in n for n in block["notes"])
         assert len(block["data_sha256"]) == 64 and block["data"]
         assert block["heldout"]["pairs_ok"] <= block["heldout"]["pairs_total"]
 
@@ -177,10 +181,37 @@ def test_match_host_json_and_the_table(tmp_path):
     host_json = tmp_path / "measured.csv.host.json"
     host_json.write_text(json.dumps({"cpu_model": "Intel(R) Xeon(R) Processor", "kernel": "6.18.44-fc-v769"}))
     assert profiles.match_host_json(host_json).name == "xeon-v769-2026-11-25"
-    table = profiles.format_profiles_table(AMD_HERE)
+    table = profiles.format_profiles_table(AMD_ELSE)
     starred = [line for line in table.splitlines() if line.startswith("*")]
     assert len(starred) == 1 and "amd-epyc-v1272-2026-12-06" in starred[0]
     assert NOTICE in table and all(name in table for name in SHIPPED)
+    table = profiles.format_profiles_table(AMD_HERE)
+    starred = [line for line in table.splitlines() if line.startswith("*")]
+    assert len(starred) == 1 and "amd-epyc-v1300-2026-12-06" in starred[0] and "no profile" not in table
+
+
+def test_this_amd_guest_gets_its_own_shipped_profile_without_a_notice():
+    """The v1300 data recorded family, model and stepping: auto's rule 2 matches it exactly."""
+    _, choice = profiles.resolve("auto", host=AMD_HERE)
+    assert (choice.name, choice.notice) == ("amd-epyc-v1300-2026-12-06", None)
+    assert choice.label == "amd-epyc-v1300-2026-12-06 (auto: same CPU and kernel)"
+    host_json = ROOT / "data/hosts/amd-epyc-2026-12-06-v1300b/measured-host.csv.host.json"
+    if host_json.exists():  # a source checkout
+        assert profiles.match_host_json(host_json).name == "amd-epyc-v1300-2026-12-06"
+
+
+def test_the_notice_is_logged_once_per_process_on_the_lbsim_logger(monkeypatch, caplog):
+    monkeypatch.setattr(profiles, "_NOTICED", set())
+    monkeypatch.setattr(profiles.HostId, "current", classmethod(lambda cls, cpuinfo=None: AMD_ELSE))
+    import lbsim
+
+    with caplog.at_level("WARNING", logger="lbsim"):
+        for _ in range(3):
+            r = lbsim.simulate(messages=20)
+    notices = [rec for rec in caplog.records if "no profile of its own" in rec.getMessage()]
+    assert len(notices) == 1 and notices[0].name == "lbsim" and notices[0].levelname == "WARNING"
+    assert r.costs_profile == "amd-epyc-v1272-2026-12-06" and r.to_dict()["costs_profile"] == r.costs_profile
+    assert r.config.costs == "auto"
 
 
 def test_a_user_profile_cannot_shadow_a_shipped_one_or_be_overwritten_silently():
@@ -191,3 +222,25 @@ def test_a_user_profile_cannot_shadow_a_shipped_one_or_be_overwritten_silently()
         profiles.install_user_profile(default_dict(), name="mine", host=AMD_HERE, date="2026-12-07")
     profiles.install_user_profile(default_dict(), name="mine", host=AMD_HERE, date="2026-12-08", overwrite=True)
     assert load_costs("mine").provenance["profile"]["date"] == "2026-12-08"
+
+
+def test_the_cli_lists_profiles_and_every_output_names_the_one_used(monkeypatch, capsys, tmp_path):
+    from lbsim.cli import main
+
+    monkeypatch.setenv(profiles.ENV_VAR, profiles.DEFAULT_PROFILE)
+    assert main(["profiles"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in SHIPPED) and f"auto: LBSIM_COSTS={profiles.DEFAULT_PROFILE}" in out
+    host_json = tmp_path / "m.csv.host.json"
+    host_json.write_text(json.dumps({"cpu": AMD_HERE.cpu_dict(), "kernel": AMD_HERE.kernel}))
+    assert main(["profiles", "--match", str(host_json)]) == 0
+    assert "auto: amd-epyc-v1300-2026-12-06" in capsys.readouterr().out
+    assert main(["profiles", "--match", str(tmp_path / "nope.json")]) == 2
+    label = f"costs: {profiles.DEFAULT_PROFILE} (LBSIM_COSTS)"
+    for argv in (["simulate", "--messages", "20"], ["compare", "--messages", "20"], ["trace"]):
+        assert main(argv) == 0
+        assert label in capsys.readouterr().out.splitlines(), argv
+    assert main(["simulate", "--messages", "20", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["costs_profile"] == profiles.DEFAULT_PROFILE
+    assert main(["compare", "--messages", "20", "--json", "--costs", "xeon-v769-2026-11-25"]) == 0
+    assert json.loads(capsys.readouterr().out)["costs_profile"] == "xeon-v769-2026-11-25"

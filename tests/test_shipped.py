@@ -46,6 +46,11 @@ def test_shipped_results_are_not_stale(name):
     stale = f"results/{name} were made by model version {m.get('model_version')}, not {MODEL_VERSION}: run make results"
     assert m.get("model_version") == MODEL_VERSION and set(df.model_version) == {MODEL_VERSION}, stale
     assert set(df.status) <= {"ok", "skipped"}
+    # make results sets LBSIM_COSTS to the default costs' profile: rows name it, whatever host made them
+    from lbsim.profiles import DEFAULT_PROFILE
+
+    ok = df[df.status == "ok"]
+    assert set(ok.costs_profile) == {DEFAULT_PROFILE}, f"results/{name}: costs_profile {set(ok.costs_profile)}"
 
 
 def test_shipped_results_stay_small():

@@ -3,7 +3,7 @@
 ``lbsim COMMAND`` and ``python -m lbsim COMMAND`` are the same program.  Commands:
 simulate, compare, trace (:mod:`lbsim.cli.sim`), whatif (:mod:`lbsim.cli.whatif`), run, plot
 (:mod:`lbsim.cli.experiments`),
-measure, calibrate, validate (:mod:`lbsim.cli.host`).
+measure, calibrate, validate (:mod:`lbsim.cli.host`), profiles (:mod:`lbsim.cli.profiles`).
 
 Exit status: 0 ok; 1 the command ran but its result failed (a simulation stopped at
 max_sim_time_ns, ``validate --max-error`` exceeded, runs of ``lbsim run`` failed), or an
@@ -30,7 +30,7 @@ __all__ = ["main", "build_parser", "InputError"]
 
 def build_parser() -> argparse.ArgumentParser:
     from lbsim import __version__
-    from lbsim.cli import experiments, host, sim, whatif
+    from lbsim.cli import experiments, host, profiles, sim, whatif
 
     p = Parser(prog="lbsim", description="Discrete-event model of Linux loopback vs UNIX domain sockets")
     p.add_argument("--version", action="version", version=f"lbsim {__version__}",
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     whatif.add_commands(sub, parent)
     experiments.add_commands(sub, parent)
     host.add_commands(sub, parent)
+    profiles.add_commands(sub, parent)
     return p
 
 

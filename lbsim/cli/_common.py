@@ -93,7 +93,9 @@ def add_sim_options(p: argparse.ArgumentParser, *, transport: bool, sets: bool =
                    help=f"same | cross | JSON list of [sender, receiver] CPUs (default {_dflt('placement')})")
     p.add_argument("--kernel", default=None,
                    help=f"{' | '.join([*KERNELS, 'host'])} (default {_dflt('kernel')})")
-    p.add_argument("--costs", default=None, help=f"cost model: 'default' or a JSON file (default {_dflt('costs')})")
+    p.add_argument("--costs", default=None, metavar="NAME|FILE|default|auto",
+                   help=f"cost profile: a name (lbsim profiles lists them), a cost file, 'default' (the Intel "
+                        f"Xeon v1272 guest) or 'auto' (this host's profile) (default {_dflt('costs')})")
     add_stage_edit_options(p)
     if sets:
         p.add_argument("--seed", type=int, default=None, help=f"random seed (default {_dflt('seed')})")

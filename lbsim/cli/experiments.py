@@ -48,6 +48,9 @@ def cmd_run(a: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         log.error("lbsim: interrupted; finished runs are stored, run the same command again to resume")
         return 130
+    names = sorted(set(df["costs_profile"].dropna())) if "costs_profile" in df.columns else []
+    if names:
+        log.info(f"lbsim: costs: {', '.join(names)}")
     return 1 if df.attrs["summary"]["counts"].get("error", 0) else 0
 
 

@@ -28,6 +28,7 @@ def _print_result(r: Any) -> None:
     lat = r.latency_us
     print(f"{c.transport} {c.workload}  msg_bytes={c.msg_bytes} messages={c.messages} cpus={c.cpus} "
           f"placement={c.placement} kernel={c.kernel} seed={c.seed}  [{r.status}]")
+    print(f"costs: {r.costs_label}")
     if c.stage_edits():
         print(f"stage edits: {c.stage_edits()}")
     if r.message:
@@ -108,6 +109,13 @@ def _compare_table(a: argparse.Namespace, cfg0: Any, results: dict[str, Any], sk
         other = r.throughput["msgs_per_s"] if one_way_tput else r.throughput["bytes_per_s"] / 1e6
         ratio = metric(r) / metric(ref) if ref else float("nan")
         print(f"{tr:12s} {metric(r):10.2f} {r.latency_us['p99']:10.2f} {other:10.1f} {ratio:14.2f}x  {r.status}")
+    print(f"costs: {', '.join(sorted({r.costs_label for r in results.values()}))}")
+
+
+def _one_profile(results: dict[str, Any]) -> str:
+    """The profile every transport's run used (one resolution per run: the same unless the user's
+    profiles changed meanwhile, then all of them, comma-separated)."""
+    return ",".join(sorted({r.costs_profile for r in results.values()}))
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
@@ -140,7 +148,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
         out = {"workload": shown["workload"], "metric": "throughput_MBps" if one_way_tput else "latency_p50_us",
                "transports": {tr: _result_dict(r, a.timing) for tr, r in results.items()},
                "ratio_to_unix_stream": {tr: (metric(r) / metric(ref) if ref else None) for tr, r in results.items()},
-               "skipped": skipped}
+               "skipped": skipped, "costs_profile": _one_profile(results)}
         print(json.dumps(out, default=float))
     else:
         _compare_table(a, shown, results, skipped, one_way_tput, metric)
@@ -185,6 +193,7 @@ def cmd_trace(a: argparse.Namespace) -> int:
     if a.compare:
         x, y = lat[first], lat[a.compare]
         print(f"\n{first} / {a.compare} round trip: {x / 1e3:.3f} us / {y / 1e3:.3f} us = {x / y:.2f}x")
+    print(f"\ncosts: {', '.join(sorted({r.costs_label for r in results.values()}))}")
     if plot:
         fig = tr.timeline_figure({name: tr.few_round_trips(r, a.round_trips) for name, r in results.items()})
         fig.savefig(plot, dpi=120)

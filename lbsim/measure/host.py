@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from lbsim.hostid import HostId
+
 from .harness import (
     SPLIT_MAX_SIZE,
     TRANSPORTS,
@@ -169,6 +171,8 @@ def host_info() -> dict:
         "kernel": release,
         "uname": " ".join(os.uname()),
         "cpu_model": _cpu_model(),
+        # vendor, family, model, stepping: what lbsim.profiles matches cost profiles by
+        "cpu": HostId.current().cpu_dict(),
         "l2_bytes": l2_bytes(),
         "nproc": os.cpu_count(),
         "cpus_allowed": allowed,

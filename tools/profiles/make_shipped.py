@@ -37,6 +37,10 @@ NO_FMS = ("CPU family, model and stepping were not recorded with this data (the 
 #: name, data folder (relative to the repository), costs file in it, measurement date, notes.
 #: Dates: the time of day where it was written down (README, docs/cross-cpu.md), else the day.
 SHIPPED = [
+    ("amd-epyc-v1300-2026-12-06", "{hosts}/amd-epyc-2026-12-06-v1300", "costs.json", "2026-12-06T21:30:00+00:00",
+     ["measured with lbsim measure at 21:30 UTC, loadavg 0.45 before; the first data set with the CPU's "
+      "family, model and stepping (.host.json \"cpu\"); a second measurement of the machine, not fitted, "
+      "is data/hosts/amd-epyc-2026-12-06-v1300b"]),
     ("xeon-v1272-2026-12-06", "lbsim/data", "costs-default.json", "2026-12-06T16:45:00+00:00",
      ["the default costs (lbsim/data/costs-default.json), the same numbers; measured with "
       "scripts/measure_host.py --reps 5 at 16:45 UTC, loadavg 0.33 before (docs/cross-cpu.md, 'Adopted')"]),
@@ -57,8 +61,16 @@ DEFAULT_HELDOUT = {"rtt_p50_median_pct": 8.0, "throughput_median_pct": 10.8, "pa
 
 
 #: each profile's own-fit held-out figures, read from its folder's validate.json before the docs trim
-#: removed those reports from the tree (they are in git at a84826e2)
+#: removed those reports from the tree (they are in git at a84826e2), or from the command in "source"
 HELDOUT = {
+    "amd-epyc-v1300-2026-12-06": {
+        "rtt_p50_median_pct": 10.7,
+        "throughput_median_pct": 8.92,
+        "pairs_ok": 77,
+        "pairs_total": 78,
+        "source": "lbsim validate data/hosts/amd-epyc-2026-12-06-v1300/measured-host.csv --costs "
+                  "data/hosts/amd-epyc-2026-12-06-v1300/costs.json --json (own fit; 2026-12-06, at 2408a480)"
+    },
     "amd-epyc-v1252-2026-12-04": {
         "rtt_p50_median_pct": 7.98,
         "throughput_median_pct": 9.72,
