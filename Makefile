@@ -1,7 +1,7 @@
 # lbsim: two commands do all the set-up on a fresh machine (Python >= 3.11 with venv, make, cc).
 #   make run    create .venv, install lbsim, run the quickstart experiment (results in runs/quickstart/)
 #               and print the four transports side by side
-#   make test   create .venv, install lbsim with its test tools, run the tests
+#   make test   create .venv, install lbsim with its test tools, run ruff and mypy, then the tests
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -20,9 +20,10 @@ run: $(BIN)/.installed
 	$(BIN)/lbsim run experiments/quickstart.toml
 	$(BIN)/lbsim compare --workload pingpong --msg-bytes 64 --messages 20000
 
-# two workers (pytest-xdist): the calibration re-run (about 6 minutes) runs beside the rest; the
+# ruff and mypy first (seconds); then two workers (pytest-xdist): the slow whole-calibration tests run
+# beside the rest; the
 # tests that run the harness on this host's sockets or its tracefs share one worker (xdist_group "host")
-test: $(BIN)/.installed
+test: lint
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # ruff (rules in pyproject.toml [tool.ruff]) and mypy ([tool.mypy]: the lbsim package)

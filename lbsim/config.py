@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import difflib
 import math
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lbsim.kernels import KERNELS, KernelParams, kernel_profile, setsockopt_buf
-from lbsim.model.tcp_cc import CONGESTION_CONTROLS
+from lbsim.model.tcp_cc import CongestionControl
 
 __all__ = ["SimConfig", "TRANSPORTS", "WORKLOADS", "KERNEL_FIELDS", "ConfigError", "make_config",
            "format_validation_error", "StageCostSet", "STAGE_EDIT_FIELDS"]
@@ -77,9 +77,9 @@ class SimConfig(BaseModel):
     cpus: int = Field(2, ge=1, le=64)
     #: "same" (both ends of a flow on one CPU), "cross" (sender and receiver on different
     #: CPUs) or an explicit list of [sender_cpu, receiver_cpu] pairs, one per flow
-    placement: Union[Literal["same", "cross"], list[tuple[int, int]]] = "same"
+    placement: Literal["same", "cross"] | list[tuple[int, int]] = "same"
     #: "idle", "busy" (a nice-19 spinner on every CPU) or the list of busy CPUs
-    background: Union[Literal["idle", "busy"], list[int]] = "idle"
+    background: Literal["idle", "busy"] | list[int] = "idle"
     #: scheduler of the measured tasks: "fair" (SCHED_OTHER) or "fifo" (SCHED_FIFO, run to block)
     policy: Literal["fair", "fifo"] = "fair"
     kernel: str = "linux-6.12"
@@ -128,7 +128,7 @@ class SimConfig(BaseModel):
     tcp_wmem: tuple[int, int, int] | None = None
     tcp_init_cwnd: int | None = Field(None, ge=1)
     #: net.ipv4.tcp_congestion_control ("reno" behaves as "cubic" on lo: slow start, no loss)
-    tcp_congestion_control: Literal[CONGESTION_CONTROLS] | None = None
+    tcp_congestion_control: CongestionControl | None = None
     unix_max_dgram_qlen: int | None = Field(None, ge=0)
 
     @field_validator("kernel")
@@ -174,7 +174,7 @@ class SimConfig(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _consistent(self) -> "SimConfig":
+    def _consistent(self) -> SimConfig:
         if isinstance(self.placement, list):
             if len(self.placement) != self.flows:
                 raise ValueError(f"placement lists {len(self.placement)} pairs but flows = {self.flows}; "

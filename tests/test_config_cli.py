@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import lbsim
-
 import json
 import subprocess
 import sys
@@ -11,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import lbsim
 from lbsim.cli import main
 from lbsim.config import ConfigError, SimConfig, make_config
 from lbsim.kernels import HOST_FILES, KERNELS, host_kernel, kernel_profile
@@ -20,7 +19,7 @@ pytestmark = pytest.mark.xdist_group("host")
 
 def test_config_is_frozen_and_rejects_unknown_keys():
     cfg = SimConfig()
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):  # pydantic's ValidationError: the config is frozen
         cfg.msg_bytes = 5  # type: ignore[misc]
     with pytest.raises(ConfigError, match="did you mean 'netdev_max_backlog'"):
         make_config({"netdev_max_backlg": 3})
@@ -148,7 +147,8 @@ def test_cli_measure_writes_the_long_format_csv(tmp_path):
                 "--placements", "same", "--reps", "1", "--out", str(out), "--quiet")
     assert p.returncode == 0, p.stderr
     df = pd.read_csv(out)
-    assert {"transport", "workload", "placement", "msg_bytes", "metric", "value", "harness", "loadavg"} <= set(df.columns)
+    assert {"transport", "workload", "placement", "msg_bytes", "metric", "value", "harness",
+            "loadavg"} <= set(df.columns)
     assert set(df.transport) == {"unix_dgram", "udp"}
     assert (df[df.metric == "rtt_p50_us"].value > 0).all()
     assert (out.parent / "m.csv.host.json").exists()
@@ -210,7 +210,6 @@ def test_cli_calibrate_takes_both_usages_and_prints_the_fit(monkeypatch, tmp_pat
 
 
 def test_cli_calibrate_bad_stage_file(tmp_path, capsys):
-    import lbsim.calibrate as cal
 
     bad = tmp_path / "s.json"
     bad.write_bytes(b"\xff\xfe not json")

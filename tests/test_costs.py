@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from importlib import resources
-from pathlib import Path
 
 import pytest
 
 import lbsim
-from lbsim.calibrate import calibrate_from_files
 from lbsim.costs import load_costs
 from lbsim.model.stages import STAGES
 
@@ -79,7 +76,8 @@ def test_the_page_step_recovers_the_page_allocator_costs_behind_the_models_own_s
     """calibrate reads the page-allocator costs from unix_stream's split step across
     SKB_MAX_HEAD(0), less the model's copy of the bytes between: given the model's own splits
     made with known costs, it finds them again (deterministic runs: to rounding)."""
-    from lbsim.calibrate.pages import page_costs as _page_costs, page_step
+    from lbsim.calibrate.pages import page_costs as _page_costs
+    from lbsim.calibrate.pages import page_step
     from lbsim.calibrate.params import with_pages
     from lbsim.calibrate.sim import sim_split_us as _sim_split_us
     from lbsim.fitdata import SplitPoint

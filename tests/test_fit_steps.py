@@ -11,13 +11,39 @@ import pandas as pd
 import pytest
 
 from lbsim.calibrate import format_report
-from lbsim.calibrate.params import (PARAMS, X0, apply_params, split_kfree_skb, with_cold_copies, with_pages,
-                                    with_stage_fixed, with_stages, with_tcp_call_share)
-from lbsim.calibrate.sim import KERNEL, sim_p50_us, sim_split_us, sim_stream_MBps
-from lbsim.calibrate.steps import (FIT_STEPS, PARAM_ORDER, FitResult, FitState, fit_c2c, fit_cacheline, fit_cold,
-                                   fit_kfree, fit_main, fit_page_costs, fit_spread, fit_tcp_share, refit_cacheline,
-                                   refit_wakeup_delays, run_fit, seed_page_costs, select_points, simulate_points)
 from lbsim.calibrate.pages import page_step
+from lbsim.calibrate.params import (
+    PARAMS,
+    X0,
+    apply_params,
+    split_kfree_skb,
+    with_cold_copies,
+    with_pages,
+    with_stage_fixed,
+    with_stages,
+    with_tcp_call_share,
+)
+from lbsim.calibrate.sim import KERNEL, sim_p50_us, sim_split_us, sim_stream_MBps
+from lbsim.calibrate.steps import (
+    FIT_STEPS,
+    PARAM_ORDER,
+    FitResult,
+    FitState,
+    fit_c2c,
+    fit_cacheline,
+    fit_cold,
+    fit_kfree,
+    fit_main,
+    fit_page_costs,
+    fit_spread,
+    fit_tcp_share,
+    refit_cacheline,
+    refit_wakeup_delays,
+    run_fit,
+    seed_page_costs,
+    select_points,
+    simulate_points,
+)
 from lbsim.costs import load_costs
 from lbsim.fitdata import Point, SplitPoint
 

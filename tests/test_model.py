@@ -575,7 +575,8 @@ def test_a_unix_stream_skb_past_skb_max_head_takes_pages_from_the_page_allocator
         r0 = sim(transport="unix_stream", workload="split", msg_bytes=3776, messages=20)
         c, c0 = r.counters, r0.counters
         assert c["split_write_p50_ns"] - c0["split_write_p50_ns"] == pytest.approx(
-            cost("__alloc_pages") + cost("skb_copy_datagram_from_iter", 3840) - cost("skb_copy_datagram_from_iter", 3776))
+            cost("__alloc_pages") + cost("skb_copy_datagram_from_iter", 3840)
+            - cost("skb_copy_datagram_from_iter", 3776))
         assert c["split_read_p50_ns"] - c0["split_read_p50_ns"] == pytest.approx(
             cost("__free_pages") + cost("skb_copy_datagram_msg", 3840) - cost("skb_copy_datagram_msg", 3776))
 

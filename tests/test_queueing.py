@@ -23,8 +23,8 @@ import pytest
 from lbsim.costs import DELAYS, cost_model_from_dict
 from lbsim.kernels import kernel_profile
 from lbsim.model.sim import Sim
-from lbsim.model.task import Task, WaitQueue
 from lbsim.model.stages import STAGES
+from lbsim.model.task import Task, WaitQueue
 
 ZERO = cost_model_from_dict({
     "stages": {s: {"fixed_ns": 0.0} for s in STAGES},

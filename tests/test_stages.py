@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from lbsim.cli import main as cli_main
 from lbsim.measure import stages as S
 from lbsim.measure.stages import (
     DEVICE_STAGES,
@@ -25,7 +26,6 @@ from lbsim.measure.stages import (
     tracefs_available,
 )
 from lbsim.measure.stages_parse import Ev
-from lbsim.cli import main as cli_main
 
 #: tracefs and the harness on this host: one xdist worker runs every such module (Makefile)
 pytestmark = pytest.mark.xdist_group("host")

@@ -10,8 +10,18 @@ import pandas as pd
 import pytest
 
 import lbsim
-from lbsim.validate import (INPUT_ERRORS, METRICS, MeasuredDataError, OptionError, ValidationReport, check_measured,
-                            check_options, parse_fit_sizes, run_validation, validate)
+from lbsim.validate import (
+    INPUT_ERRORS,
+    METRICS,
+    MeasuredDataError,
+    OptionError,
+    ValidationReport,
+    check_measured,
+    check_options,
+    parse_fit_sizes,
+    run_validation,
+    validate,
+)
 
 DATA = resources.files("lbsim") / "data"
 # one simulation per stream point: the synthetic data below is the model's own output at seed 1
@@ -257,7 +267,8 @@ def test_the_page_step_split_points_count_as_fitted():
     model = replace(model, provenance={**model.provenance, "fit_sizes": [64], "page_step_sizes": [3776, 3840],
                                              "page_step_transports": ["unix_stream"]})
     rows = [{"transport": tr, "workload": "split", "placement": "same", "msg_bytes": n, "metric": m, "value": 1.0}
-            for tr in ("unix_stream", "unix_dgram") for n in (1024, 3776, 3840) for m in ("write_p50_us", "read_p50_us")]
+            for tr in ("unix_stream", "unix_dgram") for n in (1024, 3776, 3840)
+            for m in ("write_p50_us", "read_p50_us")]
     rep = validate(pd.DataFrame(rows), costs=model, **FAST)
     fitted = rep.rows.set_index(["transport", "msg_bytes"]).fitted.groupby(level=[0, 1]).first()
     assert fitted[("unix_stream", 3776)] and fitted[("unix_stream", 3840)]

@@ -28,26 +28,55 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 # the public names, and the ones tests and notebooks import from here
 from lbsim.calibrate.base import base_from_stage_intervals, cache_bytes_of, tracepoint_base  # noqa: F401
-from lbsim.calibrate.fits import (BOUNCE_FAMILIES, BOUNCE_REFIT, C2C_MIN_BYTES, fit_cache_to_cache_copy,  # noqa: F401
-                                  fit_cacheline_transfer, fit_cold_copy, fit_cv, fit_kfree_skb, fit_params,
-                                  fit_tcp_call_share, grid_then_brent, refit_wakeups)
+from lbsim.calibrate.fits import (  # noqa: F401
+    BOUNCE_FAMILIES,
+    BOUNCE_REFIT,
+    C2C_MIN_BYTES,
+    fit_cache_to_cache_copy,
+    fit_cacheline_transfer,
+    fit_cold_copy,
+    fit_cv,
+    fit_kfree_skb,
+    fit_params,
+    fit_tcp_call_share,
+    grid_then_brent,
+    refit_wakeups,
+)
 from lbsim.calibrate.output import METHOD, data_hash, format_report, write_cost_file  # noqa: F401
 from lbsim.calibrate.pages import PAGE_STEP_MAX_GAP, PageStep, page_costs, page_step  # noqa: F401
-from lbsim.calibrate.params import (COPY_STAGE, COPY_STAGES, NET_STAGES, PARAMS, SCHED_STAGES,  # noqa: F401
-                                    SHARED_RULES, TCP_CALL_STAGES, TCP_PACKET_STAGES, TRANSPORT_STAGES,
-                                    WAKEUP_DELAYS, X0, apply_params, at_bound, base_model, split_kfree_skb,
-                                    with_cold_copies, with_delays, with_pages, with_stage_fixed, with_stages,
-                                    with_tcp_call_share)
+from lbsim.calibrate.params import (  # noqa: F401
+    COPY_STAGE,
+    COPY_STAGES,
+    NET_STAGES,
+    PARAMS,
+    SCHED_STAGES,
+    SHARED_RULES,
+    TCP_CALL_STAGES,
+    TCP_PACKET_STAGES,
+    TRANSPORT_STAGES,
+    WAKEUP_DELAYS,
+    X0,
+    apply_params,
+    at_bound,
+    base_model,
+    split_kfree_skb,
+    with_cold_copies,
+    with_delays,
+    with_pages,
+    with_stage_fixed,
+    with_stages,
+    with_tcp_call_share,
+)
 from lbsim.calibrate.sim import sim_p50_us, sim_split_us, sim_stream_MBps  # noqa: F401
 from lbsim.calibrate.split import SPLIT_RULE, FitSplit, split_frame  # noqa: F401
 from lbsim.calibrate.steps import FIT_STEPS, FitResult, FitState, fit_costs, run_fit  # noqa: F401
-from lbsim.fitdata import (Point, SplitPoint, kernel_fields, load_measured, pingpong_points,  # noqa: F401
-                           split_points)
+from lbsim.fitdata import Point, SplitPoint, kernel_fields, load_measured, pingpong_points, split_points  # noqa: F401
 
 __all__ = ["TRANSPORT_STAGES", "SHARED_RULES", "FitResult", "fit_costs", "load_measured", "PARAMS",
            "calibrate_from_files", "format_report", "FIT_STEPS", "run_fit", "FitState"]

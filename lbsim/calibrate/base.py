@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from lbsim.costs import CostModel, StageCost
 from lbsim.calibrate.params import base_model
+from lbsim.costs import CostModel, StageCost
 
 
 def cache_bytes_of(host: dict[str, Any] | None) -> int:

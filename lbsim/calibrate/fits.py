@@ -8,18 +8,28 @@ evaluation (and of a whole grid) run together on every core (:func:`lbsim.calibr
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from lbsim.calibrate.ident import grid_check, lsq_check, scalar_check
-from lbsim.calibrate.params import (PARAMS, WAKEUP_DELAYS, X0, apply_params, split_kfree_skb, with_cold_copies,
-                                    with_delays, with_stage_fixed, with_stages, with_tcp_call_share)
+from lbsim.calibrate.params import (
+    PARAMS,
+    WAKEUP_DELAYS,
+    X0,
+    apply_params,
+    split_kfree_skb,
+    with_cold_copies,
+    with_delays,
+    with_stage_fixed,
+    with_stages,
+    with_tcp_call_share,
+)
 from lbsim.calibrate.pool import run_many
 from lbsim.calibrate.sim import stream_row
 from lbsim.costs import CostModel
 from lbsim.fitdata import Point, SplitPoint, log_error, mean_sq_log_error, stream_messages
-
 
 #: a stream point as the stream fits pass it: (transport, placement, size, measured MB/s, writes)
 StreamPt = tuple[str, str, Any, Any, "int | None"]

@@ -6,9 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from lbsim.calibrate.ident import flagged, not_pinned
 from lbsim.calibrate.params import PARAMS, SHARED_RULES
@@ -27,7 +28,8 @@ def data_hash(df: Any) -> str:
 METHOD = ("bounded least squares (scipy.optimize.least_squares) of log(simulated/measured) ping-pong "
           "p50 round trips and split write/read medians (one thread writes, then reads: the copy in "
           "and the copy out apart) at the fit sizes, zero-load deterministic model with the data's TCP "
-          "congestion control (simulated_with); the IP/lo path stages scaled together (scale_net); spread (log-normal cv) "
+          "congestion control (simulated_with); the IP/lo path stages scaled together (scale_net); "
+          "spread (log-normal cv) "
           "matched to the measured p90/p50; the cross-CPU cache-line transfer fitted to cross-CPU "
           "stream throughput at writes <= 4 KiB; the out-of-cache copy cost fitted to TCP same-CPU "
           "stream throughput at writes >= 64 KiB; the cache-to-cache copy cost fitted to cross-CPU stream "
@@ -56,7 +58,7 @@ def write_cost_file(res: FitResult, path: str | Path, *, df: Any, fit_sizes: Ite
         node, kernel = (uname[1] if len(uname) > 1 else "host"), host.get("kernel") or "unknown kernel"
     data["name"] = f"calibrated on {node} ({kernel})"
     data["provenance"] = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": host or {"kernel": platform.release(), "machine": platform.machine(),
                          "note": "no .host.json beside the data: the machine that ran the fit"},
         "data_sha256_16": data_hash(df),

@@ -4,8 +4,8 @@ its split write and read step up there by one __alloc_pages and one __free_pages
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from lbsim.calibrate.params import with_pages
 from lbsim.calibrate.sim import sim_split_us

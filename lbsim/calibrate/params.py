@@ -4,8 +4,9 @@ measured path exercises."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any, Iterable
+from typing import Any
 
 from lbsim.costs import DELAYS, CostModel, StageCost, cost_model_from_dict
 from lbsim.model.stages import STAGES
@@ -55,9 +56,11 @@ PARAMS: dict[str, tuple[float, float, str]] = {
     "wakeup_remote_idle_ns": (0.0, 200000.0, "ns"),
     "wakeup_remote_busy_ns": (0.0, 200000.0, "ns"),
 }
-X0 = {"scale_sched": 1.0, "scale_net": 1.0, "scale_tcp": 1.0, "scale_udp": 1.0, "scale_unix_stream": 1.0, "scale_unix_dgram": 1.0,
+X0 = {"scale_sched": 1.0, "scale_net": 1.0, "scale_tcp": 1.0, "scale_udp": 1.0, "scale_unix_stream": 1.0,
+      "scale_unix_dgram": 1.0,
       "copy_from_user_tcp_ns_per_byte": 0.05, "copy_from_user_udp_ns_per_byte": 0.05,
-      "copy_from_user_unix_ns_per_byte": 0.05, "copy_to_user_ns_per_byte": 0.03, "wakeup_remote_idle_ns": 20000.0, "wakeup_remote_busy_ns": 10000.0}
+      "copy_from_user_unix_ns_per_byte": 0.05, "copy_to_user_ns_per_byte": 0.03,
+      "wakeup_remote_idle_ns": 20000.0, "wakeup_remote_busy_ns": 10000.0}
 
 #: the copy stage whose per-byte cost each copy parameter is
 COPY_STAGE = {

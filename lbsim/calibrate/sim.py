@@ -5,6 +5,8 @@ with the kernel fields of the data being fitted (:data:`KERNEL`, set by the fit'
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -15,7 +17,8 @@ from lbsim.fitdata import Point, error_pct
 from lbsim.model.host import run_model
 
 #: the kernel fields of the data being fitted (set by fit_costs for the simulations it runs)
-KERNEL: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("lbsim_calibrate_kernel", default={})
+KERNEL: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "lbsim_calibrate_kernel", default=MappingProxyType({}))  # read-only: a shared default must not be mutated
 
 
 def sim_p50_us(model: CostModel, pt: Point, *, deterministic: bool, messages: int,

@@ -6,19 +6,39 @@ model every earlier step left, and says why in its docstring; the fits themselve
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from lbsim.calibrate.fits import (BOUNCE_FAMILIES, BOUNCE_REFIT, fit_cache_to_cache_copy, fit_cacheline_transfer,
-                                  fit_cold_copy, fit_cv, fit_kfree_skb, fit_params, fit_tcp_call_share,
-                                  refit_wakeups)
+from lbsim.calibrate.fits import (
+    BOUNCE_FAMILIES,
+    BOUNCE_REFIT,
+    fit_cache_to_cache_copy,
+    fit_cacheline_transfer,
+    fit_cold_copy,
+    fit_cv,
+    fit_kfree_skb,
+    fit_params,
+    fit_tcp_call_share,
+    refit_wakeups,
+)
 from lbsim.calibrate.ident import CHECKS
 from lbsim.calibrate.pages import PageStep, page_costs, page_step
-from lbsim.calibrate.params import (PARAMS, apply_params, at_bound, split_kfree_skb, with_cold_copies, with_delays,
-                                    with_pages, with_stage_fixed, with_stages, with_tcp_call_share)
+from lbsim.calibrate.params import (
+    PARAMS,
+    apply_params,
+    at_bound,
+    split_kfree_skb,
+    with_cold_copies,
+    with_delays,
+    with_pages,
+    with_stage_fixed,
+    with_stages,
+    with_tcp_call_share,
+)
 from lbsim.calibrate.pool import run_many
 from lbsim.calibrate.sim import KERNEL, residual_row
 from lbsim.calibrate.split import FitSplit, Key, split_frame
@@ -104,6 +124,13 @@ class FitState:
                          identifiability={k: self.checks[k] for k in params if k in self.checks})
 
 
+    @property
+    def current(self) -> CostModel:
+        """The model so far; the steps from :func:`fit_spread` on only run once it is set."""
+        if self.model is None:
+            raise RuntimeError("a fit step ran before fit_spread set the model")
+        return self.model
+
 # --------------------------------------------------------------------------------------------
 # the steps, in the order they run
 # --------------------------------------------------------------------------------------------
@@ -176,10 +203,10 @@ def fit_tcp_share(st: FitState) -> None:
     per-call and per-packet stages, from the same-CPU TCP streams at the fit sizes up to 4 KiB
     (writes coalesce there: few packets per call), keeping the split's total (one packet per
     call, which fits only the sum) where :func:`fit_main` put it."""
-    share, rows = fit_tcp_call_share(st.model, st.df, st.fit_sizes, st.stream_writes)
+    share, rows = fit_tcp_call_share(st.current, st.df, st.fit_sizes, st.stream_writes)
     if share is not None:
         st.params["tcp_call_scale"], st.params["tcp_packet_scale"] = share
-        st.model = with_tcp_call_share(st.model, *share)
+        st.model = with_tcp_call_share(st.current, *share)
     st.rows["tcp_call_share"] = list(rows)
 
 
@@ -187,10 +214,10 @@ def fit_cacheline(st: FitState) -> None:
     """``cacheline_transfer_ns`` (tcp/udp sockets, on UDP alone first) and
     ``cacheline_transfer_unix_ns``: the stall of touching a socket another CPU touched last,
     from the cross-CPU streams of 64 B-4 KiB writes, where nearly every call pays it."""
-    bounces, rows = fit_cacheline_transfer(st.model, st.df, writes=st.stream_writes)
+    bounces, rows = fit_cacheline_transfer(st.current, st.df, writes=st.stream_writes)
     for stage, b in bounces.items():
         st.params[f"{stage}_ns"] = b
-        st.model = with_stage_fixed(st.model, stage, b)
+        st.model = with_stage_fixed(st.current, stage, b)
     st.rows["cacheline_transfer"] = rows
 
 
@@ -198,10 +225,10 @@ def fit_kfree(st: FitState) -> None:
     """``kfree_skb_ns``: the part of tcp_recvmsg's cost that frees the skb, which
     skb_attempt_defer_free (net/core/skbuff.c) may move to the sender's CPU; from TCP's
     cross-CPU streams of 64 B-4 KiB writes, where it decides whether the reader keeps up."""
-    kfree, _ = fit_kfree_skb(st.model, st.df, st.stream_writes)
+    kfree, _ = fit_kfree_skb(st.current, st.df, st.stream_writes)
     if kfree is not None:
         st.params["kfree_skb_ns"] = kfree
-        st.model = split_kfree_skb(st.model, kfree)
+        st.model = split_kfree_skb(st.current, kfree)
 
 
 def refit_cacheline(st: FitState) -> None:
@@ -210,10 +237,10 @@ def refit_cacheline(st: FitState) -> None:
     rows replace the first pass's for those transports.  Runs only when kfree_skb was fitted."""
     if "kfree_skb_ns" not in st.params:
         return
-    refit, rows = fit_cacheline_transfer(st.model, st.df, BOUNCE_REFIT, st.stream_writes)
+    refit, rows = fit_cacheline_transfer(st.current, st.df, BOUNCE_REFIT, st.stream_writes)
     for stage, b in refit.items():
         st.params[f"{stage}_ns"] = b
-        st.model = with_stage_fixed(st.model, stage, b)
+        st.model = with_stage_fixed(st.current, stage, b)
     again = {r["transport"] for r in rows}
     st.rows["cacheline_transfer"] = [r for r in st.rows.get("cacheline_transfer", [])
                                      if r["transport"] not in again] + rows
@@ -222,10 +249,10 @@ def refit_cacheline(st: FitState) -> None:
 def fit_cold(st: FitState) -> None:
     """``copy_cold_ns_per_byte``: the per-byte cost of a copy whose data is out of cache, from
     TCP's same-CPU streams of 64 KiB writes and more (megabytes of send buffer queued)."""
-    cold, rows = fit_cold_copy(st.model, st.df, st.stream_writes)
+    cold, rows = fit_cold_copy(st.current, st.df, st.stream_writes)
     if cold is not None:
         st.params["copy_cold_ns_per_byte"] = cold
-        st.model = with_cold_copies(st.model, cold)
+        st.model = with_cold_copies(st.current, cold)
         st.rows["cold_copy"] = rows
 
 
@@ -233,10 +260,10 @@ def fit_c2c(st: FitState) -> None:
     """``cache_to_cache_copy_ns_per_byte``: the per-byte cost of copying payload the other CPU's
     cache holds, one value for every transport, from the cross-CPU streams of writes of 16 KiB
     and more, where it is most of a message's cost."""
-    c2c, rows = fit_cache_to_cache_copy(st.model, st.df, st.stream_writes)
+    c2c, rows = fit_cache_to_cache_copy(st.current, st.df, st.stream_writes)
     if c2c is not None:
         st.params["cache_to_cache_copy_ns_per_byte"] = c2c
-        st.model = with_stages(st.model, ("cache_to_cache_copy",), per_byte_ns=c2c)
+        st.model = with_stages(st.current, ("cache_to_cache_copy",), per_byte_ns=c2c)
         st.rows["cache_to_cache_copy"] = rows
 
 
@@ -245,10 +272,10 @@ def refit_wakeup_delays(st: FitState) -> None:
     ping-pongs with every stage cost final: :func:`fit_main` set them before the cache-line
     transfer existed, which a cross-CPU round trip pays about four times (Cauchy loss: a few of
     those round trips are bistable on the host)."""
-    delays = refit_wakeups(st.model, st.fit_pts)
+    delays = refit_wakeups(st.current, st.fit_pts)
     if delays is not None:
         st.params.update(delays)
-        st.model = with_delays(st.model, delays)
+        st.model = with_delays(st.current, delays)
         st.bounds_hit = ([n for n in st.bounds_hit if n not in delays]
                          + [n for n, v in delays.items() if at_bound(n, v)])
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from lbsim.cli._common import InputError, Parser, add_verbosity
 from lbsim.config import ConfigError
@@ -54,7 +54,7 @@ class _StderrHandler(logging.StreamHandler):
         super().__init__(sys.stderr)
         self.setFormatter(logging.Formatter("%(message)s"))
 
-    @property  # type: ignore[override]
+    @property
     def stream(self):  # noqa: ANN201
         return sys.stderr
 

@@ -6,8 +6,9 @@ import argparse
 import difflib
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn
 
 from lbsim.config import TRANSPORTS, WORKLOADS, SimConfig, make_config
 from lbsim.kernels import KERNELS
@@ -21,7 +22,7 @@ class InputError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's own errors: one line, exit 2
+    def error(self, message: str) -> NoReturn:  # argparse's own errors: one line, exit 2
         raise InputError(message)
 
 

@@ -15,8 +15,9 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from lbsim.cli._common import FIGURE_FORMATS, InputError, csv_list, int_list, log, output_dir, output_file, sim_default
 from lbsim.config import TRANSPORTS
@@ -30,7 +31,7 @@ STAGES_ONLY_SIZES = "64"
 UDP_MAX_PAYLOAD = 65507
 
 
-def _fmt_ns(v: Optional[float]) -> str:
+def _fmt_ns(v: float | None) -> str:
     return "-" if v is None else f"{v:,.0f}"
 
 
@@ -91,8 +92,8 @@ def _traced_runs(transports: list[str], placements: list[str], sizes: list[int],
                     continue
                 try:
                     # count None: measure_stages' own default
-                    r = measure_stages(tr, size=size, placement=pl, busy=busy,
-                                       **({} if count is None else {"count": count}))
+                    r = (measure_stages(tr, size=size, placement=pl, busy=busy) if count is None
+                         else measure_stages(tr, size=size, placement=pl, busy=busy, count=count))
                 except (StagesUnavailable, HarnessUnavailable) as e:
                     raise _TracingUnavailable(str(e)) from None
                 except (HarnessError, ValueError) as e:
@@ -464,7 +465,8 @@ def _add_validate(sub: Any, parent: argparse.ArgumentParser) -> None:
                        description="Compare measured loopback / UNIX socket data (long-format CSV, see "
                                    "docs/measured-data.md) with the model. Exit 1 if --max-error is exceeded.")
     v.add_argument("measured", metavar="MEASURED", help="long-format measured CSV")
-    v.add_argument("--costs", default=sim_default("costs"), help="cost model: 'default' or a JSON file (default %(default)s)")
+    v.add_argument("--costs", default=sim_default("costs"),
+                   help="cost profile: a profile name, a JSON file, 'default' or 'auto' (default %(default)s)")
     v.add_argument("--max-error", type=float, default=None, metavar="PCT",
                    help="exit 1 unless the held-out median |error| of rtt_p50_us and throughput_MBps "
                         "are both <= PCT")

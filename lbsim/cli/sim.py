@@ -8,8 +8,16 @@ import math
 import sys
 from typing import Any
 
-from lbsim.cli._common import (FIGURE_FORMATS, InputError, add_sim_options, config_from_args, log, output_file,
-                               sim_default, sim_fields)
+from lbsim.cli._common import (
+    FIGURE_FORMATS,
+    InputError,
+    add_sim_options,
+    config_from_args,
+    log,
+    output_file,
+    sim_default,
+    sim_fields,
+)
 from lbsim.config import TRANSPORTS, ConfigError, make_config
 
 __all__ = ["add_commands"]

@@ -23,13 +23,14 @@ after a loss), and loss recovery's packet conservation.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 __all__ = ["Bbr", "CONGESTION_CONTROLS"]
 
 #: the values of ``net.ipv4.tcp_congestion_control`` modelled ("reno" runs as "cubic": on lo both
 #: only slow-start); the one list config, kernels and validate check against
-CONGESTION_CONTROLS = ("cubic", "reno", "bbr")
+CongestionControl = Literal["cubic", "reno", "bbr"]
+CONGESTION_CONTROLS: tuple[str, ...] = get_args(CongestionControl)
 
 # ---- net/ipv4/tcp_bbr.c constants (gains as fractions; the kernel's are x/256)
 BBR_HIGH_GAIN = (256 * 2885 // 1000 + 1) / 256  # bbr_high_gain = 2/ln(2), 740/256

@@ -30,10 +30,11 @@ def summarise_effects(rows: pd.DataFrame, max_spread: float) -> dict[str, Any]:
     err = real["effect_error_pct"].abs()
     worst = None
     if len(err.dropna()):
-        j = err.idxmax()
-        worst = {"point": _name(real.loc[j]), "effect_error_pct": float(real.loc[j, "effect_error_pct"]),
-                 "measured_effect": float(real.loc[j, "measured_effect"]),
-                 "simulated_effect": float(real.loc[j, "simulated_effect"])}
+        j: Any = err.idxmax()  # a label of real's index
+        row = real.loc[j]
+        worst = {"point": _name(row), "effect_error_pct": float(row["effect_error_pct"]),
+                 "measured_effect": float(row["measured_effect"]),
+                 "simulated_effect": float(row["simulated_effect"])}
     wrong = real[real["direction_agrees"] != True]  # noqa: E712 (None: no simulated effect)
     left = modelled[modelled["left_out"]]
     return {
