@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["plain"]
+__all__ = ["plain", "strict"]
 
 
 def plain(obj: Any, *, finite: bool = False) -> Any:
@@ -37,3 +37,8 @@ def plain(obj: Any, *, finite: bool = False) -> Any:
     if hasattr(obj, "item"):
         return plain(obj.item(), finite=finite)
     return str(obj)
+
+
+def strict(obj: Any) -> Any:
+    """``plain(obj, finite=True)``: for strict JSON (reports read by other tools)."""
+    return plain(obj, finite=True)

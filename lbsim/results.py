@@ -276,6 +276,10 @@ def _sources(folder: Path) -> list[Path]:
     return files
 
 
+#: how often read_table lists a folder again when a file it listed vanished (a running sweep)
+READ_ATTEMPTS = 5
+
+
 class ResultsError(ValueError):
     """A results folder that cannot be read; the message names the file."""
 
@@ -299,6 +303,8 @@ def _read_files(files: Sequence[Path], columns: Sequence[str] | None = None, *,
     for f in reversed(files):
         try:
             t = pq.read_table(f, schema=schema)  # columns an older file lacks are null
+        except FileNotFoundError:
+            raise  # gone since listed: a running sweep consolidated it (read_table lists again)
         except Exception as e:  # noqa: BLE001 - any failure to read names this file
             why = str(e).splitlines()[0] if str(e) else type(e).__name__
             if strict:
@@ -314,8 +320,20 @@ def _read_files(files: Sequence[Path], columns: Sequence[str] | None = None, *,
 
 def read_table(folder: str | Path, columns: Sequence[str] | None = None, *, strict: bool = True) -> pa.Table:
     """Every stored row of a results folder (consolidated file, parts, older per-run files);
-    an unreadable file raises :class:`ResultsError` unless ``strict`` is false."""
-    return _read_files(_sources(Path(folder)), columns, strict=strict)
+    an unreadable file raises :class:`ResultsError` unless ``strict`` is false.
+
+    A sweep that is running folds its parts into results.parquet and then deletes them, so a
+    part listed here may be gone when it is read: the folder is then listed and read again."""
+    for _ in range(READ_ATTEMPTS - 1):
+        try:
+            return _read_files(_sources(Path(folder)), columns, strict=strict)
+        except FileNotFoundError:
+            continue
+    try:
+        return _read_files(_sources(Path(folder)), columns, strict=strict)
+    except FileNotFoundError as e:
+        raise ResultsError(f"{e.filename}: removed while being read, {READ_ATTEMPTS} times; "
+                           "is a sweep writing this folder?") from None
 
 
 def stored_runs(folder: str | Path, model_version: int | None = None) -> dict[str, str]:

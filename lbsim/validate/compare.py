@@ -28,9 +28,10 @@ from lbsim.fitdata import (
     sim_fields,
     sim_kernel,
 )
+from lbsim.jsonsafe import strict
 from lbsim.measure.host import STREAM_BYTES
 from lbsim.validate.checks import check_measured
-from lbsim.validate.report import HEADLINE, ValidationReport, _jsonable, _point_name
+from lbsim.validate.report import HEADLINE, ValidationReport, _point_name
 
 #: simulations per stream point (seeds seed, seed + 1, ...): the median is compared, as the
 #: measured value is the median of repetitions (scripts/measure_host.py's default is 3)
@@ -123,7 +124,7 @@ def order_check(rows: pd.DataFrame, metrics: Sequence[str] = HEADLINE, params: S
                 cell = (f"{k['workload']} {k['placement']}/{k['background']} {int(k['msg_bytes'])} B"
                         + "".join(f" {p}={k[p]}" for p in (params if shown is None else shown)
                                   if not pd.isna(k[p]) and str(k[p]) != ""))
-                disagreements.append({**{c: _jsonable(k[c]) for c in cell_keys}, "cell": cell,
+                disagreements.append({**{c: strict(k[c]) for c in cell_keys}, "cell": cell,
                                       "a": a["transport"], "b": b["transport"],
                                       "measured_a": float(ma), "measured_b": float(mb),
                                       "simulated_a": float(sa), "simulated_b": float(sb)})
@@ -242,7 +243,7 @@ def validate(measured: pd.DataFrame | str | Path, costs: str | CostModel = "defa
     params = [c for c in PARAM_COLUMNS if c in norm.columns]
     #: parameter columns that differ between points (the others are named once, in the header)
     shown = [c for c in params if norm[c].nunique(dropna=False) > 1]
-    constant = {c: _jsonable(norm[c].iloc[0]) for c in params if c not in shown}
+    constant = {c: strict(norm[c].iloc[0]) for c in params if c not in shown}
 
     points = list(norm.groupby(keys, dropna=False, sort=True))
     records: list[dict[str, Any]] = []

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lbsim.validate.report import _jsonable
+from lbsim.jsonsafe import strict
 
 __all__ = ["EffectsReport", "summarise_effects"]
 
@@ -77,7 +77,7 @@ class EffectsReport:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable({"source": self.source, "costs": {"name": self.costs_name, "hash": self.costs_hash},
+        return strict({"source": self.source, "costs": {"name": self.costs_name, "hash": self.costs_hash},
                           "settings": self.settings, "summary": self.summary,
                           "effects": self.rows.to_dict(orient="records"),
                           "drops": self.drops.to_dict(orient="records")})

@@ -7,29 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from lbsim.fitdata import PARAM_COLUMNS
+from lbsim.jsonsafe import strict
 
 #: the metrics of the order check and of :meth:`ValidationReport.passes`
 HEADLINE = ("rtt_p50_us", "throughput_MBps")
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.bool_, bool)):
-        return bool(x)
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return None if not math.isfinite(float(x)) else float(x)
-    if x is pd.NA or x is None:
-        return None
-    return x
 
 
 def _point_name(r: Any, params: Sequence[str] = ()) -> str:
@@ -80,15 +64,15 @@ class ValidationReport:
 
     # --- output ----------------------------------------------------------------------------------
     def to_dict(self, max_error_pct: float | None = None) -> dict[str, Any]:
-        rows = [{k: _jsonable(v) for k, v in r.items()} for r in self.rows.to_dict(orient="records")]
+        rows = [{k: strict(v) for k, v in r.items()} for r in self.rows.to_dict(orient="records")]
         out = {
             "source": self.source,
             "costs": {"name": self.costs_name, "hash": self.costs_hash},
             "fit_sizes": list(self.fit_sizes),
             "settings": dict(self.settings),
-            "summary": _jsonable(self.summary),
-            "order": _jsonable(self.order),
-            "headline": _jsonable(self.headline(max_error_pct)),
+            "summary": strict(self.summary),
+            "order": strict(self.order),
+            "headline": strict(self.headline(max_error_pct)),
             "notes": list(self.notes),
             "rows": rows,
         }
