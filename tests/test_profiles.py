@@ -21,7 +21,7 @@ AMD_HERE = HostId("AuthenticAMD", 25, 17, 1, "AMD EPYC", "6.18.44-fc-v1300", "vm
 #: an AMD CPU model no profile was measured on, with a kernel build between two that were
 AMD_ELSE = HostId("AuthenticAMD", 23, 49, 0, "AMD EPYC", "6.18.44-fc-v1280", "vm")
 NOTICE = ("this host (AuthenticAMD 23/49/0, 6.18.44-fc-v1280) has no profile of its own; `lbsim calibrate` "
-          "measures it and makes one (about 3 minutes)")
+          "measures it and makes one")
 
 
 @pytest.fixture(autouse=True)
