@@ -98,8 +98,10 @@ def test_cli(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "a 30 % cheaper" in out and "of a 64 B tcp round trip on one CPU" in out
     assert "loopback gap: tcp p50" in out and png.stat().st_size > 1000
+    assert "costs: xeon-v1272-2026-12-06" in out  # the profile the tests pin (conftest)
     assert main(["whatif", "--speedups", "130"]) == 2
     assert main(["whatif", "--messages", "30", "--transport", "unix_stream", "--speedups", "50", "--jobs", "1",
                  "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["gap"] is None and d["targets"][0]["gain"]["p50"]["0.5"] > 0
+    assert d["costs_profile"] == "xeon-v1272-2026-12-06"

@@ -47,11 +47,15 @@ def cmd_whatif(a: argparse.Namespace) -> int:
                                   jobs=a.jobs, address=a.dask, progress=progress)
     except ValueError as e:
         raise InputError(str(e)) from None
+    from lbsim.profiles import resolve_run
+
+    costs = resolve_run(cfg.costs)[1]  # the profile the runs used, named in every output
     if a.json:
-        print(json.dumps(p.to_dict(), default=_finite))
+        print(json.dumps({**p.to_dict(), "costs_profile": costs.name}, default=_finite))
     else:
         print(whatif.format_profile(p, a.top))
         print(whatif.format_gap(p, a.top), end="")
+        print(f"costs: {costs.label}")
     log.info(f"lbsim: whatif: {len(p.runs) + 1 + (p.unix is not None)} runs in {p.wall_s:.1f} s wall, "
              f"{p.cpu_s:.1f} s CPU")
     if plot:
