@@ -24,14 +24,8 @@ the buffer is read twice -- once as text (event fields) and once with ``options/
 (``pid cpu ts_ns type: id``) -- and the two listings are zipped line by line (they are
 the same frozen buffer; cpu and the rounded microsecond are cross-checked).
 
-round trip: ``rtt`` -- the client's first sys_enter_sendto -> its last sys_exit_recvfrom of the
-reply.  It misses what happens in user space and after the syscall-exit tracepoint (e.g. a
-preemption on the way out), so it can be below the harness's own p50; the tracing overhead
-is therefore computed from the harness's p50 with and without tracing (same clock):
-``overhead_ns_per_event = (rtt_traced_harness_p50_ns - rtt_untraced_median_ns) /
-events_per_rtt``, where events_per_rtt counts every recorded event in the measured window.
-Across CPUs the round trip is dominated by IPI/idle-exit latency whose run-to-run spread is
-far larger than the tracing cost, so that estimate is noisy there.
+The round trip ``rtt`` and the tracing overhead per event are defined with the intervals, in
+:mod:`.stages_intervals`.
 """
 
 from __future__ import annotations
