@@ -118,8 +118,16 @@ def cmd_measure(a: argparse.Namespace) -> int:
     from lbsim.measure.knob_cli import KnobUsageError
     from lbsim.measure.knob_cli import run as run_knobs
 
+    points = None
+    if getattr(a, "knob", None):  # --knob runs over --transports/--workloads/--sizes/--placements
+        points = {"transports": csv_list(a.transports, TRANSPORTS, "--transports"),
+                  "workloads": [w for w in csv_list(a.workloads, ("pingpong", "stream", "split"), "--workloads")
+                                if w != "split"] or ["pingpong", "stream"],
+                  "placements": csv_list(a.placements, ("same", "cross"), "--placements")}
+        if a.sizes:
+            points["sizes"] = int_list(a.sizes, "--sizes")
     try:  # --knobs / --knob / --restore-knobs: a knob run instead of the plain grid
-        rc = run_knobs(a, a.out, emit=log.warning, progress=log.info)
+        rc = run_knobs(a, a.out, emit=log.warning, progress=log.info, points=points)
     except KnobUsageError as e:
         raise InputError(str(e)) from None
     if rc is not None:

@@ -40,8 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(from the journal in $XDG_STATE_HOME/lbsim) and exit")
 
 
-def run(a: argparse.Namespace, out: str = "measured.csv", emit=print, progress=None):
-    """Handle the knob options; None if none of them was given, else the exit status."""
+def run(a: argparse.Namespace, out: str = "measured.csv", emit=print, progress=None, points=None):
+    """Handle the knob options; None if none of them was given, else the exit status.
+    ``points``: the run points of ``--knob`` (transports, workloads, sizes, placements)."""
     if getattr(a, "restore_knobs", False):
         done = restore_knobs()
         for name, v in done:
@@ -55,7 +56,7 @@ def run(a: argparse.Namespace, out: str = "measured.csv", emit=print, progress=N
     from .knob_run import run_grid
     try:
         grid = (load_grid(a.knobs, quick=a.quick) if a.knobs else
-                grid_from_specs(a.knob, reps=getattr(a, "reps", 2) or 2))
+                grid_from_specs(a.knob, reps=getattr(a, "reps", 2) or 2, **(points or {})))
         df = run_grid(grid, progress=progress or _log.info)
     except (GridError, StaleJournal) as e:
         raise KnobUsageError(str(e)) from None
