@@ -118,7 +118,7 @@ def cmd_measure(a: argparse.Namespace) -> int:
     from lbsim.measure.knob_cli import KnobUsageError
     from lbsim.measure.knob_cli import run as run_knobs
 
-    points = None
+    points: dict[str, list] | None = None
     if getattr(a, "knob", None):  # --knob runs over --transports/--workloads/--sizes/--placements
         points = {"transports": csv_list(a.transports, TRANSPORTS, "--transports"),
                   "workloads": [w for w in csv_list(a.workloads, ("pingpong", "stream", "split"), "--workloads")
