@@ -262,7 +262,7 @@ def test_knob_cli_runs_over_the_given_points(monkeypatch):
 
     seen = {}
 
-    def fake_run_grid(grid, progress=None):
+    def fake_run_grid(grid, progress=None, **kw):
         seen["runs"] = plan(grid)
         raise KeyboardInterrupt  # stop before anything is written
 
@@ -275,3 +275,35 @@ def test_knob_cli_runs_over_the_given_points(monkeypatch):
     runs = seen["runs"]
     assert {(r.transport, r.size, r.placement) for r in runs} == {("tcp", 1024, "cross")}
     assert {r.workload for r in runs} == {"pingpong", "stream"}  # split has no knob form
+
+
+def test_a_failed_run_is_a_row_and_finished_runs_reach_the_partial_file(monkeypatch, tmp_path):
+    """A run the harness cannot finish neither kills the grid nor loses the runs before it: it is
+    one run_failed row, its later repetitions are skipped, and every finished run is appended to
+    the partial CSV as it ends (what a killed grid leaves)."""
+    import pandas as pd
+
+    import lbsim.measure.knob_run as kr
+    from lbsim.measure.harness_base import HarnessError
+
+    grid = parse_grid({"name": "t", "reps": 2, "run": {"count_pingpong": 20, "count_stream": 50},
+                       "group": [{"name": "buf", "knob": "so_sndbuf", "values": [1], "transports": ["tcp"],
+                                  "workloads": ["stream"], "sizes": [1024], "placements": ["same"]}]})
+    calls = []
+
+    def fake_run_one(exe, argv, knobs, timeout):
+        calls.append(argv)
+        if "--sndbuf" in argv:
+            raise HarnessError("harness error: warmup did not finish within max-seconds=2", 1, {}, "")
+        return {"throughput_Bps": 1e8, "msgs_per_s": 1e5, "sent": 50, "received": 50}
+
+    monkeypatch.setattr(kr, "_run_one", fake_run_one)
+    monkeypatch.setattr(kr, "build_harness", lambda: Path("/bin/true"))
+    part = tmp_path / "k.csv.part"
+    df = kr.run_grid(grid, progress=None, proc_sys=tmp_path, journal=tmp_path / "j.json", netns=False,
+                     partial=part)
+    failed = df[df.metric == "run_failed"]
+    assert len(failed) == 1 and failed.iloc[0]["setting"] == "buf/so_sndbuf=1"
+    assert len(calls) == 5  # D V D, then rep 1: D D (V not tried again)
+    on_disk = pd.read_csv(part)
+    assert len(on_disk) == len(df) and set(on_disk.metric) == set(df.metric)

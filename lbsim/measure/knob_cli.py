@@ -57,9 +57,12 @@ def run(a: argparse.Namespace, out: str = "measured.csv", emit=print, progress=N
     try:
         grid = (load_grid(a.knobs, quick=a.quick) if a.knobs else
                 grid_from_specs(a.knob, reps=getattr(a, "reps", 2) or 2, **(points or {})))
-        df = run_grid(grid, progress=progress or _log.info)
+        partial = Path(str(out) + ".part")
+        partial.unlink(missing_ok=True)
+        df = run_grid(grid, progress=progress or _log.info, partial=partial)
     except (GridError, StaleJournal) as e:
         raise KnobUsageError(str(e)) from None
     path = write_csv(df, Path(out))
+    partial.unlink(missing_ok=True)  # the whole grid is in OUT now
     emit(f"wrote {len(df)} rows ({df['setting'].nunique() if len(df) else 0} settings) to {path}")
     return 0

@@ -160,8 +160,13 @@ def _usable(grid: Grid, netns: bool, say) -> Grid:
 
 def run_grid(grid: Grid, progress: Callable[[str], None] | None = _log.info, *,
              proc_sys: Path = PROC_SYS, journal: Path | None = None,
-             netns: bool | None = None) -> pd.DataFrame:
-    """Run ``grid`` and return its long-format rows (ROW_COLUMNS); see the module docstring."""
+             netns: bool | None = None, partial: Path | None = None) -> pd.DataFrame:
+    """Run ``grid`` and return its long-format rows (ROW_COLUMNS); see the module docstring.
+
+    ``partial``: a CSV that gets each finished run's rows at once, so that a killed grid keeps
+    them (the caller removes it once the whole grid is written).  A run the harness cannot
+    finish (a timeout, a warm-up that does not end: e.g. a stream stalled by a tiny buffer) is
+    a result too: one ``run_failed`` row, and its later repetitions are not tried."""
     say = progress or (lambda _m: None)
     netns = can_netns() if netns is None else netns
     grid = _usable(grid, netns, say)
@@ -196,19 +201,27 @@ def run_grid(grid: Grid, progress: Callable[[str], None] | None = _log.info, *,
                 res = _run_one(exe, argv, _netns_knobs(s, b) if netns else None,
                                g.max_seconds * max(1, s["flows"]) + 40)
             except HarnessError as e:
-                if e.returncode == 2:
-                    say(f"  skip {run.setting} {run.transport} {run.workload} {run.size} B: {e}")
-                    skipped.add(key)
+                say(f"  {'skip' if e.returncode == 2 else 'failed'} {run.setting} {run.transport} "
+                    f"{run.workload} {run.size} B: {e}")
+                skipped.add(key)
+                if e.returncode == 2:  # the harness refused the configuration: nothing measured
                     continue
-                raise
+                res, rows = {}, [("run_failed", 1.0)]
+            else:
+                rows = list(_rows(res, run.workload))
             extra = _row_extra(res, run, s, b)
-            for metric, value in _rows(res, run.workload):
-                records.append({"transport": run.transport, "workload": run.workload,
+            new = []
+            for metric, value in rows:
+                new.append({"transport": run.transport, "workload": run.workload,
                                 "placement": run.placement, "msg_bytes": run.size, "metric": metric,
                                 "value": float(value), "rep": run.rep, "harness": "c", "loadavg": la,
                                 "kernel": kernel, "tcp_congestion_control": cc,
                                 "setting": run.setting, "knob": run.group.knob,
                                 "group": run.group.name, "netns": bool(netns), **extra})
+            records += new
+            if partial is not None and new:
+                pd.DataFrame.from_records(new, columns=list(ROW_COLUMNS)).to_csv(
+                    partial, mode="a", header=not partial.exists() or partial.stat().st_size == 0, index=False)
     df = pd.DataFrame.from_records(records, columns=list(ROW_COLUMNS))
     df.attrs["host"] = dict(info, knob_defaults=defaults, grid=grid.source)
     return df

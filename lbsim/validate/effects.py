@@ -285,6 +285,8 @@ def _effect_rows(entries: list[dict[str, Any]], results: dict[str, dict[str, Any
                      "simulated_effect": sim, "sim_setting": sim_s, "sim_default": sim_d,
                      "effect_error_pct": 100.0 * (sim / meas - 1.0) if math.isfinite(sim) and meas else float("nan"),
                      "real": real, "left_out": bool(spread_pct > 100.0 * max_spread),
+                     # the harness could not finish this setting's run on the host (no measured value)
+                     "host_failed": bool((e["runs"]["metric"] == "run_failed").any()),
                      "direction_agrees": (bool((sim - 1.0) * (meas - 1.0) > 0) if math.isfinite(sim) else None),
                      "not_modelled": reason})
         if pt["workload"] == "stream" and pt["transport"] in ("udp", "unix_dgram") and any(
