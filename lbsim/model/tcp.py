@@ -57,7 +57,8 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
                  "last_cpu", "owned", "backlog", "backlog_bytes", "deferred_delack", "deferred_rto",
                  "out_segs", "in_segs", "retrans_segs", "pure_acks_sent", "data_packets",
                  "backlog_drops", "ofo_queued", "ofo", "lost_bytes", "skb_overhead", "cc", "delivered",
-                 "delivered_mstamp", "first_tx_mstamp", "app_limited", "rtt_min_us", "mss_clamp")
+                 "delivered_mstamp", "first_tx_mstamp", "app_limited", "rtt_min_us", "mss_clamp",
+                 "wstamp_ns", "pace_armed", "deferred_tsq")
 
     BOUNCE_SID = S_BOUNCE  # Sim.touch: the cache-line transfer this socket type costs
     BOUNCE_ITEMS = (BOUNCE_SID,)  # the work items Sim.touch returns
@@ -91,6 +92,7 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
         self.backlog_bytes = 0
         self.deferred_delack = False
         self.deferred_rto = False
+        self.deferred_tsq = False  # TCP_TSQ_DEFERRED: the pacing timer fired while the socket was owned
         # counters
         self.out_segs = 0
         self.in_segs = 0
@@ -128,6 +130,10 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
         # the congestion control's state: None = cubic (inline in _process_ack), else Bbr
         self.cc: Bbr | None = (Bbr(sim.cc_rng, sim.env.now / 1000.0, self.cwnd, self.advmss)
                                if kernel.tcp_congestion_control == "bbr" else None)
+        # internal pacing (tcp_pacing_check): the earliest departure time of the next skb
+        # (tp->tcp_wstamp_ns) and whether the pacing hrtimer is queued
+        self.wstamp_ns = 0.0
+        self.pace_armed = False
         self.snd_wnd = 65535
         self.max_window = 0
         self._goal_for = -1  # the max_window size_goal() was last computed for, and its result
@@ -184,7 +190,7 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
 
     def release_sock(self, cpu: CPU) -> Iterable[Any]:
         """__release_sock: process the backlog in task context, then tcp_release_cb."""
-        if not (self.backlog or self.deferred_rto or self.deferred_delack):
+        if not (self.backlog or self.deferred_rto or self.deferred_delack or self.deferred_tsq):
             self.owned = False
             return ()  # nothing to process: no generator to run
         return self._release_sock(cpu)
@@ -196,6 +202,11 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
                 pkt = self.backlog.popleft()
                 self.backlog_bytes -= pkt[6] + 832
                 yield from self.do_rcv(cpu, pkt, True)
+            if self.deferred_tsq:
+                # tcp_release_cb: TCP_TSQ_DEFERRED first -> tcp_tsq_write
+                self.deferred_tsq = False
+                yield from self.write_xmit(cpu, True, True)
+                continue
             if self.deferred_rto:
                 self.deferred_rto = False
                 yield sim.work_of_ids((S_RTX_TIMER,))

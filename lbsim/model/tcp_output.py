@@ -66,6 +66,18 @@ def tcp_size_goal(mss: int, gso_max_size: int) -> tuple[int, int]:
     return segs, segs * mss
 
 
+class _PaceKick:
+    """The pacing timer's entry on a CPU's timer list (Net.add_timer calls ``timer``)."""
+
+    __slots__ = ("sk",)
+
+    def __init__(self, sk: TcpOutput) -> None:
+        self.sk = sk
+
+    def timer(self, cpu: CPU, ctx: Any, item: tuple[Any, ...]) -> Generator[Any, None, None]:
+        return self.sk.pace_kick(cpu)
+
+
 class TcpOutput(TcpState):
     """The send side of TcpSock (a mixin: TcpSock holds the state)."""
 
@@ -129,10 +141,17 @@ class TcpOutput(TcpState):
         """tcp_write_xmit: send what cwnd, the peer window and Nagle allow."""
         sim = self.sim
         net = self.net
+        # internal pacing (tcp_needs_internal_pacing): bbr_init asks for it and lo has no fq qdisc
+        # to do it instead; tcp_mstamp_refresh reads the clock once per call (tcp_clock_cache)
+        cc = self.cc
+        clock = self.env._now
         while self.write_q:
             length = self.write_q[0]
             if self.tail_open and len(self.write_q) == 1 and not push and length < self.size_goal():
                 break  # still being filled by tcp_sendmsg (tcp_push comes at the end)
+            if cc is not None and self.wstamp_ns > clock:
+                self._pacing_timer(cpu)  # tcp_pacing_check: too early for the next skb
+                break
             if self.packets_out >= self.cwnd:
                 break  # tcp_cwnd_test
             mss = self.mss()
@@ -168,6 +187,8 @@ class TcpOutput(TcpState):
                              self.delivered_mstamp, self.first_tx_mstamp, self.app_limited])
             self.packets_out += segs
             self.out_segs += segs
+            if cc is not None:
+                self._paced(length, clock, cc.pacing_rate)
             ack, wnd = self._stamp_ack()
             if self.last_rcv > self.env._now - self.delack_ns:
                 self.pingpong = True  # tcp_event_data_sent: a reply within ato
@@ -187,6 +208,40 @@ class TcpOutput(TcpState):
                 self._arm_rto(cpu)
             if in_task:
                 yield BH_ENABLE
+
+    def _paced(self, length: int, clock: float, rate: float) -> None:
+        """__tcp_transmit_skb's departure time (tcp_wstamp_ns at least tcp_clock_cache), then
+        tcp_update_skb_after_send: the next skb may leave ``length / sk_pacing_rate`` later,
+        less up to half of that as credit for time the flow lagged behind its schedule; the
+        first 10 segments (data_segs_out, this skb's included) are not paced."""
+        prior = self.wstamp_ns
+        if prior < clock:
+            self.wstamp_ns = clock
+        rate_int = int(rate)  # sk_pacing_rate, bytes/s (unsigned long)
+        if rate_int > 0 and self.out_segs >= 10:
+            len_ns = length * 1_000_000_000 // rate_int  # div64_ul
+            credit = self.wstamp_ns - prior
+            self.wstamp_ns += len_ns - min(len_ns // 2, credit)
+
+    def _pacing_timer(self, cpu: CPU) -> None:
+        """tcp_pacing_check's hrtimer_start(tcp_wstamp_ns, HRTIMER_MODE_ABS_PINNED_SOFT): unless
+        it is queued already, the pacing timer fires on this CPU at the departure time."""
+        if self.pace_armed:
+            return
+        self.pace_armed = True
+        delay = self.wstamp_ns - self.env._now
+        ev = self.env.timeout(delay if delay > 0 else 0.0)
+        ev.callbacks.append(lambda _e: self.net.add_timer(cpu, (_PaceKick(self),)))
+
+    def pace_kick(self, cpu: CPU) -> Generator[Any, None, None]:
+        """tcp_pace_kick -> tcp_tsq_handler (in softirq): transmit now (tcp_tsq_write ->
+        tcp_write_xmit) unless the socket is owned, then TCP_TSQ_DEFERRED for tcp_release_cb."""
+        self.pace_armed = False
+        if self.owned:
+            self.deferred_tsq = True
+            return
+        if self.write_q:
+            yield from self.write_xmit(cpu, False, True)
 
     def send_ack(self, cpu: CPU, in_task: bool) -> Generator[Any, None, None]:
         """__tcp_send_ack: a pure ACK through the whole IP/lo path on this CPU."""
@@ -257,7 +312,7 @@ class TcpOutput(TcpState):
         # tcp_push(): PSH on the last skb; Nagle decides unless TCP_NODELAY
         self.tail_open = False
         yield from self.write_xmit(cpu, True, True)
-        if self.backlog or self.deferred_rto or self.deferred_delack:
+        if self.backlog or self.deferred_rto or self.deferred_delack or self.deferred_tsq:
             yield from self._release_sock(cpu)
         else:
             self.owned = False  # release_sock() with nothing to process, inlined

@@ -111,6 +111,9 @@ class TcpState:
     backlog_bytes: int
     deferred_delack: bool
     deferred_rto: bool
+    deferred_tsq: bool
+    wstamp_ns: float
+    pace_armed: bool
     # counters
     out_segs: int
     in_segs: int
