@@ -22,6 +22,16 @@ sleeps (``sk_stream_wait_memory``) until ``sk_stream_write_space`` finds
 ``tcp_transmit_skb`` -> ``ip_output`` -> ``dev_queue_xmit`` -> ``loopback_xmit`` ->
 ``netif_rx``; with TSO off on lo the GSO skb is cut by ``skb_gso_segment`` and each segment
 crosses lo on its own.  ``release_sock`` processes what arrived on the socket backlog.
+
+Pacing (BBR only: ``bbr_init`` sets ``SK_PACING_NEEDED`` and lo's noqueue qdisc leaves it to
+TCP): ``tcp_write_xmit`` stops before an skb whose departure time ``tcp_wstamp_ns`` is later
+than the clock read at its start (``tcp_pacing_check``), which ``tcp_update_skb_after_send``
+advances by ``len / sk_pacing_rate`` per skb; so one call sends one skb and arms the pacing
+hrtimer on this CPU, whose ``tcp_pace_kick`` -> ``tcp_tsq_handler`` sends the next from softirq
+or, if the socket is owned, leaves it to ``tcp_release_cb`` (``TCP_TSQ_DEFERRED``).  With TSO
+off this is why the sending CPU's backlog holds one skb's segments at a time: an ACK processed
+in softirq cannot push a whole congestion window of segments into it.  The hrtimer interrupt
+itself costs nothing here (no stage for it).
 """
 
 from __future__ import annotations
