@@ -12,7 +12,8 @@ Kernel functions modelled (net/core/dev.c, drivers/net/loopback.c, kernel/softir
                         queue NAPI_STATE_SCHED is set and NET_RX raised (locally, or for a
                         remote RPS target queued on ``rps_ipi_list`` and kicked by IPI from
                         the end of this CPU's net_rx_action)
-``do_softirq``          ``handle_softirqs``: TIMER then NET_RX; restarts while pending, at
+``do_softirq``          ``handle_softirqs``: TIMER, NET_RX, then HRTIMER (the softirq bits in
+                        order, include/linux/interrupt.h); restarts while pending, at
                         most MAX_SOFTIRQ_RESTART times and 2 ms, then wakes ksoftirqd
 ``net_rx_action``       ``netdev_budget`` packets and ``netdev_budget_usecs`` per run,
                         checked after each ``napi_poll``; over budget -> ``time_squeeze++``
@@ -72,6 +73,8 @@ class Net:
         self.rps_targets = [i for i in range(n) if (kernel.rps_cpus >> i) & 1]
         self.backlog_wait_ns = 0.0
         self.backlog_waits = 0
+        # expired soft hrtimers per CPU (HRTIMER_SOFTIRQ: TCP's pacing timer)
+        self.hrtimer_queues: list[deque[tuple[Any, ...]]] = [deque() for _ in range(n)]
         for cpu in sim.cpus:
             cpu.napi_scheduled = False
             wq = WaitQueue(f"ksoftirqd/{cpu.idx}")
@@ -148,15 +151,23 @@ class Net:
         cpu.timer_queue.append(item)
         cpu.raise_softirq_irq()
 
+    def add_hrtimer(self, cpu: CPU, item: tuple[Any, ...]) -> None:
+        """A soft hrtimer (HRTIMER_MODE_*_SOFT) expired on ``cpu``: its handler runs in
+        HRTIMER_SOFTIRQ, after NET_RX in the same handle_softirqs pass."""
+        self.hrtimer_queues[cpu.idx].append(item)
+        cpu.raise_softirq_irq()
+
     # ------------------------------------------------------------------ softirq
     def do_softirq(self, cpu: CPU, ctx: Any) -> Generator[Any, None, None]:
-        """handle_softirqs(): TIMER then NET_RX, with the restart limits."""
+        """handle_softirqs(): TIMER, NET_RX, then HRTIMER, with the restart limits."""
         sim = self.sim
         env = self.env
         start = env._now
         restarts = 0
+        hq = self.hrtimer_queues[cpu.idx]
         while True:
             cpu.softirq_pending = False
+            n_hr = len(hq)  # the pending bits are read once per pass: later expiries wait for the next
             while cpu.timer_queue:
                 item = cpu.timer_queue.popleft()
                 yield from item[0].timer(cpu, ctx, item)
@@ -213,6 +224,9 @@ class Net:
                 yield sim.work_of_ids((S_RPS_IPI,) * len(targets))
                 for tgt in targets:
                     self.raise_net_rx_by_ipi(tgt)
+            for _ in range(n_hr):
+                item = hq.popleft()
+                yield from item[0].timer(cpu, ctx, item)
             if not cpu.softirq_pending:
                 return
             restarts += 1

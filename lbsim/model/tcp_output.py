@@ -241,7 +241,7 @@ class TcpOutput(TcpState):
         self.pace_armed = True
         delay = self.wstamp_ns - self.env._now
         ev = self.env.timeout(delay if delay > 0 else 0.0)
-        ev.callbacks.append(lambda _e: self.net.add_timer(cpu, (_PaceKick(self),)))
+        ev.callbacks.append(lambda _e: self.net.add_hrtimer(cpu, (_PaceKick(self),)))
 
     def pace_kick(self, cpu: CPU) -> Generator[Any, None, None]:
         """tcp_pace_kick -> tcp_tsq_handler (in softirq): transmit now (tcp_tsq_write ->
