@@ -227,7 +227,10 @@ class Sim:
         target = waiter.cpu
         if target is cpu:
             return _TTWU_ITEMS
-        if target._is_busy_for_wakeup():
+        if target._is_busy_for_wakeup() or target.wake_list:
+            # busy: activated on its run queue directly; idle with wake-ups already queued
+            # for it: llist_add() finds the list non-empty and sends no IPI (kernel/smp.c
+            # __smp_call_single_queue), the pending one wakes them all
             return _TTWU_REMOTE_ITEMS
         return _TTWU_REMOTE_IPI_ITEMS
 
@@ -260,8 +263,18 @@ class Sim:
             target.enqueue_task(t)
             return True
         t.state = WAKING
+        if target.wake_list and not target._is_busy_for_wakeup():
+            # ttwu_queue_wakelist onto an idle CPU whose wake list already holds a task: no
+            # second IPI, and this task is activated with the others when the first one's IPI
+            # is taken (sched_ttwu_pending drains the whole list, kernel/sched/core.c)
+            target.wake_list.append(t)
+            return True
         ev = self.env.timeout(self.wakeup_delay(target))
-        ev.callbacks.append(lambda _ev: target.enqueue_task(t))
+        if target._is_busy_for_wakeup():
+            ev.callbacks.append(lambda _ev: target.enqueue_task(t))
+        else:
+            target.wake_list.append(t)
+            ev.callbacks.append(lambda _ev: target.ttwu_pending())
         return True
 
     # ------------------------------------------------------------------ statistics
