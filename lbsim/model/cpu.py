@@ -4,7 +4,8 @@ Models the CPU side of kernel/sched/core.c (``__schedule``: the context switch,
 ``schedule()`` from a blocking task, ``preempt_schedule`` at a preemption point),
 kernel/softirq.c (``local_bh_enable`` -> ``do_softirq``, ``irq_exit`` -> ``invoke_softirq``
 for a softirq raised by an IPI, handing over to ``ksoftirqd``) and the scheduler tick's
-look at a used-up slice (``scheduler_tick``).  The fair-class policy is the mixin
+look at a used-up slice (``scheduler_tick``), and ``sched_ttwu_pending`` (the wake list an
+IPI hands to an idle CPU).  The fair-class policy is the mixin
 lbsim.model.sched_fair.FairRunQueue; contexts and commands are in lbsim.model.task.
 
 Execution model

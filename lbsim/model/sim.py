@@ -6,7 +6,11 @@ another CPU it costs the waker ``ttwu_queue_wakelist`` (plus
 ``send_call_function_single_ipi`` when the target CPU is idle: kicking a halted vCPU is what
 makes cross-CPU wake-ups so expensive in a VM) and reaches the target after a delay that
 depends on whether the target CPU is idle (``wakeup_remote_idle_ns``, IPI + idle exit) or
-busy (``wakeup_remote_busy_ns``).  ``wake_all`` is ``__wake_up`` (kernel/sched/wait.c).
+busy (``wakeup_remote_busy_ns``).  Wake-ups onto an idle CPU go through its wake list
+(``__ttwu_queue_wakelist``): the IPI is sent only by the waker that finds the list empty
+(kernel/smp.c ``__smp_call_single_queue``), and the one idle exit activates every task queued
+meanwhile (``sched_ttwu_pending``, CPU.ttwu_pending).  ``wake_all`` is ``__wake_up``
+(kernel/sched/wait.c).
 
 The driver: one simulated time unit is 1 ns.  No SimPy process exists per message: every
 command is one heap entry on SimPy's queue whose callback resumes the context, or none when
