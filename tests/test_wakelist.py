@@ -97,3 +97,26 @@ def test_every_queued_task_is_woken_by_one_ipi():
     # woken in the order queued (__flush_smp_call_function_queue reverses the llist), run back to back
     assert sorted(woke, key=woke.get) == [0, 1, 2, 3, 4]
     assert max(woke.values()) - min(woke.values()) == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("transport", ["unix_stream", "unix_dgram"])
+def test_two_flows_across_cpus_stay_in_step_and_share_the_idle_exits(transport):
+    """Two ping-pong flows, both clients on CPU 0 and both peers on CPU 1 (the harness's
+    --flows 2): the second reply joins the first one's IPI, so the flows stay in step and
+    each round trip still costs about one idle exit per direction (host, unix_stream,
+    docs/notes/knob-effects.md: 1.02x the one-flow rtt).  Drawing an idle exit per
+    wake-up let them drift apart into a pipeline (0.27x / 0.6x).  With the costs of the host
+    the knob data comes from (the AMD v1300 profile: the lock step holds while a peer's turn
+    is shorter than one idle exit), seeds 1-3 give 0.97-1.01 and 0.88-0.98 IPIs per round
+    trip; the bounds leave room for other seeds."""
+    from lbsim.config import make_config
+    from lbsim.costs import load_costs
+    from lbsim.simulate import simulate
+
+    costs = load_costs("amd-epyc-v1300-2026-12-06")
+    base = dict(transport=transport, msg_bytes=64, messages=300, seed=1)
+    one = simulate(make_config({**base, "workload": "pingpong", "placement": "cross"}), costs=costs)
+    two = simulate(make_config({**base, "workload": "rr", "flows": 2, "placement": [(0, 1), (0, 1)]}), costs=costs)
+    assert 0.9 < two.latency_us["p50"] / one.latency_us["p50"] < 1.1
+    ipis = {x["stage"]: x["count"] for x in two.stages}["send_call_function_single_ipi"]
+    assert 0.8 < ipis / (2 * 300) < 1.05  # one IPI per direction per pair of round trips
