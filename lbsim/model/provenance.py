@@ -75,8 +75,10 @@ KERNEL_PARAMS: tuple[Param, ...] = _table("kernel", (
     ("sched_base_slice_ns", "kernel/sched/fair.c normalized_sysctl_sched_base_slice = 750000",
      "x (1 + ilog2(min(ncpus, 8))): SCHED_TUNABLESCALING_LOG (lbsim/model/sim.py)"),
     ("sched_delay_dequeue", "kernel/sched/features.h SCHED_FEAT(DELAY_DEQUEUE, true)"),
-    ("rmem_default", "include/net/sock.h SK_RMEM_MAX = 212992; net/core/sock.c sysctl_rmem_default"),
-    ("wmem_default", "include/net/sock.h SK_WMEM_MAX = 212992; net/core/sock.c sysctl_wmem_default"),
+    ("rmem_default", "include/net/sock.h SK_RMEM_MAX = 212992; "
+     "net/core/sock.c sock_init_data(): sk_rcvbuf = rmem_default"),
+    ("wmem_default", "include/net/sock.h SK_WMEM_MAX = 212992; "
+     "net/core/sock.c sock_init_data(): sk_sndbuf = wmem_default"),
     ("rmem_max", "net/core/sock.c sysctl_rmem_max = SK_RMEM_MAX", "the ceiling of SO_RCVBUF"),
     ("wmem_max", "net/core/sock.c sysctl_wmem_max = SK_WMEM_MAX", "the ceiling of SO_SNDBUF"),
     ("sock_min_rcvbuf", "include/net/sock.h SOCK_MIN_RCVBUF = TCP_SKB_MIN_TRUESIZE (2304 on x86-64)"),
