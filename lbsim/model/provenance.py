@@ -21,7 +21,7 @@ that is not the knob itself (no knob-specific factor).  ``docs/guide/provenance.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 __all__ = ["Param", "KINDS", "SIMCONFIG", "KERNEL_PARAMS", "STAGE_COSTS", "COST_MODEL", "MODEL_CONSTANTS",
@@ -150,14 +150,20 @@ def _stage(name: str, kind: str, source: str, note: str = "") -> Param:
 
 
 def _borrowed(name: str, src: str, note: str) -> Param:
-    return Param(name, "fitted", f"= {src}'s fitted cost (lbsim/calibrate/params.py SHARED_RULES)", note, src)
+    """A stage that takes ``src``'s cost; its kind is set to ``src``'s by :func:`_lend`."""
+    return Param(name, "", f"= {src}'s cost (lbsim/calibrate/params.py SHARED_RULES)", note, src)
+
+
+def _lend(params: tuple[Param, ...]) -> tuple[Param, ...]:
+    kind = {p.name: p.kind for p in params}
+    return tuple(replace(p, kind=kind[p.borrowed_from]) if p.borrowed_from else p for p in params)
 
 
 _TCP_CALL = "x scale_tcp (fit_main) x tcp_call_scale (fit_tcp_share)"
 _TCP_PACKET = "x scale_tcp (fit_main) x tcp_packet_scale (fit_tcp_share)"
 _COLD = "; out of cache: copy_cold_ns_per_byte (fit_cold)"
 
-STAGE_COSTS: tuple[Param, ...] = (
+STAGE_COSTS: tuple[Param, ...] = _lend((
     _stage("syscall", "measured", "null_syscall_ns: getppid() round trip (lbsim/measure/harness.py)"),
     _stage("tcp_sendmsg", "fitted", f"interval send_to_dev beyond ip_output, half, + after_softirq_to_exit (tcp) "
            f"{_TCP_CALL}"),
@@ -220,7 +226,7 @@ STAGE_COSTS: tuple[Param, ...] = (
     _stage("cacheline_transfer", "fitted", "cacheline_transfer_ns (fit_cacheline, refit_cacheline)"),
     _stage("cacheline_transfer_unix", "fitted", "cacheline_transfer_unix_ns (fit_cacheline)"),
     _stage("cache_to_cache_copy", "fitted", "per byte: cache_to_cache_copy_ns_per_byte (fit_c2c)"),
-)
+))
 
 # --- the rest of a cost file -----------------------------------------------------------------------
 
@@ -358,7 +364,7 @@ def render_markdown() -> str:
     lines += [f"| {k} | {_cell(v)} |" for k, v in KINDS.items()]
     lines += ["", "No parameter is a knob-specific factor: a knob is a kernel setting (its default cited); a "
               "mechanism that acts when a knob is off its default uses the same fitted stage costs as at the "
-              "default. A stage no default-grid point exercises takes the fitted cost of a named stage "
+              "default. A stage no default-grid point exercises takes the cost of a named stage "
               "(\"borrowed\" below).", ""]
     for title, intro, params in SECTIONS:
         lines += [f"## {title}", "", intro + ".", "", "| parameter | kind | source | note |", "|---|---|---|---|"]
