@@ -19,8 +19,9 @@ sleeps (``sk_stream_wait_memory``) until ``sk_stream_write_space`` finds
 (initially ``TCP_INIT_CWND``, slow start), the peer's receive window and Nagle (off with
 ``TCP_NODELAY``) allow; an skb of several segments is cut (``tso_fragment``) at the window
 edge and at the cwnd quota (``tcp_mss_split_point`` with ``tcp_cwnd_test``: ``cwnd -
-in_flight`` segments, from 4.x at most half the cwnd), so a smaller MSS makes more skbs; TSQ and autocorking are inert on lo (``skb_orphan`` in
-``loopback_xmit`` runs ``tcp_wfree`` at once: drivers/net/loopback.c) and are not modelled.  Each skb goes
+in_flight`` segments, from 4.x at most half the cwnd), so a smaller MSS makes more skbs;
+TSQ and autocorking are inert on lo (``skb_orphan`` in ``loopback_xmit`` runs
+``tcp_wfree`` at once: drivers/net/loopback.c) and are not modelled.  Each skb goes
 ``tcp_transmit_skb`` -> ``ip_output`` -> ``dev_queue_xmit`` -> ``loopback_xmit`` ->
 ``netif_rx``; with TSO off on lo the GSO skb is cut by ``skb_gso_segment`` and each segment
 crosses lo on its own.  ``release_sock`` processes what arrived on the socket backlog.
