@@ -102,6 +102,8 @@ class TcpOutput(TcpState):
 
     def window(self) -> int:
         """__tcp_select_window: free receive space scaled by the len/truesize ratio."""
+        if not self.rcv_wscale:  # a small SO_RCVBUF: the unscaled branch (tcp_recv.py)
+            return self.select_window_unscaled()
         # (max()/min() spelt out on this path: the same values, without a builtin call)
         free = self.rcvbuf - self.rmem
         if not free > 0:
