@@ -15,8 +15,8 @@ out-of-order queue until the hole fills, and are dup-ACKed at once.
 
 Left out, documented: SACK and fast retransmit (lo only drops when RPS or a full backlog
 is involved; a lost segment is recovered by the RTO, ``tcp_rto_min``); congestion
-avoidance after loss (cwnd restarts at 1 and slow-starts); TSQ; autocorking; pacing;
-timestamps (only their 12 option bytes).
+avoidance after loss (cwnd restarts at 1 and slow-starts); TSQ; autocorking;
+timestamps (only their 12 option bytes).  BBR's internal pacing is in lbsim.model.tcp_output.
 """
 
 from __future__ import annotations
