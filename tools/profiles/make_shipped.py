@@ -131,6 +131,7 @@ def refit(folder: str, costs_file: str) -> dict:
     report = validate(d / "measured-host.csv", load_costs(str(d / costs_file))).to_dict()
     if folder != "lbsim/data":  # the package's folder ships no validation report
         (d / "validate.json").write_text(json.dumps(plain(report), indent=1) + "\n")
+        return heldout_from_validate(report, f"{folder}/validate.json: own fit") or {}
     return heldout_from_validate(report, f"tools/profiles/make_shipped.py --refit: own fit, {folder}") or {}
 
 
