@@ -33,6 +33,7 @@ from lbsim.model.task import WaitQueue
 from lbsim.model.tcp_cc import Bbr
 from lbsim.model.tcp_input import TcpInput
 from lbsim.model.tcp_output import S_BOUNCE, TCP_MSS_DEFAULT, TcpOutput, tcp_size_goal
+from lbsim.model.tcp_pacing import TcpPacing
 from lbsim.model.tcp_recv import TcpRecv
 from lbsim.model.tcp_timer import S_DELACK_TIMER, S_RTX_TIMER, TcpTimers
 from lbsim.model.timers import LazyTimer
@@ -40,7 +41,7 @@ from lbsim.model.timers import LazyTimer
 __all__ = ["TcpSock", "tcp_connect", "tcp_size_goal"]
 
 
-class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
+class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers, TcpPacing):
     """One end of an established connection."""
 
     # __slots__: attribute loads and method lookups specialise (LOAD_ATTR_SLOT, LOAD_METHOD_NO_DICT);
@@ -58,7 +59,7 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
                  "out_segs", "in_segs", "retrans_segs", "pure_acks_sent", "data_packets",
                  "backlog_drops", "ofo_queued", "ofo", "lost_bytes", "skb_overhead", "cc", "delivered",
                  "delivered_mstamp", "first_tx_mstamp", "app_limited", "rtt_min_us", "mss_clamp",
-                 "window_clamp", "rcv_wscale")
+                 "window_clamp", "rcv_wscale", "wstamp_ns", "pace_timer", "deferred_tsq")
 
     BOUNCE_SID = S_BOUNCE  # Sim.touch: the cache-line transfer this socket type costs
     BOUNCE_ITEMS = (BOUNCE_SID,)  # the work items Sim.touch returns
@@ -92,6 +93,7 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
         self.backlog_bytes = 0
         self.deferred_delack = False
         self.deferred_rto = False
+        self._init_pacing()  # tcp_wstamp_ns, the pacing hrtimer, TCP_TSQ_DEFERRED
         # counters
         self.out_segs = 0
         self.in_segs = 0
@@ -188,7 +190,7 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
 
     def release_sock(self, cpu: CPU) -> Iterable[Any]:
         """__release_sock: process the backlog in task context, then tcp_release_cb."""
-        if not (self.backlog or self.deferred_rto or self.deferred_delack):
+        if not (self.backlog or self.deferred_rto or self.deferred_delack or self.deferred_tsq):
             self.owned = False
             return ()  # nothing to process: no generator to run
         return self._release_sock(cpu)
@@ -210,6 +212,10 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
                 if self.ack_pending:
                     yield sim.work_of_ids((S_DELACK_TIMER,))
                     yield from self.send_ack(cpu, True)
+                continue
+            if self.deferred_tsq:  # tcp_release_cb: TCP_TSQ_DEFERRED -> tcp_tsq_write
+                self.deferred_tsq = False
+                yield from self.write_xmit(cpu, True, True)
                 continue
             break
         self.owned = False

@@ -134,7 +134,11 @@ class TcpOutput(TcpState):
         """tcp_write_xmit: send what cwnd, the peer window and Nagle allow."""
         sim = self.sim
         net = self.net
+        clock = self.env._now  # tcp_mstamp_refresh: tcp_clock_cache, once per call
+        paced = self.cc is not None  # BBR: SK_PACING_NEEDED, internal pacing (tcp_pacing.py)
         while self.write_q:
+            if paced and self.pacing_check(cpu, clock):
+                break  # tcp_pacing_check: the next departure time is still ahead
             length = self.write_q[0]
             if self.tail_open and len(self.write_q) == 1 and not push and length < self.size_goal():
                 break  # still being filled by tcp_sendmsg (tcp_push comes at the end)
@@ -178,6 +182,8 @@ class TcpOutput(TcpState):
                              self.delivered_mstamp, self.first_tx_mstamp, self.app_limited])
             self.packets_out += segs
             self.out_segs += segs
+            if paced:
+                self.pacing_sent(length, clock)  # tcp_wstamp_ns (tcp_update_skb_after_send)
             ack, wnd = self._stamp_ack()
             if self.last_rcv > self.env._now - self.delack_ns:
                 self.pingpong = True  # tcp_event_data_sent: a reply within ato
@@ -267,7 +273,7 @@ class TcpOutput(TcpState):
         # tcp_push(): PSH on the last skb; Nagle decides unless TCP_NODELAY
         self.tail_open = False
         yield from self.write_xmit(cpu, True, True)
-        if self.backlog or self.deferred_rto or self.deferred_delack:
+        if self.backlog or self.deferred_rto or self.deferred_delack or self.deferred_tsq:
             yield from self._release_sock(cpu)
         else:
             self.owned = False  # release_sock() with nothing to process, inlined

@@ -68,7 +68,7 @@ class TcpRecv(TcpState):
         self.owned = True  # lock_sock()
         while not self.rcvq:
             # sk_wait_data: flush the backlog, maybe ACK, release the lock and sleep
-            if self.backlog or self.deferred_rto or self.deferred_delack:
+            if self.backlog or self.deferred_rto or self.deferred_delack or self.deferred_tsq:
                 yield from self._release_sock(cpu)
             else:
                 self.owned = False  # release_sock() with nothing to process, inlined
@@ -129,7 +129,7 @@ class TcpRecv(TcpState):
                     time_to_ack = True
         if time_to_ack:
             yield from self.send_ack(cpu, True)
-        if self.backlog or self.deferred_rto or self.deferred_delack:
+        if self.backlog or self.deferred_rto or self.deferred_delack or self.deferred_tsq:
             yield from self._release_sock(cpu)
         else:
             self.owned = False  # release_sock() with nothing to process, inlined
