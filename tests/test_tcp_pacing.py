@@ -1,0 +1,61 @@
+"""TCP internal pacing under BBR on lo (net/ipv4/tcp_output.c tcp_pacing_check,
+tcp_update_skb_after_send, tcp_pace_kick; lbsim/model/tcp_pacing.py)."""
+
+from __future__ import annotations
+
+import lbsim
+from lbsim.model import tcp_pacing
+
+
+def test_pacing_delay_is_length_over_rate_less_half_at_most():
+    # 1000 B at 1e9 B/s: 1000 ns; no credit -> all of it
+    assert tcp_pacing.pacing_delay_ns(1000, 1e9, 0.0) == 1000
+    # a credit below half is subtracted, above half only half is
+    assert tcp_pacing.pacing_delay_ns(1000, 1e9, 300.0) == 700
+    assert tcp_pacing.pacing_delay_ns(1000, 1e9, 10_000.0) == 500
+    # div64_ul: whole nanoseconds, rounded down
+    assert tcp_pacing.pacing_delay_ns(1, 3e9, 0.0) == 0
+
+
+def _fires(monkeypatch, **kw):
+    n = [0]
+    orig = tcp_pacing._PaceTimer.timer
+
+    def count(self, cpu, ctx, item):
+        n[0] += 1
+        return orig(self, cpu, ctx, item)
+
+    monkeypatch.setattr(tcp_pacing._PaceTimer, "timer", count)
+    args = dict(transport="tcp", workload="stream", msg_bytes=1024, messages=2000, placement="cross", seed=1,
+                costs="amd-epyc-v1300-2026-12-06")
+    args.update(kw)
+    res = lbsim.simulate(**args)
+    assert res.status == "ok"
+    return n[0], res
+
+
+def test_cubic_never_paces(monkeypatch):
+    fires, _ = _fires(monkeypatch, tcp_congestion_control="cubic", so_rcvbuf=1)
+    assert fires == 0  # SK_PACING_NONE: tcp_needs_internal_pacing is false
+
+
+def test_bbr_tiny_rcvbuf_paces_about_once_per_segment(monkeypatch):
+    # host (docs/notes/tcp-pacing.md): 1.79 tcp_pace_kick per 1 KiB message, 576-B MSS = 2
+    # segments per message; the model must pace most segments: more than one kick per message,
+    # and not many more than one per segment (a kick may find the window shut and re-arm later)
+    fires, res = _fires(monkeypatch, tcp_congestion_control="bbr", so_rcvbuf=1)
+    segs_per_msg = res.counters["tcp_out_segs"] / 2000
+    assert 1.5 < segs_per_msg <= 2.0
+    assert 1.0 < fires / 2000 < 1.25 * segs_per_msg
+
+
+def test_bbr_default_stream_rarely_paces(monkeypatch):
+    # host: 0.007-0.008 per message in the default 1 KiB stream; the writer's own cost per
+    # message is longer than 1 KiB at BBR's rate, so the stamp is rarely ahead of the clock
+    fires, _ = _fires(monkeypatch, tcp_congestion_control="bbr")
+    assert fires / 2000 < 0.05
+
+
+def test_bbr_pingpong_never_paces(monkeypatch):
+    fires, _ = _fires(monkeypatch, tcp_congestion_control="bbr", workload="pingpong", messages=500)
+    assert fires == 0  # one skb per tcp_write_xmit and a reply in between: never ahead
