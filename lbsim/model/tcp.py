@@ -4,7 +4,8 @@
 are: lbsim.model.tcp_output (``tcp_sendmsg``, ``tcp_write_xmit``, ACK sending),
 lbsim.model.tcp_input (``tcp_v4_rcv``, ``tcp_rcv_established``, ``tcp_ack``),
 lbsim.model.tcp_recv (``tcp_recvmsg``, ``tcp_cleanup_rbuf``) and lbsim.model.tcp_timer
-(RTO, delayed ACK).  Here: the socket's state, the socket lock (``lock_sock``,
+(RTO, delayed ACK), lbsim.model.tcp_pacing (BBR's internal pacing: ``tcp_pacing_check``,
+the pacing hrtimer).  Here: the socket's state, the socket lock (``lock_sock``,
 ``release_sock`` -> ``__release_sock``, ``tcp_release_cb``: net/core/sock.c,
 net/ipv4/tcp_output.c) and the connection as after the handshake (``tcp_connect``,
 ``tcp_init_buffer_space``).
@@ -15,7 +16,7 @@ out-of-order queue until the hole fills, and are dup-ACKed at once.
 
 Left out, documented: SACK and fast retransmit (lo only drops when RPS or a full backlog
 is involved; a lost segment is recovered by the RTO, ``tcp_rto_min``); congestion
-avoidance after loss (cwnd restarts at 1 and slow-starts); TSQ; autocorking; pacing;
+avoidance after loss (cwnd restarts at 1 and slow-starts); TSQ; autocorking;
 timestamps (only their 12 option bytes).
 """
 
