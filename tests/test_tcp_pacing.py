@@ -59,3 +59,24 @@ def test_bbr_default_stream_rarely_paces(monkeypatch):
 def test_bbr_pingpong_never_paces(monkeypatch):
     fires, _ = _fires(monkeypatch, tcp_congestion_control="bbr", workload="pingpong", messages=500)
     assert fires == 0  # one skb per tcp_write_xmit and a reply in between: never ahead
+
+
+def test_a_kick_on_an_owned_socket_is_sent_by_release_sock(monkeypatch):
+    # tcp_tsq_handler: the socket owned by its task -> TCP_TSQ_DEFERRED, and tcp_release_cb
+    # sends; if release_sock dropped it, the paced skb would wait for the next ACK or write
+    owned = [0]
+    socks = []
+    orig = tcp_pacing._PaceTimer.timer
+
+    def count(self, cpu, ctx, item):
+        owned[0] += self.sk.owned
+        if self.sk not in socks:
+            socks.append(self.sk)
+        return orig(self, cpu, ctx, item)
+
+    monkeypatch.setattr(tcp_pacing._PaceTimer, "timer", count)
+    res = lbsim.simulate(transport="tcp", workload="stream", msg_bytes=1024, messages=2000, placement="cross",
+                         seed=1, costs="amd-epyc-v1300-2026-12-06", tcp_congestion_control="bbr", so_rcvbuf=1)
+    assert res.status == "ok" and res.counters["messages_delivered"] == 2000
+    assert owned[0] > 0  # the deferred path was taken (330 of 3606 kicks at seed 1)
+    assert all(not s.deferred_tsq and not s.write_q for s in socks)
