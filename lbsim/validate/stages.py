@@ -132,7 +132,7 @@ def _key(r: dict[str, Any]) -> RunKey:
 
 def base_runs_used(stages: dict[str, Any]) -> dict[RunKey, frozenset[str]]:
     """For each traced run, the model stages whose base cost depends on it: every run's interval
-    medians and overhead are scaled by 0.5 and by 2 in turn, and a stage depends on the run if its
+    medians and overhead are scaled by 0.001, 0.5, 2 and 1000 in turn, and a stage depends on the run if its
     base cost (fixed or per byte) changes."""
     from lbsim.calibrate.base import base_from_stage_intervals
 
@@ -148,7 +148,8 @@ def base_runs_used(stages: dict[str, Any]) -> dict[RunKey, frozenset[str]]:
     used: dict[RunKey, frozenset[str]] = {}
     for i, run in enumerate(stages["runs"]):
         hit: set[str] = set()
-        for factor in (0.5, 2.0):
+        # 1e-3 and 1e3 move a run's value across the others: a median over runs then changes too
+        for factor in (1e-3, 0.5, 2.0, 1e3):
             res = dict(run["result"])
             res["medians"] = {k: (v * factor if isinstance(v, (int, float)) else v)
                               for k, v in res["medians"].items()}
@@ -243,19 +244,21 @@ class StagesReport:
         return format_table(self)
 
 
-def _host_identity(stage_path: Path, stages: dict[str, Any]) -> tuple[Any, ...]:
-    """(kernel, CPU vendor, family, model, stepping) of a stage file; the CPU from the folder's
-    measured-host.csv.host.json when there is one."""
-    kernel = stages["runs"][0]["result"].get("kernel")
-    cpu: dict[str, Any] = {}
+def _host_json(stage_path: Path) -> dict[str, Any]:
     hj = stage_path.parent / "measured-host.csv.host.json"
-    if hj.is_file():
-        try:
-            c = json.loads(hj.read_text()).get("cpu")
-            cpu = c if isinstance(c, dict) else {}
-        except (OSError, ValueError):
-            pass
-    return (kernel, cpu.get("vendor_id"), cpu.get("family"), cpu.get("model"), cpu.get("stepping"))
+    try:
+        d = json.loads(hj.read_text()) if hj.is_file() else {}
+    except (OSError, ValueError):
+        d = {}
+    return d if isinstance(d, dict) else {}
+
+
+def _host_identity(stage_path: Path, stages: dict[str, Any]) -> tuple[Any, ...]:
+    """(kernel, CPU model name) of a stage file: the kernel it records, the CPU from the folder's
+    measured-host.csv.host.json when there is one."""
+    host = _host_json(stage_path)
+    cpu = host.get("cpu") if isinstance(host.get("cpu"), dict) else {}
+    return (stages["runs"][0]["result"].get("kernel"), cpu.get("model_name") or host.get("cpu_model"))
 
 
 def _check_same_host(stage_path: Path, stages: dict[str, Any], costs: CostModel) -> None:
@@ -268,11 +271,10 @@ def _check_same_host(stage_path: Path, stages: dict[str, Any], costs: CostModel)
     if host["kernel"] != ident[0]:
         raise StageDataError(f"{stage_path}: a foreign stage file: traced on kernel {ident[0]}, costs "
                              f"{costs.name!r} fitted on kernel {host['kernel']}")
-    cpu = host.get("cpu") if isinstance(host.get("cpu"), dict) else {}
-    theirs = (cpu.get("vendor_id"), cpu.get("family"), cpu.get("model"), cpu.get("stepping"))
-    if None not in ident[1:] and None not in theirs and tuple(ident[1:]) != theirs:
-        raise StageDataError(f"{stage_path}: a foreign stage file: traced on CPU {ident[1:]}, costs "
-                             f"{costs.name!r} fitted on CPU {theirs}")
+    theirs = host.get("cpu_model")
+    if ident[1] and theirs and ident[1] != theirs:
+        raise StageDataError(f"{stage_path}: a foreign stage file: traced on CPU {ident[1]!r}, costs "
+                             f"{costs.name!r} fitted on CPU {theirs!r}")
 
 
 def _row_values(stages: dict[str, Any]) -> dict[tuple[str, str, int, str], float]:
