@@ -388,7 +388,8 @@ def cmd_validate_stages(a: argparse.Namespace) -> int:
     except StageDataError as e:
         raise InputError(str(e)) from None
     if figure:
-        stages_figure(rep.rows).savefig(figure, dpi=110)
+        stages_figure(rep.rows, title=f"{rep.host}: stage times, traced runs the fit did not use").savefig(
+            figure, dpi=110)
     print(json.dumps(rep.to_dict()) if a.json else rep.format_table())
     return 0
 
@@ -497,8 +498,8 @@ def _add_validate(sub: Any, parent: argparse.ArgumentParser) -> None:
     v.add_argument("measured", metavar="MEASURED",
                    help="long-format measured CSV; with --stages a stage file or a host folder (data/hosts/NAME)")
     v.add_argument("--costs", default=None,
-                   help=f"cost profile: a profile name, a JSON file, 'default' or 'auto' (default {sim_default('costs')}; "
-                        "with --stages and a host folder, its costs.json)")
+                   help="cost profile: a profile name, a JSON file, 'default' or 'auto' "
+                        f"(default {sim_default('costs')}; with --stages and a host folder, its costs.json)")
     v.add_argument("--stages", action="store_true",
                    help="compare each kernel stage's simulated time with the tracepoint stage times of "
                         "MEASURED (lbsim measure --stages) on the traced runs the costs' base did not read")

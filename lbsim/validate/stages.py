@@ -257,7 +257,8 @@ def _host_identity(stage_path: Path, stages: dict[str, Any]) -> tuple[Any, ...]:
     """(kernel, CPU model name) of a stage file: the kernel it records, the CPU from the folder's
     measured-host.csv.host.json when there is one."""
     host = _host_json(stage_path)
-    cpu = host.get("cpu") if isinstance(host.get("cpu"), dict) else {}
+    c = host.get("cpu")
+    cpu: dict[str, Any] = c if isinstance(c, dict) else {}
     return (stages["runs"][0]["result"].get("kernel"), cpu.get("model_name") or host.get("cpu_model"))
 
 

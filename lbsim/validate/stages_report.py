@@ -45,9 +45,9 @@ def format_table(rep: StagesReport) -> str:
     return "\n".join(lines)
 
 
-def stages_figure(rows: list[StageRow]) -> Any:
-    """Simulated against measured per compared stage, the measured spread between runs as error
-    bars (log scale: the stages span 0.1 to 20 us)."""
+def stages_figure(rows: list[StageRow], title: str = "") -> Any:
+    """Simulated against measured per compared stage; the error bars are the band a simulated value
+    must fall in to count as within the spread between runs (log scale: the stages span 0.1 to 20 us)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,8 +57,10 @@ def stages_figure(rows: list[StageRow]) -> Any:
     fig, ax = plt.subplots(figsize=(7.5, max(2.5, 0.26 * len(rows) + 1.2)))
     ys = list(range(len(rows)))[::-1]
     meas = [r.measured_ns / 1000 for r in rows]  # type: ignore[operator]
-    err = [m * (r.spread or 0.0) / 2 for m, r in zip(meas, rows)]
-    ax.errorbar(meas, ys, xerr=err, fmt="o", color="black", ms=4, capsize=2, label="measured (spread between runs)")
+    up = [m * (r.spread or 0.0) for m, r in zip(meas, rows)]
+    down = [min(u, 0.95 * m) for u, m in zip(up, meas)]  # a log axis cannot reach 0
+    ax.errorbar(meas, ys, xerr=[down, up], fmt="o", color="black", ms=4, capsize=2,
+                label="measured, +- the spread between runs")
     colors = ["tab:green" if r.within else "tab:red" for r in rows]
     ax.scatter([r.simulated_ns / 1000 for r in rows], ys, marker="D", s=22, c=colors, zorder=3,  # type: ignore[operator]
                label="simulated (green: within spread)")
@@ -68,5 +70,7 @@ def stages_figure(rows: list[StageRow]) -> Any:
     ax.set_xlabel("time per message in the stage (us)")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
