@@ -38,8 +38,10 @@ def format_table(rep: StagesReport) -> str:
     spread_from = next((r.spread_from for r in rep.compared if r.spread_from and r.spread_from != "repeats"),
                        "repeats")
     lines.append("")
-    lines.append(f"{s['within_spread']} of {s['compared']} stages within the spread between runs "
-                 f"(spread: {spread_from}); |error| median {_pct(med).lstrip('+')}, worst "
+    judged = (f"{s['within_spread']} of {s['compared']} stages within the spread between runs (spread: {spread_from})"
+              if any(r.spread is not None for r in rep.compared) else
+              f"{s['compared']} stages compared, none judged: {spread_from}")
+    lines.append(f"{judged}; |error| median {_pct(med).lstrip('+')}, worst "
                  f"{_pct(worst).lstrip('+')}; {s['excluded_base']} rows left out because the costs' base "
                  "read them (circular)")
     return "\n".join(lines)
