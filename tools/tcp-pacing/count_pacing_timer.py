@@ -37,6 +37,9 @@ RUNS = (
 
 
 def main() -> int:
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help, nothing else
     exe = str(build_harness())
     with _Tracefs() as t:
         assert t.root is not None
