@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from lbsim.model.metrics import FlowDir, RunStats, Tally
-from lbsim.model.netdev import Net, flow_hash
+from lbsim.model.netdev import Net
 from lbsim.model.sim import Sim
 from lbsim.model.stages import STAGES
 from lbsim.model.task import CTX_BACKGROUND, NICE_19_WEIGHT, PREEMPT, SLEEPING, Task
@@ -51,7 +51,7 @@ def _build_flow(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, i: int, rec
     modern = k.name != "linux-2.6.32"
     t = cfg.transport
     if t == "tcp":
-        a, b = tcp_connect(sim, net, kernel=k, flow=flow_hash(i), stats=d_out, nodelay=cfg.tcp_nodelay,
+        a, b = tcp_connect(sim, net, kernel=k, flow=net.socket_hash(i), stats=d_out, nodelay=cfg.tcp_nodelay,
                            sk_sndbuf=cfg.sk_sndbuf(), sk_rcvbuf=cfg.sk_rcvbuf())
         b.stats = d_back
         out = Channel(a.sendmsg, b.recvmsg, d_out, True, _msg_of)
@@ -60,14 +60,15 @@ def _build_flow(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, i: int, rec
     if t == "udp":
         # SO_SNDBUF is not modelled for UDP: loopback_xmit's skb_orphan uncharges each skb at once
         rcvbuf = cfg.sk_rcvbuf() or k.rmem_default
-        srv = UdpSocket(sim, net, rcvbuf=rcvbuf, flow=flow_hash(i), stats=d_out)
-        cli = UdpSocket(sim, net, rcvbuf=rcvbuf, flow=flow_hash(i) ^ 0x5BD1E995, stats=d_back)
+        h = net.socket_hash(i)
+        srv = UdpSocket(sim, net, rcvbuf=rcvbuf, flow=h, stats=d_out)
+        cli = UdpSocket(sim, net, rcvbuf=rcvbuf, flow=h ^ 0x5BD1E995, stats=d_back)
         out = Channel(srv.sendmsg, srv.recvmsg, d_out, False, _msg_of)
         back = Channel(cli.sendmsg, cli.recvmsg, d_back, False, _msg_of)
         fl = _Flow(out, back, [srv, cli])
-        # sender j > 0 has a socket of its own (its own source port): hash of flow id i + 256 j,
-        # distinct from every flow's own (flows <= 256)
-        fl.more_out = [Channel(srv.sender(flow_hash(i + 256 * j)), srv.recvmsg, d_out, False, _msg_of)
+        # sender j > 0 has a socket of its own (its own source port, its own hash): socket
+        # number i + 256 j, distinct from every flow's own (flows <= 256)
+        fl.more_out = [Channel(srv.sender(net.socket_hash(i + 256 * j)), srv.recvmsg, d_out, False, _msg_of)
                        for j in range(1, cfg.senders)]
         return fl
     sndbuf = cfg.sndbuf_unix()

@@ -34,6 +34,8 @@ from collections import deque
 from collections.abc import Generator
 from typing import Any
 
+import numpy as np
+
 from lbsim.model.cpu import CPU
 from lbsim.model.sim import Sim
 from lbsim.model.stages import SID
@@ -47,6 +49,9 @@ def flow_hash(flow: int) -> int:
     return ((flow + 1) * 0x9E3779B1) & 0xFFFFFFFF
 
 S_NET_RX_ACTION = SID["net_rx_action"]
+#: the handoff of a contended kernel object's cache lines between CPUs (fitted on the default grid
+#: as a socket's; here the lines of a remote CPU's backlog: its input_pkt_queue lock, head and qlen)
+_SD_BOUNCE = (SID["cacheline_transfer"],)
 S_RPS_IPI = SID["net_rps_send_ipi"]
 S_KFREE = SID["__kfree_skb"]
 S_DEFER_KICK = SID["kick_defer_list_purge"]
@@ -70,6 +75,10 @@ class Net:
         self.max_softirq_ns = kernel.max_softirq_time_ns
         n = len(sim.cpus)
         self.rps_targets = [i for i in range(n) if (kernel.rps_cpus >> i) & 1]
+        # the CPU that last wrote each CPU's backlog lines (softnet_data input_pkt_queue: lock,
+        # list head, qlen); only RPS makes it another CPU than the backlog's own
+        self.sd_last: list[CPU] = list(sim.cpus)
+        self._hash_rng: np.random.Generator | None = None  # socket_hash's draws (several RPS CPUs)
         self.backlog_wait_ns = 0.0
         self.backlog_waits = 0
         for cpu in sim.cpus:
@@ -83,7 +92,36 @@ class Net:
             cpu.ksoftirqd = t
             cpu.ksoftirqd_wq = wq
 
+    def socket_hash(self, key: int) -> int:
+        """skb->hash of the packets of socket number ``key`` of the run.  The kernel's is random
+        per run: ``__skb_get_hash`` hashes the 4-tuple with ``jhash`` under a boot-time random
+        seed (``hashrnd``, net/core/flow_dissector.c), and the ephemeral source port is drawn at
+        random (``udp_lib_get_port``, ``__inet_hash_connect``), so with several CPUs in
+        ``rps_cpus`` each run's flow lands on a CPU drawn at random (``get_rps_cpu``).  Drawn
+        here from the run's seed when the mask has several CPUs; otherwise where the hash
+        lands does not matter and the fixed :func:`flow_hash` is kept."""
+        if len(self.rps_targets) < 2:
+            return flow_hash(key)
+        if self._hash_rng is None:
+            self._hash_rng = np.random.default_rng(self.sim.seedseq.spawn(1)[0])
+        return int(self._hash_rng.integers(1 << 32))
+
     # ------------------------------------------------------------------ transmit side
+    def enqueue_items(self, cpu: CPU, flow: int) -> tuple[int, ...]:
+        """What enqueue_to_backlog of a packet of skb->hash ``flow`` from ``cpu`` costs beyond
+        netif_rx (work items: stage ids): with RPS steering it to another CPU's backlog whose
+        lines that CPU (its process_backlog) wrote last, their transfer.  enqueue_to_backlog
+        takes the target's backlog lock and updates its queue and qlen (net/core/dev.c
+        ``backlog_lock_irq_save``, ``__skb_queue_tail``, ``input_queue_tail_incr_save``);
+        process_backlog takes the same lock to splice the queue or to find it empty.  None
+        without RPS: every CPU then only ever touches its own backlog."""
+        if not self.rps_targets:
+            return ()
+        target = self.sim.cpus[self.rps_targets[(flow * len(self.rps_targets)) >> 32]]
+        if target is cpu or self.sd_last[target.idx] is cpu:
+            return ()
+        return _SD_BOUNCE
+
     def netif_rx(self, cpu: CPU, pkt: Packet) -> bool:
         """loopback_xmit's tail: lstats, then __netif_rx -> enqueue_to_backlog."""
         cpu.lo_tx_packets += 1
@@ -94,6 +132,7 @@ class Net:
             target = self.sim.cpus[self.rps_targets[(pkt[3] * len(self.rps_targets)) >> 32]]
             if target is not cpu:
                 target.received_rps += 1
+                self.sd_last[target.idx] = cpu
         q = target.input_pkt_queue
         qlen = len(q)
         if qlen > self.max_backlog:
@@ -170,6 +209,8 @@ class Net:
                 budget = self.budget
                 time_limit = env._now + self.budget_ns
                 weight = self.weight
+                sd_last = self.sd_last
+                me = cpu.idx
                 polling = True
                 while polling:
                     if cpu.defer_count:
@@ -183,6 +224,11 @@ class Net:
                     while work < quota:
                         pq = cpu.process_queue
                         if not pq:
+                            if sd_last[me] is not cpu:
+                                # RPS: another CPU enqueued since this one last took the backlog
+                                # lock; the lock, queue head and qlen lines come back here
+                                sd_last[me] = cpu
+                                yield sim.work_of_ids(_SD_BOUNCE)
                             iq = cpu.input_pkt_queue
                             if not iq:
                                 cpu.napi_scheduled = False

@@ -122,8 +122,11 @@ class UdpSocket:
             self.frag_pending[msg] = nfr
         truesize = truesize_udp(nbytes, self.modern)
         self.stats.sent(msg, nbytes, t_send)
+        net = self.net
         for i, flen in enumerate(frags):
-            if nfr > 1:
+            if net.rps_targets:  # enqueue_to_backlog into another CPU's backlog (Net.enqueue_items)
+                w = sim.work_of_ids((_XMIT_FRAG if nfr > 1 else _XMIT) + net.enqueue_items(cpu, flow))
+            elif nfr > 1:
                 w = sim.work_of_ids(_XMIT_FRAG)
             else:
                 w = sim.work_of_ids(_XMIT)
