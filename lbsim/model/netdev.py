@@ -49,9 +49,7 @@ def flow_hash(flow: int) -> int:
     return ((flow + 1) * 0x9E3779B1) & 0xFFFFFFFF
 
 S_NET_RX_ACTION = SID["net_rx_action"]
-#: the handoff of a contended kernel object's cache lines between CPUs (fitted on the default grid
-#: as a socket's; here the lines of a remote CPU's backlog: its input_pkt_queue lock, head and qlen)
-_SD_BOUNCE = (SID["cacheline_transfer"],)
+S_IPI_IDLE = SID["send_call_function_single_ipi"]
 S_RPS_IPI = SID["net_rps_send_ipi"]
 S_KFREE = SID["__kfree_skb"]
 S_DEFER_KICK = SID["kick_defer_list_purge"]
@@ -75,9 +73,6 @@ class Net:
         self.max_softirq_ns = kernel.max_softirq_time_ns
         n = len(sim.cpus)
         self.rps_targets = [i for i in range(n) if (kernel.rps_cpus >> i) & 1]
-        # the CPU that last wrote each CPU's backlog lines (softnet_data input_pkt_queue: lock,
-        # list head, qlen); only RPS makes it another CPU than the backlog's own
-        self.sd_last: list[CPU] = list(sim.cpus)
         self._hash_rng: np.random.Generator | None = None  # socket_hash's draws (several RPS CPUs)
         self.backlog_wait_ns = 0.0
         self.backlog_waits = 0
@@ -107,21 +102,6 @@ class Net:
         return int(self._hash_rng.integers(1 << 32))
 
     # ------------------------------------------------------------------ transmit side
-    def enqueue_items(self, cpu: CPU, flow: int) -> tuple[int, ...]:
-        """What enqueue_to_backlog of a packet of skb->hash ``flow`` from ``cpu`` costs beyond
-        netif_rx (work items: stage ids): with RPS steering it to another CPU's backlog whose
-        lines that CPU (its process_backlog) wrote last, their transfer.  enqueue_to_backlog
-        takes the target's backlog lock and updates its queue and qlen (net/core/dev.c
-        ``backlog_lock_irq_save``, ``__skb_queue_tail``, ``input_queue_tail_incr_save``);
-        process_backlog takes the same lock to splice the queue or to find it empty.  None
-        without RPS: every CPU then only ever touches its own backlog."""
-        if not self.rps_targets:
-            return ()
-        target = self.sim.cpus[self.rps_targets[(flow * len(self.rps_targets)) >> 32]]
-        if target is cpu or self.sd_last[target.idx] is cpu:
-            return ()
-        return _SD_BOUNCE
-
     def netif_rx(self, cpu: CPU, pkt: Packet) -> bool:
         """loopback_xmit's tail: lstats, then __netif_rx -> enqueue_to_backlog."""
         cpu.lo_tx_packets += 1
@@ -132,7 +112,6 @@ class Net:
             target = self.sim.cpus[self.rps_targets[(pkt[3] * len(self.rps_targets)) >> 32]]
             if target is not cpu:
                 target.received_rps += 1
-                self.sd_last[target.idx] = cpu
         q = target.input_pkt_queue
         qlen = len(q)
         if qlen > self.max_backlog:
@@ -209,8 +188,6 @@ class Net:
                 budget = self.budget
                 time_limit = env._now + self.budget_ns
                 weight = self.weight
-                sd_last = self.sd_last
-                me = cpu.idx
                 polling = True
                 while polling:
                     if cpu.defer_count:
@@ -224,11 +201,6 @@ class Net:
                     while work < quota:
                         pq = cpu.process_queue
                         if not pq:
-                            if sd_last[me] is not cpu:
-                                # RPS: another CPU enqueued since this one last took the backlog
-                                # lock; the lock, queue head and qlen lines come back here
-                                sd_last[me] = cpu
-                                yield sim.work_of_ids(_SD_BOUNCE)
                             iq = cpu.input_pkt_queue
                             if not iq:
                                 cpu.napi_scheduled = False
@@ -253,10 +225,15 @@ class Net:
                             cpu.softirq_pending = True  # napi stays on the poll list; NET_RX re-raised
                             polling = False
             if cpu.rps_ipi_list:
-                # net_rps_action_and_irq_enable -> net_rps_send_ipi for each queued target
+                # net_rps_action_and_irq_enable -> net_rps_send_ipi for each queued target:
+                # smp_call_function_single_async -> __smp_call_single_queue, the path of a remote
+                # wake-up's IPI (kernel/smp.c), so an idle target costs the sender the same kick of
+                # a halted CPU as Sim.wake_items charges (send_call_function_single_ipi)
                 targets = cpu.rps_ipi_list
                 cpu.rps_ipi_list = []
-                yield sim.work_of_ids((S_RPS_IPI,) * len(targets))
+                items = [S_RPS_IPI] * len(targets)
+                items += [S_IPI_IDLE for tgt in targets if not tgt._is_busy_for_wakeup()]
+                yield sim.work_of_ids(items)
                 for tgt in targets:
                     self.raise_net_rx_by_ipi(tgt)
             if not cpu.softirq_pending:

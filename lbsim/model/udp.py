@@ -124,16 +124,13 @@ class UdpSocket:
         self.stats.sent(msg, nbytes, t_send)
         net = self.net
         for i, flen in enumerate(frags):
-            if net.rps_targets:  # enqueue_to_backlog into another CPU's backlog (Net.enqueue_items)
-                w = sim.work_of_ids((_XMIT_FRAG if nfr > 1 else _XMIT) + net.enqueue_items(cpu, flow))
-            elif nfr > 1:
+            if nfr > 1:
                 w = sim.work_of_ids(_XMIT_FRAG)
             else:
                 w = sim.work_of_ids(_XMIT)
             yield w
             last = i == nfr - 1
-            self.net.netif_rx(cpu, (self, msg, flen + 20, flow, self.env._now, nbytes, truesize, t_send,
-                                    nfr > 1, last))
+            net.netif_rx(cpu, (self, msg, flen + 20, flow, self.env._now, nbytes, truesize, t_send, nfr > 1, last))
             yield BH_ENABLE
         yield PREEMPT
 
