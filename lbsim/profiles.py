@@ -58,7 +58,7 @@ log = logging.getLogger("lbsim.profiles")
 ENV_VAR = "LBSIM_COSTS"
 #: what ``default`` stands for: the numbers of lbsim/data/costs-default.json
 DEFAULT_PROFILE = "xeon-v1272-2026-12-06"
-CALIBRATE_HINT = "`lbsim calibrate` measures it and makes one"
+CALIBRATE_HINT = "`lbsim calibrate` measures it and makes one (about 3 minutes, as root for the kernel stages)"
 _FAR = 10**9  # kernel distance between different trees or unknown builds
 
 

@@ -22,8 +22,8 @@ def test_default_costs_cover_every_stage_and_say_where_they_came_from():
     assert all(c.fixed_ns >= 0 and c.per_byte_ns >= 0 for c in m.stages.values())
 
 
-# The re-run of the whole calibration on the committed data (the fit reproduces its expected cost
-# file, tests/data/costs-refit-expected.json) is tests/test_fit_split.py's slow test, which runs it
+# The re-run of the whole calibration on the committed data (the fit reproduces the default cost
+# file, lbsim/data/costs-default.json) is tests/test_fit_split.py's slow test, which runs it
 # with every held-out value scrambled: one fit proves both.
 
 

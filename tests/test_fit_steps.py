@@ -202,6 +202,33 @@ def test_fit_cacheline_finds_each_socket_familys_transfer():
     assert sorted(r["transport"] for r in st.rows["cacheline_transfer"]) == ["udp", "unix_stream"]
 
 
+def test_fit_cacheline_stays_in_physical_bounds_and_says_so_at_the_bound():
+    """A cache-line transfer costs tens to hundreds of ns: data made with 2.5 µs get a value inside
+    the physical bounds (not stretched to µs), with its identifiability record; a value on one of
+    the bounded minimiser's probe points is reported as such."""
+    from lbsim.calibrate.ident import scalar_check
+    from lbsim.calibrate.fits import CACHELINE_BOUNDS_NS, probe_points
+    from lbsim.calibrate.ident import CHECKS
+
+    lo, hi = CACHELINE_BOUNDS_NS
+    assert lo >= 10.0 and hi <= 1000.0
+    truth = with_stage_fixed(MODEL, "cacheline_transfer", 2500.0)
+    st = _state(_streams(truth, [("udp", "cross", 4096)]), with_stage_fixed(MODEL, "cacheline_transfer", 0.0))
+    token = CHECKS.set({})
+    try:
+        fit_cacheline(st)
+        rec = CHECKS.get()["cacheline_transfer_ns"]
+    finally:
+        CHECKS.reset(token)
+    x = st.params["cacheline_transfer_ns"]
+    assert lo <= x <= hi and rec["value"] == x
+    assert rec["at_bound"] == (min(x - lo, hi - x) <= 5.0)
+    p1, p2 = probe_points(lo, hi)
+    assert lo < p1 < p2 < hi
+    flat = scalar_check("x", lambda v: 1.0, p2, lo, hi, 5.0, (p1, p2))
+    assert flat["at_grid_point"] and flat["status"].startswith("not pinned")
+
+
 def _merged_kfree(model):
     """``model`` with __kfree_skb folded back into tcp_recvmsg, as the tracepoint base has it."""
     k = model.stages["__kfree_skb"].fixed_ns

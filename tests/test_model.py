@@ -300,7 +300,13 @@ def test_tcp_segment_counts_follow_the_mss_rule(mtu, tso):
     skbs = [goal] * (n // goal) + ([n % goal] if n % goal else [])
     segs = sum(math.ceil(s / mss) for s in skbs)
     assert r.counters["tcp_out_segs"] == segs
-    assert r.counters["tcp_data_packets"] == (len(skbs) if tso else segs)
+    packets = r.counters["tcp_data_packets"]
+    if not tso:
+        assert packets == segs
+    elif segs_per_skb <= 10 // 2:
+        assert packets == len(skbs)
+    else:  # 45-segment skbs are cut at the cwnd quota (tcp_cwnd_test: cwnd / 2; tests/test_tcp_segments.py)
+        assert len(skbs) < packets < segs
     if mtu == 16436:
         assert goal == 3 * 16384  # "one GSO skb carried at most 3 MSS = 48 KB" (0cf833aefaa8)
 

@@ -91,11 +91,14 @@ log = logging.getLogger("lbsim.calibrate")
 def calibrate_from_files(measured_csv: str | Path, stages_json: str | Path, out: str | Path,
                          fit_sizes: Iterable[int] = (64, 4096, 65536),
                          progress: Callable[[float], None] | None = None, *,
-                         stream_sizes: Iterable[int] | None = None) -> FitResult:
+                         stream_sizes: Iterable[int] | None = None, df: Any = None) -> FitResult:
     """The whole calibration: base from tracepoints, fit to the measured grid's fitted points
     (:mod:`lbsim.calibrate.split`: ``fit_sizes``, ``stream_sizes``), write the file (the measured
-    host is the data's ``.host.json`` beside the CSV, when there is one)."""
-    df = load_measured(measured_csv)
+    host is the data's ``.host.json`` beside the CSV, when there is one).  ``df``: the CSV as
+    :func:`lbsim.fitdata.load_measured` already read it (the CLI checks it first), so that it is
+    read, and its notices said, once."""
+    if df is None:
+        df = load_measured(measured_csv)
     stages: dict[str, Any] = json.loads(Path(stages_json).read_text())
     host_file = Path(str(measured_csv) + ".host.json")
     host = json.loads(host_file.read_text()) if host_file.exists() else None

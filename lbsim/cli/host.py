@@ -233,7 +233,7 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
         raise InputError(f"{measured}: no such measured-data file")
     stages = _stages_file(a, measured)
     try:
-        read_measured(measured)
+        df = read_measured(measured)
         check_stages(stages, measured)
     except CalibrationInputError as e:
         raise InputError(str(e)) from None
@@ -242,7 +242,7 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     if a.fit_sizes is not None:
         kw["fit_sizes"] = int_list(a.fit_sizes, "--fit-sizes")
     res = cal.calibrate_from_files(measured, stages, out, progress=lambda rms: log.debug(f"fit: rms {rms:.4g}"),
-                                   **kw)
+                                   df=df, **kw)
     _print_fit(res, cal.PARAMS)
     log.info(f"lbsim: wrote {out}")
     return 0

@@ -4,7 +4,8 @@ Models the CPU side of kernel/sched/core.c (``__schedule``: the context switch,
 ``schedule()`` from a blocking task, ``preempt_schedule`` at a preemption point),
 kernel/softirq.c (``local_bh_enable`` -> ``do_softirq``, ``irq_exit`` -> ``invoke_softirq``
 for a softirq raised by an IPI, handing over to ``ksoftirqd``) and the scheduler tick's
-look at a used-up slice (``scheduler_tick``).  The fair-class policy is the mixin
+look at a used-up slice (``scheduler_tick``), and ``sched_ttwu_pending`` (the wake list an
+IPI hands to an idle CPU).  The fair-class policy is the mixin
 lbsim.model.sched_fair.FairRunQueue; contexts and commands are in lbsim.model.task.
 
 Execution model
@@ -69,7 +70,7 @@ class CPU(FairRunQueue):
                  "rps_ipi_list", "defer_count", "defer_kicked", "_done_cb", "ksoftirqd", "cur_pkt",
                  "processed", "dropped", "time_squeeze", "received_rps", "lo_tx_packets", "lo_tx_bytes",
                  "backlog_max", "busy", "switches", "ksoftirqd_wakeups", "_switch_ns", "napi_scheduled",
-                 "ksoftirqd_wq", "next_tick", "__dict__")
+                 "ksoftirqd_wq", "next_tick", "wake_list", "__dict__")
 
     def __init__(self, sim: Sim, idx: int) -> None:
         self.sim = sim
@@ -88,6 +89,9 @@ class CPU(FairRunQueue):
         # the next scheduler tick (tick_sched_timer): every CPU ticks on the same jiffy grid
         # (skew_tick=0), at a phase drawn per run
         self.next_tick = sim.tick_phase_ns
+        # remote wake-ups queued for this idle CPU and not yet activated (the TTWU entries of
+        # its call_single_queue): empty, or the tasks one IPI's sched_ttwu_pending will wake
+        self.wake_list: list[Task] = []
         self.min_vruntime = 0.0
         # NET_RX state (per-CPU softnet_data)
         self.softirq = Softirq(idx)
@@ -428,6 +432,23 @@ class CPU(FairRunQueue):
                 continue
             self._start(t, t.work[0])
             return
+
+    def ttwu_pending(self) -> None:
+        """sched_ttwu_pending (kernel/sched/core.c): the IPI has reached this CPU, which
+        activates every task on its wake list at once (in the order they were queued:
+        __flush_smp_call_function_queue in kernel/smp.c reverses the llist), and only then
+        schedules (the idle task's schedule() picks among them all)."""
+        tasks = self.wake_list
+        self.wake_list = []
+        if len(tasks) == 1:
+            self.enqueue_task(tasks[0])
+            return
+        was = self.in_dispatch
+        self.in_dispatch = True  # no dispatch between the activations: they are one batch
+        for t in tasks:
+            self.enqueue_task(t)
+        self.in_dispatch = was
+        self.kick()
 
     def _preempt_running_task(self, c: Task) -> None:
         """Interrupt the running task's command (IRQ exit); it keeps the remainder."""

@@ -6,7 +6,11 @@ another CPU it costs the waker ``ttwu_queue_wakelist`` (plus
 ``send_call_function_single_ipi`` when the target CPU is idle: kicking a halted vCPU is what
 makes cross-CPU wake-ups so expensive in a VM) and reaches the target after a delay that
 depends on whether the target CPU is idle (``wakeup_remote_idle_ns``, IPI + idle exit) or
-busy (``wakeup_remote_busy_ns``).  ``wake_all`` is ``__wake_up`` (kernel/sched/wait.c).
+busy (``wakeup_remote_busy_ns``).  Wake-ups onto an idle CPU go through its wake list
+(``__ttwu_queue_wakelist``): the IPI is sent only by the waker that finds the list empty
+(kernel/smp.c ``__smp_call_single_queue``), and the one idle exit activates every task queued
+meanwhile (``sched_ttwu_pending``, CPU.ttwu_pending).  ``wake_all`` is ``__wake_up``
+(kernel/sched/wait.c).
 
 The driver: one simulated time unit is 1 ns.  No SimPy process exists per message: every
 command is one heap entry on SimPy's queue whose callback resumes the context, or none when
@@ -227,7 +231,10 @@ class Sim:
         target = waiter.cpu
         if target is cpu:
             return _TTWU_ITEMS
-        if target._is_busy_for_wakeup():
+        if target._is_busy_for_wakeup() or target.wake_list:
+            # busy: activated on its run queue directly; idle with wake-ups already queued
+            # for it: llist_add() finds the list non-empty and sends no IPI (kernel/smp.c
+            # __smp_call_single_queue), the pending one wakes them all
             return _TTWU_REMOTE_ITEMS
         return _TTWU_REMOTE_IPI_ITEMS
 
@@ -260,8 +267,18 @@ class Sim:
             target.enqueue_task(t)
             return True
         t.state = WAKING
+        if target.wake_list and not target._is_busy_for_wakeup():
+            # ttwu_queue_wakelist onto an idle CPU whose wake list already holds a task: no
+            # second IPI, and this task is activated with the others when the first one's IPI
+            # is taken (sched_ttwu_pending drains the whole list, kernel/sched/core.c)
+            target.wake_list.append(t)
+            return True
         ev = self.env.timeout(self.wakeup_delay(target))
-        ev.callbacks.append(lambda _ev: target.enqueue_task(t))
+        if target._is_busy_for_wakeup():
+            ev.callbacks.append(lambda _ev: target.enqueue_task(t))
+        else:
+            target.wake_list.append(t)
+            ev.callbacks.append(lambda _ev: target.ttwu_pending())
         return True
 
     # ------------------------------------------------------------------ statistics

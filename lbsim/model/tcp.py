@@ -57,7 +57,8 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
                  "last_cpu", "owned", "backlog", "backlog_bytes", "deferred_delack", "deferred_rto",
                  "out_segs", "in_segs", "retrans_segs", "pure_acks_sent", "data_packets",
                  "backlog_drops", "ofo_queued", "ofo", "lost_bytes", "skb_overhead", "cc", "delivered",
-                 "delivered_mstamp", "first_tx_mstamp", "app_limited", "rtt_min_us", "mss_clamp")
+                 "delivered_mstamp", "first_tx_mstamp", "app_limited", "rtt_min_us", "mss_clamp",
+                 "window_clamp", "rcv_wscale")
 
     BOUNCE_SID = S_BOUNCE  # Sim.touch: the cache-line transfer this socket type costs
     BOUNCE_ITEMS = (BOUNCE_SID,)  # the work items Sim.touch returns
@@ -170,6 +171,9 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
         # tcp_init_buffer_space: rcvq_space.space = min(rcv_wnd, TCP_INIT_CWND * advmss)
         self.rcvq_space_prev = 0
         self.wq_data = WaitQueue(f"{name} sk_wq (read)")
+        self.window_clamp = 0
+        self.rcv_wscale = 0
+        self.init_window_clamp(kernel.rmem_max)
 
     def _cold(self) -> bool:
         """Is this direction's queued data (our write queue + un-ACKed, the peer's receive
@@ -236,7 +240,7 @@ def tcp_connect(sim: Sim, net: Net, *, kernel: Any, flow: int, stats: Any, nodel
     a.peer, b.peer = b, a
     for s in (a, b):
         # after the handshake: the peer's window (SYN/SYN-ACK), rcv_wnd, quick-ack budget
-        s.rcv_wnd = s.window()
+        s.rcv_wnd = s.initial_window()
         s.quick = min(s.rcv_wnd // (2 * TCP_MSS_DEFAULT), s.quickacks_max)
         s.rcvq_space_prev = min(s.rcv_wnd, 10 * s.advmss)
     for s in (a, b):

@@ -17,8 +17,11 @@ write queue **and un-ACKed data**; above ``sk_sndbuf`` the writer pushes what it
 sleeps (``sk_stream_wait_memory``) until ``sk_stream_write_space`` finds
 ``wmem_queued <= 2/3 sndbuf``.  ``tcp_write_xmit`` sends while the congestion window
 (initially ``TCP_INIT_CWND``, slow start), the peer's receive window and Nagle (off with
-``TCP_NODELAY``) allow; TSQ and autocorking are inert on lo (``skb_orphan`` in
-``loopback_xmit`` runs ``tcp_wfree`` at once: drivers/net/loopback.c) and are not modelled.  Each skb goes
+``TCP_NODELAY``) allow; an skb of several segments is cut (``tso_fragment``) at the window
+edge and at the cwnd quota (``tcp_mss_split_point`` with ``tcp_cwnd_test``: ``cwnd -
+in_flight`` segments, from 4.x at most half the cwnd), so a smaller MSS makes more skbs;
+TSQ and autocorking are inert on lo (``skb_orphan`` in ``loopback_xmit`` runs
+``tcp_wfree`` at once: drivers/net/loopback.c) and are not modelled.  Each skb goes
 ``tcp_transmit_skb`` -> ``ip_output`` -> ``dev_queue_xmit`` -> ``loopback_xmit`` ->
 ``netif_rx``; with TSO off on lo the GSO skb is cut by ``skb_gso_segment`` and each segment
 crosses lo on its own.  ``release_sock`` processes what arrived on the socket backlog.
@@ -99,6 +102,8 @@ class TcpOutput(TcpState):
 
     def window(self) -> int:
         """__tcp_select_window: free receive space scaled by the len/truesize ratio."""
+        if not self.rcv_wscale:  # a small SO_RCVBUF: the unscaled branch (tcp_recv.py)
+            return self.select_window_unscaled()
         # (max()/min() spelt out on this path: the same values, without a builtin call)
         free = self.rcvbuf - self.rmem
         if not free > 0:
@@ -133,11 +138,16 @@ class TcpOutput(TcpState):
             length = self.write_q[0]
             if self.tail_open and len(self.write_q) == 1 and not push and length < self.size_goal():
                 break  # still being filled by tcp_sendmsg (tcp_push comes at the end)
-            if self.packets_out >= self.cwnd:
+            quota = self.cwnd - self.packets_out
+            if quota <= 0:
                 break  # tcp_cwnd_test
+            if self.modern and quota > self.cwnd >> 1:
+                quota = self.cwnd >> 1 or 1  # tcp_cwnd_test (4.x+): at most half the cwnd per skb
             mss = self.mss()
             room = self.snd_una + self.snd_wnd - self.snd_nxt
-            if length > room:  # tcp_snd_wnd_test; tso_fragment at the window edge
+            if room > quota * mss:
+                room = quota * mss  # tcp_mss_split_point: no more segments than the cwnd quota
+            if length > room:  # tcp_snd_wnd_test; tso_fragment at the window or cwnd edge
                 if room >= mss:
                     cut = (room // mss) * mss
                     self.write_q[0] = length - cut

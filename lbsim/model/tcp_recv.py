@@ -14,6 +14,16 @@ pending and more than a segment is un-ACKed or it was pushed -- a segment shorte
 skb carries -- or when the window at least doubled), ``release_sock``.  The advertised
 window is ``(rcvbuf - rmem) x ratio`` (``tcp_win_from_space``; ratio 50 % until learned
 from ``len / truesize``).
+
+A receive buffer locked small by SO_RCVBUF (``SOCK_RCVBUF_LOCK``) gets an unscaled window:
+``tcp_connect_init``/``tcp_openreq_init_rwin`` clamp ``window_clamp`` to ``tcp_full_space``
+and ``tcp_select_initial_window`` (net/ipv4/tcp_output.c) takes the scale from
+``min(max(tcp_rmem[2], rmem_max), window_clamp)``.  ``__tcp_select_window``'s unscaled branch
+(:meth:`TcpRecv.select_window_unscaled`) then offers a zero window once the free space is
+below half the full space and below one ``rcv_mss`` (or 1/16 of the allowed space), else the
+free space rounded down to a multiple of ``rcv_mss``.  With a 1 KiB stream's 576-byte
+segments (``truesize`` 1408) in a 2304-byte ``sk_rcvbuf`` one queued segment closes the
+window, and ``tcp_cleanup_rbuf`` reopens it after the read: one segment per reader wake-up.
 """
 
 from __future__ import annotations
@@ -125,6 +135,48 @@ class TcpRecv(TcpState):
             self.owned = False  # release_sock() with nothing to process, inlined
         yield PREEMPT
         return copied
+
+    def init_window_clamp(self, rmem_max: int) -> None:
+        """tcp_connect_init / tcp_openreq_init_rwin, then tcp_select_initial_window's scale:
+        with SOCK_RCVBUF_LOCK the clamp is tcp_full_space (net/ipv4/tcp_output.c,
+        net/ipv4/tcp_minisocks.c); wscale = ilog2(min(max(tcp_rmem[2], rmem_max), clamp)) - 15,
+        in 0..14 (TCP_MAX_WSCALE)."""
+        clamp = int(self.rcvbuf * self.ratio) if self.user_rcvbuf else 65535 << 14
+        self.window_clamp = clamp
+        space = min(max(self.rmem_max, rmem_max), clamp)
+        self.rcv_wscale = min(max(space.bit_length() - 1 - 15, 0), 14)
+
+    def initial_window(self) -> int:
+        """The window of the SYN/SYN-ACK (tcp_select_initial_window): unscaled, the full space
+        up to the clamp, not rounded to an MSS below advmss; scaled, as :meth:`window`."""
+        if self.rcv_wscale:
+            return self.window()
+        return min(int(self.rcvbuf * self.ratio), self.window_clamp)
+
+    def select_window_unscaled(self) -> int:
+        """tcp_select_window for rcv_wscale 0 (net/ipv4/tcp_output.c ``__tcp_select_window``,
+        then "never shrink" the window already offered)."""
+        ratio = self.ratio
+        mss = self.rcv_mss
+        free = int((self.rcvbuf - self.rmem - self.backlog_bytes) * ratio)  # tcp_space
+        allowed = int(self.rcvbuf * ratio)  # tcp_full_space
+        full = min(self.window_clamp, allowed)
+        if mss > full:
+            mss = full
+        window = 0
+        if mss > 0:
+            if free < full >> 1:
+                self.quick = 0  # icsk_ack.quick = 0: leave quick-ack mode
+            if not (free < full >> 1 and (free < allowed >> 4 or free < mss)):
+                window = self.rcv_wnd
+                if window <= free - mss or window > free:
+                    window = (free // mss) * mss
+                elif mss == full and free > window + (full >> 1):
+                    window = free
+        cur = self.rcv_wup + self.rcv_wnd - self.rcv_nxt  # tcp_receive_window
+        if cur > window:
+            window = cur
+        return window if window > 0 else 0
 
     def _uncharge(self, truesize: int) -> None:
         self.rmem -= truesize  # tcp_eat_recv_skb -> skb_free: sk_rmem_alloc shrinks

@@ -104,6 +104,8 @@ class TcpState:
     rcvq_time: float
     rcvq_space_prev: int
     wq_data: WaitQueue
+    window_clamp: int
+    rcv_wscale: int
     # the socket lock
     last_cpu: CPU | None
     owned: bool
@@ -131,6 +133,10 @@ class TcpState:
     def write_xmit(self, cpu: CPU, in_task: bool, push: bool) -> Generator[Any, None, None]: ...
     @abstractmethod
     def send_ack(self, cpu: CPU, in_task: bool) -> Generator[Any, None, None]: ...
+
+    # tcp_recv
+    @abstractmethod
+    def select_window_unscaled(self) -> int: ...
 
     # tcp_timer
     @abstractmethod

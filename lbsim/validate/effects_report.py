@@ -88,7 +88,9 @@ class EffectsReport:
         lines = [head, "-" * len(head)]
         for _, r in self.rows.iterrows():
             pt = f"{r['transport']} {r['workload'][:6]} {r['placement']} {int(r['msg_bytes'])}"
-            if r["not_modelled"]:
+            if r.get("host_failed"):
+                verdict = "host run failed (the harness could not finish it: run_failed)"
+            elif r["not_modelled"]:
                 verdict = f"not modelled: {r['not_modelled']}"
             else:
                 verdict = ("ok" if r["direction_agrees"] else "WRONG") if r["real"] else "(not real)"

@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Build the shipped cost profiles (lbsim/data/profiles/*.json) from the committed measurements.
 
-Nothing is refitted: each profile is a host folder's ``costs.json`` (the defaults' for the Intel
-v1272 profile), its numbers unchanged, renamed after the profile and given a ``provenance.profile``
-block (lbsim/profiles.py) made from the folder's ``measured-host.csv.host.json`` (CPU, kernel,
-host name), the data file's SHA-256 and the own fit's held-out errors (``validate.json``).
+Each profile is a host folder's ``costs.json`` (the defaults' for the Intel v1272 profile),
+renamed after the profile and given a ``provenance.profile`` block (lbsim/profiles.py) made from
+the folder's ``measured-host.csv.host.json`` (CPU, kernel, host name), the data file's SHA-256
+and the own fit's held-out errors (``validate.json``).  With ``--refit`` each cost file is first
+fitted again from its folder's ``measured-host.csv`` and ``stages-host.json`` with the current
+calibration (the honest per-point split), and validated on its held-out points (``validate.json``;
+for the defaults, whose folder is the package's, the figures go into the profile only).
 
 One profile per machine kind and kernel build measured so far; where a kind and build were
 measured more than once, the one listed below is the one kept (the later, or the defaults).
 
-    python tools/profiles/make_shipped.py [--check]
+    python tools/profiles/make_shipped.py [--check] [--refit [NAME ...]]
 
 ``--check`` exits 1 if a shipped file differs from what would be written.
 """
@@ -30,6 +33,8 @@ from lbsim.hostid import HostId  # noqa: E402
 from lbsim.profiles import heldout_from_validate, make_profile  # noqa: E402
 
 OUT = ROOT / "lbsim" / "data" / "profiles"
+#: the defaults' own-fit held-out figures from the last --refit (their folder keeps no validate.json)
+PACKAGE_HELDOUT = ROOT / "tools" / "profiles" / "default-heldout.json"
 
 NO_FMS = ("CPU family, model and stepping were not recorded with this data (the .host.json holds only the "
           "VM's masked model name): auto matches it by vendor and kernel build")
@@ -114,13 +119,31 @@ def hosts_folder() -> str:
     return "data/hosts" if (ROOT / "data" / "hosts").is_dir() else "docs/hosts"
 
 
-def build(name: str, folder: str, costs_file: str, date: str, notes: list[str]) -> dict:
+def refit(folder: str, costs_file: str) -> dict:
+    """Fit ``folder``'s data again into its cost file; validate it; return the held-out figures."""
+    from lbsim.calibrate import calibrate_from_files
+    from lbsim.costs import load_costs
+    from lbsim.jsonsafe import plain
+    from lbsim.validate import validate
+
+    d = ROOT / folder
+    calibrate_from_files(d / "measured-host.csv", d / "stages-host.json", d / costs_file)
+    report = validate(d / "measured-host.csv", load_costs(str(d / costs_file))).to_dict()
+    if folder != "lbsim/data":  # the package's folder ships no validation report
+        (d / "validate.json").write_text(json.dumps(plain(report), indent=1) + "\n")
+        return heldout_from_validate(report, f"{folder}/validate.json: own fit") or {}
+    return heldout_from_validate(report, f"tools/profiles/make_shipped.py --refit: own fit, {folder}") or {}
+
+
+def build(name: str, folder: str, costs_file: str, date: str, notes: list[str],
+          heldout: dict | None = None) -> dict:
     d = ROOT / folder
     costs = json.loads((d / costs_file).read_text())
     host = HostId.from_host_json(json.loads((d / "measured-host.csv.host.json").read_text()))
     validate = d / "validate.json"
-    heldout = (heldout_from_validate(json.loads(validate.read_text()), f"{folder}/validate.json: own fit")
-               if validate.exists() else HELDOUT.get(name, DEFAULT_HELDOUT))
+    if heldout is None:
+        heldout = (heldout_from_validate(json.loads(validate.read_text()), f"{folder}/validate.json: own fit")
+                   if validate.exists() else HELDOUT.get(name, DEFAULT_HELDOUT))
     if heldout is not None:
         heldout = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in heldout.items()}
     if host.cpu_family is None:
@@ -133,12 +156,22 @@ def build(name: str, folder: str, costs_file: str, date: str, notes: list[str]) 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="compare only; exit 1 on a difference")
+    ap.add_argument("--refit", nargs="*", metavar="NAME",
+                    help="fit these profiles (default all) again from their data before building")
     a = ap.parse_args()
     hosts, bad = hosts_folder(), 0
     OUT.mkdir(parents=True, exist_ok=True)
     for name, folder, costs_file, date, notes in SHIPPED:
         folder = folder.format(hosts=hosts)
-        data = build(name, folder, costs_file, date, notes)
+        heldout = None
+        if a.refit is not None and (not a.refit or name in a.refit):
+            print(f"refitting {name} from {folder} ...", flush=True)
+            heldout = refit(folder, costs_file)
+        elif folder == "lbsim/data" and PACKAGE_HELDOUT.exists():
+            heldout = json.loads(PACKAGE_HELDOUT.read_text())
+        data = build(name, folder, costs_file, date, notes, heldout)
+        if folder == "lbsim/data" and heldout is not None:
+            PACKAGE_HELDOUT.write_text(json.dumps(heldout, indent=1) + "\n")
         cost_model_from_dict(data, name)  # it must load
         text = json.dumps(data, indent=2) + "\n"
         path = OUT / f"{name}.json"
