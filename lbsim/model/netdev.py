@@ -49,7 +49,6 @@ def flow_hash(flow: int) -> int:
     return ((flow + 1) * 0x9E3779B1) & 0xFFFFFFFF
 
 S_NET_RX_ACTION = SID["net_rx_action"]
-S_IPI_IDLE = SID["send_call_function_single_ipi"]
 S_RPS_IPI = SID["net_rps_send_ipi"]
 S_KFREE = SID["__kfree_skb"]
 S_DEFER_KICK = SID["kick_defer_list_purge"]
@@ -225,15 +224,10 @@ class Net:
                             cpu.softirq_pending = True  # napi stays on the poll list; NET_RX re-raised
                             polling = False
             if cpu.rps_ipi_list:
-                # net_rps_action_and_irq_enable -> net_rps_send_ipi for each queued target:
-                # smp_call_function_single_async -> __smp_call_single_queue, the path of a remote
-                # wake-up's IPI (kernel/smp.c), so an idle target costs the sender the same kick of
-                # a halted CPU as Sim.wake_items charges (send_call_function_single_ipi)
+                # net_rps_action_and_irq_enable -> net_rps_send_ipi for each queued target
                 targets = cpu.rps_ipi_list
                 cpu.rps_ipi_list = []
-                items = [S_RPS_IPI] * len(targets)
-                items += [S_IPI_IDLE for tgt in targets if not tgt._is_busy_for_wakeup()]
-                yield sim.work_of_ids(items)
+                yield sim.work_of_ids((S_RPS_IPI,) * len(targets))
                 for tgt in targets:
                     self.raise_net_rx_by_ipi(tgt)
             if not cpu.softirq_pending:
