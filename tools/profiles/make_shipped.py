@@ -60,60 +60,6 @@ SHIPPED = [
      ["the later of the two measurements of that day (amd-epyc-2026-12-04b); the time was not recorded"]),
 ]
 
-#: the defaults' own-fit figures are not in a validate.json beside them; docs/cross-cpu.md quotes them
-DEFAULT_HELDOUT = {"rtt_p50_median_pct": 8.0, "throughput_median_pct": 10.8, "pairs_ok": 66, "pairs_total": 66,
-                   "source": "docs/cross-cpu.md, 'Adopted (2026-12-06, 17:00 UTC)': the per-call rule's own fit"}
-
-
-#: each profile's own-fit held-out figures, read from its folder's validate.json before the docs trim
-#: removed those reports from the tree (they are in git at a84826e2), or from the command in "source"
-HELDOUT = {
-    "amd-epyc-v1300-2026-12-06": {
-        "rtt_p50_median_pct": 10.7,
-        "throughput_median_pct": 8.92,
-        "pairs_ok": 77,
-        "pairs_total": 78,
-        "source": "lbsim validate data/hosts/amd-epyc-2026-12-06-v1300/measured-host.csv --costs "
-                  "data/hosts/amd-epyc-2026-12-06-v1300/costs.json --json (own fit; 2026-12-06, at 2408a480)"
-    },
-    "amd-epyc-v1252-2026-12-04": {
-        "rtt_p50_median_pct": 7.98,
-        "throughput_median_pct": 9.72,
-        "pairs_ok": 78,
-        "pairs_total": 80,
-        "source": "docs/hosts/amd-epyc-2026-12-04b/validate.json at a84826e2 (own fit)"
-    },
-    "amd-epyc-v1272-2026-12-06": {
-        "rtt_p50_median_pct": 7.41,
-        "throughput_median_pct": 5.98,
-        "pairs_ok": 87,
-        "pairs_total": 87,
-        "source": "docs/hosts/amd-epyc-2026-12-06/validate.json at a84826e2 (own fit)"
-    },
-    "xeon-v1252-2026-12-04": {
-        "rtt_p50_median_pct": 4.11,
-        "throughput_median_pct": 25.34,
-        "pairs_ok": 95,
-        "pairs_total": 107,
-        "source": "docs/hosts/xeon-2026-12-04/validate.json at a84826e2 (own fit)"
-    },
-    "xeon-v1272-2026-12-06": {
-        "rtt_p50_median_pct": 8.0,
-        "throughput_median_pct": 10.8,
-        "pairs_ok": 66,
-        "pairs_total": 66,
-        "source": "docs/cross-cpu.md, 'Adopted (2026-12-06, 17:00 UTC)': the per-call rule's own fit"
-    },
-    "xeon-v769-2026-11-25": {
-        "rtt_p50_median_pct": 5.37,
-        "throughput_median_pct": 15.22,
-        "pairs_ok": 93,
-        "pairs_total": 99,
-        "source": "docs/hosts/xeon-2026-11-25/validate.json at a84826e2 (own fit)"
-    }
-}
-
-
 def hosts_folder() -> str:
     """Where the per-host measurements are (docs/hosts/ now; data/hosts/ once moved)."""
     return "data/hosts" if (ROOT / "data" / "hosts").is_dir() else "docs/hosts"
@@ -146,7 +92,7 @@ def build(name: str, folder: str, costs_file: str, date: str, notes: list[str],
     host = HostId.from_host_json(json.loads((d / "measured-host.csv.host.json").read_text()))
     if heldout is None:
         kept = heldout_file(folder)
-        heldout = json.loads(kept.read_text()) if kept.exists() else HELDOUT.get(name, DEFAULT_HELDOUT)
+        heldout = json.loads(kept.read_text()) if kept.exists() else None
     if heldout is not None:
         heldout = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in heldout.items()}
     if host.cpu_family is None:
