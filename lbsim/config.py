@@ -68,6 +68,10 @@ class SimConfig(BaseModel):
     messages: int = Field(2000, ge=1, le=100_000_000)
     #: concurrent sender/receiver pairs (rr, poisson, burst, stream)
     flows: int = Field(1, ge=1, le=256)
+    #: sending tasks per flow into the flow's one receiving socket (udp stream, poisson, burst):
+    #: each has its own socket (so its own flow hash) and sends ``messages``; all run on the
+    #: flow's sender CPU, as the C harness's ``--senders 2`` (``--cpu-c`` defaults to ``--cpu-a``)
+    senders: int = Field(1, ge=1, le=64)
     #: open-loop arrival rate per flow (poisson)
     rate_per_s: float = 20_000.0
     #: messages written back to back per burst (burst)
@@ -191,6 +195,9 @@ class SimConfig(BaseModel):
                     raise ValueError(f"background CPU {c} out of range; allowed 0..{self.cpus - 1}")
         if self.rps_cpus is not None and self.rps_cpus >= (1 << self.cpus):
             raise ValueError(f"rps_cpus mask {self.rps_cpus:#x} names CPUs beyond cpus = {self.cpus}")
+        if self.senders > 1 and (self.transport != "udp" or self.workload not in ("stream", "poisson", "burst")):
+            raise ValueError(f"senders = {self.senders} needs transport 'udp' and a one-way workload "
+                             "(stream, poisson, burst): several senders share one receiving datagram socket")
         if self.workload == "split":
             if self.placement != "same" or self.flows != 1:
                 raise ValueError("workload 'split' runs one task at both ends of one flow: "

@@ -168,7 +168,7 @@ def test_cli_measure_and_calibrate_bad_input(args, needle):
 def _fake_fit(calls):
     from types import SimpleNamespace
 
-    def fake(measured, stages, out, fit_sizes=(64, 4096, 65536), progress=None):
+    def fake(measured, stages, out, fit_sizes=(64, 4096, 65536), progress=None, df=None):
         calls.append((Path(measured).name, Path(stages).name, Path(out).name, list(fit_sizes)))
         return SimpleNamespace(
             params={"scale_tcp": 1.25, "wakeup_remote_idle_ns": 0.0}, bounds_hit=["wakeup_remote_idle_ns"],

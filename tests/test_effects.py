@@ -109,10 +109,24 @@ def test_effects_report_json_and_table(sndbuf_report):
 def test_not_modelled_settings_say_why():
     from lbsim.validate.effects import run_fields
 
-    row = pd.Series({"transport": "udp", "workload": "stream", "placement": "cross", "msg_bytes": 64,
+    row = pd.Series({"transport": "unix_dgram", "workload": "stream", "placement": "cross", "msg_bytes": 64,
                      "knob": "rps_cpus", "setting": "g/rps_cpus=all", "senders": 2})
     fields, why = run_fields(row, {}, messages=100, seed=1)
-    assert fields is None and "second sending process" in why
+    assert fields is None and "udp streams only" in why
+
+
+def test_two_senders_run_on_the_senders_cpu_and_split_the_count():
+    """harness.c --senders 2: the second sender (--cpu-c, default --cpu-a) writes --count too,
+    and msgs_sent counts both: each simulated sender writes half of it."""
+    from lbsim.config import make_config
+    from lbsim.validate.effects import run_fields
+
+    row = pd.Series({"transport": "udp", "workload": "stream", "placement": "cross", "msg_bytes": 64,
+                     "knob": "rps_cpus", "setting": "g/rps_cpus=all", "senders": 2, "rps_cpus": "3"})
+    fields, why = run_fields(row, {}, messages=40000, seed=1)
+    assert why == "" and fields is not None
+    cfg = make_config(fields)
+    assert cfg.senders == 2 and cfg.messages == 20000 and cfg.placements() == [(0, 1)] and cfg.rps_cpus == 3
 
 
 def test_run_fields_map_the_host_settings():

@@ -374,9 +374,32 @@ def cmd_validate_effects(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate_stages(a: argparse.Namespace) -> int:
+    """validate --stages: each kernel stage's simulated time against the traced runs the fit did not use."""
+    from lbsim.validate.stages import StageDataError, resolve_inputs, validate_stages
+    from lbsim.validate.stages_report import stages_figure
+
+    figure = output_file(a.figure, "--figure", FIGURE_FORMATS) if a.figure else None
+    level = logging.INFO if sys.stderr.isatty() else logging.DEBUG
+    try:
+        path, costs, host = resolve_inputs(a.measured, a.costs)
+        rep = validate_stages(path, costs, host=host, seed=1 if a.seed is None else a.seed,
+                              progress=lambda t: log.log(level, f"lbsim validate: {t}"))
+    except StageDataError as e:
+        raise InputError(str(e)) from None
+    if figure:
+        stages_figure(rep.rows, title=f"{rep.host}: stage times, traced runs the fit did not use").savefig(
+            figure, dpi=110)
+    print(json.dumps(rep.to_dict()) if a.json else rep.format_table())
+    return 0
+
+
 def cmd_validate(a: argparse.Namespace) -> int:
     from lbsim.validate import MeasuredDataError, validate
 
+    if a.stages:
+        return cmd_validate_stages(a)
+    a.costs = a.costs or sim_default("costs")
     if _is_knob_grid(a.measured):
         return cmd_validate_effects(a)
     if a.max_error is not None and not (a.max_error >= 0):
@@ -472,9 +495,14 @@ def _add_validate(sub: Any, parent: argparse.ArgumentParser) -> None:
                        help="simulate measured points and report the model's error",
                        description="Compare measured loopback / UNIX socket data (long-format CSV, see "
                                    "docs/measured-data.md) with the model. Exit 1 if --max-error is exceeded.")
-    v.add_argument("measured", metavar="MEASURED", help="long-format measured CSV")
-    v.add_argument("--costs", default=sim_default("costs"),
-                   help="cost profile: a profile name, a JSON file, 'default' or 'auto' (default %(default)s)")
+    v.add_argument("measured", metavar="MEASURED",
+                   help="long-format measured CSV; with --stages a stage file or a host folder (data/hosts/NAME)")
+    v.add_argument("--costs", default=None,
+                   help="cost profile: a profile name, a JSON file, 'default' or 'auto' "
+                        f"(default {sim_default('costs')}; with --stages and a host folder, its costs.json)")
+    v.add_argument("--stages", action="store_true",
+                   help="compare each kernel stage's simulated time with the tracepoint stage times of "
+                        "MEASURED (lbsim measure --stages) on the traced runs the costs' base did not read")
     v.add_argument("--max-error", type=float, default=None, metavar="PCT",
                    help="exit 1 unless the held-out median |error| of rtt_p50_us and throughput_MBps "
                         "are both <= PCT")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from lbsim.model.metrics import FlowDir, RunStats, Tally
-from lbsim.model.netdev import Net, flow_hash
+from lbsim.model.netdev import Net
 from lbsim.model.sim import Sim
 from lbsim.model.stages import STAGES
 from lbsim.model.task import CTX_BACKGROUND, NICE_19_WEIGHT, PREEMPT, SLEEPING, Task
@@ -39,6 +39,8 @@ class _Flow:
         self.out = out
         self.back = back
         self.socks = socks
+        #: the channels of the flow's other senders into ``out``'s receiving socket (SimConfig.senders)
+        self.more_out: list[Channel] = []
 
 
 def _build_flow(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, i: int, record_one_way: bool) -> _Flow:
@@ -49,7 +51,7 @@ def _build_flow(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, i: int, rec
     modern = k.name != "linux-2.6.32"
     t = cfg.transport
     if t == "tcp":
-        a, b = tcp_connect(sim, net, kernel=k, flow=flow_hash(i), stats=d_out, nodelay=cfg.tcp_nodelay,
+        a, b = tcp_connect(sim, net, kernel=k, flow=net.socket_hash(i), stats=d_out, nodelay=cfg.tcp_nodelay,
                            sk_sndbuf=cfg.sk_sndbuf(), sk_rcvbuf=cfg.sk_rcvbuf())
         b.stats = d_back
         out = Channel(a.sendmsg, b.recvmsg, d_out, True, _msg_of)
@@ -58,11 +60,17 @@ def _build_flow(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, i: int, rec
     if t == "udp":
         # SO_SNDBUF is not modelled for UDP: loopback_xmit's skb_orphan uncharges each skb at once
         rcvbuf = cfg.sk_rcvbuf() or k.rmem_default
-        srv = UdpSocket(sim, net, rcvbuf=rcvbuf, flow=flow_hash(i), stats=d_out)
-        cli = UdpSocket(sim, net, rcvbuf=rcvbuf, flow=flow_hash(i) ^ 0x5BD1E995, stats=d_back)
+        h = net.socket_hash(i)
+        srv = UdpSocket(sim, net, rcvbuf=rcvbuf, flow=h, stats=d_out)
+        cli = UdpSocket(sim, net, rcvbuf=rcvbuf, flow=h ^ 0x5BD1E995, stats=d_back)
         out = Channel(srv.sendmsg, srv.recvmsg, d_out, False, _msg_of)
         back = Channel(cli.sendmsg, cli.recvmsg, d_back, False, _msg_of)
-        return _Flow(out, back, [srv, cli])
+        fl = _Flow(out, back, [srv, cli])
+        # sender j > 0 has a socket of its own (its own source port, its own hash): socket
+        # number i + 256 j, distinct from every flow's own (flows <= 256)
+        fl.more_out = [Channel(srv.sender(net.socket_hash(i + 256 * j)), srv.recvmsg, d_out, False, _msg_of)
+                       for j in range(1, cfg.senders)]
+        return fl
     sndbuf = cfg.sndbuf_unix()
     x_out: UnixStream | UnixDgram
     x_back: UnixStream | UnixDgram
@@ -113,10 +121,11 @@ def run_model(cfg: Any, costs: Any) -> dict[str, Any]:
     workload = cfg.workload
     closed_loop = workload in ("pingpong", "rr", "split")
     flows_n = cfg.flows if workload not in ("pingpong", "split") else 1
-    total = cfg.messages * flows_n
+    senders = cfg.senders  # per flow (one-way udp workloads only, see SimConfig)
+    total = cfg.messages * flows_n * senders
     done = env.event()
     status = {"value": "ok", "message": ""}
-    clients_left = [flows_n]
+    clients_left = [flows_n * senders]
 
     def check() -> None:
         if clients_left[0] > 0:  # (tested first: done.triggered is a property call)
@@ -203,6 +212,15 @@ def _make_tasks(cfg: Any, k: Any, sim: Sim, run: RunStats, flows: list[_Flow], i
             cli.gen = one_way_sender(cli, fl.out, messages=cfg.messages, nbytes=cfg.msg_bytes, ids=ids,
                                      arrivals=arrivals, burst=burst)
         tasks += [srv, cli]
+        for j, ch in enumerate(fl.more_out, 1):
+            # the flow's other senders: on the sender's CPU, as the harness's --cpu-c default
+            more = Task(f"client{i}.{j}", sim.cpus[s_cpu], None, rt=rt)
+            more.on_done = client_done
+            arr = (_poisson_arrivals(np.random.default_rng(sim.arrival_rng.integers(2**63)), cfg.rate_per_s, 0.0)
+                   if workload == "poisson" else None)
+            more.gen = one_way_sender(more, ch, messages=cfg.messages, nbytes=cfg.msg_bytes, ids=ids,
+                                      arrivals=arr, burst=burst)
+            tasks.append(more)
     tick_ns = 1e9 / k.hz
     for c in cfg.busy_cpus():
         sp = Task(f"spinner/{c}", sim.cpus[c], _spinner(tick_ns), weight=NICE_19_WEIGHT, kind=CTX_BACKGROUND)

@@ -35,6 +35,8 @@ from collections import deque
 from collections.abc import Generator
 from typing import Any
 
+import numpy as np
+
 from lbsim.model.cpu import CPU
 from lbsim.model.sim import Sim
 from lbsim.model.stages import SID
@@ -71,6 +73,7 @@ class Net:
         self.max_softirq_ns = kernel.max_softirq_time_ns
         n = len(sim.cpus)
         self.rps_targets = [i for i in range(n) if (kernel.rps_cpus >> i) & 1]
+        self._hash_rng: np.random.Generator | None = None  # socket_hash's draws (several RPS CPUs)
         self.backlog_wait_ns = 0.0
         self.backlog_waits = 0
         # expired soft hrtimers per CPU (HRTIMER_SOFTIRQ: TCP's pacing timer)
@@ -85,6 +88,20 @@ class Net:
             wq.waiters.append(t)
             cpu.ksoftirqd = t
             cpu.ksoftirqd_wq = wq
+
+    def socket_hash(self, key: int) -> int:
+        """skb->hash of the packets of socket number ``key`` of the run.  The kernel's is random
+        per run: ``__skb_get_hash`` hashes the 4-tuple with ``jhash`` under a boot-time random
+        seed (``hashrnd``, net/core/flow_dissector.c), and the ephemeral source port is drawn at
+        random (``udp_lib_get_port``, ``__inet_hash_connect``), so with several CPUs in
+        ``rps_cpus`` each run's flow lands on a CPU drawn at random (``get_rps_cpu``).  Drawn
+        here from the run's seed when the mask has several CPUs; otherwise where the hash
+        lands does not matter and the fixed :func:`flow_hash` is kept."""
+        if len(self.rps_targets) < 2:
+            return flow_hash(key)
+        if self._hash_rng is None:
+            self._hash_rng = np.random.default_rng(self.sim.seedseq.spawn(1)[0])
+        return int(self._hash_rng.integers(1 << 32))
 
     # ------------------------------------------------------------------ transmit side
     def netif_rx(self, cpu: CPU, pkt: Packet) -> bool:

@@ -284,6 +284,9 @@ MODEL_CONSTANTS: tuple[Param, ...] = _table("kernel", (
     ("tcp_cc.Bbr.SNDBUF_EXPAND", f"{_BBR} bbr_sndbuf_expand() returns 3"),
     ("tcp_output.MAX_TCP_HEADER", "include/net/tcp.h MAX_TCP_HEADER = L1_CACHE_ALIGN(128 + MAX_HEADER)"),
     ("tcp_output.TCP_MSS_DEFAULT", "include/net/tcp.h TCP_MSS_DEFAULT = 536"),
+    ("tcp_pacing.PACING_UNPACED_SEGS", "net/ipv4/tcp_output.c tcp_update_skb_after_send(): "
+     "tp->data_segs_out >= 10 (\"sch_fq does not pace first 10 MSS\")"),
+    ("tcp_pacing.NSEC_PER_SEC", "include/vdso/time64.h NSEC_PER_SEC"),
     ("tcp_output.TCP_MIN_MSS", "include/net/tcp.h TCP_MIN_MSS = 88"),
     ("tcp_output.HDR", "include/uapi/linux/ip.h struct iphdr (20) + include/uapi/linux/tcp.h struct tcphdr (20) "
      "+ include/net/tcp.h TCPOLEN_TSTAMP_ALIGNED (12)"),

@@ -4,7 +4,8 @@
 are: lbsim.model.tcp_output (``tcp_sendmsg``, ``tcp_write_xmit``, ACK sending),
 lbsim.model.tcp_input (``tcp_v4_rcv``, ``tcp_rcv_established``, ``tcp_ack``),
 lbsim.model.tcp_recv (``tcp_recvmsg``, ``tcp_cleanup_rbuf``) and lbsim.model.tcp_timer
-(RTO, delayed ACK).  Here: the socket's state, the socket lock (``lock_sock``,
+(RTO, delayed ACK), lbsim.model.tcp_pacing (BBR's internal pacing: ``tcp_pacing_check``,
+the pacing hrtimer).  Here: the socket's state, the socket lock (``lock_sock``,
 ``release_sock`` -> ``__release_sock``, ``tcp_release_cb``: net/core/sock.c,
 net/ipv4/tcp_output.c) and the connection as after the handshake (``tcp_connect``,
 ``tcp_init_buffer_space``).
@@ -16,7 +17,7 @@ out-of-order queue until the hole fills, and are dup-ACKed at once.
 Left out, documented: SACK and fast retransmit (lo only drops when RPS or a full backlog
 is involved; a lost segment is recovered by the RTO, ``tcp_rto_min``); congestion
 avoidance after loss (cwnd restarts at 1 and slow-starts); TSQ; autocorking;
-timestamps (only their 12 option bytes).  BBR's internal pacing is in lbsim.model.tcp_output.
+timestamps (only their 12 option bytes).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from lbsim.model.task import WaitQueue
 from lbsim.model.tcp_cc import Bbr
 from lbsim.model.tcp_input import TcpInput
 from lbsim.model.tcp_output import S_BOUNCE, TCP_MSS_DEFAULT, TcpOutput, tcp_size_goal
+from lbsim.model.tcp_pacing import TcpPacing
 from lbsim.model.tcp_recv import TcpRecv
 from lbsim.model.tcp_timer import S_DELACK_TIMER, S_RTX_TIMER, TcpTimers
 from lbsim.model.timers import LazyTimer
@@ -40,7 +42,7 @@ from lbsim.model.timers import LazyTimer
 __all__ = ["TcpSock", "tcp_connect", "tcp_size_goal"]
 
 
-class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
+class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers, TcpPacing):
     """One end of an established connection."""
 
     # __slots__: attribute loads and method lookups specialise (LOAD_ATTR_SLOT, LOAD_METHOD_NO_DICT);
@@ -58,7 +60,7 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
                  "out_segs", "in_segs", "retrans_segs", "pure_acks_sent", "data_packets",
                  "backlog_drops", "ofo_queued", "ofo", "lost_bytes", "skb_overhead", "cc", "delivered",
                  "delivered_mstamp", "first_tx_mstamp", "app_limited", "rtt_min_us", "mss_clamp",
-                 "window_clamp", "rcv_wscale", "wstamp_ns", "pace_armed", "deferred_tsq")
+                 "window_clamp", "rcv_wscale", "wstamp_ns", "pace_timer", "deferred_tsq")
 
     BOUNCE_SID = S_BOUNCE  # Sim.touch: the cache-line transfer this socket type costs
     BOUNCE_ITEMS = (BOUNCE_SID,)  # the work items Sim.touch returns
@@ -92,7 +94,7 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
         self.backlog_bytes = 0
         self.deferred_delack = False
         self.deferred_rto = False
-        self.deferred_tsq = False  # TCP_TSQ_DEFERRED: the pacing timer fired while the socket was owned
+        self._init_pacing()  # tcp_wstamp_ns, the pacing hrtimer, TCP_TSQ_DEFERRED
         # counters
         self.out_segs = 0
         self.in_segs = 0
@@ -130,10 +132,6 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
         # the congestion control's state: None = cubic (inline in _process_ack), else Bbr
         self.cc: Bbr | None = (Bbr(sim.cc_rng, sim.env.now / 1000.0, self.cwnd, self.advmss)
                                if kernel.tcp_congestion_control == "bbr" else None)
-        # internal pacing (tcp_pacing_check): the earliest departure time of the next skb
-        # (tp->tcp_wstamp_ns) and whether the pacing hrtimer is queued
-        self.wstamp_ns = 0.0
-        self.pace_armed = False
         self.snd_wnd = 65535
         self.max_window = 0
         self._goal_for = -1  # the max_window size_goal() was last computed for, and its result
@@ -205,11 +203,6 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
                 pkt = self.backlog.popleft()
                 self.backlog_bytes -= pkt[6] + 832
                 yield from self.do_rcv(cpu, pkt, True)
-            if self.deferred_tsq:
-                # tcp_release_cb: TCP_TSQ_DEFERRED first -> tcp_tsq_write
-                self.deferred_tsq = False
-                yield from self.write_xmit(cpu, True, True)
-                continue
             if self.deferred_rto:
                 self.deferred_rto = False
                 yield sim.work_of_ids((S_RTX_TIMER,))
@@ -220,6 +213,10 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers):
                 if self.ack_pending:
                     yield sim.work_of_ids((S_DELACK_TIMER,))
                     yield from self.send_ack(cpu, True)
+                continue
+            if self.deferred_tsq:  # tcp_release_cb: TCP_TSQ_DEFERRED -> tcp_tsq_write
+                self.deferred_tsq = False
+                yield from self.write_xmit(cpu, True, True)
                 continue
             break
         self.owned = False

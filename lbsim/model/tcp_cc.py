@@ -15,10 +15,10 @@ samples of net/ipv4/tcp_rate.c that ``TcpSock`` keeps per skb.  cwnd = ``bbr_bdp
 max delivery rate x windowed min RTT x cwnd_gain, rounded up) + the ACK-aggregation allowance
 + ``bbr_quantization_budget`` (3 x ``bbr_tso_segs_goal``, rounded up to even, +2 in the first
 PROBE_BW phase), at least 4; STARTUP -> DRAIN -> PROBE_BW (8-phase gain cycle) and PROBE_RTT
-(cwnd 4 for 200 ms once the 10 s min-RTT window expires).  The pacing rate set here paces the
-transmissions in lbsim.model.tcp_output (lo has no fq qdisc, so the kernel paces with a
-per-socket hrtimer, ``tcp_pacing_check``).  Left out: the long-term "policer" bandwidth (it
-starts only after a loss), and loss recovery's packet conservation.
+(cwnd 4 for 200 ms once the 10 s min-RTT window expires).  Its ``pacing_rate``
+(``sk_pacing_rate``) drives TCP's internal pacing (lbsim.model.tcp_pacing: lo has no fq
+qdisc).  Left out: the long-term "policer" bandwidth (it starts only after a loss), and loss
+recovery's packet conservation.
 """
 
 from __future__ import annotations
@@ -246,7 +246,7 @@ class Bbr:
             self.extra_acked[self.extra_acked_win_idx] = extra
 
     def _update_cycle_phase(self, sk: Any, max_bw: float, mss: int, prior_in_flight: int) -> None:
-        """bbr_update_cycle_phase in PROBE_BW (bbr_is_next_cycle_phase)."""
+        """bbr_update_cycle_phase in PROBE_BW."""
         full_length = sk.delivered_mstamp - self.cycle_mstamp > self.min_rtt_us
         g = self.pacing_gain
         if g == 1.0:

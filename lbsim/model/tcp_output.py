@@ -25,16 +25,6 @@ TSQ and autocorking are inert on lo (``skb_orphan`` in ``loopback_xmit`` runs
 ``tcp_transmit_skb`` -> ``ip_output`` -> ``dev_queue_xmit`` -> ``loopback_xmit`` ->
 ``netif_rx``; with TSO off on lo the GSO skb is cut by ``skb_gso_segment`` and each segment
 crosses lo on its own.  ``release_sock`` processes what arrived on the socket backlog.
-
-Pacing (BBR only: ``bbr_init`` sets ``SK_PACING_NEEDED`` and lo's noqueue qdisc leaves it to
-TCP): ``tcp_write_xmit`` stops before an skb whose departure time ``tcp_wstamp_ns`` is later
-than the clock read at its start (``tcp_pacing_check``), which ``tcp_update_skb_after_send``
-advances by ``len / sk_pacing_rate`` per skb; so one call sends one skb and arms the pacing
-hrtimer on this CPU, whose ``tcp_pace_kick`` -> ``tcp_tsq_handler`` sends the next from softirq
-or, if the socket is owned, leaves it to ``tcp_release_cb`` (``TCP_TSQ_DEFERRED``).  With TSO
-off this is why the sending CPU's backlog holds one skb's segments at a time: an ACK processed
-in softirq cannot push a whole congestion window of segments into it.  The hrtimer interrupt
-itself costs nothing here (no stage for it).
 """
 
 from __future__ import annotations
@@ -77,18 +67,6 @@ def tcp_size_goal(mss: int, gso_max_size: int) -> tuple[int, int]:
     """tcp_xmit_size_goal(): (gso_segs, size_goal bytes) for a socket with GSO."""
     segs = max(1, (gso_max_size - 1 - MAX_TCP_HEADER) // mss)
     return segs, segs * mss
-
-
-class _PaceKick:
-    """The pacing timer's entry on a CPU's timer list (Net.add_timer calls ``timer``)."""
-
-    __slots__ = ("sk",)
-
-    def __init__(self, sk: TcpOutput) -> None:
-        self.sk = sk
-
-    def timer(self, cpu: CPU, ctx: Any, item: tuple[Any, ...]) -> Generator[Any, None, None]:
-        return self.sk.pace_kick(cpu)
 
 
 class TcpOutput(TcpState):
@@ -156,17 +134,14 @@ class TcpOutput(TcpState):
         """tcp_write_xmit: send what cwnd, the peer window and Nagle allow."""
         sim = self.sim
         net = self.net
-        # internal pacing (tcp_needs_internal_pacing): bbr_init asks for it and lo has no fq qdisc
-        # to do it instead; tcp_mstamp_refresh reads the clock once per call (tcp_clock_cache)
-        cc = self.cc
-        clock = self.env._now
+        clock = self.env._now  # tcp_mstamp_refresh: tcp_clock_cache, once per call
+        paced = self.cc is not None  # BBR: SK_PACING_NEEDED, internal pacing (tcp_pacing.py)
         while self.write_q:
+            if paced and self.pacing_check(cpu, clock):
+                break  # tcp_pacing_check: the next departure time is still ahead
             length = self.write_q[0]
             if self.tail_open and len(self.write_q) == 1 and not push and length < self.size_goal():
                 break  # still being filled by tcp_sendmsg (tcp_push comes at the end)
-            if cc is not None and self.wstamp_ns > clock:
-                self._pacing_timer(cpu)  # tcp_pacing_check: too early for the next skb
-                break
             quota = self.cwnd - self.packets_out
             if quota <= 0:
                 break  # tcp_cwnd_test
@@ -207,8 +182,8 @@ class TcpOutput(TcpState):
                              self.delivered_mstamp, self.first_tx_mstamp, self.app_limited])
             self.packets_out += segs
             self.out_segs += segs
-            if cc is not None:
-                self._paced(length, clock, cc.pacing_rate)
+            if paced:
+                self.pacing_sent(length, clock)  # tcp_wstamp_ns (tcp_update_skb_after_send)
             ack, wnd = self._stamp_ack()
             if self.last_rcv > self.env._now - self.delack_ns:
                 self.pingpong = True  # tcp_event_data_sent: a reply within ato
@@ -228,40 +203,6 @@ class TcpOutput(TcpState):
                 self._arm_rto(cpu)
             if in_task:
                 yield BH_ENABLE
-
-    def _paced(self, length: int, clock: float, rate: float) -> None:
-        """__tcp_transmit_skb's departure time (tcp_wstamp_ns at least tcp_clock_cache), then
-        tcp_update_skb_after_send: the next skb may leave ``length / sk_pacing_rate`` later,
-        less up to half of that as credit for time the flow lagged behind its schedule; the
-        first 10 segments (data_segs_out, this skb's included) are not paced."""
-        prior = self.wstamp_ns
-        if prior < clock:
-            self.wstamp_ns = clock
-        rate_int = int(rate)  # sk_pacing_rate, bytes/s (unsigned long)
-        if rate_int > 0 and self.out_segs >= 10:
-            len_ns = length * 1_000_000_000 // rate_int  # div64_ul
-            credit = self.wstamp_ns - prior
-            self.wstamp_ns += len_ns - min(len_ns // 2, credit)
-
-    def _pacing_timer(self, cpu: CPU) -> None:
-        """tcp_pacing_check's hrtimer_start(tcp_wstamp_ns, HRTIMER_MODE_ABS_PINNED_SOFT): unless
-        it is queued already, the pacing timer fires on this CPU at the departure time."""
-        if self.pace_armed:
-            return
-        self.pace_armed = True
-        delay = self.wstamp_ns - self.env._now
-        ev = self.env.timeout(delay if delay > 0 else 0.0)
-        ev.callbacks.append(lambda _e: self.net.add_hrtimer(cpu, (_PaceKick(self),)))
-
-    def pace_kick(self, cpu: CPU) -> Generator[Any, None, None]:
-        """tcp_pace_kick -> tcp_tsq_handler (in softirq): transmit now (tcp_tsq_write ->
-        tcp_write_xmit) unless the socket is owned, then TCP_TSQ_DEFERRED for tcp_release_cb."""
-        self.pace_armed = False
-        if self.owned:
-            self.deferred_tsq = True
-            return
-        if self.write_q:
-            yield from self.write_xmit(cpu, False, True)
 
     def send_ack(self, cpu: CPU, in_task: bool) -> Generator[Any, None, None]:
         """__tcp_send_ack: a pure ACK through the whole IP/lo path on this CPU."""

@@ -114,8 +114,9 @@ class TcpState:
     deferred_delack: bool
     deferred_rto: bool
     deferred_tsq: bool
+    # internal pacing (tcp_pacing)
     wstamp_ns: float
-    pace_armed: bool
+    pace_timer: Any
     # counters
     out_segs: int
     in_segs: int
@@ -140,6 +141,12 @@ class TcpState:
     # tcp_recv
     @abstractmethod
     def select_window_unscaled(self) -> int: ...
+
+    # tcp_pacing
+    @abstractmethod
+    def pacing_check(self, cpu: CPU, clock_ns: float) -> bool: ...
+    @abstractmethod
+    def pacing_sent(self, length: int, clock_ns: float) -> None: ...
 
     # tcp_timer
     @abstractmethod

@@ -31,7 +31,7 @@ uncharge ``sk_rmem_alloc``; if the queue is empty, sleep in ``__skb_wait_for_mor
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from lbsim.model.cpu import CPU
@@ -104,8 +104,19 @@ class UdpSocket:
         self.rx_cpu: CPU | None = None
 
     # ---------------------------------------------------------------- sender side
-    def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
+    def sender(self, flow: int) -> Callable[[Task, int, int, float], Generator[Any, None, None]]:
+        """The send path of another socket that sends to this one (a second sender: its own
+        source port, so its own skb->hash ``flow`` and RPS target; udp_sendmsg's wmem charge
+        is dropped in loopback_xmit, so it shares nothing else with the first sender)."""
+        def send(task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
+            return self.sendmsg(task, msg, nbytes, t_send, flow)
+        return send
+
+    def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float,
+                flow: int | None = None) -> Generator[Any, None, None]:
         sim = self.sim
+        if flow is None:
+            flow = self.flow
         frags = udp_fragments(nbytes, self.mtu)
         cpu = task.cpu
         rx = self.rx_cpu
@@ -120,6 +131,7 @@ class UdpSocket:
             self.frag_pending[msg] = nfr
         truesize = truesize_udp(nbytes, self.modern)
         self.stats.sent(msg, nbytes, t_send)
+        net = self.net
         for i, flen in enumerate(frags):
             if nfr > 1:
                 w = sim.work_of_ids(_XMIT_FRAG)
@@ -127,8 +139,7 @@ class UdpSocket:
                 w = sim.work_of_ids(_XMIT)
             yield w
             last = i == nfr - 1
-            self.net.netif_rx(cpu, (self, msg, flen + 20, self.flow, self.env._now, nbytes, truesize, t_send,
-                                    nfr > 1, last))
+            net.netif_rx(cpu, (self, msg, flen + 20, flow, self.env._now, nbytes, truesize, t_send, nfr > 1, last))
             yield BH_ENABLE
         yield PREEMPT
 

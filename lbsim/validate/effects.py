@@ -99,9 +99,9 @@ _COLUMN_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
 
 def run_fields(row: pd.Series, base: dict[str, Any], *, messages: int, seed: int) -> tuple[dict[str, Any] | None, str]:
     """The SimConfig fields of one run of the grid (a row), or (None, why not modelled)."""
-    if int(row.get("senders", 1) or 1) != 1:
-        return None, ("a second sending process into the same receiving socket (--senders 2): "
-                      "the model gives every flow its own socket pair")
+    senders = int(row.get("senders", 1) or 1)
+    if senders != 1 and (row["transport"] != "udp" or row["workload"] != "stream"):
+        return None, f"--senders {senders} is modelled for udp streams only"
     if int(row.get("rps_sock_flow_entries", 0) or 0) != 0:
         return None, "RFS (rps_sock_flow_entries) is not modelled"
     fields = dict(base)
@@ -117,8 +117,10 @@ def run_fields(row: pd.Series, base: dict[str, Any], *, messages: int, seed: int
     pair = (0, 0) if row["placement"] == "same" else (0, 1)
     # the harness's --flows N ping-pong is N concurrent ping-pong flows: the model's "rr"
     workload = "rr" if row["workload"] == "pingpong" and flows > 1 else row["workload"]
+    # --senders N: N sending processes, each writing the run's count (msgs_sent holds them all),
+    # all on the sender's CPU (harness.c: --cpu-c defaults to --cpu-a)
     fields.update(transport=row["transport"], workload=workload, msg_bytes=int(row["msg_bytes"]),
-                  messages=messages, seed=seed, flows=flows,
+                  messages=max(1, messages // senders), seed=seed, flows=flows, senders=senders,
                   # the harness pins every flow like the one pair (all on CPU 0, or 0 -> 1)
                   placement=[pair] * flows if flows > 1 else row["placement"],
                   policy=POLICIES.get(str(row.get("policy", "other")), "fair"))

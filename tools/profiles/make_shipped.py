@@ -4,10 +4,10 @@
 Each profile is a host folder's ``costs.json`` (the defaults' for the Intel v1272 profile),
 renamed after the profile and given a ``provenance.profile`` block (lbsim/profiles.py) made from
 the folder's ``measured-host.csv.host.json`` (CPU, kernel, host name), the data file's SHA-256
-and the own fit's held-out errors (``validate.json``).  With ``--refit`` each cost file is first
+and the own fit's held-out errors (``heldout.json``).  With ``--refit`` each cost file is first
 fitted again from its folder's ``measured-host.csv`` and ``stages-host.json`` with the current
-calibration (the honest per-point split), and validated on its held-out points (``validate.json``;
-for the defaults, whose folder is the package's, the figures go into the profile only).
+calibration (the honest per-point split) and validated on its held-out points; the held-out figures
+are kept in the folder's ``heldout.json`` (the defaults': ``tools/profiles/default-heldout.json``).
 
 One profile per machine kind and kernel build measured so far; where a kind and build were
 measured more than once, the one listed below is the one kept (the later, or the defaults).
@@ -60,79 +60,29 @@ SHIPPED = [
      ["the later of the two measurements of that day (amd-epyc-2026-12-04b); the time was not recorded"]),
 ]
 
-#: the defaults' own-fit figures are not in a validate.json beside them; docs/cross-cpu.md quotes them
-DEFAULT_HELDOUT = {"rtt_p50_median_pct": 8.0, "throughput_median_pct": 10.8, "pairs_ok": 66, "pairs_total": 66,
-                   "source": "docs/cross-cpu.md, 'Adopted (2026-12-06, 17:00 UTC)': the per-call rule's own fit"}
-
-
-#: each profile's own-fit held-out figures, read from its folder's validate.json before the docs trim
-#: removed those reports from the tree (they are in git at a84826e2), or from the command in "source"
-HELDOUT = {
-    "amd-epyc-v1300-2026-12-06": {
-        "rtt_p50_median_pct": 10.7,
-        "throughput_median_pct": 8.92,
-        "pairs_ok": 77,
-        "pairs_total": 78,
-        "source": "lbsim validate data/hosts/amd-epyc-2026-12-06-v1300/measured-host.csv --costs "
-                  "data/hosts/amd-epyc-2026-12-06-v1300/costs.json --json (own fit; 2026-12-06, at 2408a480)"
-    },
-    "amd-epyc-v1252-2026-12-04": {
-        "rtt_p50_median_pct": 7.98,
-        "throughput_median_pct": 9.72,
-        "pairs_ok": 78,
-        "pairs_total": 80,
-        "source": "docs/hosts/amd-epyc-2026-12-04b/validate.json at a84826e2 (own fit)"
-    },
-    "amd-epyc-v1272-2026-12-06": {
-        "rtt_p50_median_pct": 7.41,
-        "throughput_median_pct": 5.98,
-        "pairs_ok": 87,
-        "pairs_total": 87,
-        "source": "docs/hosts/amd-epyc-2026-12-06/validate.json at a84826e2 (own fit)"
-    },
-    "xeon-v1252-2026-12-04": {
-        "rtt_p50_median_pct": 4.11,
-        "throughput_median_pct": 25.34,
-        "pairs_ok": 95,
-        "pairs_total": 107,
-        "source": "docs/hosts/xeon-2026-12-04/validate.json at a84826e2 (own fit)"
-    },
-    "xeon-v1272-2026-12-06": {
-        "rtt_p50_median_pct": 8.0,
-        "throughput_median_pct": 10.8,
-        "pairs_ok": 66,
-        "pairs_total": 66,
-        "source": "docs/cross-cpu.md, 'Adopted (2026-12-06, 17:00 UTC)': the per-call rule's own fit"
-    },
-    "xeon-v769-2026-11-25": {
-        "rtt_p50_median_pct": 5.37,
-        "throughput_median_pct": 15.22,
-        "pairs_ok": 93,
-        "pairs_total": 99,
-        "source": "docs/hosts/xeon-2026-11-25/validate.json at a84826e2 (own fit)"
-    }
-}
-
-
 def hosts_folder() -> str:
     """Where the per-host measurements are (docs/hosts/ now; data/hosts/ once moved)."""
     return "data/hosts" if (ROOT / "data" / "hosts").is_dir() else "docs/hosts"
 
 
 def refit(folder: str, costs_file: str) -> dict:
-    """Fit ``folder``'s data again into its cost file; validate it; return the held-out figures."""
+    """Fit ``folder``'s data again into its cost file; validate it; return the held-out figures
+    (also written to the folder's ``heldout.json``; the full report is not kept)."""
     from lbsim.calibrate import calibrate_from_files
     from lbsim.costs import load_costs
-    from lbsim.jsonsafe import plain
     from lbsim.validate import validate
 
     d = ROOT / folder
     calibrate_from_files(d / "measured-host.csv", d / "stages-host.json", d / costs_file)
     report = validate(d / "measured-host.csv", load_costs(str(d / costs_file))).to_dict()
-    if folder != "lbsim/data":  # the package's folder ships no validation report
-        (d / "validate.json").write_text(json.dumps(plain(report), indent=1) + "\n")
-        return heldout_from_validate(report, f"{folder}/validate.json: own fit") or {}
-    return heldout_from_validate(report, f"tools/profiles/make_shipped.py --refit: own fit, {folder}") or {}
+    heldout = heldout_from_validate(report, f"tools/profiles/make_shipped.py --refit: own fit, {folder}") or {}
+    heldout_file(folder).write_text(json.dumps(heldout, indent=1) + "\n")
+    return heldout
+
+
+def heldout_file(folder: str) -> Path:
+    """Where a folder's own-fit held-out figures are kept (the package's folder keeps them here)."""
+    return PACKAGE_HELDOUT if folder == "lbsim/data" else ROOT / folder / "heldout.json"
 
 
 def build(name: str, folder: str, costs_file: str, date: str, notes: list[str],
@@ -140,10 +90,9 @@ def build(name: str, folder: str, costs_file: str, date: str, notes: list[str],
     d = ROOT / folder
     costs = json.loads((d / costs_file).read_text())
     host = HostId.from_host_json(json.loads((d / "measured-host.csv.host.json").read_text()))
-    validate = d / "validate.json"
     if heldout is None:
-        heldout = (heldout_from_validate(json.loads(validate.read_text()), f"{folder}/validate.json: own fit")
-                   if validate.exists() else HELDOUT.get(name, DEFAULT_HELDOUT))
+        kept = heldout_file(folder)
+        heldout = json.loads(kept.read_text()) if kept.exists() else None
     if heldout is not None:
         heldout = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in heldout.items()}
     if host.cpu_family is None:
@@ -167,11 +116,7 @@ def main() -> int:
         if a.refit is not None and (not a.refit or name in a.refit):
             print(f"refitting {name} from {folder} ...", flush=True)
             heldout = refit(folder, costs_file)
-        elif folder == "lbsim/data" and PACKAGE_HELDOUT.exists():
-            heldout = json.loads(PACKAGE_HELDOUT.read_text())
         data = build(name, folder, costs_file, date, notes, heldout)
-        if folder == "lbsim/data" and heldout is not None:
-            PACKAGE_HELDOUT.write_text(json.dumps(heldout, indent=1) + "\n")
         cost_model_from_dict(data, name)  # it must load
         text = json.dumps(data, indent=2) + "\n"
         path = OUT / f"{name}.json"
