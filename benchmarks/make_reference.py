@@ -32,6 +32,13 @@ CASES = [
     dict(transport="tcp", workload="stream", placement="same", messages=200, msg_bytes=65536, seed=3, mtu=1500),
     dict(transport="udp", workload="stream", placement="cross", messages=300, msg_bytes=64, seed=3,
          rps_cpus=2, netdev_max_backlog=10),  # steer to CPU 1, the receiver's
+    # BBR (the hosts' congestion control): internal pacing on lo, with and without TSO
+    dict(transport="tcp", workload="stream", placement="cross", messages=300, msg_bytes=1024, seed=3,
+         tcp_congestion_control="bbr", so_rcvbuf=1),
+    dict(transport="tcp", workload="stream", placement="same", messages=200, msg_bytes=65536, seed=3,
+         tcp_congestion_control="bbr", mtu=1500, tso=False),
+    dict(transport="udp", workload="stream", placement="cross", messages=300, msg_bytes=64, seed=3,
+         senders=2, rps_cpus=3),
 ]
 
 

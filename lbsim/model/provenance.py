@@ -119,6 +119,7 @@ SIMCONFIG: tuple[Param, ...] = _table("workload", (
     ("msg_bytes", "the payload of one send()"),
     ("messages", "the length of the run"),
     ("flows", "concurrent sender/receiver pairs"),
+    ("senders", "sender processes into one UDP socket (harness --senders: a second process on the sender's CPU)"),
     ("rate_per_s", "poisson arrival rate"),
     ("burst_size", "burst: writes back to back"),
     ("burst_gap_ns", "burst: idle time between bursts"),
