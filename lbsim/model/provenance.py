@@ -220,7 +220,9 @@ STAGE_COSTS: tuple[Param, ...] = _lend((
     _stage("ttwu_queue_wakelist", "measured", "interval waking_to_wakeup (all transports), unscaled",
            "its IPI is the busy wake-up delay"),
     _stage("send_call_function_single_ipi", "measured", "interval softirq_tail (tcp, udp) / waking_to_exit "
-           "(unix) across CPUs, median, less ttwu_queue_wakelist"),
+           "(unix) across CPUs, median, less ttwu_queue_wakelist",
+           "also the cost of each TSC-deadline WRMSR of TCP's pacing hrtimer (lbsim/model/tcp_pacing.py): "
+           "both are WRMSR exits of a KVM guest (arch/x86/kvm/x86.c handle_fastpath_set_msr_irqoff)"),
     _stage("schedule_timeout", "fitted", "interval recv_entry_to_switch_out (all transports) x scale_sched "
            "(fit_main)"),
     _stage("schedule", "fitted", "interval switch (all transports) x scale_sched (fit_main)"),

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from lbsim.model.stages import SID
 from lbsim.model.task import BH_ENABLE, PREEMPT
+from lbsim.model.tcp_pacing import PACED_ARMED
 
 if TYPE_CHECKING:
     from lbsim.model.cpu import CPU
@@ -137,8 +138,12 @@ class TcpOutput(TcpState):
         clock = self.env._now  # tcp_mstamp_refresh: tcp_clock_cache, once per call
         paced = self.cc is not None  # BBR: SK_PACING_NEEDED, internal pacing (tcp_pacing.py)
         while self.write_q:
-            if paced and self.pacing_check(cpu, clock):
-                break  # tcp_pacing_check: the next departure time is still ahead
+            if paced:
+                wait = self.pacing_check(cpu, clock)
+                if wait:  # tcp_pacing_check: the next departure time is still ahead
+                    if wait == PACED_ARMED:
+                        yield self.arm_work()  # hrtimer_start -> lapic_next_deadline (tcp_pacing.py)
+                    break
             length = self.write_q[0]
             if self.tail_open and len(self.write_q) == 1 and not push and length < self.size_goal():
                 break  # still being filled by tcp_sendmsg (tcp_push comes at the end)

@@ -23,13 +23,27 @@ Kernel functions modelled:
                                 ``TCP_TSQ_DEFERRED`` and ``tcp_release_cb`` does it in
                                 ``release_sock``
 
+``hrtimer_start_range_ns``      arming the timer ~10 us ahead makes it the CPU's first hrtimer:
+                                ``hrtimer_reprogram`` -> ``clockevents_program_event`` ->
+                                ``lapic_next_deadline`` (arch/x86/kernel/apic/apic.c), a WRMSR
+                                to ``MSR_IA32_TSC_DEADLINE``; its expiry
+                                (``hrtimer_interrupt``, kernel/time/hrtimer.c) programs the
+                                next event with another.  In a KVM guest each WRMSR exits to
+                                the hypervisor (``handle_fastpath_set_msr_irqoff``,
+                                arch/x86/kvm/x86.c, handles it as it handles the x2APIC ICR
+                                write of an IPI): two exits per pacing timer, each charged as
+                                ``send_call_function_single_ipi`` (the cost of the IPI's exit,
+                                measured at default settings)
+
 The rate is BBR's ``sk_pacing_rate`` (lbsim.model.tcp_cc ``Bbr.pacing_rate``, bytes/s).
 The hrtimer's handler runs in HRTIMER_SOFTIRQ (lbsim.model.netdev ``Net.add_hrtimer``),
 after NET_RX in the same ``handle_softirqs`` pass: the segments of the skb sent before are
 off the backlog before the next paced skb goes out.
-Left out: the stamp a pure ACK takes (``max`` with the clock, no pacing debt: it only
-shortens the next credit), ``sk_max_pacing_rate`` (unlimited by default).
-Evidence that the timer fires on lo: docs/notes/tcp-pacing.md.
+Left out: the interrupt entry of the timer's expiry (no cost measured for it), the stamp a
+pure ACK takes (``max`` with the clock, no pacing debt: it only shortens the next credit),
+``sk_max_pacing_rate`` (unlimited by default).
+Evidence that the timer fires on lo: docs/notes/tcp-pacing.md; that each timer costs two
+trapped TSC-deadline writes on the host: docs/notes/tcp-small-rcvbuf.md.
 """
 
 from __future__ import annotations
@@ -37,17 +51,26 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
+from lbsim.model.stages import SID
+
 if TYPE_CHECKING:
     from lbsim.model.cpu import CPU
     from lbsim.model.tcp_state import TcpState
 else:  # TcpSock.__slots__ holds the state; TcpState declares it for mypy
     TcpState = object
 
-__all__ = ["TcpPacing", "PACING_UNPACED_SEGS", "NSEC_PER_SEC", "pacing_delay_ns"]
+__all__ = ["TcpPacing", "PACING_UNPACED_SEGS", "NSEC_PER_SEC", "pacing_delay_ns", "PACED", "PACED_ARMED"]
 
 #: tcp_update_skb_after_send: "Original sch_fq does not pace first 10 MSS" (data_segs_out >= 10)
 PACING_UNPACED_SEGS = 10
 NSEC_PER_SEC = 1_000_000_000
+#: one trapped TSC-deadline WRMSR (lapic_next_deadline), charged when the pacing timer is armed
+#: (hrtimer_reprogram: it is the CPU's earliest hrtimer) and again when it expires
+#: (hrtimer_interrupt programs the next event); it costs what the x2APIC ICR write of an idle
+#: wake-up's IPI costs: both are handle_fastpath_set_msr_irqoff exits in KVM
+_WRMSR = (SID["send_call_function_single_ipi"],)
+#: pacing_check's answers (truthy: the skb waits)
+PACED, PACED_ARMED = 1, 2
 
 
 def pacing_delay_ns(length: int, rate: float, credit: float) -> float:
@@ -74,6 +97,9 @@ class _PaceTimer:
         """tcp_pace_kick -> tcp_tsq_handler."""
         self.queued = False
         sk = self.sk
+        # hrtimer_interrupt's clockevents_program_event for the next event (a trapped WRMSR),
+        # charged here: the same CPU, just before this softirq
+        yield sk.sim.work_of_ids(_WRMSR)
         if sk.owned:
             sk.deferred_tsq = True  # TCP_TSQ_DEFERRED: tcp_release_cb sends
             return
@@ -90,19 +116,25 @@ class TcpPacing(TcpState):
         self.pace_timer = _PaceTimer(self)
         self.deferred_tsq = False
 
-    def pacing_check(self, cpu: CPU, clock_ns: float) -> bool:
-        """tcp_pacing_check: True (and the hrtimer armed) while the next departure time is
-        after ``clock_ns``, the ``tcp_clock_cache`` of this ``tcp_write_xmit``."""
+    def pacing_check(self, cpu: CPU, clock_ns: float) -> int:
+        """tcp_pacing_check: truthy while the next departure time is after ``clock_ns``, the
+        ``tcp_clock_cache`` of this ``tcp_write_xmit``: PACED_ARMED if this call armed the
+        hrtimer (the caller charges :meth:`arm_work`), PACED if it was queued already."""
         when = self.wstamp_ns
         if when <= clock_ns:
-            return False
+            return 0
         t = self.pace_timer
-        if not t.queued:
-            t.queued = True
-            delay = when - self.env._now
-            ev = self.env.timeout(delay if delay > 0 else 0)  # an expired hrtimer fires at once
-            ev.callbacks.append(lambda _e: t.fire(cpu))  # pinned: the arming CPU
-        return True
+        if t.queued:
+            return PACED
+        t.queued = True
+        delay = when - self.env._now
+        ev = self.env.timeout(delay if delay > 0 else 0)  # an expired hrtimer fires at once
+        ev.callbacks.append(lambda _e: t.fire(cpu))  # pinned: the arming CPU
+        return PACED_ARMED
+
+    def arm_work(self) -> list[Any]:
+        """The CPU work of arming the pacing hrtimer: hrtimer_reprogram's trapped WRMSR."""
+        return self.sim.work_of_ids(_WRMSR)
 
     def pacing_sent(self, length: int, clock_ns: float) -> None:
         """__tcp_transmit_skb's stamp and tcp_update_skb_after_send for a data skb."""
