@@ -80,3 +80,39 @@ def test_a_kick_on_an_owned_socket_is_sent_by_release_sock(monkeypatch):
     assert res.status == "ok" and res.counters["messages_delivered"] == 2000
     assert owned[0] > 0  # the deferred path was taken (330 of 3606 kicks at seed 1)
     assert all(not s.deferred_tsq and not s.write_q for s in socks)
+
+
+def test_each_pacing_timer_costs_two_trapped_tsc_deadline_writes(monkeypatch):
+    # host (docs/notes/tcp-small-rcvbuf.md): msr:write_msr on MSR_IA32_TSC_DEADLINE counted
+    # exactly twice per tcp_pace_kick (hrtimer_reprogram when armed, hrtimer_interrupt when it
+    # expires); each is charged as send_call_function_single_ipi, once per arming and once per expiry
+    from lbsim.model.stages import SID
+
+    wrmsr = SID["send_call_function_single_ipi"]
+    charged = [0]
+    arms = [0]
+    orig_arm = tcp_pacing.TcpPacing.arm_work
+
+    def arm(self):
+        arms[0] += 1
+        work = orig_arm(self)
+        charged[0] += sum(1 for sid, _ in work[1] if sid == wrmsr)
+        return work
+
+    monkeypatch.setattr(tcp_pacing.TcpPacing, "arm_work", arm)
+    fires, _ = _fires(monkeypatch, tcp_congestion_control="bbr", so_rcvbuf=1)
+    assert arms[0] > 2000 and charged[0] == arms[0]  # one WRMSR per arming
+    assert fires == arms[0]  # every armed timer expires (each expiry charges the second)
+
+
+def test_tiny_rcvbuf_stream_is_slowed_by_the_timer_exits():
+    # host: so_rcvbuf=1 1 KiB cross stream at 0.12-0.14 of the default (knob grids
+    # amd-epyc-2026-12-06/07); 0.64 without the timer's cost.  The bound 0.3 leaves room for
+    # the seed and the message count, and fails if the cost is not charged
+    def mbps(**kw):
+        res = lbsim.simulate(transport="tcp", workload="stream", msg_bytes=1024, messages=3000, placement="cross",
+                             seed=1, costs="amd-epyc-v1300-2026-12-06", tcp_congestion_control="bbr", **kw)
+        assert res.status == "ok"
+        return res.throughput["bytes_per_s"]
+
+    assert mbps(so_rcvbuf=1) / mbps() < 0.3
