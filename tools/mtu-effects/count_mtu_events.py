@@ -46,7 +46,11 @@ def summarize(text: str) -> dict:
     """Event counts, and from tcp_probe: data skbs (receiver) and ACKs (sender), the zero-window
     ACKs, medians of the sender's cwnd / ssthresh / srtt (us) and of the receiver's rcv_wnd."""
     n: collections.Counter = collections.Counter()
-    cwnd, ssth, srtt, rwnd, sizes = [], [], [], [], collections.Counter()
+    cwnd: list[int] = []
+    ssth: list[int] = []
+    srtt: list[int] = []
+    rwnd: list[int] = []
+    sizes: collections.Counter[int] = collections.Counter()
     zero = 0
     for ln in text.splitlines():
         if ln.startswith("#"):
@@ -93,8 +97,9 @@ def main() -> int:
         try:
             _write(inst / "buffer_size_kb", "32768")
             for e in ev:
-                if EVENTS[e]:
-                    _write(inst / "events" / e[0] / e[1] / "filter", EVENTS[e])
+                flt = EVENTS[e]
+                if flt:
+                    _write(inst / "events" / e[0] / e[1] / "filter", flt)
             for mtu in (int(x) for x in a.mtus.split(",")):
                 _write(inst / "trace", "")
                 argv = [PROGRAM_NAME, "--transport", "tcp", "--workload", "stream", "--size", str(a.size),
