@@ -101,9 +101,10 @@ class SimConfig(BaseModel):
     #: rmem_max) x 2, at least SOCK_MIN_SNDBUF / SOCK_MIN_RCVBUF (see :meth:`sk_sndbuf`)
     so_sndbuf: int | None = Field(None, ge=1)
     so_rcvbuf: int | None = Field(None, ge=1)
-    #: SO_BUSY_POLL request in us on both sockets (None: net.core.busy_read's value).  Read and
-    #: ignored: on lo it changes nothing (include/net/busy_poll.h sk_busy_loop() needs a NAPI id
-    #: >= MIN_NAPI_ID; lo's backlog NAPI has none; AF_UNIX never busy-polls): docs/notes/noop-switches.md
+    #: SO_BUSY_POLL request in us on both sockets (None: net.core.busy_read's value).  Recorded;
+    #: the model has no busy-poll path because lo has none (include/net/busy_poll.h sk_busy_loop()
+    #: polls only a NAPI id >= MIN_NAPI_ID, lo's backlog NAPI has no id; AF_UNIX never busy-polls):
+    #: docs/notes/noop-switches.md
     so_busy_poll: int | None = Field(None, ge=0)
     #: guard: a run stops at this simulated time even if the workload has not finished
     max_sim_time_ns: float = 120e9
