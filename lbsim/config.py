@@ -103,7 +103,7 @@ class SimConfig(BaseModel):
     so_rcvbuf: int | None = Field(None, ge=1)
     #: SO_BUSY_POLL request in us on both sockets (None: net.core.busy_read's value).  Recorded;
     #: the model has no busy-poll path because lo has none (include/net/busy_poll.h sk_busy_loop()
-    #: polls only a NAPI id >= MIN_NAPI_ID, lo's backlog NAPI has no id; AF_UNIX never busy-polls):
+    #: polls only a NAPI id >= MIN_NAPI_ID, lo's backlog NAPI has no id, nor has an AF_UNIX socket):
     #: docs/notes/noop-switches.md
     so_busy_poll: int | None = Field(None, ge=0)
     #: guard: a run stops at this simulated time even if the workload has not finished

@@ -40,7 +40,8 @@ KNOB_COLUMNS = ("mtu", "tso", "rps_cpus", "netdev_max_backlog", "dev_weight", "n
                 "wmem_default", "rmem_max", "wmem_max", "tcp_rmem", "tcp_wmem", "so_busy_poll",
                 "busy_read", "tcp_autocorking")
 COUNTER_COLUMNS = ("softnet_dropped", "softnet_time_squeeze", "udp_rcvbuf_errors", "udp_in_errors",
-                   "tcp_retrans_segs", "tcp_autocork_events", "busy_poll_rx_packets", "sleeps_per_msg_sender", "sleeps_per_msg_receiver",
+                   "tcp_retrans_segs", "tcp_autocork_events", "busy_poll_rx_packets",
+                   "sleeps_per_msg_sender", "sleeps_per_msg_receiver",
                    "msgs_sent", "msgs_received", "rcvbuf_kept", "sndbuf_kept")
 ROW_COLUMNS = ("transport", "workload", "placement", "msg_bytes", "metric", "value", "rep",
                "harness", "loadavg", "kernel", "tcp_congestion_control", "setting", "knob",

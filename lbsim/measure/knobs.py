@@ -143,7 +143,8 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("busy_read", "busy_read", "global", _NET_CORE + ", net/core/sock.c sock_init_data (sk_ll_usec)",
          "sysctl net.core.busy_read (journaled)", "an integer 0..2147483647 (us)",
          _int_in(0, 2**31 - 1), "net.core.busy_read", True),
-    Knob("tcp_autocorking", "tcp_autocorking", "netns", "net/ipv4/sysctl_net_ipv4.c, net/ipv4/tcp.c tcp_should_autocork",
+    Knob("tcp_autocorking", "tcp_autocorking", "netns",
+         "net/ipv4/sysctl_net_ipv4.c, net/ipv4/tcp.c tcp_should_autocork",
          "sysctl net.ipv4.tcp_autocorking", "0 or 1", _int_in(0, 1), "net.ipv4.tcp_autocorking", True),
     Knob("so_busy_poll", "so_busy_poll", "socket", "net/core/sock.c sk_setsockopt (SO_BUSY_POLL), "
          "include/net/busy_poll.h sk_busy_loop", "harness --busy-poll US on every socket",
