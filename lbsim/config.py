@@ -29,7 +29,7 @@ KERNEL_FIELDS = (
     "mtu", "tso", "rps_cpus", "netdev_max_backlog", "dev_weight", "netdev_budget",
     "netdev_budget_usecs", "hz", "skb_defer_max", "rmem_default", "wmem_default", "rmem_max", "wmem_max",
     "tcp_rmem", "tcp_wmem",
-    "tcp_init_cwnd", "tcp_congestion_control", "unix_max_dgram_qlen",
+    "tcp_init_cwnd", "tcp_congestion_control", "unix_max_dgram_qlen", "tcp_autocorking", "busy_read",
 )
 
 
@@ -101,6 +101,11 @@ class SimConfig(BaseModel):
     #: rmem_max) x 2, at least SOCK_MIN_SNDBUF / SOCK_MIN_RCVBUF (see :meth:`sk_sndbuf`)
     so_sndbuf: int | None = Field(None, ge=1)
     so_rcvbuf: int | None = Field(None, ge=1)
+    #: SO_BUSY_POLL request in us on both sockets (None: net.core.busy_read's value).  Recorded;
+    #: the model has no busy-poll path because lo has none (include/net/busy_poll.h sk_busy_loop()
+    #: polls only a NAPI id >= MIN_NAPI_ID, lo's backlog NAPI has no id, nor has an AF_UNIX socket):
+    #: docs/notes/noop-switches.md
+    so_busy_poll: int | None = Field(None, ge=0)
     #: guard: a run stops at this simulated time even if the workload has not finished
     max_sim_time_ns: float = 120e9
 
@@ -134,6 +139,11 @@ class SimConfig(BaseModel):
     #: net.ipv4.tcp_congestion_control ("reno" behaves as "cubic" on lo: slow start, no loss)
     tcp_congestion_control: CongestionControl | None = None
     unix_max_dgram_qlen: int | None = Field(None, ge=0)
+    #: net.ipv4.tcp_autocorking (0 or 1): inert on lo, loopback_xmit() orphans the skb so
+    #: net/ipv4/tcp.c tcp_should_autocork() never holds a write back (docs/notes/noop-switches.md)
+    tcp_autocorking: int | None = Field(None, ge=0, le=1)
+    #: net.core.busy_read in us: the default SO_BUSY_POLL of new sockets; inert on lo (see so_busy_poll)
+    busy_read: int | None = Field(None, ge=0)
 
     @field_validator("kernel")
     @classmethod

@@ -93,6 +93,11 @@ class KernelParams:
     #: drivers/net/loopback.c loopback_xmit -> skb_orphan runs tcp_wfree at once, so
     #: net/ipv4/tcp.c tcp_should_autocork never sees sk_wmem_alloc > truesize).
     tcp_autocorking: int = 1
+    #: net/core/sock.c sysctl_net_busy_read = 0 (net.core.busy_read, net/core/sysctl_net_core.c):
+    #: sock_init_data() copies it into sk_ll_usec, the SO_BUSY_POLL default.  Inert on lo:
+    #: include/net/busy_poll.h sk_busy_loop() polls only a NAPI id >= MIN_NAPI_ID, and the lo
+    #: backlog's NAPI (net/core/dev.c process_backlog) has none (docs/notes/noop-switches.md).
+    busy_read: int = 0
     #: net.ipv4.tcp_congestion_control: net/ipv4/Kconfig DEFAULT_TCP_CONG = "cubic" (kernels built
     #: with CONFIG_DEFAULT_BBR say "bbr"; lbsim.model.tcp_cc models "cubic", "reno" and "bbr").
     tcp_congestion_control: str = "cubic"
@@ -196,6 +201,7 @@ HOST_FILES: dict[str, str] = {
     "tcp_rmem": "/proc/sys/net/ipv4/tcp_rmem",
     "tcp_wmem": "/proc/sys/net/ipv4/tcp_wmem",
     "tcp_autocorking": "/proc/sys/net/ipv4/tcp_autocorking",
+    "busy_read": "/proc/sys/net/core/busy_read",
     "tcp_congestion_control": "/proc/sys/net/ipv4/tcp_congestion_control",
     "tcp_limit_output_bytes": "/proc/sys/net/ipv4/tcp_limit_output_bytes",
     "tcp_rto_min_us": "/proc/sys/net/ipv4/tcp_rto_min_us",

@@ -135,10 +135,11 @@ def test_validate_labels_the_points_the_cost_file_records():
 
 @pytest.mark.slow  # one whole calibration: 1-2 minutes on 2 cores
 def test_the_full_fit_ignores_held_out_values_and_reproduces_the_expected_costs(tmp_path):
-    """The committed data with every held-out value scrambled: the fit must give the shipped default
-    cost file (fitted from the same data by tools/profiles/make_shipped.py --refit) exactly. That
-    proves the split (no step reads a held-out point) and that the defaults are reproducible. The negative control (a scrambled fitted value changes what the
-    steps see) is in test_scrambling_held_out_values_leaves_what_the_steps_see_unchanged."""
+    """The committed data with every held-out value scrambled: the fit must give the shipped
+    default cost file (fitted from the same data by tools/profiles/make_shipped.py --refit) exactly.
+    That proves the split (no step reads a held-out point) and that the defaults are reproducible.
+    The negative control (a scrambled fitted value changes what the steps see) is in
+    test_scrambling_held_out_values_leaves_what_the_steps_see_unchanged."""
     from lbsim.model.stages import STAGES
 
     df = _data()

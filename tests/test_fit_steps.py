@@ -206,9 +206,8 @@ def test_fit_cacheline_stays_in_physical_bounds_and_says_so_at_the_bound():
     """A cache-line transfer costs tens to hundreds of ns: data made with 2.5 µs get a value inside
     the physical bounds (not stretched to µs), with its identifiability record; a value on one of
     the bounded minimiser's probe points is reported as such."""
-    from lbsim.calibrate.ident import scalar_check
     from lbsim.calibrate.fits import CACHELINE_BOUNDS_NS, probe_points
-    from lbsim.calibrate.ident import CHECKS
+    from lbsim.calibrate.ident import CHECKS, scalar_check
 
     lo, hi = CACHELINE_BOUNDS_NS
     assert lo >= 10.0 and hi <= 1000.0
@@ -238,7 +237,7 @@ def _merged_kfree(model):
 
 def test_fit_kfree_reproduces_the_tcp_cross_cpu_streams():
     start = _merged_kfree(MODEL)
-    truth = split_kfree_skb(start, MODEL.stages["__kfree_skb"].fixed_ns)
+    truth = split_kfree_skb(start, 190.0)  # a share the streams pin (the shipped value may sit on a flat stretch)
     df = _streams(truth, [("tcp", "cross", 64), ("tcp", "cross", 1024), ("tcp", "cross", 4096)])
     st = _state(df, start)
     fit_kfree(st)

@@ -7,7 +7,7 @@
  *                 --warmup N --cpu-a A --cpu-b B [--max-seconds S]
  *                 [--busy-cpu C]... [--policy other|fifo]
  *                 [--rcvbuf N] [--sndbuf N] [--nagle] [--flows N]
- *                 [--senders 1|2] [--cpu-c C]
+ *                 [--senders 1|2] [--cpu-c C] [--busy-poll US]
  *
  * The parent (client / sender) is pinned to CPU A, a forked child
  * (peer / receiver) to CPU B.  One JSON line is printed on stdout.
@@ -26,6 +26,11 @@
  * sending process (own socket, on CPU C, default A) into the same datagram
  * receiver (udp/unix_dgram streams only).  Every result reports the voluntary
  * context switches (getrusage ru_nvcsw) per message of each side.
+ * --busy-poll US sets SO_BUSY_POLL (sk_ll_usec, net/core/sock.c sk_setsockopt;
+ * no capability needed on 6.x) on every socket; the values read back are
+ * reported (busy_poll_client/_server; without it: net.core.busy_read's, which
+ * sock_init_data copies; -1 if the kernel has no CONFIG_NET_RX_BUSY_POLL).
+ * On lo it changes nothing: docs/notes/noop-switches.md.
  *
  * Exit codes: 0 ok, 1 runtime failure, 2 bad arguments / size not
  * carriable by the transport, 3 SCHED_FIFO could not be set.
@@ -73,6 +78,9 @@ enum { T_TCP, T_UDP, T_USTREAM, T_UDGRAM };
 enum { W_PINGPONG, W_STREAM, W_SPLIT };
 static const char *tnames[] = {"tcp", "udp", "unix_stream", "unix_dgram"};
 static const char *wnames[] = {"pingpong", "stream", "split"};
+#ifndef SO_BUSY_POLL
+#define SO_BUSY_POLL 46               /* include/uapi/asm-generic/socket.h */
+#endif
 #define SPLIT_MAX_SIZE 65536L         /* split: a write must fit the default buffers (no reader meanwhile) */
 
 /* child -> parent messages (fixed size, < PIPE_BUF so writes are atomic) */
@@ -94,11 +102,14 @@ struct opts {
     int fifo;
     long rcvbuf, sndbuf;   /* 0: kernel default */
     int nagle;             /* 1: leave TCP_NODELAY off */
+    long busy_poll;        /* SO_BUSY_POLL in us; -1: not set (net.core.busy_read's value) */
     int flows, senders, cpu_c;
 };
 
 /* getsockopt values after setup: client/server SO_RCVBUF, SO_SNDBUF */
 static int g_bufs[4] = {-1, -1, -1, -1};
+/* getsockopt SO_BUSY_POLL after setup: client, server (-1: not readable) */
+static int g_busy_poll[2] = {-1, -1};
 static volatile pid_t g_sender2 = -1;
 #define MAX_FLOWS 64
 static volatile pid_t g_flowpid[MAX_FLOWS];
@@ -553,7 +564,17 @@ static void make_tmpdir(void)
     fail(1, "cannot create temporary directory for UNIX socket paths: %s", strerror(errno));
 }
 
-/* --rcvbuf/--sndbuf on one socket (before listen/connect) */
+/* --busy-poll on one socket */
+static int set_busy_poll(const struct opts *o, int fd)
+{
+    int v = (int)o->busy_poll;
+    /* refused (no CONFIG_NET_RX_BUSY_POLL: ENOPROTOOPT): the setting cannot be run here */
+    if (o->busy_poll >= 0 && setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL, &v, sizeof v) < 0)
+        fail(2, "SO_BUSY_POLL %ld: %s", o->busy_poll, strerror(errno));
+    return fd;
+}
+
+/* --rcvbuf/--sndbuf/--busy-poll on one socket (before listen/connect) */
 static int set_bufs(const struct opts *o, int fd)
 {
     int v;
@@ -567,7 +588,7 @@ static int set_bufs(const struct opts *o, int fd)
         if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v) < 0)
             fail(1, "SO_SNDBUF %ld: %s", o->sndbuf, strerror(errno));
     }
-    return fd;
+    return set_busy_poll(o, fd);
 }
 
 /* the values the kernel kept, for the report */
@@ -581,6 +602,9 @@ static void read_bufs(const struct sockets *s)
         l = sizeof(int);
         if (getsockopt(fds[i], SOL_SOCKET, SO_SNDBUF, &g_bufs[2 + i], &l) < 0)
             g_bufs[2 + i] = -1;
+        l = sizeof(int);
+        if (getsockopt(fds[i], SOL_SOCKET, SO_BUSY_POLL, &g_busy_poll[i], &l) < 0)
+            g_busy_poll[i] = -1;
     }
 }
 
@@ -685,6 +709,9 @@ static void setup_sockets_(const struct opts *o, struct sockets *s)
         int sfd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
         if (sfd < 0)
             fail(1, "accept: %s", strerror(errno));
+        /* unix_stream_connect's new socket starts from sock_init_data, not the listener
+         * (a TCP child is cloned from it: sk_clone_lock) */
+        set_busy_poll(o, sfd);
         close(l);
         unlink(g_path_s);   /* connection established; path no longer needed */
         g_path_s[0] = 0;
@@ -1284,9 +1311,10 @@ static double per_msg(int64_t n, int64_t msgs)
 static void print_bufs(const struct opts *o)
 {
     printf(", \"rcvbuf_client\": %d, \"rcvbuf_server\": %d, \"sndbuf_client\": %d, "
-           "\"sndbuf_server\": %d, \"tcp_nodelay\": %d, \"flows\": %d, \"senders\": %d",
+           "\"sndbuf_server\": %d, \"tcp_nodelay\": %d, \"flows\": %d, \"senders\": %d, "
+           "\"busy_poll_client\": %d, \"busy_poll_server\": %d",
            g_bufs[0], g_bufs[1], g_bufs[2], g_bufs[3], o->transport == T_TCP ? !o->nagle : -1,
-           o->flows, o->senders);
+           o->flows, o->senders, g_busy_poll[0], g_busy_poll[1]);
 }
 
 /* the fields every pingpong/stream result carries after its workload's own */
@@ -1442,7 +1470,7 @@ static void usage_fail(const char *msg)
     fail(2, "%s; usage: lbsim-harness --transport tcp|udp|unix_stream|unix_dgram "
             "--workload pingpong|stream|split --size BYTES --count N --warmup N --cpu-a A --cpu-b B "
             "[--max-seconds S] [--busy-cpu C]... [--policy other|fifo] [--rcvbuf N] [--sndbuf N] "
-            "[--nagle] [--flows N] [--senders 1|2] [--cpu-c C]",
+            "[--nagle] [--flows N] [--senders 1|2] [--cpu-c C] [--busy-poll US]",
          msg);
 }
 
@@ -1457,7 +1485,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
         {"rcvbuf", required_argument, 0, 'R'},    {"sndbuf", required_argument, 0, 'S'},
         {"nagle", no_argument, 0, 'N'},           {"flows", required_argument, 0, 'F'},
         {"senders", required_argument, 0, 'E'},   {"cpu-c", required_argument, 0, 'c'},
-        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+        {"busy-poll", required_argument, 0, 'P'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->transport = o->workload = -1;
     o->size = o->count = o->warmup = -1;
@@ -1465,6 +1494,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
     o->max_seconds = 10.0;
     o->flows = o->senders = 1;
     o->cpu_c = -1;
+    o->busy_poll = -1;
     opterr = 0;
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -1518,6 +1548,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
         case 'F': o->flows = (int)parse_long("flows", optarg, 1, MAX_FLOWS); break;
         case 'E': o->senders = (int)parse_long("senders", optarg, 1, 2); break;
         case 'c': o->cpu_c = (int)parse_long("cpu-c", optarg, 0, CPU_SETSIZE - 1); break;
+        case 'P': o->busy_poll = parse_long("busy-poll", optarg, 0, 2147483647L); break;
         case 'h': usage_fail("help requested");
         default: usage_fail("unknown or incomplete option");
         }

@@ -201,9 +201,22 @@ def _options(transport: str, workload: str, size: int, count: int, warmup: int, 
     return o
 
 
+#: include/uapi/asm-generic/socket.h (Python's socket module may lack the name)
+SO_BUSY_POLL = getattr(socket, "SO_BUSY_POLL", 46)
+
+
+def _busy_poll(sk: socket.socket) -> int:
+    """SO_BUSY_POLL read back (net.core.busy_read's value here), -1 if the kernel lacks it."""
+    try:
+        return sk.getsockopt(socket.SOL_SOCKET, SO_BUSY_POLL)
+    except OSError:
+        return -1
+
+
 def _buf_keys(transport: str, c: socket.socket, s: socket.socket) -> dict:
     """The socket-buffer and shape keys the C harness reports (no knobs set here)."""
-    return {"rcvbuf_client": c.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+    return {"busy_poll_client": _busy_poll(c), "busy_poll_server": _busy_poll(s),
+            "rcvbuf_client": c.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
             "rcvbuf_server": s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
             "sndbuf_client": c.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
             "sndbuf_server": s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),

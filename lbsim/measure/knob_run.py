@@ -37,9 +37,11 @@ _log = logging.getLogger("lbsim.measure")
 KNOB_COLUMNS = ("mtu", "tso", "rps_cpus", "netdev_max_backlog", "dev_weight", "netdev_budget",
                 "rps_sock_flow_entries", "unix_max_dgram_qlen", "so_rcvbuf", "so_sndbuf",
                 "tcp_nodelay", "flows", "senders", "background", "policy", "rmem_default",
-                "wmem_default", "rmem_max", "wmem_max", "tcp_rmem", "tcp_wmem")
+                "wmem_default", "rmem_max", "wmem_max", "tcp_rmem", "tcp_wmem", "so_busy_poll",
+                "busy_read", "tcp_autocorking")
 COUNTER_COLUMNS = ("softnet_dropped", "softnet_time_squeeze", "udp_rcvbuf_errors", "udp_in_errors",
-                   "tcp_retrans_segs", "sleeps_per_msg_sender", "sleeps_per_msg_receiver",
+                   "tcp_retrans_segs", "tcp_autocork_events", "busy_poll_rx_packets",
+                   "sleeps_per_msg_sender", "sleeps_per_msg_receiver",
                    "msgs_sent", "msgs_received", "rcvbuf_kept", "sndbuf_kept")
 ROW_COLUMNS = ("transport", "workload", "placement", "msg_bytes", "metric", "value", "rep",
                "harness", "loadavg", "kernel", "tcp_congestion_control", "setting", "knob",
@@ -97,11 +99,13 @@ def _argv(run: Run, s: dict, count: int, warm: int, a: int, b: int) -> list:
         argv += ["--flows", str(s["flows"])]
     if s["senders"] != 1:
         argv += ["--senders", str(s["senders"])]
+    if s["so_busy_poll"] != "default":
+        argv += ["--busy-poll", str(s["so_busy_poll"])]
     return argv
 
 
 def _netns_knobs(s: dict, b: int) -> dict:
-    sysctl = {KNOBS[n].sysctl: s[n] for n in ("tcp_rmem", "tcp_wmem", "max_dgram_qlen")
+    sysctl = {KNOBS[n].sysctl: s[n] for n in ("tcp_rmem", "tcp_wmem", "max_dgram_qlen", "tcp_autocorking")
               if s.get(n) is not None}
     return {"mtu": s.get("mtu"), "tso": s.get("tso"),
             "rps_cpus": _mask(s["rps_cpus"], b) if s.get("rps_cpus") is not None else None,
@@ -130,11 +134,13 @@ def _row_extra(res: dict, run: Run, s: dict, b: int) -> dict:
     extra = {col: s.get(name) for name, col in ((n, KNOBS[n].column) for n in KNOBS)}
     if extra["rps_cpus"] is not None:
         extra["rps_cpus"] = _mask(extra["rps_cpus"], b)
-    for k, side in (("so_rcvbuf", "rcvbuf_server"), ("so_sndbuf", "sndbuf_client")):
+    for k, side in (("so_rcvbuf", "rcvbuf_server"), ("so_sndbuf", "sndbuf_client"),
+                    ("so_busy_poll", "busy_poll_server")):
         if extra[k] == "default":   # the default: what the socket got unset
             extra[k] = res.get(side)
     extra.update({k: c.get(k) for k in ("softnet_dropped", "softnet_time_squeeze",
-                                        "udp_rcvbuf_errors", "udp_in_errors", "tcp_retrans_segs")})
+                                        "udp_rcvbuf_errors", "udp_in_errors", "tcp_retrans_segs",
+                                        "tcp_autocork_events", "busy_poll_rx_packets")})
     extra.update(sleeps_per_msg_sender=res.get("sleeps_per_msg_sender"),
                  sleeps_per_msg_receiver=res.get("sleeps_per_msg_receiver"),
                  msgs_sent=res.get("count") if pp else res.get("sent"),

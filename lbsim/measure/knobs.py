@@ -16,7 +16,11 @@ how it is read and set:
 - ``global``: one value for the whole host (net/core/sysctl_net_core.c ``net_core_table``):
   changed only through the journal of :mod:`.knob_journal`, restored on every exit.
 - ``socket``: socket options of the harness (net/core/sock.c ``sk_setsockopt``,
-  net/ipv4/tcp.c ``TCP_NODELAY``): no root needed.
+  net/ipv4/tcp.c ``TCP_NODELAY``): no root needed (``SO_BUSY_POLL`` has no capability
+  check on 6.x: ``sk_setsockopt`` stores any value >= 0 in ``sk_ll_usec``).
+
+``so_busy_poll``, ``busy_read`` and ``tcp_autocorking`` change nothing on lo (the kernel source
+says why: docs/notes/noop-switches.md); they are measured to show it.
 - ``workload``: the harness's shape (flows, senders, background spinner, SCHED_FIFO).
 
 The ``/proc/sys`` root is injectable (``proc_sys``) so tests exercise everything on a fake
@@ -136,6 +140,15 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("rps_sock_flow_entries", "rps_sock_flow_entries", "global", _NET_CORE + " rps_sock_flow_sysctl",
          "sysctl net.core.rps_sock_flow_entries (journaled)", "an integer 0..2147483647",
          _int_in(0, 2**31 - 1), "net.core.rps_sock_flow_entries", True),
+    Knob("busy_read", "busy_read", "global", _NET_CORE + ", net/core/sock.c sock_init_data (sk_ll_usec)",
+         "sysctl net.core.busy_read (journaled)", "an integer 0..2147483647 (us)",
+         _int_in(0, 2**31 - 1), "net.core.busy_read", True),
+    Knob("tcp_autocorking", "tcp_autocorking", "netns",
+         "net/ipv4/sysctl_net_ipv4.c, net/ipv4/tcp.c tcp_should_autocork",
+         "sysctl net.ipv4.tcp_autocorking", "0 or 1", _int_in(0, 1), "net.ipv4.tcp_autocorking", True),
+    Knob("so_busy_poll", "so_busy_poll", "socket", "net/core/sock.c sk_setsockopt (SO_BUSY_POLL), "
+         "include/net/busy_poll.h sk_busy_loop", "harness --busy-poll US on every socket",
+         "an integer 0..2147483647 (us) or default", _int_in(0, 2**31 - 1), default="default"),
     Knob("so_rcvbuf", "so_rcvbuf", "socket", "net/core/sock.c sk_setsockopt (SO_RCVBUF)",
          "harness --rcvbuf N on every socket", "an integer 1..1073741824 or default",
          _int_in(1, 1 << 30), default="default"),

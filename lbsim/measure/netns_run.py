@@ -59,7 +59,7 @@ def write_sysctl(name: str, value: Value, proc_sys: Path = PROC_SYS) -> None:
 
 #: kernel counters recorded per run, as deltas (see read_counters)
 COUNTERS = ("softnet_dropped", "softnet_time_squeeze", "udp_rcvbuf_errors", "udp_in_errors",
-            "tcp_retrans_segs")
+            "tcp_retrans_segs", "tcp_autocork_events", "busy_poll_rx_packets")
 
 
 def _snmp(text: str) -> dict:
@@ -74,7 +74,9 @@ def _snmp(text: str) -> dict:
 def read_counters(proc: Path = Path("/proc")) -> dict:
     """softnet_stat dropped and time_squeeze (columns 2 and 3, hex, summed over CPUs:
     net/core/net-procfs.c softnet_seq_show) and /proc/net/snmp's Udp RcvbufErrors, InErrors
-    and Tcp RetransSegs (the reading process's network namespace)."""
+    and Tcp RetransSegs, /proc/net/netstat's TcpExt TCPAutoCorking (net/ipv4/tcp.c tcp_push) and
+    BusyPollRxPackets (net/core/dev.c napi_busy_loop) (the reading process's
+    network namespace)."""
     c = dict.fromkeys(COUNTERS)
     try:
         rows = [ln.split() for ln in (proc / "net/softnet_stat").read_text().splitlines() if ln.strip()]
@@ -87,6 +89,12 @@ def read_counters(proc: Path = Path("/proc")) -> dict:
         c["udp_rcvbuf_errors"] = s.get("Udp.RcvbufErrors")
         c["udp_in_errors"] = s.get("Udp.InErrors")
         c["tcp_retrans_segs"] = s.get("Tcp.RetransSegs")
+    except (OSError, ValueError):
+        pass
+    try:   # the same header/value line pairs as snmp
+        x = _snmp((proc / "net/netstat").read_text())
+        c["tcp_autocork_events"] = x.get("TcpExt.TCPAutoCorking")
+        c["busy_poll_rx_packets"] = x.get("TcpExt.BusyPollRxPackets")
     except (OSError, ValueError):
         pass
     return c

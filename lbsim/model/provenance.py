@@ -87,6 +87,8 @@ KERNEL_PARAMS: tuple[Param, ...] = _table("kernel", (
     ("tcp_wmem", "net/ipv4/tcp.c tcp_init(): 4096 16384 min(4 MiB, memory / 128)"),
     ("tcp_autocorking", "net/ipv4/tcp_ipv4.c tcp_sk_init(): sysctl_tcp_autocorking = 1",
      "inert on lo: drivers/net/loopback.c loopback_xmit() orphans the skb"),
+    ("busy_read", "net/core/sock.c sysctl_net_busy_read = 0; sock_init_data(): sk_ll_usec = busy_read",
+     "inert on lo: include/net/busy_poll.h sk_busy_loop() needs sk_napi_id >= MIN_NAPI_ID"),
     ("tcp_congestion_control", "net/ipv4/Kconfig DEFAULT_TCP_CONG = \"cubic\""),
     ("tcp_init_cwnd", "include/net/tcp.h TCP_INIT_CWND = 10", "3 in 2.6.32 (RFC 3390)"),
     ("tcp_max_quickacks", "include/net/tcp.h TCP_MAX_QUICKACKS = 16"),
@@ -111,7 +113,7 @@ _KERNEL_SOURCE = {p.name: p.source for p in KERNEL_PARAMS}
 _KERNEL_OVERRIDES = ("mtu", "tso", "rps_cpus", "netdev_max_backlog", "dev_weight", "netdev_budget",
                      "netdev_budget_usecs", "hz", "skb_defer_max", "rmem_default", "wmem_default", "rmem_max",
                      "wmem_max", "tcp_rmem", "tcp_wmem", "tcp_init_cwnd", "tcp_congestion_control",
-                     "unix_max_dgram_qlen")
+                     "unix_max_dgram_qlen", "tcp_autocorking", "busy_read")
 
 SIMCONFIG: tuple[Param, ...] = _table("workload", (
     ("transport", "the socket type under test (lbsim measure's harness)"),
@@ -137,6 +139,8 @@ SIMCONFIG: tuple[Param, ...] = _table("workload", (
      "clamp: lbsim/kernels.py setsockopt_buf"),
     ("so_rcvbuf", "the SO_RCVBUF request; stored as net/core/sock.c __sock_set_rcvbuf() stores it",
      "clamp: lbsim/kernels.py setsockopt_buf"),
+    ("so_busy_poll", "the SO_BUSY_POLL request (us); stored by net/core/sock.c sk_setsockopt() in sk_ll_usec",
+     "inert on lo: include/net/busy_poll.h sk_busy_loop() needs sk_napi_id >= MIN_NAPI_ID"),
     ("max_sim_time_ns", "a guard: the run stops at this simulated time"),
     ("stage_scale", "a what-if edit (docs/guide/whatif.md): empty unless the user asks"),
     ("stage_cost", "a what-if edit (docs/guide/whatif.md): empty unless the user asks"),

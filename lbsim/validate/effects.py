@@ -94,6 +94,10 @@ _COLUMN_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "tcp_rmem": ("tcp_rmem", _triple), "tcp_wmem": ("tcp_wmem", _triple),
     "tcp_nodelay": ("tcp_nodelay", lambda v: int(v) != 0),
     "tcp_congestion_control": ("tcp_congestion_control", str),
+    # inert on lo, so the setting simulates as its default (effect 1.00): busy polling needs a NAPI
+    # id (include/net/busy_poll.h sk_busy_loop), autocorking an skb still charged to the socket
+    # (net/ipv4/tcp.c tcp_should_autocork; loopback_xmit orphans it): docs/notes/noop-switches.md
+    "busy_read": ("busy_read", int), "tcp_autocorking": ("tcp_autocorking", int),
 }
 
 
@@ -108,9 +112,9 @@ def run_fields(row: pd.Series, base: dict[str, Any], *, messages: int, seed: int
     for col, (name, conv) in _COLUMN_FIELDS.items():
         if col in row.index and not pd.isna(row[col]):
             fields[name] = conv(row[col])
-    # so_rcvbuf / so_sndbuf hold the socket's own value where no request was made
+    # so_rcvbuf / so_sndbuf / so_busy_poll hold the socket's own value where no request was made
     knob, default = str(row["knob"]), _is_default(row["setting"])
-    for opt in ("so_rcvbuf", "so_sndbuf"):
+    for opt in ("so_rcvbuf", "so_sndbuf", "so_busy_poll"):   # so_busy_poll: inert on lo, as busy_read
         if knob == opt and not default:
             fields[opt] = int(row[opt])
     flows = int(row.get("flows", 1) or 1)
