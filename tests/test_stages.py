@@ -284,3 +284,20 @@ def test_cli_table(capsys, state_unchanged):
                      "--count", "50"]) == 0
     out = capsys.readouterr().out
     assert "send_to_dev" in out and "rtt untraced" in out and "udp/same" in out
+
+
+@live
+def test_event_trace_counts_around_a_command_and_removes_its_instance():
+    """The counting instance the tools under tools/ share: events this kernel lacks are left out,
+    the events fire only inside around(), and the instance is gone afterwards."""
+    import time
+
+    from lbsim.measure.stages_tracefs import event_trace
+
+    with event_trace([("sched", "sched_switch", None), ("no_such_system", "no_such_event", None)]) as tr:
+        assert [ev for _, ev, _ in tr.events] == ["sched_switch"]
+        path = tr.inst.path
+        _, text = tr.around(lambda: time.sleep(0.05))
+        assert tr.inst.get("events/sched/sched_switch/enable").strip() == "0"
+    assert "sched_switch:" in text
+    assert not path.exists()

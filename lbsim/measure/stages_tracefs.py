@@ -15,6 +15,7 @@ filter).  Needs root; :func:`tracefs_available` says why not where it cannot run
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -31,6 +32,7 @@ __all__ = [
     "EVENT_FILTERS",
     "INSTANCE_PREFIX",
     "DEFAULT_BUFFER_KB",
+    "event_trace",
 ]
 
 # system, event
@@ -320,3 +322,52 @@ def _buffer_stats(inst: _Instance) -> dict:
         except (OSError, ValueError, IndexError):
             continue
     return tot
+
+
+class _EventTrace:
+    """What :func:`event_trace` yields: the events it enabled, and :meth:`around`."""
+
+    def __init__(self, inst: _Instance, events: list[tuple[str, str, str | None]]):
+        self.inst = inst
+        self.events = events
+
+    def _enable(self, on: str) -> None:
+        for sub, ev, _ in self.events:
+            self.inst.set(f"events/{sub}/{ev}/enable", on)
+
+    def around(self, run):
+        """Clear the buffer, enable the events, call ``run()``, disable them: (its result, the
+        trace text)."""
+        self.inst.set("trace", "")
+        self._enable("1")
+        try:
+            out = run()
+        finally:
+            self._enable("0")
+        return out, self.inst.get("trace")
+
+
+@contextlib.contextmanager
+def event_trace(events, buffer_size_kb: int = DEFAULT_BUFFER_KB):
+    """A private ftrace instance for counting ``events`` (system, event, filter or None) around
+    commands: the tools under tools/ that count kernel events (no timing).  Events this kernel
+    lacks are left out (``.events`` lists the ones used); the instance is removed on exit, on
+    error and on Ctrl-C, like the stage tracer's."""
+    with _Tracefs() as t:
+        assert t.root is not None
+        inst = _Instance(t.root)
+        trace = _EventTrace(inst, [])
+        try:
+            trace.events = [(sub, ev, flt) for sub, ev, flt in events
+                            if (inst.path / "events" / sub / ev).exists()]
+            inst.set("buffer_size_kb", str(buffer_size_kb))
+            for sub, ev, flt in trace.events:
+                if flt:
+                    inst.set(f"events/{sub}/{ev}/filter", flt)
+            yield trace
+        finally:
+            try:
+                trace._enable("0")
+            except OSError:
+                pass
+            inst.remove()

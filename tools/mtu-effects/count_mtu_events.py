@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -27,7 +26,7 @@ from pathlib import Path
 
 from lbsim.measure.harness import PROGRAM_NAME, build_harness
 from lbsim.measure.netns_run import netns_argv
-from lbsim.measure.stages_tracefs import _Tracefs, _write
+from lbsim.measure.stages_tracefs import event_trace
 
 EVENTS = {
     ("timer", "hrtimer_expire_entry"): "function.function == tcp_pace_kick",
@@ -89,42 +88,20 @@ def main() -> int:
     exe = str(build_harness())
     rmem = " ".join(Path("/proc/sys/net/ipv4/tcp_rmem").read_text().split())
     wmem = " ".join(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split())
-    with _Tracefs() as t:
-        assert t.root is not None
-        inst = t.root / "instances" / f"lbsim-mtu-{os.getpid()}"
-        os.mkdir(inst)
-        ev = [e for e in EVENTS if (inst / "events" / e[0] / e[1]).exists()]
-        try:
-            _write(inst / "buffer_size_kb", "32768")
-            for e in ev:
-                flt = EVENTS[e]
-                if flt:
-                    _write(inst / "events" / e[0] / e[1] / "filter", flt)
-            for mtu in (int(x) for x in a.mtus.split(",")):
-                _write(inst / "trace", "")
-                argv = [PROGRAM_NAME, "--transport", "tcp", "--workload", "stream", "--size", str(a.size),
-                        "--count", str(a.count), "--warmup", "100", "--cpu-a", "0", "--cpu-b", a.cpu_b,
-                        "--max-seconds", "4"]
-                knobs = {"mtu": mtu, "sysctl": {"net.ipv4.tcp_rmem": rmem, "net.ipv4.tcp_wmem": wmem}}
-                for e in ev:
-                    _write(inst / "events" / e[0] / e[1] / "enable", "1")
-                p = subprocess.run(netns_argv(knobs, exe, argv), capture_output=True, text=True, timeout=60)
-                for e in ev:
-                    _write(inst / "events" / e[0] / e[1] / "enable", "0")
-                r = json.loads(p.stdout.strip().splitlines()[-1])
-                s = summarize((inst / "trace").read_text())
-                print(json.dumps({"mtu": mtu, "size": a.size, "cpu_b": a.cpu_b,
-                                  "messages": r.get("received") or r.get("count"),
-                                  "sleeps_sender": r.get("sleeps_per_msg_sender"),
-                                  "sleeps_receiver": r.get("sleeps_per_msg_receiver"),
-                                  "counters": r.get("counters"), **s}))
-        finally:
-            for e in ev:
-                try:
-                    _write(inst / "events" / e[0] / e[1] / "enable", "0")
-                except OSError:
-                    pass
-            os.rmdir(inst)
+    with event_trace([(sub, ev, flt) for (sub, ev), flt in EVENTS.items()], buffer_size_kb=32768) as tr:
+        for mtu in (int(x) for x in a.mtus.split(",")):
+            argv = [PROGRAM_NAME, "--transport", "tcp", "--workload", "stream", "--size", str(a.size),
+                    "--count", str(a.count), "--warmup", "100", "--cpu-a", "0", "--cpu-b", a.cpu_b,
+                    "--max-seconds", "4"]
+            knobs = {"mtu": mtu, "sysctl": {"net.ipv4.tcp_rmem": rmem, "net.ipv4.tcp_wmem": wmem}}
+            p, text = tr.around(lambda argv=argv, knobs=knobs: subprocess.run(
+                netns_argv(knobs, exe, argv), capture_output=True, text=True, timeout=60))
+            r = json.loads(p.stdout.strip().splitlines()[-1])
+            print(json.dumps({"mtu": mtu, "size": a.size, "cpu_b": a.cpu_b,
+                              "messages": r.get("received") or r.get("count"),
+                              "sleeps_sender": r.get("sleeps_per_msg_sender"),
+                              "sleeps_receiver": r.get("sleeps_per_msg_receiver"),
+                              "counters": r.get("counters"), **summarize(text)}))
     return 0
 
 

@@ -11,12 +11,11 @@ Evidence for lbsim/model/tcp_pacing.py (docs/notes/tcp-pacing.md).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 from lbsim.measure.harness import PROGRAM_NAME, build_harness
-from lbsim.measure.stages_tracefs import _Tracefs, _write
+from lbsim.measure.stages_tracefs import event_trace
 
 EVENTS = (("timer", "hrtimer_start"), ("timer", "hrtimer_expire_entry"))
 FILTER = "function.function == tcp_pace_kick"
@@ -41,36 +40,17 @@ def main() -> int:
 
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help, nothing else
     exe = str(build_harness())
-    with _Tracefs() as t:
-        assert t.root is not None
-        inst = t.root / "instances" / f"lbsim-{os.getpid()}"
-        os.mkdir(inst)
-        try:
-            _write(inst / "buffer_size_kb", "16384")
-            for s, e in EVENTS:
-                _write(inst / "events" / s / e / "filter", FILTER)
-            for name, argv in RUNS:
-                _write(inst / "trace", "")
-                for s, e in EVENTS:
-                    _write(inst / "events" / s / e / "enable", "1")
-                p = subprocess.run([PROGRAM_NAME, *argv], executable=exe, capture_output=True,
-                                   text=True, timeout=40)
-                for s, e in EVENTS:
-                    _write(inst / "events" / s / e / "enable", "0")
-                r = json.loads(p.stdout.strip().splitlines()[-1])
-                lines = [ln for ln in (inst / "trace").read_text().splitlines() if not ln.startswith("#")]
-                n = {e: sum(f" {e}:" in ln and "tcp_pace_kick" in ln for ln in lines) for _, e in EVENTS}
-                msgs = r.get("received") or r.get("count") or 0
-                print(f"{name}: messages {msgs}, pacing timer armed {n['hrtimer_start']}, "
-                      f"fired {n['hrtimer_expire_entry']} ({n['hrtimer_expire_entry'] / max(msgs, 1):.4f}"
-                      f" per message), receiver sleeps/msg {r.get('sleeps_per_msg_receiver')}")
-        finally:
-            for s, e in EVENTS:
-                try:
-                    _write(inst / "events" / s / e / "enable", "0")
-                except OSError:
-                    pass
-            os.rmdir(inst)
+    with event_trace([(s, e, FILTER) for s, e in EVENTS], buffer_size_kb=16384) as tr:
+        for name, argv in RUNS:
+            p, text = tr.around(lambda argv=argv: subprocess.run([PROGRAM_NAME, *argv], executable=exe,
+                                                                  capture_output=True, text=True, timeout=40))
+            r = json.loads(p.stdout.strip().splitlines()[-1])
+            lines = [ln for ln in text.splitlines() if not ln.startswith("#")]
+            n = {e: sum(f" {e}:" in ln and "tcp_pace_kick" in ln for ln in lines) for _, e in EVENTS}
+            msgs = r.get("received") or r.get("count") or 0
+            print(f"{name}: messages {msgs}, pacing timer armed {n['hrtimer_start']}, "
+                  f"fired {n['hrtimer_expire_entry']} ({n['hrtimer_expire_entry'] / max(msgs, 1):.4f}"
+                  f" per message), receiver sleeps/msg {r.get('sleeps_per_msg_receiver')}")
     return 0
 
 

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import re
 import subprocess
 import sys
 
 from lbsim.measure.harness import PROGRAM_NAME, build_harness
-from lbsim.measure.stages_tracefs import _Tracefs, _write
+from lbsim.measure.stages_tracefs import event_trace
 
 EVENTS = (("timer", "hrtimer_start", "function.function == tcp_pace_kick"), ("msr", "write_msr", "msr == 0x6e0"))
 LINE = re.compile(r"\s*\S+-\d+\s+\[(\d+)\]\s+\S+\s+[\d.]+:\s+(\w+):")
@@ -32,40 +31,21 @@ def main() -> int:
 
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help, nothing else
     exe = str(build_harness())
-    with _Tracefs() as t:
-        assert t.root is not None
-        inst = t.root / "instances" / f"lbsim-{os.getpid()}"
-        os.mkdir(inst)
-        try:
-            _write(inst / "buffer_size_kb", "32768")
-            for s, e, f in EVENTS:
-                _write(inst / "events" / s / e / "filter", f)
-            for name, count, extra in RUNS:
-                _write(inst / "trace", "")
-                for s, e, _ in EVENTS:
-                    _write(inst / "events" / s / e / "enable", "1")
-                argv = ["--transport", "tcp", "--workload", "stream", "--size", "1024", "--count", str(count),
-                        "--warmup", "100", "--cpu-a", "0", "--cpu-b", "1", "--max-seconds", "2", *extra]
-                p = subprocess.run([PROGRAM_NAME, *argv], executable=exe, capture_output=True, text=True,
-                                   timeout=30)
-                for s, e, _ in EVENTS:
-                    _write(inst / "events" / s / e / "enable", "0")
-                n: collections.Counter[tuple[str, str]] = collections.Counter()
-                for ln in (inst / "trace").read_text().splitlines():
-                    m = LINE.match(ln)
-                    if m:
-                        n[(m.group(2), m.group(1))] += 1
-                r = json.loads(p.stdout.strip().splitlines()[-1])
-                msgs = max(int(r.get("received") or 0), 1)
-                per = ", ".join(f"{ev} cpu{cpu} {v / msgs:.3f}" for (ev, cpu), v in sorted(n.items()))
-                print(f"{name} stream cross 1024: {msgs} messages; per message: {per}")
-        finally:
-            for s, e, _ in EVENTS:
-                try:
-                    _write(inst / "events" / s / e / "enable", "0")
-                except OSError:
-                    pass
-            os.rmdir(inst)
+    with event_trace(EVENTS, buffer_size_kb=32768) as tr:
+        for name, count, extra in RUNS:
+            argv = ["--transport", "tcp", "--workload", "stream", "--size", "1024", "--count", str(count),
+                    "--warmup", "100", "--cpu-a", "0", "--cpu-b", "1", "--max-seconds", "2", *extra]
+            p, text = tr.around(lambda argv=argv: subprocess.run([PROGRAM_NAME, *argv], executable=exe,
+                                                                  capture_output=True, text=True, timeout=30))
+            n: collections.Counter[tuple[str, str]] = collections.Counter()
+            for ln in text.splitlines():
+                m = LINE.match(ln)
+                if m:
+                    n[(m.group(2), m.group(1))] += 1
+            r = json.loads(p.stdout.strip().splitlines()[-1])
+            msgs = max(int(r.get("received") or 0), 1)
+            per = ", ".join(f"{ev} cpu{cpu} {v / msgs:.3f}" for (ev, cpu), v in sorted(n.items()))
+            print(f"{name} stream cross 1024: {msgs} messages; per message: {per}")
     return 0
 
 
