@@ -49,3 +49,61 @@ def private_harness_cache(tmp_path_factory):
         os.environ.pop("XDG_CACHE_HOME", None)
     else:
         os.environ["XDG_CACHE_HOME"] = old
+
+
+@pytest.fixture
+def socket_buffers(monkeypatch):
+    """``read(transport, **config)``: the rcvbuf / sndbuf a 20-message stream's first socket holds
+    once its flow is built (TCP: after connect's tcp_init_buffer_space), read from the model's own
+    objects."""
+    from lbsim.config import make_config
+    from lbsim.model import host as model_host
+    from lbsim.simulate import simulate
+
+    def read(transport: str, **kw) -> dict[str, int]:
+        cfg = make_config(transport=transport, workload="stream", msg_bytes=64, messages=20, placement="same",
+                          **kw)
+        seen: dict[str, int] = {}
+        build = model_host._build_flow
+
+        def spy(*a):
+            flow = build(*a)
+            for attr in ("rcvbuf", "sndbuf"):
+                if hasattr(flow.socks[0], attr):
+                    seen.setdefault(attr, getattr(flow.socks[0], attr))
+            return flow
+
+        monkeypatch.setattr(model_host, "_build_flow", spy)
+        try:
+            res = simulate(cfg)
+        finally:
+            monkeypatch.setattr(model_host, "_build_flow", build)
+        assert res.status == "ok"
+        return seen
+
+    return read
+
+
+@pytest.fixture
+def simulate_tcp(monkeypatch):
+    """``run(**simulate_kwargs)``: a TCP run's result and every TcpSock it built, in order."""
+    import lbsim
+    from lbsim.model import tcp as tcp_model
+
+    def run(**kw):
+        socks: list = []
+        init = tcp_model.TcpSock.__init__
+
+        def keep(self, *a, **k):
+            init(self, *a, **k)
+            socks.append(self)
+
+        monkeypatch.setattr(tcp_model.TcpSock, "__init__", keep)
+        try:
+            res = lbsim.simulate(**kw)
+        finally:
+            monkeypatch.setattr(tcp_model.TcpSock, "__init__", init)
+        assert res.status == "ok"
+        return res, socks
+
+    return run

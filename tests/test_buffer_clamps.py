@@ -9,61 +9,36 @@ from __future__ import annotations
 import pytest
 
 from lbsim.config import ConfigError, make_config
-from lbsim.model import host as model_host
 from lbsim.simulate import simulate
 
 BIG = 4194304  # a request above the default rmem_max / wmem_max (212992)
 
 
-def _buffers(transport: str, **kw) -> dict[str, int]:
-    """The rcvbuf / sndbuf of a flow's first socket once the flow is built (TCP: after connect's
-    tcp_init_buffer_space), and the run's counters; the same spy as tests/test_clamp.py."""
-    cfg = make_config(transport=transport, workload="stream", msg_bytes=64, messages=20, placement="same",
-                      costs="default", **kw)
-    seen: dict[str, int] = {}
-    orig = model_host._build_flow
-
-    def spy(cfg_, k, sim, net, run, i, rec):
-        flow = orig(cfg_, k, sim, net, run, i, rec)
-        for attr in ("rcvbuf", "sndbuf"):
-            if hasattr(flow.socks[0], attr):
-                seen.setdefault(attr, getattr(flow.socks[0], attr))
-        return flow
-
-    model_host._build_flow = spy
-    try:
-        res = simulate(cfg)
-    finally:
-        model_host._build_flow = orig
-    assert res.status == "ok"
-    return seen
-
-
-def test_defaults_per_transport():
+def test_defaults_per_transport(socket_buffers):
     """net/core/sock.c sock_init_data: sk_rcvbuf = rmem_default, sk_sndbuf = wmem_default (UDP,
     AF_UNIX); TCP starts from tcp_rmem[1] (net/ipv4/tcp.c tcp_init_sock) and its send buffer is
     set by tcp_sndbuf_expand at connect, at most tcp_wmem[2]."""
-    assert _buffers("udp", rmem_default=65536)["rcvbuf"] == 65536
+    assert socket_buffers("udp", rmem_default=65536)["rcvbuf"] == 65536
     for tr in ("unix_stream", "unix_dgram"):
-        assert _buffers(tr, wmem_default=65536)["sndbuf"] == 65536
-    assert _buffers("tcp", tcp_rmem=(4096, 65536, 6291456))["rcvbuf"] == 65536
+        assert socket_buffers(tr, wmem_default=65536)["sndbuf"] == 65536
+    assert socket_buffers("tcp", tcp_rmem=(4096, 65536, 6291456))["rcvbuf"] == 65536
 
 
 @pytest.mark.parametrize("transport,field,attr", [
     ("tcp", "so_rcvbuf", "rcvbuf"), ("tcp", "so_sndbuf", "sndbuf"), ("udp", "so_rcvbuf", "rcvbuf"),
     ("unix_stream", "so_sndbuf", "sndbuf"), ("unix_dgram", "so_sndbuf", "sndbuf")])
-def test_raised_max_lets_a_large_request_into_the_socket(transport, field, attr):
+def test_raised_max_lets_a_large_request_into_the_socket(transport, field, attr, socket_buffers):
     """sk_setsockopt clamps at the sysctl: default max -> 2 x 212992; raised -> 2 x the request."""
-    assert _buffers(transport, **{field: BIG})[attr] == 2 * 212992
-    raised = _buffers(transport, **{field: BIG}, rmem_max=2 * BIG, wmem_max=2 * BIG)
+    assert socket_buffers(transport, **{field: BIG})[attr] == 2 * 212992
+    raised = socket_buffers(transport, **{field: BIG}, rmem_max=2 * BIG, wmem_max=2 * BIG)
     assert raised[attr] == 2 * BIG
 
 
-def test_tcp_send_buffer_expansion_capped_by_tcp_wmem_max():
+def test_tcp_send_buffer_expansion_capped_by_tcp_wmem_max(socket_buffers):
     """net/ipv4/tcp_input.c tcp_sndbuf_expand: sndmem = min(2 x max(cwnd, TCP_INIT_CWND) x
     per_mss, tcp_wmem[2]); with a 64 KiB MSS the expansion wants ~2.6 MB."""
-    assert _buffers("tcp")["sndbuf"] > 65536
-    assert _buffers("tcp", tcp_wmem=(4096, 16384, 65536))["sndbuf"] == 65536
+    assert socket_buffers("tcp")["sndbuf"] > 65536
+    assert socket_buffers("tcp", tcp_wmem=(4096, 16384, 65536))["sndbuf"] == 65536
 
 
 def test_tcp_receive_buffer_growth_capped_by_tcp_rmem_max():

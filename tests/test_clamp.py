@@ -33,51 +33,26 @@ def test_profile_defaults_cite_the_kernel():
     assert setsockopt_buf(2**31 - 1, 2**32 - 1, 2304) == 2 * ((2**31 - 1) // 2)  # INT_MAX / 2 cap
 
 
-def _effective_buffers(transport: str, **kw) -> dict[str, int]:
-    """The buffers a simulation's sockets hold, read from the model's own objects."""
-    from lbsim.model import host as model_host
-
-    cfg = make_config(transport=transport, workload="stream", msg_bytes=64, messages=20, placement="same", **kw)
-    seen: dict[str, int] = {}
-    orig = model_host._build_flow
-
-    def spy(cfg_, k, sim, net, run, i, rec):
-        flow = orig(cfg_, k, sim, net, run, i, rec)
-        s = flow.socks[0]
-        for attr in ("rcvbuf", "sndbuf"):
-            if hasattr(s, attr):
-                seen[attr] = getattr(s, attr)
-        return flow
-
-    model_host._build_flow = spy
-    try:
-        res = simulate(cfg)
-    finally:
-        model_host._build_flow = orig
-    assert res.status == "ok"
-    return seen
-
-
 @pytest.mark.parametrize("request_", REQUESTS)
-def test_tcp_rcvbuf_and_sndbuf_clamped(request_):
-    got = _effective_buffers("tcp", so_rcvbuf=request_, so_sndbuf=request_)
+def test_tcp_rcvbuf_and_sndbuf_clamped(request_, socket_buffers):
+    got = socket_buffers("tcp", so_rcvbuf=request_, so_sndbuf=request_)
     assert got["rcvbuf"] == kernel_rcvbuf(request_)
     assert got["sndbuf"] == kernel_sndbuf(request_)  # user-locked: tcp_sndbuf_expand leaves it
 
 
 @pytest.mark.parametrize("request_", REQUESTS)
-def test_udp_rcvbuf_clamped(request_):
-    assert _effective_buffers("udp", so_rcvbuf=request_)["rcvbuf"] == kernel_rcvbuf(request_)
+def test_udp_rcvbuf_clamped(request_, socket_buffers):
+    assert socket_buffers("udp", so_rcvbuf=request_)["rcvbuf"] == kernel_rcvbuf(request_)
 
 
 @pytest.mark.parametrize("transport", ["unix_stream", "unix_dgram"])
 @pytest.mark.parametrize("request_", REQUESTS)
-def test_unix_charges_the_senders_sndbuf_clamped(transport, request_):
+def test_unix_charges_the_senders_sndbuf_clamped(transport, request_, socket_buffers):
     """Both AF_UNIX types charge the sender's sk_sndbuf (af_unix.c sock_alloc_send_pskb);
     SO_RCVBUF changes nothing."""
-    got = _effective_buffers(transport, so_sndbuf=request_)
+    got = socket_buffers(transport, so_sndbuf=request_)
     assert got["sndbuf"] == kernel_sndbuf(request_)
-    assert _effective_buffers(transport, so_rcvbuf=request_) == _effective_buffers(transport)
+    assert socket_buffers(transport, so_rcvbuf=request_) == socket_buffers(transport)
 
 
 def test_raised_max_lets_a_large_request_through():

@@ -11,7 +11,6 @@ import pytest
 
 import lbsim
 from lbsim.calibrate import kernel_fields
-from lbsim.model import tcp as tcp_model
 from lbsim.model.tcp_cc import BBR_CWND_MIN_TARGET, PROBE_BW, Bbr, MinMax
 from lbsim.validate import MeasuredDataError, check_measured, host_columns, with_host_columns
 
@@ -52,24 +51,15 @@ def test_tso_segs_goal_and_quantization_budget():
     assert b.tso_segs_goal(1448) == 1
 
 
-def _stream_socks(monkeypatch, cc: str, n: int = 4096, messages: int = 8000):
-    socks = []
-    init = tcp_model.TcpSock.__init__
-
-    def keep(self, *a, **k):
-        init(self, *a, **k)
-        socks.append(self)
-
-    monkeypatch.setattr(tcp_model.TcpSock, "__init__", keep)
-    res = lbsim.simulate(transport="tcp", workload="stream", msg_bytes=n, messages=messages, placement="same",
-                         seed=3, tcp_congestion_control=cc)
-    assert res.status == "ok"
+def _stream_socks(simulate_tcp, cc: str, n: int = 4096, messages: int = 8000):
+    res, socks = simulate_tcp(transport="tcp", workload="stream", msg_bytes=n, messages=messages, placement="same",
+                              seed=3, tcp_congestion_control=cc)
     sender = next(s for s in socks if s.delivered or s.snd_nxt)
     return res, sender
 
 
-def test_bbr_window_on_lo_stays_small_and_cubic_grows(monkeypatch):
-    res_bbr, s = _stream_socks(monkeypatch, "bbr")
+def test_bbr_window_on_lo_stays_small_and_cubic_grows(simulate_tcp):
+    res_bbr, s = _stream_socks(simulate_tcp, "bbr")
     cc = s.cc
     assert cc is not None and cc.full_bw_reached and cc.mode == PROBE_BW
     bw = cc.bw.get()
@@ -82,7 +72,7 @@ def test_bbr_window_on_lo_stays_small_and_cubic_grows(monkeypatch):
     per_mss = 131072 + 256
     assert min(s.wmem_max, 3 * max(10, s.cwnd) * per_mss) <= s.sndbuf <= s.wmem_max
     assert s.sndbuf > 2 * 10 * per_mss  # more than CUBIC's x 2 at the initial window
-    res_cubic, c = _stream_socks(monkeypatch, "cubic")
+    res_cubic, c = _stream_socks(simulate_tcp, "cubic")
     assert c.cc is None and c.cwnd > 4 * s.cwnd  # slow start never ends on lo without loss
     # the writer coalesces more under BBR: fewer, larger packets
     assert res_bbr.counters["tcp_data_packets"] < res_cubic.counters["tcp_data_packets"]

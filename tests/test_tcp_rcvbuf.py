@@ -3,33 +3,22 @@ tcp_select_initial_window, __tcp_select_window; lbsim/model/tcp_recv.py)."""
 
 from __future__ import annotations
 
-import lbsim
-from lbsim.model import tcp as tcp_model
 from lbsim.model.skb import truesize_tcp
 
 
-def _socks(monkeypatch, **kw):
-    socks = []
-    init = tcp_model.TcpSock.__init__
-
-    def keep(self, *a, **k):
-        init(self, *a, **k)
-        socks.append(self)
-
-    monkeypatch.setattr(tcp_model.TcpSock, "__init__", keep)
-    res = lbsim.simulate(transport="tcp", workload="stream", msg_bytes=1024, messages=200, placement="cross",
-                         seed=1, **kw)
-    assert res.status == "ok"
-    return socks
+def _socks(simulate_tcp, **kw):
+    """The TcpSocks of a 200-message 1 KiB stream across CPUs (client first)."""
+    return simulate_tcp(transport="tcp", workload="stream", msg_bytes=1024, messages=200, placement="cross",
+                        seed=1, **kw)[1]
 
 
-def test_default_buffer_keeps_a_scaled_window(monkeypatch):
-    s = _socks(monkeypatch)[0]
+def test_default_buffer_keeps_a_scaled_window(simulate_tcp):
+    s = _socks(simulate_tcp)[0]
     assert not s.user_rcvbuf and s.rcv_wscale > 0  # tcp_rmem[2] / rmem_max of MiB: a scale
 
 
-def test_tiny_rcvbuf_window_is_unscaled_clamped_and_closes_below_one_mss(monkeypatch):
-    socks = _socks(monkeypatch, so_rcvbuf=1)
+def test_tiny_rcvbuf_window_is_unscaled_clamped_and_closes_below_one_mss(simulate_tcp):
+    socks = _socks(simulate_tcp, so_rcvbuf=1)
     r = socks[1]  # the server end reads the stream
     assert r.rcvbuf == 2304 and r.user_rcvbuf  # SOCK_MIN_RCVBUF
     full = int(2304 * r.ratio)
