@@ -53,6 +53,23 @@ def summarise_effects(rows: pd.DataFrame, max_spread: float) -> dict[str, Any]:
     }
 
 
+def effect_verdict(r: Any, words: tuple[str, str, str] = ("ok", "WRONG", "(not real)"),
+                   no_effect_below: float = 0.005) -> str:
+    """One effect row's verdict: the host run failed, not modelled, or (right, wrong, not real)
+    as ``words``, a wrong direction where the model shows no effect (|simulated - 1| below
+    ``no_effect_below``) said so, and a point left out for its spread marked."""
+    if r.get("host_failed"):
+        return "host run failed (the harness could not finish it: run_failed)"
+    if r["not_modelled"]:
+        return f"not modelled: {r['not_modelled']}"
+    verdict = (words[0] if r["direction_agrees"] else words[1]) if r["real"] else words[2]
+    if r["real"] and not r["direction_agrees"] and abs(r["simulated_effect"] - 1.0) < no_effect_below:
+        verdict += " (model: no effect)"
+    if r["left_out"]:
+        verdict += " [left out: spread]"
+    return verdict
+
+
 def _f(x: Any, fmt: str = "{:.2f}") -> str:
     return fmt.format(x) if isinstance(x, (int, float, np.floating)) and math.isfinite(float(x)) else "-"
 
@@ -88,16 +105,7 @@ class EffectsReport:
         lines = [head, "-" * len(head)]
         for _, r in self.rows.iterrows():
             pt = f"{r['transport']} {r['workload'][:6]} {r['placement']} {int(r['msg_bytes'])}"
-            if r.get("host_failed"):
-                verdict = "host run failed (the harness could not finish it: run_failed)"
-            elif r["not_modelled"]:
-                verdict = f"not modelled: {r['not_modelled']}"
-            else:
-                verdict = ("ok" if r["direction_agrees"] else "WRONG") if r["real"] else "(not real)"
-                if r["real"] and not r["direction_agrees"] and abs(r["simulated_effect"] - 1.0) < 0.005:
-                    verdict += " (model: no effect)"
-                if r["left_out"]:
-                    verdict += " [left out: spread]"
+            verdict = effect_verdict(r)
             lines.append(f"{r['knob']:<19} {r['setting']:<24} {pt:<31} {_f(r['measured_effect']):>6} "
                          f"{_f(r['spread']):>6} {_f(r['simulated_effect']):>6} "
                          f"{_f(r['effect_error_pct'], '{:+.0f}'):>7}  {verdict}")

@@ -14,20 +14,21 @@ import sys
 
 import pandas as pd
 
-
-def _f(x: float, fmt: str = "{:.2f}") -> str:
-    return "-" if pd.isna(x) else fmt.format(x)
+from lbsim.validate.effects_report import effect_verdict, summarise_effects
 
 
-def per_knob(r: pd.DataFrame) -> str:
+def _f(x: float | None, fmt: str = "{:.2f}") -> str:
+    return "-" if x is None or pd.isna(x) else fmt.format(x)
+
+
+def per_knob(r: pd.DataFrame, max_spread: float) -> str:
     lines = ["| knob | settings x points | real (kept) | direction right | median \\|error\\| | worst \\|error\\| |",
              "|---|---:|---:|---:|---:|---:|"]
     for knob, g in r.groupby("knob", sort=True):
-        kept = g[g.real & ~g.left_out & g.not_modelled.eq("")]
-        err = kept.effect_error_pct.abs()
-        right = int(kept.direction_agrees.fillna(False).astype(bool).sum())
-        lines.append(f"| {knob} | {len(g)} | {len(kept)} | {right} of {len(kept)} | "
-                     f"{_f(err.median(), '{:.1f} %')} | {_f(err.max(), '{:.0f} %')} |")
+        s = summarise_effects(g, max_spread)
+        worst = abs(s["worst"]["effect_error_pct"]) if s["worst"] else float("nan")
+        lines.append(f"| {knob} | {len(g)} | {s['real']} | {s['direction_right']} of {s['real']} | "
+                     f"{_f(s['median_abs_effect_error_pct'], '{:.1f} %')} | {_f(worst, '{:.0f} %')} |")
     return "\n".join(lines)
 
 
@@ -35,18 +36,8 @@ def rows(r: pd.DataFrame) -> str:
     lines = ["| knob | setting | point | measured | spread | simulated | error | verdict |",
              "|---|---|---|---:|---:|---:|---:|---|"]
     for _, x in r.sort_values(["knob", "setting", "transport", "workload", "placement", "msg_bytes"]).iterrows():
-        if x.get("host_failed"):
-            verdict = "host run failed"
-        elif x.not_modelled:
-            verdict = "not modelled"
-        elif not x.real:
-            verdict = "not real"
-        else:
-            verdict = "right" if x.direction_agrees else "**wrong**"
-            if abs(x.simulated_effect - 1.0) < 0.01 and not x.direction_agrees:
-                verdict += " (model: none)"
-        if x.left_out:
-            verdict += " (left out)"
+        # a wrong direction where the model moves less than 1 %: "no effect" (the notes count these)
+        verdict = effect_verdict(x, words=("right", "**wrong**", "not real"), no_effect_below=0.01)
         pt = f"{x.transport} {x.workload} {x.placement} {int(x.msg_bytes)}"
         lines.append(f"| {x.knob} | {x.setting} | {pt} | {_f(x.measured_effect)} | {_f(x.spread)} | "
                      f"{_f(x.simulated_effect)} | {_f(x.effect_error_pct, '{:+.0f} %')} | {verdict} |")
@@ -59,10 +50,11 @@ def main() -> int:
     ap.add_argument("--per-knob", action="store_true")
     ap.add_argument("--rows", action="store_true")
     a = ap.parse_args()
-    r = pd.DataFrame(json.load(open(a.report))["effects"])
+    report = json.load(open(a.report))
+    r = pd.DataFrame(report["effects"])
     r["not_modelled"] = r["not_modelled"].fillna("")
     if a.per_knob or not a.rows:
-        print(per_knob(r))
+        print(per_knob(r, report["settings"]["max_spread"]))
     if a.rows:
         print(rows(r))
     return 0
