@@ -223,3 +223,19 @@ def test_harness_refuses_zerocopy_on_af_unix(private_harness_cache):
                         "--count", "5", "--warmup", "0", "--cpu-a", "0", "--cpu-b", "0", "--zerocopy"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 2 and "--zerocopy needs tcp or udp" in json.loads(p.stdout)["error"]
+
+
+# --------------------------------------------------------------- --set and experiment files
+
+def test_set_and_experiment_file(tmp_path):
+    from lbsim.cli._common import parse_sets
+    from lbsim.experiment import expand, load_experiment
+
+    assert parse_sets(["zerocopy=true", "rps_flow_cnt=4096"]) == {"zerocopy": True, "rps_flow_cnt": 4096}
+    f = tmp_path / "alt.toml"
+    f.write_text('name = "alt"\n[base]\ntransport = "udp"\nmessages = 20\nplacement = "cross"\n'
+                 'rps_flow_cnt = 4096\n[factors]\nzerocopy = [false, true]\nrps_sock_flow_entries = [0, 32768]\n')
+    runs = expand(load_experiment(f))
+    assert [r.status for r in runs] == ["pending"] * 4
+    got = {(r.config["zerocopy"], r.config["rps_sock_flow_entries"], r.config["rps_flow_cnt"]) for r in runs}
+    assert got == {(False, 0, 4096), (False, 32768, 4096), (True, 0, 4096), (True, 32768, 4096)}
