@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from lbsim.model.task import WaitQueue
     from lbsim.model.tcp import TcpSock
     from lbsim.model.tcp_cc import Bbr
-    from lbsim.model.zerocopy import MsgZerocopy
     from lbsim.model.timers import LazyTimer
+    from lbsim.model.zerocopy import MsgZerocopy
 
 
 class TcpState:
