@@ -116,7 +116,8 @@ def _netns_knobs(s: dict, b: int) -> dict:
               if s.get(n) is not None}
     return {"mtu": s.get("mtu"), "tso": s.get("tso"),
             "rps_cpus": _mask(s["rps_cpus"], b) if s.get("rps_cpus") is not None else None,
-            "rps_flow_cnt": s.get("rps_flow_cnt"),
+            # a fresh namespace's rx-0 has no flow table (0): written only when it is to have one
+            "rps_flow_cnt": s.get("rps_flow_cnt") or None,
             "sysctl": sysctl}
 
 

@@ -6,7 +6,7 @@ how it is read and set:
 - ``netns``: per network namespace.  Set only inside the private network + mount namespace
   a measurement creates (:mod:`.netns_run`), so they vanish with it, even on SIGKILL.  The
   loopback device is per namespace (drivers/net/loopback.c ``loopback_net_init``), so are its
-  MTU, its features (TSO, net/ethtool/ioctl.c) and its rx-0 ``rps_cpus``
+  MTU, its features (TSO, net/ethtool/ioctl.c) and its rx-0 ``rps_cpus`` and ``rps_flow_cnt``
   (net/core/net-sysfs.c ``store_rps_map``); ``net.ipv4.tcp_{r,w}mem``
   (net/ipv4/sysctl_net_ipv4.c ``ipv4_net_table``), ``net.unix.max_dgram_qlen``
   (net/unix/sysctl_net_unix.c).  ``net.core.{r,w}mem_{default,max}`` are listed in a new

@@ -4,7 +4,7 @@ Started as ``unshare --net --mount --propagation private -- PYTHON -m lbsim.meas
 --knobs JSON --exe HARNESS -- ARGV...`` (:func:`netns_argv`).  It brings the namespace's own
 ``lo`` up (a new namespace's lo is down: drivers/net/loopback.c ``loopback_net_init``),
 mounts a sysfs so ``/sys/class/net/lo`` is this namespace's lo, applies the knobs (lo MTU,
-TSO by the SIOCETHTOOL ioctl, rx-0 ``rps_cpus``, per-namespace sysctls), reads them back,
+TSO by the SIOCETHTOOL ioctl, rx-0 ``rps_cpus`` and ``rps_flow_cnt``, per-namespace sysctls), reads them back,
 runs the harness and prints its JSON line with ``"netns"`` (the values read back) and
 ``"counters"`` (kernel counter deltas; /proc/net/snmp is this namespace's) added.  Whatever
 it set dies with the namespace, even on SIGKILL.  127.0.0.1 is the new lo's; the UNIX socket
