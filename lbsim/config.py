@@ -30,6 +30,7 @@ KERNEL_FIELDS = (
     "netdev_budget_usecs", "hz", "skb_defer_max", "rmem_default", "wmem_default", "rmem_max", "wmem_max",
     "tcp_rmem", "tcp_wmem",
     "tcp_init_cwnd", "tcp_congestion_control", "unix_max_dgram_qlen", "tcp_autocorking", "busy_read",
+    "rps_sock_flow_entries", "rps_flow_cnt",
 )
 
 
@@ -106,6 +107,10 @@ class SimConfig(BaseModel):
     #: polls only a NAPI id >= MIN_NAPI_ID, lo's backlog NAPI has no id, nor has an AF_UNIX socket):
     #: docs/notes/noop-switches.md
     so_busy_poll: int | None = Field(None, ge=0)
+    #: MSG_ZEROCOPY on every send, SO_ZEROCOPY set (tcp and udp): on lo the receive path copies
+    #: the pinned pages (net/core/dev.c skb_orphan_frags_rx -> skb_copy_ubufs) and the sender
+    #: reaps a completion with recvmsg(MSG_ERRQUEUE) after each send: lbsim/model/zerocopy.py
+    zerocopy: bool = False
     #: guard: a run stops at this simulated time even if the workload has not finished
     max_sim_time_ns: float = 120e9
 
@@ -144,6 +149,11 @@ class SimConfig(BaseModel):
     tcp_autocorking: int | None = Field(None, ge=0, le=1)
     #: net.core.busy_read in us: the default SO_BUSY_POLL of new sockets; inert on lo (see so_busy_poll)
     busy_read: int | None = Field(None, ge=0)
+    #: RFS: net.core.rps_sock_flow_entries (the kernel rounds it up to a power of two; 0: off) and
+    #: lo rx-0's rps_flow_cnt; both non-zero steer a flow to the CPU its socket was last read or
+    #: written on (net/core/dev.c get_rps_cpu): lbsim/model/rfs.py
+    rps_sock_flow_entries: int | None = Field(None, ge=0, le=1 << 29)
+    rps_flow_cnt: int | None = Field(None, ge=0, le=1 << 29)
 
     @field_validator("kernel")
     @classmethod
@@ -205,6 +215,9 @@ class SimConfig(BaseModel):
                     raise ValueError(f"background CPU {c} out of range; allowed 0..{self.cpus - 1}")
         if self.rps_cpus is not None and self.rps_cpus >= (1 << self.cpus):
             raise ValueError(f"rps_cpus mask {self.rps_cpus:#x} names CPUs beyond cpus = {self.cpus}")
+        if self.zerocopy and self.transport not in ("tcp", "udp"):
+            raise ValueError(f"zerocopy needs transport 'tcp' or 'udp' (net/core/sock.c refuses SO_ZEROCOPY on "
+                             f"{self.transport}), got transport {self.transport!r}")
         if self.senders > 1 and (self.transport != "udp" or self.workload not in ("stream", "poisson", "burst")):
             raise ValueError(f"senders = {self.senders} needs transport 'udp' and a one-way workload "
                              "(stream, poisson, burst): several senders share one receiving datagram socket")

@@ -98,6 +98,12 @@ class KernelParams:
     #: include/net/busy_poll.h sk_busy_loop() polls only a NAPI id >= MIN_NAPI_ID, and the lo
     #: backlog's NAPI (net/core/dev.c process_backlog) has none (docs/notes/noop-switches.md).
     busy_read: int = 0
+    #: RFS: net.core.rps_sock_flow_entries = 0 (net/core/sysctl_net_core.c rps_sock_flow_sysctl:
+    #: the global sock flow table, off) and lo rx-0's rps_flow_cnt = 0 (net/core/net-sysfs.c
+    #: store_rps_dev_flow_table_cnt: the queue's flow table, none).  net/core/dev.c get_rps_cpu()
+    #: steers to the CPU the application last used the socket on only when both are set.
+    rps_sock_flow_entries: int = 0
+    rps_flow_cnt: int = 0
     #: net.ipv4.tcp_congestion_control: net/ipv4/Kconfig DEFAULT_TCP_CONG = "cubic" (kernels built
     #: with CONFIG_DEFAULT_BBR say "bbr"; lbsim.model.tcp_cc models "cubic", "reno" and "bbr").
     tcp_congestion_control: str = "cubic"
@@ -202,6 +208,8 @@ HOST_FILES: dict[str, str] = {
     "tcp_wmem": "/proc/sys/net/ipv4/tcp_wmem",
     "tcp_autocorking": "/proc/sys/net/ipv4/tcp_autocorking",
     "busy_read": "/proc/sys/net/core/busy_read",
+    "rps_sock_flow_entries": "/proc/sys/net/core/rps_sock_flow_entries",
+    "rps_flow_cnt": "/sys/class/net/lo/queues/rx-0/rps_flow_cnt",
     "tcp_congestion_control": "/proc/sys/net/ipv4/tcp_congestion_control",
     "tcp_limit_output_bytes": "/proc/sys/net/ipv4/tcp_limit_output_bytes",
     "tcp_rto_min_us": "/proc/sys/net/ipv4/tcp_rto_min_us",

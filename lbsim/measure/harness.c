@@ -8,6 +8,7 @@
  *                 [--busy-cpu C]... [--policy other|fifo]
  *                 [--rcvbuf N] [--sndbuf N] [--nagle] [--flows N]
  *                 [--senders 1|2] [--cpu-c C] [--busy-poll US]
+ *                 [--zerocopy]
  *
  * The parent (client / sender) is pinned to CPU A, a forked child
  * (peer / receiver) to CPU B.  One JSON line is printed on stdout.
@@ -31,6 +32,13 @@
  * reported (busy_poll_client/_server; without it: net.core.busy_read's, which
  * sock_init_data copies; -1 if the kernel has no CONFIG_NET_RX_BUSY_POLL).
  * On lo it changes nothing: docs/notes/noop-switches.md.
+ * --zerocopy (tcp/udp, pingpong/stream) sets SO_ZEROCOPY on every socket and sends
+ * every message with MSG_ZEROCOPY (net/ipv4/tcp.c tcp_sendmsg_locked, net/ipv4/ip_output.c
+ * __ip_append_data); after each send call one recvmsg(MSG_ERRQUEUE | MSG_DONTWAIT) reaps
+ * a completion if one is queued, and each sender drains the rest (at most 1 s) before it
+ * stops.  The completions are reported (zc_sends, zc_completed, zc_copied: on lo the
+ * receive path copies the pages, net/core/dev.c skb_orphan_frags_rx, so every completion
+ * carries SO_EE_CODE_ZEROCOPY_COPIED): docs/notes/zerocopy-rfs.md.
  *
  * Exit codes: 0 ok, 1 runtime failure, 2 bad arguments / size not
  * carriable by the transport, 3 SCHED_FIFO could not be set.
@@ -42,6 +50,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <linux/errqueue.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -81,6 +90,19 @@ static const char *wnames[] = {"pingpong", "stream", "split"};
 #ifndef SO_BUSY_POLL
 #define SO_BUSY_POLL 46               /* include/uapi/asm-generic/socket.h */
 #endif
+#ifndef SO_ZEROCOPY
+#define SO_ZEROCOPY 60                /* include/uapi/asm-generic/socket.h */
+#endif
+#ifndef MSG_ZEROCOPY
+#define MSG_ZEROCOPY 0x4000000        /* include/linux/socket.h */
+#endif
+#ifndef SO_EE_ORIGIN_ZEROCOPY
+#define SO_EE_ORIGIN_ZEROCOPY 5       /* include/uapi/linux/errqueue.h */
+#endif
+#ifndef SO_EE_CODE_ZEROCOPY_COPIED
+#define SO_EE_CODE_ZEROCOPY_COPIED 1
+#endif
+#define ZC_DRAIN_NS 1000000000LL      /* --zerocopy: a sender waits at most 1 s for its completions */
 #define SPLIT_MAX_SIZE 65536L         /* split: a write must fit the default buffers (no reader meanwhile) */
 
 /* child -> parent messages (fixed size, < PIPE_BUF so writes are atomic) */
@@ -104,6 +126,7 @@ struct opts {
     int nagle;             /* 1: leave TCP_NODELAY off */
     long busy_poll;        /* SO_BUSY_POLL in us; -1: not set (net.core.busy_read's value) */
     int flows, senders, cpu_c;
+    int zerocopy;          /* 1: SO_ZEROCOPY, MSG_ZEROCOPY on every send */
 };
 
 /* getsockopt values after setup: client/server SO_RCVBUF, SO_SNDBUF */
@@ -124,6 +147,9 @@ static char g_path_s[sizeof(((struct sockaddr_un *)0)->sun_path)];
 static char g_path_c[sizeof(((struct sockaddr_un *)0)->sun_path)];
 static int g_is_child = 0;
 static int g_res_wfd = -1;      /* child: write end of result pipe */
+/* --zerocopy: the send flag, and this process's zerocopy sends and completions */
+static int g_zc_flag = 0;
+static int64_t g_zc_sends = 0, g_zc_done = 0, g_zc_copied = 0;
 
 static unsigned ceil_secs(double s)
 {
@@ -408,18 +434,79 @@ static void expect_cmsg(int fd, int kind, int64_t deadline, struct cmsg *out, co
         *out = m;
 }
 
+/* --zerocopy: one recvmsg(MSG_ERRQUEUE | MSG_DONTWAIT) on fd; counts the completed sends
+ * of the notification it finds (a range of send ids, net/core/skbuff.c
+ * __msg_zerocopy_callback) and the copied ones.  1: got one, 0: none queued. */
+static int zc_reap_one(int fd)
+{
+    char control[256];
+    struct msghdr m;
+    memset(&m, 0, sizeof m);
+    m.msg_control = control;
+    m.msg_controllen = sizeof control;
+    ssize_t r;
+    do
+        r = recvmsg(fd, &m, MSG_ERRQUEUE | MSG_DONTWAIT);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        if (g_is_child)
+            child_fail(1, "recvmsg MSG_ERRQUEUE: %s", strerror(errno));
+        fail(1, "recvmsg MSG_ERRQUEUE: %s", strerror(errno));
+    }
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm)) {
+        if (cm->cmsg_level != SOL_IP || cm->cmsg_type != IP_RECVERR)
+            continue;
+        struct sock_extended_err ee;
+        memcpy(&ee, CMSG_DATA(cm), sizeof ee);
+        if (ee.ee_errno != 0 || ee.ee_origin != SO_EE_ORIGIN_ZEROCOPY)
+            continue;
+        int64_t k = (int64_t)(uint32_t)(ee.ee_data - ee.ee_info) + 1;   /* ids lo..hi */
+        g_zc_done += k;
+        if (ee.ee_code & SO_EE_CODE_ZEROCOPY_COPIED)
+            g_zc_copied += k;
+    }
+    return 1;
+}
+
+/* after a send call that sent something: with --zerocopy, count it and reap once */
+static void zc_sent(int fd)
+{
+    if (!g_zc_flag)
+        return;
+    g_zc_sends++;
+    zc_reap_one(fd);
+}
+
+/* --zerocopy: wait (poll POLLERR, at most ZC_DRAIN_NS) until every send is completed */
+static void zc_drain(int fd)
+{
+    if (!g_zc_flag)
+        return;
+    int64_t end = now_ns() + ZC_DRAIN_NS;
+    for (int i = 0; i < 10000 && g_zc_done < g_zc_sends && now_ns() < end; i++) {
+        if (zc_reap_one(fd))
+            continue;
+        struct pollfd p = {.fd = fd, .events = 0};
+        if (poll(&p, 1, 10) < 0 && errno != EINTR)
+            break;
+    }
+}
+
 /* full send on a stream socket; returns 0 or -1 */
 static int send_full(int fd, const char *buf, size_t n)
 {
     size_t done = 0;
     while (done < n) {
-        ssize_t r = send(fd, buf + done, n - done, MSG_NOSIGNAL);
+        ssize_t r = send(fd, buf + done, n - done, MSG_NOSIGNAL | g_zc_flag);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
             return -1;
         }
         done += (size_t)r;
+        zc_sent(fd);
     }
     return 0;
 }
@@ -451,10 +538,11 @@ static void send_dgram(int fd, const char *buf, size_t n)
 {
     ssize_t w;
     do
-        w = send(fd, buf, n, MSG_NOSIGNAL);
+        w = send(fd, buf, n, MSG_NOSIGNAL | g_zc_flag);
     while (w < 0 && errno == EINTR);
     if (w < 0)
         fail(1, "send: %s", strerror(errno));
+    zc_sent(fd);
 }
 
 static void recv_dgram(int fd, char *buf, size_t n)
@@ -571,6 +659,9 @@ static int set_busy_poll(const struct opts *o, int fd)
     /* refused (no CONFIG_NET_RX_BUSY_POLL: ENOPROTOOPT): the setting cannot be run here */
     if (o->busy_poll >= 0 && setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL, &v, sizeof v) < 0)
         fail(2, "SO_BUSY_POLL %ld: %s", o->busy_poll, strerror(errno));
+    int one = 1;   /* --zerocopy: SO_ZEROCOPY before listen, so an accepted socket inherits it */
+    if (o->zerocopy && fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &one, sizeof one) < 0)
+        fail(2, "SO_ZEROCOPY: %s", strerror(errno));
     return fd;
 }
 
@@ -865,17 +956,19 @@ static void child_pingpong(struct childctx *c)
             ssize_t w;
             do {
                 if (o->transport == T_UDP)
-                    w = send(fd, c->buf, n, MSG_NOSIGNAL);
+                    w = send(fd, c->buf, n, MSG_NOSIGNAL | g_zc_flag);
                 else
                     w = sendto(fd, c->buf, n, MSG_NOSIGNAL, (struct sockaddr *)&c->s->caddr,
                                c->s->caddr_len);
             } while (w < 0 && errno == EINTR);
             if (w < 0)
                 child_fail(1, "peer send: %s", strerror(errno));
+            zc_sent(fd);
             rounds++;
         }
     }
-    child_send(M_RESULT, rounds, nvcsw() - nv0, 0, 0);
+    zc_drain(fd);
+    child_send6(M_RESULT, rounds, nvcsw() - nv0, g_zc_sends, g_zc_done, g_zc_copied);
 }
 
 static void child_stream(struct childctx *c)
@@ -1072,6 +1165,7 @@ struct flowres {
     int64_t sent, send_errors, received, bytes;     /* stream */
     int64_t t0, t_last;                             /* stream: first measured write, last byte */
     int64_t snd_nvcsw, snd_msgs, rcv_nvcsw, rcv_msgs;
+    int64_t zc_sends, zc_done, zc_copied;           /* --zerocopy: sends, completed, copied */
     int64_t *samples;                               /* pingpong: o->count round-trip times */
 };
 
@@ -1113,6 +1207,7 @@ static void parent_pingpong(const struct opts *o, struct sockets *s, int res_rfd
         }
     }
     fr->snd_nvcsw = nrec ? nvcsw() - nv0 : 0;
+    zc_drain(fd);
 
     /* tell the peer we are done */
     if (stream) {
@@ -1134,6 +1229,9 @@ static void parent_pingpong(const struct opts *o, struct sockets *s, int res_rfd
     if (r == 0 && m.kind == M_RESULT) {
         fr->rcv_msgs = m.v[0];
         fr->rcv_nvcsw = m.v[1];
+        fr->zc_sends = g_zc_sends + m.v[2];
+        fr->zc_done = g_zc_done + m.v[3];
+        fr->zc_copied = g_zc_copied + m.v[4];
     }
     reap_child(now_ns() + 1000000000LL);
 
@@ -1163,7 +1261,7 @@ static void send_loop(const struct opts *o, int fd, char *buf, int64_t deadline,
         }
         ssize_t w;
         do
-            w = send(fd, buf, n, MSG_NOSIGNAL);
+            w = send(fd, buf, n, MSG_NOSIGNAL | g_zc_flag);
         while (w < 0 && errno == EINTR);
         if (w < 0) {
             if (errno == ENOBUFS || errno == EAGAIN) {
@@ -1172,8 +1270,10 @@ static void send_loop(const struct opts *o, int fd, char *buf, int64_t deadline,
             }
             fail(1, "send: %s", strerror(errno));
         }
+        zc_sent(fd);
         (*sent)++;
     }
+    zc_drain(fd);
 }
 
 /* --senders 2: a second sending process on CPU C; it waits for 'g' on go_rfd, sends the
@@ -1213,7 +1313,7 @@ static void start_sender2(const struct opts *o, struct sockets *s, char *buf, in
         buf[0] = 'M';
         int64_t sent = 0, errs = 0, nv0 = nvcsw();
         send_loop(o, s->c2fd, buf, now_ns() + (int64_t)(o->max_seconds * 1e9), &sent, &errs);
-        child_send(M_RESULT, sent, errs, nvcsw() - nv0, 0);
+        child_send6(M_RESULT, sent, errs, nvcsw() - nv0, g_zc_done, g_zc_copied);
         _exit(0);
     }
     g_sender2 = pid;
@@ -1249,10 +1349,12 @@ static void parent_stream(const struct opts *o, struct sockets *s, int res_rfd, 
         } else {
             ssize_t w;
             do
-                w = send(fd, buf, n, MSG_NOSIGNAL);
+                w = send(fd, buf, n, MSG_NOSIGNAL | g_zc_flag);
             while (w < 0 && errno == EINTR);
             if (w < 0 && errno != ENOBUFS && errno != EAGAIN)
                 fail(1, "send: %s", strerror(errno));
+            if (w >= 0)
+                zc_sent(fd);
         }
     }
     if (o->warmup > 0) {
@@ -1278,6 +1380,9 @@ static void parent_stream(const struct opts *o, struct sockets *s, int res_rfd, 
         sent += m2.v[0];
         send_errors += m2.v[1];
         fr->snd_nvcsw += m2.v[2];
+        fr->zc_sends += g_zc_flag ? m2.v[0] : 0;
+        fr->zc_done += m2.v[3];
+        fr->zc_copied += m2.v[4];
         pid_t p2 = g_sender2;
         g_sender2 = -1;
         kill_wait(p2);
@@ -1300,6 +1405,9 @@ static void parent_stream(const struct opts *o, struct sockets *s, int res_rfd, 
     fr->snd_msgs = sent;
     fr->rcv_msgs = m.v[0] + m.v[3];   /* measured + warm-up datagrams (streams: measured) */
     fr->rcv_nvcsw = m.v[4];
+    fr->zc_sends += g_zc_sends;
+    fr->zc_done += g_zc_done;
+    fr->zc_copied += g_zc_copied;
 }
 
 static double per_msg(int64_t n, int64_t msgs)
@@ -1330,6 +1438,14 @@ static void print_extra(const struct opts *o, const struct flowres *fr, int nf)
     printf(", \"sleeps_per_msg_sender\": %.4f, \"sleeps_per_msg_receiver\": %.4f", per_msg(sn, sm),
            per_msg(rn, rm));
     print_bufs(o);
+    int64_t zs = 0, zd = 0, zk = 0;
+    for (int i = 0; i < nf; i++) {
+        zs += fr[i].zc_sends;
+        zd += fr[i].zc_done;
+        zk += fr[i].zc_copied;
+    }
+    printf(", \"zerocopy\": %d, \"zc_sends\": %lld, \"zc_completed\": %lld, \"zc_copied\": %lld",
+           o->zerocopy, (long long)zs, (long long)zd, (long long)zk);
     printf(", \"flow_received\": [");
     for (int i = 0; i < nf; i++)
         printf("%s%lld", i ? ", " : "",
@@ -1470,7 +1586,8 @@ static void usage_fail(const char *msg)
     fail(2, "%s; usage: lbsim-harness --transport tcp|udp|unix_stream|unix_dgram "
             "--workload pingpong|stream|split --size BYTES --count N --warmup N --cpu-a A --cpu-b B "
             "[--max-seconds S] [--busy-cpu C]... [--policy other|fifo] [--rcvbuf N] [--sndbuf N] "
-            "[--nagle] [--flows N] [--senders 1|2] [--cpu-c C] [--busy-poll US]",
+            "[--nagle] [--flows N] [--senders 1|2] [--cpu-c C] [--busy-poll US] "
+            "[--zerocopy]",
          msg);
 }
 
@@ -1486,6 +1603,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
         {"nagle", no_argument, 0, 'N'},           {"flows", required_argument, 0, 'F'},
         {"senders", required_argument, 0, 'E'},   {"cpu-c", required_argument, 0, 'c'},
         {"busy-poll", required_argument, 0, 'P'}, {"help", no_argument, 0, 'h'},
+        {"zerocopy", no_argument, 0, 'Z'},
         {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->transport = o->workload = -1;
@@ -1549,6 +1667,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
         case 'E': o->senders = (int)parse_long("senders", optarg, 1, 2); break;
         case 'c': o->cpu_c = (int)parse_long("cpu-c", optarg, 0, CPU_SETSIZE - 1); break;
         case 'P': o->busy_poll = parse_long("busy-poll", optarg, 0, 2147483647L); break;
+        case 'Z': o->zerocopy = 1; break;
         case 'h': usage_fail("help requested");
         default: usage_fail("unknown or incomplete option");
         }
@@ -1565,6 +1684,10 @@ static void parse_args(int argc, char **argv, struct opts *o)
         fail(2, "--senders 2 needs a udp or unix_dgram stream");
     if (o->workload == W_SPLIT && o->flows > 1)
         fail(2, "--flows needs pingpong or stream (split is one thread)");
+    /* SO_ZEROCOPY is refused on AF_UNIX (net/core/sock.c sk_setsockopt: EOPNOTSUPP) */
+    if (o->zerocopy && !((o->transport == T_TCP || o->transport == T_UDP) && o->workload != W_SPLIT))
+        fail(2, "--zerocopy needs tcp or udp and pingpong or stream");
+    g_zc_flag = o->zerocopy ? MSG_ZEROCOPY : 0;
 }
 
 /* lbsim-harness --null-syscalls N: the cost of a syscall that does nothing (getppid),

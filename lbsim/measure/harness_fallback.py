@@ -279,7 +279,9 @@ def _python_run(transport: str, workload: str, size: int, count: int, warmup: in
             # the C harness's --flows/--senders/getrusage keys; sleeps are not measured here
             extra.update(sleeps_per_msg_sender=None, sleeps_per_msg_receiver=None,
                          flow_received=[res.get("count") if workload == "pingpong"
-                                        else res.get("received")])
+                                        else res.get("received")],
+                         # the C harness's --zerocopy keys: never set here
+                         zerocopy=0, zc_sends=0, zc_completed=0, zc_copied=0)
             if workload == "pingpong":
                 el = res.get("elapsed_ns") or 0
                 extra["round_trips_per_s"] = res["count"] * 1e9 / el if el > 0 else 0.0

@@ -38,11 +38,12 @@ KNOB_COLUMNS = ("mtu", "tso", "rps_cpus", "netdev_max_backlog", "dev_weight", "n
                 "rps_sock_flow_entries", "unix_max_dgram_qlen", "so_rcvbuf", "so_sndbuf",
                 "tcp_nodelay", "flows", "senders", "background", "policy", "rmem_default",
                 "wmem_default", "rmem_max", "wmem_max", "tcp_rmem", "tcp_wmem", "so_busy_poll",
-                "busy_read", "tcp_autocorking")
+                "busy_read", "tcp_autocorking", "zerocopy", "rps_flow_cnt")
 COUNTER_COLUMNS = ("softnet_dropped", "softnet_time_squeeze", "udp_rcvbuf_errors", "udp_in_errors",
                    "tcp_retrans_segs", "tcp_autocork_events", "busy_poll_rx_packets",
                    "sleeps_per_msg_sender", "sleeps_per_msg_receiver",
-                   "msgs_sent", "msgs_received", "rcvbuf_kept", "sndbuf_kept")
+                   "msgs_sent", "msgs_received", "rcvbuf_kept", "sndbuf_kept",
+                   "zc_sends", "zc_completed", "zc_copied")
 ROW_COLUMNS = ("transport", "workload", "placement", "msg_bytes", "metric", "value", "rep",
                "harness", "loadavg", "kernel", "tcp_congestion_control", "setting", "knob",
                "group", "netns", *KNOB_COLUMNS, *COUNTER_COLUMNS)
@@ -59,6 +60,10 @@ def host_defaults(proc_sys: Path = PROC_SYS) -> dict:
         d["rps_cpus"] = Path("/sys/class/net/lo/queues/rx-0/rps_cpus").read_text().strip()
     except (OSError, ValueError):
         d["mtu"], d["rps_cpus"] = None, None
+    try:
+        d["rps_flow_cnt"] = int(Path("/sys/class/net/lo/queues/rx-0/rps_flow_cnt").read_text())
+    except (OSError, ValueError):
+        d["rps_flow_cnt"] = None
     try:
         d["tso"] = get_tso()
     except OSError:
@@ -101,6 +106,8 @@ def _argv(run: Run, s: dict, count: int, warm: int, a: int, b: int) -> list:
         argv += ["--senders", str(s["senders"])]
     if s["so_busy_poll"] != "default":
         argv += ["--busy-poll", str(s["so_busy_poll"])]
+    if s.get("zerocopy") == "on":
+        argv.append("--zerocopy")
     return argv
 
 
@@ -109,6 +116,8 @@ def _netns_knobs(s: dict, b: int) -> dict:
               if s.get(n) is not None}
     return {"mtu": s.get("mtu"), "tso": s.get("tso"),
             "rps_cpus": _mask(s["rps_cpus"], b) if s.get("rps_cpus") is not None else None,
+            # a fresh namespace's rx-0 has no flow table (0): written only when it is to have one
+            "rps_flow_cnt": s.get("rps_flow_cnt") or None,
             "sysctl": sysctl}
 
 
@@ -145,7 +154,9 @@ def _row_extra(res: dict, run: Run, s: dict, b: int) -> dict:
                  sleeps_per_msg_receiver=res.get("sleeps_per_msg_receiver"),
                  msgs_sent=res.get("count") if pp else res.get("sent"),
                  msgs_received=res.get("count") if pp else res.get("received"),
-                 rcvbuf_kept=res.get("rcvbuf_server"), sndbuf_kept=res.get("sndbuf_client"))
+                 rcvbuf_kept=res.get("rcvbuf_server"), sndbuf_kept=res.get("sndbuf_client"),
+                 zc_sends=res.get("zc_sends"), zc_completed=res.get("zc_completed"),
+                 zc_copied=res.get("zc_copied"))
     return extra
 
 

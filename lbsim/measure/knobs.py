@@ -6,7 +6,7 @@ how it is read and set:
 - ``netns``: per network namespace.  Set only inside the private network + mount namespace
   a measurement creates (:mod:`.netns_run`), so they vanish with it, even on SIGKILL.  The
   loopback device is per namespace (drivers/net/loopback.c ``loopback_net_init``), so are its
-  MTU, its features (TSO, net/ethtool/ioctl.c) and its rx-0 ``rps_cpus``
+  MTU, its features (TSO, net/ethtool/ioctl.c) and its rx-0 ``rps_cpus`` and ``rps_flow_cnt``
   (net/core/net-sysfs.c ``store_rps_map``); ``net.ipv4.tcp_{r,w}mem``
   (net/ipv4/sysctl_net_ipv4.c ``ipv4_net_table``), ``net.unix.max_dgram_qlen``
   (net/unix/sysctl_net_unix.c).  ``net.core.{r,w}mem_{default,max}`` are listed in a new
@@ -158,6 +158,15 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("tcp_nodelay", "tcp_nodelay", "socket", "net/ipv4/tcp.c (TCP_NODELAY), net/ipv4/tcp_output.c tcp_nagle_test",
          "harness sets TCP_NODELAY unless --nagle", "1 (Nagle off, the default) or 0 (Nagle on)",
          _int_in(0, 1), default=1),
+    # MSG_ZEROCOPY (docs/notes/zerocopy-rfs.md): on lo a deferred copy in the receive path
+    Knob("zerocopy", "zerocopy", "socket", "net/ipv4/tcp.c tcp_sendmsg_locked, net/ipv4/ip_output.c "
+         "__ip_append_data, net/core/dev.c skb_orphan_frags_rx, net/core/skbuff.c __msg_zerocopy_callback",
+         "harness --zerocopy (SO_ZEROCOPY, MSG_ZEROCOPY on every send, errqueue reaped)",
+         "on or off (tcp and udp only)", _onoff, default="off"),
+    # RFS: lo rx-0's flow table, with net.core.rps_sock_flow_entries (docs/notes/zerocopy-rfs.md)
+    Knob("rps_flow_cnt", "rps_flow_cnt", "netns", "net/core/net-sysfs.c store_rps_dev_flow_table_cnt, "
+         "net/core/dev.c get_rps_cpu", "/sys/class/net/lo/queues/rx-0/rps_flow_cnt (sysfs mounted in the "
+         "private namespace)", "an integer 0..536870912", _int_in(0, 1 << 29), root=True),
     Knob("flows", "flows", "workload", "-", "harness --flows N", "an integer 1..64",
          _int_in(1, 64), default=1),
     Knob("senders", "senders", "workload", "-", "harness --senders N (udp/unix_dgram streams)",

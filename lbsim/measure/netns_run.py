@@ -4,7 +4,7 @@ Started as ``unshare --net --mount --propagation private -- PYTHON -m lbsim.meas
 --knobs JSON --exe HARNESS -- ARGV...`` (:func:`netns_argv`).  It brings the namespace's own
 ``lo`` up (a new namespace's lo is down: drivers/net/loopback.c ``loopback_net_init``),
 mounts a sysfs so ``/sys/class/net/lo`` is this namespace's lo, applies the knobs (lo MTU,
-TSO by the SIOCETHTOOL ioctl, rx-0 ``rps_cpus``, per-namespace sysctls), reads them back,
+TSO by the SIOCETHTOOL ioctl, rx-0 ``rps_cpus`` and ``rps_flow_cnt``, per-namespace sysctls), reads them back,
 runs the harness and prints its JSON line with ``"netns"`` (the values read back) and
 ``"counters"`` (kernel counter deltas; /proc/net/snmp is this namespace's) added.  Whatever
 it set dies with the namespace, even on SIGKILL.  127.0.0.1 is the new lo's; the UNIX socket
@@ -35,6 +35,7 @@ __all__ = ["netns_argv", "set_tso", "get_tso", "main", "read_counters", "counter
 SIOCETHTOOL = 0x8946
 ETHTOOL_GTSO, ETHTOOL_STSO = 0x1E, 0x1F
 RPS = "/sys/class/net/lo/queues/rx-0/rps_cpus"
+RPS_FLOW_CNT = "/sys/class/net/lo/queues/rx-0/rps_flow_cnt"
 
 
 def sysctl_path(name: str, proc_sys: Path = PROC_SYS) -> Path:
@@ -147,6 +148,8 @@ def apply(knobs: dict) -> dict:
         set_tso(knobs["tso"] == "on")
     if knobs.get("rps_cpus") is not None:
         Path(RPS).write_text(f"{knobs['rps_cpus']}\n")
+    if knobs.get("rps_flow_cnt") is not None:  # RFS: rx-0's flow table (net/core/net-sysfs.c)
+        Path(RPS_FLOW_CNT).write_text(f"{knobs['rps_flow_cnt']}\n")
     for name, v in (knobs.get("sysctl") or {}).items():
         write_sysctl(name, v)
     seen = {"mtu": int(Path("/sys/class/net/lo/mtu").read_text()), "tso": get_tso(),

@@ -23,10 +23,13 @@ from lbsim.model.tcp import tcp_connect
 from lbsim.model.udp import UdpSocket
 from lbsim.model.unix import UnixDgram, UnixStream
 from lbsim.model.workloads import Channel, echo_server, one_way_sender, pingpong_client, sink, split_task
+from lbsim.model.zerocopy import MsgZerocopy
 
 __all__ = ["run_model", "STREAM_TRANSPORTS"]
 
 STREAM_TRANSPORTS = ("tcp", "unix_stream")
+_S_COPY_TCP = STAGES.index("skb_copy_to_page_nocache")  # copy #1: MSG_ZEROCOPY defers it (zerocopy.py)
+_S_COPY_UDP = STAGES.index("ip_generic_getfrag")
 _NO_QLEN_LIMIT = 1 << 62
 
 
@@ -54,6 +57,8 @@ def _build_flow(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, i: int, rec
         a, b = tcp_connect(sim, net, kernel=k, flow=net.socket_hash(i), stats=d_out, nodelay=cfg.tcp_nodelay,
                            sk_sndbuf=cfg.sk_sndbuf(), sk_rcvbuf=cfg.sk_rcvbuf())
         b.stats = d_back
+        if cfg.zerocopy:  # SO_ZEROCOPY on both ends, MSG_ZEROCOPY on every send
+            a.zc, b.zc = MsgZerocopy(_S_COPY_TCP), MsgZerocopy(_S_COPY_TCP)
         out = Channel(a.sendmsg, b.recvmsg, d_out, True, _msg_of)
         back = Channel(b.sendmsg, a.recvmsg, d_back, True, _msg_of)
         return _Flow(out, back, [a, b])
@@ -63,6 +68,9 @@ def _build_flow(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, i: int, rec
         h = net.socket_hash(i)
         srv = UdpSocket(sim, net, rcvbuf=rcvbuf, flow=h, stats=d_out)
         cli = UdpSocket(sim, net, rcvbuf=rcvbuf, flow=h ^ 0x5BD1E995, stats=d_back)
+        srv.rfs_established = cfg.senders == 1  # the harness connects the receiver back to one sender only
+        if cfg.zerocopy:
+            srv.zc, cli.zc = MsgZerocopy(_S_COPY_UDP), MsgZerocopy(_S_COPY_UDP)
         out = Channel(srv.sendmsg, srv.recvmsg, d_out, False, _msg_of)
         back = Channel(cli.sendmsg, cli.recvmsg, d_back, False, _msg_of)
         fl = _Flow(out, back, [srv, cli])
@@ -323,6 +331,10 @@ def _transport_counters(transport: str, flows: list[_Flow]) -> dict[str, Any]:
         counters["tcp_final_cwnd"] = max(s.cwnd for s in socks)
         counters["tcp_final_sndbuf"] = max(s.sndbuf for s in socks)
         counters["tcp_final_rcvbuf"] = max(s.rcvbuf for s in socks)
+    zcs = [s.zc for fl in flows for s in fl.socks if getattr(s, "zc", None) is not None]
+    if zcs:  # MSG_ZEROCOPY (lbsim/model/zerocopy.py)
+        for key in ("sends", "completions", "notifications", "reaps", "copies"):
+            counters[f"zerocopy_{key}"] = sum(getattr(z, key) for z in zcs)
     if transport.startswith("unix"):
         counters["unix_sender_blocked"] = sum(s.sender_blocked for fl in flows for s in fl.socks)
     return counters

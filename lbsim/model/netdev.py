@@ -6,7 +6,9 @@ Kernel functions modelled (net/core/dev.c, drivers/net/loopback.c, kernel/softir
                         per-CPU lstats (packets, bytes) of the CPU that transmits;
                         always returns NETDEV_TX_OK, so a backlog drop is silent
 ``__netif_rx``          picks the backlog: the current CPU, or with ``rps_cpus`` set the
-                        RPS target chosen by flow hash (``get_rps_cpu``)
+                        RPS target chosen by flow hash (``get_rps_cpu``); with RFS
+                        (``rps_sock_flow_entries`` and ``rps_flow_cnt``) first the CPU the
+                        socket was last used on (lbsim/model/rfs.py)
 ``enqueue_to_backlog``  ``qlen <= netdev_max_backlog`` enqueues (so 1001 skbs fit),
                         otherwise softnet ``dropped++`` and the skb is freed; on an empty
                         queue NAPI_STATE_SCHED is set and NET_RX raised (locally, or for a
@@ -38,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from lbsim.model.cpu import CPU
+from lbsim.model.rfs import Rfs
 from lbsim.model.sim import Sim
 from lbsim.model.stages import SID
 from lbsim.model.task import CTX_SOFTIRQ, PREEMPT, Task, WaitQueue
@@ -74,6 +77,8 @@ class Net:
         n = len(sim.cpus)
         self.rps_targets = [i for i in range(n) if (kernel.rps_cpus >> i) & 1]
         self._hash_rng: np.random.Generator | None = None  # socket_hash's draws (several RPS CPUs)
+        # RFS needs both tables (get_rps_cpu: sock_flow_table and the rx queue's flow table)
+        self.rfs = Rfs() if kernel.rps_sock_flow_entries and kernel.rps_flow_cnt else None
         self.backlog_wait_ns = 0.0
         self.backlog_waits = 0
         # expired soft hrtimers per CPU (HRTIMER_SOFTIRQ: TCP's pacing timer)
@@ -109,7 +114,12 @@ class Net:
         cpu.lo_tx_packets += 1
         cpu.lo_tx_bytes += pkt[2]
         target = cpu
-        if self.rps_targets:
+        rfs = self.rfs
+        if rfs is not None and (steered := rfs.steer(pkt[0], self.sim.cpus)) is not None:
+            target = self.sim.cpus[steered]  # get_rps_cpu: the sock flow table's CPU (RFS)
+            if target is not cpu:
+                target.received_rps += 1
+        elif self.rps_targets:
             # get_rps_cpu: map->cpus[reciprocal_scale(hash, map->len)]
             target = self.sim.cpus[self.rps_targets[(pkt[3] * len(self.rps_targets)) >> 32]]
             if target is not cpu:
@@ -126,6 +136,8 @@ class Net:
                 cpu.rps_ipi_list.append(target)
             cpu.softirq_pending = True
         q.append(pkt)
+        if rfs is not None:
+            rfs.queued(pkt[0], target)  # rflow->last_qtail
         if qlen + 1 > target.backlog_max:
             target.backlog_max = qlen + 1
         return True
@@ -182,6 +194,7 @@ class Net:
         start = env._now
         restarts = 0
         hq = self.hrtimer_queues[cpu.idx]
+        rfs = self.rfs
         while True:
             cpu.softirq_pending = False
             n_hr = len(hq)  # the pending bits are read once per pass: later expiries wait for the next
@@ -225,6 +238,8 @@ class Net:
                         self.backlog_waits += 1
                         ctx.msg = pkt[1]
                         cpu.cur_pkt = pkt
+                        if rfs is not None:
+                            rfs.seen.add(pkt[0])  # sock_rps_save_rxhash (in the protocol's receive)
                         yield from pkt[0].rx(cpu, ctx, pkt)
                         cpu.cur_pkt = None
                         work += 1

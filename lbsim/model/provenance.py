@@ -89,6 +89,10 @@ KERNEL_PARAMS: tuple[Param, ...] = _table("kernel", (
      "inert on lo: drivers/net/loopback.c loopback_xmit() orphans the skb"),
     ("busy_read", "net/core/sock.c sysctl_net_busy_read = 0; sock_init_data(): sk_ll_usec = busy_read",
      "inert on lo: include/net/busy_poll.h sk_busy_loop() needs sk_napi_id >= MIN_NAPI_ID"),
+    ("rps_sock_flow_entries", "net/core/sysctl_net_core.c rps_sock_flow_sysctl(): no table until set (0)",
+     "RFS: net/core/dev.c get_rps_cpu(), lbsim/model/rfs.py"),
+    ("rps_flow_cnt", "net/core/net-sysfs.c store_rps_dev_flow_table_cnt(): no rx-queue flow table (0)",
+     "RFS: net/core/dev.c get_rps_cpu(), lbsim/model/rfs.py"),
     ("tcp_congestion_control", "net/ipv4/Kconfig DEFAULT_TCP_CONG = \"cubic\""),
     ("tcp_init_cwnd", "include/net/tcp.h TCP_INIT_CWND = 10", "3 in 2.6.32 (RFC 3390)"),
     ("tcp_max_quickacks", "include/net/tcp.h TCP_MAX_QUICKACKS = 16"),
@@ -113,7 +117,8 @@ _KERNEL_SOURCE = {p.name: p.source for p in KERNEL_PARAMS}
 _KERNEL_OVERRIDES = ("mtu", "tso", "rps_cpus", "netdev_max_backlog", "dev_weight", "netdev_budget",
                      "netdev_budget_usecs", "hz", "skb_defer_max", "rmem_default", "wmem_default", "rmem_max",
                      "wmem_max", "tcp_rmem", "tcp_wmem", "tcp_init_cwnd", "tcp_congestion_control",
-                     "unix_max_dgram_qlen", "tcp_autocorking", "busy_read")
+                     "unix_max_dgram_qlen", "tcp_autocorking", "busy_read",
+                     "rps_sock_flow_entries", "rps_flow_cnt")
 
 SIMCONFIG: tuple[Param, ...] = _table("workload", (
     ("transport", "the socket type under test (lbsim measure's harness)"),
@@ -141,6 +146,8 @@ SIMCONFIG: tuple[Param, ...] = _table("workload", (
      "clamp: lbsim/kernels.py setsockopt_buf"),
     ("so_busy_poll", "the SO_BUSY_POLL request (us); stored by net/core/sock.c sk_setsockopt() in sk_ll_usec",
      "inert on lo: include/net/busy_poll.h sk_busy_loop() needs sk_napi_id >= MIN_NAPI_ID"),
+    ("zerocopy", "SO_ZEROCOPY + MSG_ZEROCOPY (net/ipv4/tcp.c tcp_sendmsg_locked, net/ipv4/ip_output.c "
+     "__ip_append_data)", "on lo a deferred copy: net/core/dev.c skb_orphan_frags_rx (lbsim/model/zerocopy.py)"),
     ("max_sim_time_ns", "a guard: the run stops at this simulated time"),
     ("stage_scale", "a what-if edit (docs/guide/whatif.md): empty unless the user asks"),
     ("stage_cost", "a what-if edit (docs/guide/whatif.md): empty unless the user asks"),
@@ -258,6 +265,8 @@ MODEL_CONSTANTS: tuple[Param, ...] = _table("kernel", (
     ("skb.SKB_MAX_ALLOC", "include/linux/skbuff.h SKB_MAX_ALLOC = SKB_MAX_ORDER(0, 2)"),
     ("skb.SKB_MAX_HEAD0", "include/linux/skbuff.h SKB_MAX_HEAD(0)"),
     ("skb.PAGE_SIZE", "arch/x86/include/asm/page_types.h PAGE_SIZE"),
+    ("zerocopy.MAX_SKB_FRAGS", "include/linux/skbuff.h MAX_SKB_FRAGS = CONFIG_MAX_SKB_FRAGS (net/Kconfig default 17)",
+     "skb_copy_ubufs picks order 0 while 17 pages hold the frags"),
     ("skb.PAGE_ALLOC_COSTLY_ORDER", "include/linux/mmzone.h PAGE_ALLOC_COSTLY_ORDER"),
     ("skb.KMALLOC_MAX_CACHE_SIZE", "include/linux/slab.h KMALLOC_MAX_CACHE_SIZE (SLUB)"),
     ("skb.SMALL_HEAD", "net/core/skbuff.c SKB_SMALL_HEAD_CACHE_SIZE = SKB_HEAD_ALIGN(MAX_TCP_HEADER)"),

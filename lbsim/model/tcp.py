@@ -38,6 +38,7 @@ from lbsim.model.tcp_pacing import TcpPacing
 from lbsim.model.tcp_recv import TcpRecv
 from lbsim.model.tcp_timer import S_DELACK_TIMER, S_RTX_TIMER, TcpTimers
 from lbsim.model.timers import LazyTimer
+from lbsim.model.zerocopy import MsgZerocopy
 
 __all__ = ["TcpSock", "tcp_connect", "tcp_size_goal"]
 
@@ -60,7 +61,7 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers, TcpPacing):
                  "out_segs", "in_segs", "retrans_segs", "pure_acks_sent", "data_packets",
                  "backlog_drops", "ofo_queued", "ofo", "lost_bytes", "skb_overhead", "cc", "delivered",
                  "delivered_mstamp", "first_tx_mstamp", "app_limited", "rtt_min_us", "mss_clamp",
-                 "window_clamp", "rcv_wscale", "wstamp_ns", "pace_timer", "deferred_tsq")
+                 "window_clamp", "rcv_wscale", "wstamp_ns", "pace_timer", "deferred_tsq", "zc")
 
     BOUNCE_SID = S_BOUNCE  # Sim.touch: the cache-line transfer this socket type costs
     BOUNCE_ITEMS = (BOUNCE_SID,)  # the work items Sim.touch returns
@@ -73,6 +74,7 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers, TcpPacing):
         self.name = name
         self.flow = flow
         self.stats = stats
+        self.zc: MsgZerocopy | None = None  # MSG_ZEROCOPY (lbsim/model/zerocopy.py), None: off
         self.modern = kernel.name != "linux-2.6.32"
         self.skb_overhead = truesize_tcp(0, self.modern)  # truesize_tcp(n, modern) is n + this (per-packet paths)
         self.nodelay = nodelay

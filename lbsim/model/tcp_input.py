@@ -74,6 +74,10 @@ class TcpInput(TcpState):
         first the receive path up to the socket (``rx``), which may put it on the backlog."""
         sim = self.sim
         if from_ip:
+            zc = self.peer.zc
+            if zc is not None and pkt[6]:
+                # __netif_receive_skb_core -> skb_orphan_frags_rx -> skb_copy_ubufs: the deferred copy
+                yield sim.work_of(zc.rx_items(pkt[6], self.peer.tx_cpu is not cpu))
             last = self.last_cpu  # Sim.touch(self, cpu), inlined (no call, no tuple to unpack)
             self.last_cpu = cpu
             yield sim.work_of_ids(_RCV) if last is None or last is cpu else sim.work_of_ids((*_RCV, S_BOUNCE))
@@ -178,6 +182,8 @@ class TcpInput(TcpState):
             freed += r[2]
             acked_segs += r[3]
             done_msgs += 1
+        if done_msgs and self.zc is not None:
+            self.zc.complete()  # tcp_clean_rtx_queue frees the skbs holding the ubuf_info
         self.wmem_queued -= freed
         out = self.packets_out - acked_segs
         self.packets_out = out if out > 0 else 0

@@ -225,6 +225,12 @@ class TcpOutput(TcpState):
         last = self.last_cpu  # Sim.touch(self, cpu), inlined (no call, no tuple to unpack)
         self.last_cpu = cpu
         yield sim.work_of_ids(_SENDMSG) if last is None or last is cpu else sim.work_of_ids((*_SENDMSG, S_BOUNCE))
+        zc = self.zc
+        rfs = self.net.rfs
+        if rfs is not None:
+            rfs.record(self, cpu.idx)  # inet_sendmsg -> sock_rps_record_flow
+        if zc is not None:
+            zc.sends += 1
         self.tx_cpu = cpu
         self.owned = True  # lock_sock()
         if self.cc is not None and self.write_seq - self.snd_nxt < self.mss() and self.packets_out < self.cwnd:
@@ -267,7 +273,10 @@ class TcpOutput(TcpState):
             rx = self.peer.rx_cpu
             if rx is not None and rx is not cpu:
                 items += ((S_C2C, chunk),)  # the buffers were last read (and freed) on that CPU
-            yield sim.work_of(items)
+            if zc is not None:  # skb_zerocopy_iter_stream: pinned, not copied (the copy is deferred)
+                items = (S_ALLOC_SKB,) if items[0] == S_ALLOC_SKB else ()
+            if items:
+                yield sim.work_of(items)
             if self.write_q and self.write_q[-1] >= goal:
                 # forced push of a full skb (tcp_push_one / __tcp_push_pending_frames)
                 yield from self.write_xmit(cpu, True, False)
@@ -283,3 +292,6 @@ class TcpOutput(TcpState):
         else:
             self.owned = False  # release_sock() with nothing to process, inlined
         yield PREEMPT
+        if zc is not None:
+            yield sim.work_of_ids(zc.reap_items())  # the sender's recvmsg(MSG_ERRQUEUE)
+            yield PREEMPT

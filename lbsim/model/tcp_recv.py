@@ -100,6 +100,11 @@ class TcpRecv(TcpState):
             yield sim.work_of(((S_COPY_OUT, copied, cold), (S_C2C, copied), *frees, S_CLEANUP_RBUF))
         else:
             yield sim.work_of(((S_COPY_OUT, copied, cold), *frees, S_CLEANUP_RBUF))
+        if peer.zc is not None:  # the pages skb_copy_ubufs allocated go back with the skbs
+            yield sim.work_of_ids(peer.zc.free_items(copied))
+        rfs = self.net.rfs
+        if rfs is not None:
+            rfs.record(self, cpu.idx)  # inet_recvmsg -> sock_rps_record_flow
         if kick is not None:
             self.net.kick_defer(kick)
         rcvq = self.rcvq

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from lbsim.model.tcp import TcpSock
     from lbsim.model.tcp_cc import Bbr
     from lbsim.model.timers import LazyTimer
+    from lbsim.model.zerocopy import MsgZerocopy
 
 
 class TcpState:
@@ -80,6 +81,7 @@ class TcpState:
     rto_timer: LazyTimer
     msg_ends: deque[tuple[int, int]]
     tx_cpu: CPU | None
+    zc: MsgZerocopy | None
     rx_cpu: CPU | None
     # receive side (TcpSock._init_receive_side)
     rcv_nxt: int

@@ -40,6 +40,7 @@ from lbsim.model.sim import Sim
 from lbsim.model.skb import truesize_udp
 from lbsim.model.stages import SID
 from lbsim.model.task import BH_ENABLE, PREEMPT, Task, WaitQueue
+from lbsim.model.zerocopy import MsgZerocopy
 
 __all__ = ["UdpSocket", "udp_fragments"]
 
@@ -102,6 +103,10 @@ class UdpSocket:
         # where datagrams to this socket were last written and read (cache_to_cache_copy)
         self.tx_cpu: CPU | None = None
         self.rx_cpu: CPU | None = None
+        #: MSG_ZEROCOPY state of the sending socket (lbsim/model/zerocopy.py), None: off
+        self.zc: MsgZerocopy | None = None
+        #: connected (TCP_ESTABLISHED), so sock_rps_record_flow records it (lbsim/model/rfs.py)
+        self.rfs_established = True
 
     # ---------------------------------------------------------------- sender side
     def sender(self, flow: int) -> Callable[[Task, int, int, float], Generator[Any, None, None]]:
@@ -120,7 +125,12 @@ class UdpSocket:
         frags = udp_fragments(nbytes, self.mtu)
         cpu = task.cpu
         rx = self.rx_cpu
-        if rx is None or rx is cpu:
+        zc = self.zc
+        if zc is not None and len(frags) == 1:
+            # skb_zerocopy_iter_dgram: the pages are pinned, not copied (the copy is deferred: rx)
+            zc.sends += 1
+            yield sim.work_of_ids((S_SYSCALL, S_SENDMSG, S_IP_OUTPUT))
+        elif rx is None or rx is cpu:
             yield sim.work_of((S_SYSCALL, S_SENDMSG, (S_COPY_IN, nbytes, self.rmem > sim.cache_bytes), S_IP_OUTPUT))
         else:  # the buffers were last read (and freed) on that CPU
             yield sim.work_of((S_SYSCALL, S_SENDMSG, (S_COPY_IN, nbytes, self.rmem > sim.cache_bytes), (S_C2C, nbytes),
@@ -142,6 +152,12 @@ class UdpSocket:
             net.netif_rx(cpu, (self, msg, flen + 20, flow, self.env._now, nbytes, truesize, t_send, nfr > 1, last))
             yield BH_ENABLE
         yield PREEMPT
+        if zc is not None:
+            if nfr > 1:  # above the MTU __ip_append_data copied it: only the notification remains
+                zc.sends += 1
+                zc.complete()
+            yield sim.work_of_ids(zc.reap_items())  # the sender's recvmsg(MSG_ERRQUEUE)
+            yield PREEMPT
 
     # ---------------------------------------------------------------- softirq side
     def dropped(self, pkt: tuple[Any, ...], where: str) -> None:
@@ -169,6 +185,11 @@ class UdpSocket:
             items = [S_UDP_RCV]
         else:
             items = list(_RCV)
+            zc = self.zc
+            if zc is not None:
+                # __netif_receive_skb_core -> skb_orphan_frags_rx -> skb_copy_ubufs: the deferred copy
+                yield sim.work_of(zc.rx_items(pkt[5], self.tx_cpu is not cpu))
+                zc.complete()
         items += sim.touch(self, cpu)
         truesize = pkt[6]
         accept = self._rcvbuf_accepts(truesize)
@@ -216,6 +237,11 @@ class UdpSocket:
             yield sim.work_of((S_RECVMSG, (S_COPY_OUT, n, self.rmem > sim.cache_bytes), (S_C2C, n),
                                *sim.touch(self, cpu)))
         self.rmem -= truesize
+        rfs = self.net.rfs
+        if rfs is not None:
+            rfs.record(self, cpu.idx)  # inet_recvmsg -> sock_rps_record_flow
+        if self.zc is not None and length + 28 <= self.mtu:
+            yield sim.work_of_ids(MsgZerocopy.free_items(length))  # the pages skb_copy_ubufs allocated
         yield PREEMPT
         return n
 

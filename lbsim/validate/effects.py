@@ -98,6 +98,9 @@ _COLUMN_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     # id (include/net/busy_poll.h sk_busy_loop), autocorking an skb still charged to the socket
     # (net/ipv4/tcp.c tcp_should_autocork; loopback_xmit orphans it): docs/notes/noop-switches.md
     "busy_read": ("busy_read", int), "tcp_autocorking": ("tcp_autocorking", int),
+    # RFS (lbsim/model/rfs.py) and MSG_ZEROCOPY (lbsim/model/zerocopy.py): docs/notes/zerocopy-rfs.md
+    "rps_sock_flow_entries": ("rps_sock_flow_entries", int), "rps_flow_cnt": ("rps_flow_cnt", int),
+    "zerocopy": ("zerocopy", lambda v: str(v).strip().lower() in ("on", "1", "true")),
 }
 
 
@@ -106,8 +109,6 @@ def run_fields(row: pd.Series, base: dict[str, Any], *, messages: int, seed: int
     senders = int(row.get("senders", 1) or 1)
     if senders != 1 and (row["transport"] != "udp" or row["workload"] != "stream"):
         return None, f"--senders {senders} is modelled for udp streams only"
-    if int(row.get("rps_sock_flow_entries", 0) or 0) != 0:
-        return None, "RFS (rps_sock_flow_entries) is not modelled"
     fields = dict(base)
     for col, (name, conv) in _COLUMN_FIELDS.items():
         if col in row.index and not pd.isna(row[col]):
