@@ -254,8 +254,7 @@ COST_MODEL: tuple[Param, ...] = (
 _BBR = "net/ipv4/tcp_bbr.c"
 MODEL_CONSTANTS: tuple[Param, ...] = _table("kernel", (
     ("host._NO_QLEN_LIMIT", "net/unix/af_unix.c unix_dgram_sendmsg(): unix_peer(other) != sk",
-     "stands for \"no limit\": a reply to the socket's own peer is exempt from max_dgram_qlen, and so is "
-     "either direction of a unix_seqpacket pair (connected both ways by unix_stream_connect)"),
+     "stands for \"no limit\": a reply to the socket's own peer is exempt from max_dgram_qlen"),
     ("skb.SKB_MAX_ALLOC", "include/linux/skbuff.h SKB_MAX_ALLOC = SKB_MAX_ORDER(0, 2)"),
     ("skb.SKB_MAX_HEAD0", "include/linux/skbuff.h SKB_MAX_HEAD(0)"),
     ("skb.PAGE_SIZE", "arch/x86/include/asm/page_types.h PAGE_SIZE"),
