@@ -19,7 +19,6 @@ TRANSPORT_STYLE: dict[str, dict[str, Any]] = {
     "udp": {"color": "#ff7f0e", "marker": "s"},
     "unix_stream": {"color": "#1f77b4", "marker": "^"},
     "unix_dgram": {"color": "#2ca02c", "marker": "v"},
-    "unix_seqpacket": {"color": "#9467bd", "marker": "D"},
 }
 
 
