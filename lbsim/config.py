@@ -21,7 +21,9 @@ from lbsim.model.tcp_cc import CongestionControl
 __all__ = ["SimConfig", "TRANSPORTS", "WORKLOADS", "KERNEL_FIELDS", "ConfigError", "make_config",
            "format_validation_error", "StageCostSet", "STAGE_EDIT_FIELDS"]
 
-TRANSPORTS = ("tcp", "udp", "unix_stream", "unix_dgram")
+#: unix_seqpacket: an AF_UNIX SOCK_SEQPACKET pair (net/unix/af_unix.c unix_seqpacket_ops): unix_dgram's
+#: send and receive on a pair connected both ways (lbsim.model.unix.UnixSeqpacket, docs/notes/seqpacket.md)
+TRANSPORTS = ("tcp", "udp", "unix_stream", "unix_dgram", "unix_seqpacket")
 WORKLOADS = ("pingpong", "stream", "rr", "poisson", "burst", "split")
 
 #: SimConfig fields that override the kernel profile.
@@ -60,7 +62,7 @@ class SimConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    transport: Literal["tcp", "udp", "unix_stream", "unix_dgram"] = "tcp"
+    transport: Literal["tcp", "udp", "unix_stream", "unix_dgram", "unix_seqpacket"] = "tcp"
     #: split: one task writes a message and reads it back (each call timed: lbsim measure's split)
     workload: Literal["pingpong", "stream", "rr", "poisson", "burst", "split"] = "pingpong"
     #: payload of one send() call
@@ -231,10 +233,10 @@ class SimConfig(BaseModel):
         k = self.kernel_params()
         if self.transport == "udp" and self.msg_bytes > k.udp_max_payload:
             raise ValueError(f"msg_bytes {self.msg_bytes} too large for udp; allowed 1..{k.udp_max_payload}")
-        if self.transport == "unix_dgram":
+        if self.transport in ("unix_dgram", "unix_seqpacket"):  # unix_seqpacket_sendmsg -> unix_dgram_sendmsg
             limit = self.sndbuf_unix() - 32
             if self.msg_bytes > limit:
-                raise ValueError(f"msg_bytes {self.msg_bytes} too large for unix_dgram (sk_sndbuf - 32); "
+                raise ValueError(f"msg_bytes {self.msg_bytes} too large for {self.transport} (sk_sndbuf - 32); "
                                  f"allowed 1..{limit}")
         return self
 

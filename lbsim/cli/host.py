@@ -29,6 +29,8 @@ __all__ = ["add_commands", "format_stages_table"]
 MEASURE_SIZES = "16,64,256,1024,4096,16384,65536"
 STAGES_ONLY_SIZES = "64"
 UDP_MAX_PAYLOAD = 65507
+#: what lbsim measure runs: unix_seqpacket is measured as knob socktype against unix_dgram
+MEASURED_TRANSPORTS = tuple(t for t in TRANSPORTS if t != "unix_seqpacket")
 
 
 def _fmt_ns(v: float | None) -> str:
@@ -120,7 +122,7 @@ def cmd_measure(a: argparse.Namespace) -> int:
 
     points: dict[str, list] | None = None
     if getattr(a, "knob", None):  # --knob runs over --transports/--workloads/--sizes/--placements
-        points = {"transports": csv_list(a.transports, TRANSPORTS, "--transports"),
+        points = {"transports": csv_list(a.transports, MEASURED_TRANSPORTS, "--transports"),
                   "workloads": [w for w in csv_list(a.workloads, ("pingpong", "stream", "split"), "--workloads")
                                 if w != "split"] or ["pingpong", "stream"],
                   "placements": csv_list(a.placements, ("same", "cross"), "--placements")}
@@ -134,7 +136,7 @@ def cmd_measure(a: argparse.Namespace) -> int:
         return int(rc)
     from lbsim.measure import measure, write_csv
 
-    transports = csv_list(a.transports, TRANSPORTS, "--transports")
+    transports = csv_list(a.transports, MEASURED_TRANSPORTS, "--transports")
     workloads = csv_list(a.workloads, ("pingpong", "stream", "split"), "--workloads")
     placements = csv_list(a.placements, ("same", "cross"), "--placements")
     sizes = int_list(a.sizes or (STAGES_ONLY_SIZES if a.stages_only else MEASURE_SIZES), "--sizes")
@@ -432,7 +434,8 @@ def _add_measure(sub: Any, parent: argparse.ArgumentParser) -> None:
                        description="Measure this host's loopback and UNIX sockets with the C harness into a "
                                    "long-format CSV; --stages also times the kernel stages from tracepoints "
                                    "(root and tracefs).")
-    m.add_argument("--transports", default=",".join(TRANSPORTS), help="comma-separated (default all four)")
+    m.add_argument("--transports", default=",".join(MEASURED_TRANSPORTS),
+                   help="comma-separated (default all four; unix_seqpacket is measured as knob socktype)")
     m.add_argument("--workloads", default="pingpong,stream,split",
                    help="pingpong, stream, split (one thread writes a message, then reads it: the "
                         "write and the read timed apart; sizes up to 64 KiB, same CPU only)")

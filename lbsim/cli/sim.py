@@ -107,16 +107,16 @@ def _compare_table(a: argparse.Namespace, cfg0: Any, results: dict[str, Any], sk
     head = "MB/s" if one_way_tput else "p50 us"
     print(f"{cfg0['workload']}, msg_bytes={cfg0['msg_bytes']}, messages={cfg0['messages']}, "
           f"placement={cfg0['placement']}, kernel={cfg0['kernel']}, seed={cfg0['seed']}")
-    print(f"{'transport':12s} {head:>10s} {'p99 us':>10s} {'MB/s' if not one_way_tput else 'msg/s':>10s} "
+    print(f"{'transport':14s} {head:>10s} {'p99 us':>10s} {'MB/s' if not one_way_tput else 'msg/s':>10s} "
           f"{'vs unix_stream':>15s}  status")
     for tr in TRANSPORTS:
         if tr in skipped:
-            print(f"{tr:12s} {'skipped':>10s}  ({skipped[tr]})")
+            print(f"{tr:14s} {'skipped':>10s}  ({skipped[tr]})")
             continue
         r = results[tr]
         other = r.throughput["msgs_per_s"] if one_way_tput else r.throughput["bytes_per_s"] / 1e6
         ratio = metric(r) / metric(ref) if ref else float("nan")
-        print(f"{tr:12s} {metric(r):10.2f} {r.latency_us['p99']:10.2f} {other:10.1f} {ratio:14.2f}x  {r.status}")
+        print(f"{tr:14s} {metric(r):10.2f} {r.latency_us['p99']:10.2f} {other:10.1f} {ratio:14.2f}x  {r.status}")
     print(f"costs: {', '.join(sorted({r.costs_label for r in results.values()}))}")
 
 

@@ -2,7 +2,7 @@
  * lbsim-harness: real-kernel ping-pong / streaming microbenchmark over
  * loopback TCP/UDP (127.0.0.1 only) and UNIX-domain stream/dgram sockets.
  *
- *   lbsim-harness --transport tcp|udp|unix_stream|unix_dgram
+ *   lbsim-harness --transport tcp|udp|unix_stream|unix_dgram|unix_seqpacket
  *                 --workload pingpong|stream|split --size BYTES --count N
  *                 --warmup N --cpu-a A --cpu-b B [--max-seconds S]
  *                 [--busy-cpu C]... [--policy other|fifo]
@@ -39,6 +39,9 @@
  * stops.  The completions are reported (zc_sends, zc_completed, zc_copied: on lo the
  * receive path copies the pages, net/core/dev.c skb_orphan_frags_rx, so every completion
  * carries SO_EE_CODE_ZEROCOPY_COPIED): docs/notes/zerocopy-rfs.md.
+ * unix_seqpacket: a SOCK_SEQPACKET pair made as unix_stream's (bind, listen,
+ * connect, accept: unix_stream_connect), then driven as datagrams (one record
+ * per send/recv, the unix_dgram size limit): docs/notes/seqpacket.md.
  *
  * Exit codes: 0 ok, 1 runtime failure, 2 bad arguments / size not
  * carriable by the transport, 3 SCHED_FIFO could not be set.
@@ -83,9 +86,10 @@
 #define DGRAM_IDLE_NS 200000000LL     /* receiver gives up 200 ms after sender done */
 #define DGRAM_POLL_US 50000           /* SO_RCVTIMEO of the datagram stream receiver */
 
-enum { T_TCP, T_UDP, T_USTREAM, T_UDGRAM };
+enum { T_TCP, T_UDP, T_USTREAM, T_UDGRAM, T_USEQ };
 enum { W_PINGPONG, W_STREAM, W_SPLIT };
-static const char *tnames[] = {"tcp", "udp", "unix_stream", "unix_dgram"};
+static const char *tnames[] = {"tcp", "udp", "unix_stream", "unix_dgram", "unix_seqpacket"};
+#define NTRANSPORTS ((int)(sizeof tnames / sizeof *tnames))
 static const char *wnames[] = {"pingpong", "stream", "split"};
 #ifndef SO_BUSY_POLL
 #define SO_BUSY_POLL 46               /* include/uapi/asm-generic/socket.h */
@@ -782,8 +786,11 @@ static void setup_sockets_(const struct opts *o, struct sockets *s)
     socklen_t sal;
     fill_un(&sa, &sal, g_path_s);
 
-    if (o->transport == T_USTREAM) {
-        int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (o->transport == T_USTREAM || o->transport == T_USEQ) {
+        /* SOCK_SEQPACKET connects and accepts as a stream (unix_seqpacket_ops: unix_stream_connect,
+         * unix_accept): each end is the other's peer, so no max_dgram_qlen wait (af_unix.c) */
+        int type = o->transport == T_USEQ ? SOCK_SEQPACKET : SOCK_STREAM;
+        int l = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
         if (l < 0)
             fail(1, "socket: %s", strerror(errno));
         set_bufs(o, l);
@@ -791,7 +798,7 @@ static void setup_sockets_(const struct opts *o, struct sockets *s)
             fail(1, "bind %s: %s", g_path_s, strerror(errno));
         if (listen(l, 1) < 0)
             fail(1, "listen: %s", strerror(errno));
-        int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int c = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
         if (c < 0)
             fail(1, "socket: %s", strerror(errno));
         set_bufs(o, c);
@@ -845,7 +852,7 @@ static void check_dgram_size(const struct opts *o, const struct sockets *s)
 {
     if (o->transport == T_UDP && o->size > UDP_MAX_PAYLOAD)
         fail(2, "size %ld exceeds the UDP/IPv4 maximum payload of %ld bytes", o->size, UDP_MAX_PAYLOAD);
-    if (o->transport == T_UDGRAM) {
+    if (o->transport == T_UDGRAM || o->transport == T_USEQ) {   /* seqpacket: unix_dgram_sendmsg */
         int fds[2] = {s->cfd, s->sfd};
         for (int i = 0; i < 2; i++) {
             int sb = 0;
@@ -955,7 +962,7 @@ static void child_pingpong(struct childctx *c)
                 child_fail(1, "peer recv: got %zd bytes, expected %zu", r, n);
             ssize_t w;
             do {
-                if (o->transport == T_UDP)
+                if (o->transport == T_UDP || o->transport == T_USEQ)   /* connected back */
                     w = send(fd, c->buf, n, MSG_NOSIGNAL | g_zc_flag);
                 else
                     w = sendto(fd, c->buf, n, MSG_NOSIGNAL, (struct sockaddr *)&c->s->caddr,
@@ -1583,7 +1590,7 @@ static void parent_split(const struct opts *o, struct sockets *s, char *buf)
 static void usage_fail(const char *msg) __attribute__((noreturn));
 static void usage_fail(const char *msg)
 {
-    fail(2, "%s; usage: lbsim-harness --transport tcp|udp|unix_stream|unix_dgram "
+    fail(2, "%s; usage: lbsim-harness --transport tcp|udp|unix_stream|unix_dgram|unix_seqpacket "
             "--workload pingpong|stream|split --size BYTES --count N --warmup N --cpu-a A --cpu-b B "
             "[--max-seconds S] [--busy-cpu C]... [--policy other|fifo] [--rcvbuf N] [--sndbuf N] "
             "[--nagle] [--flows N] [--senders 1|2] [--cpu-c C] [--busy-poll US] "
@@ -1619,7 +1626,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
         switch (ch) {
         case 't':
             o->transport = -1;
-            for (int i = 0; i < 4; i++)
+            for (int i = 0; i < NTRANSPORTS; i++)
                 if (strcmp(optarg, tnames[i]) == 0)
                     o->transport = i;
             if (o->transport < 0)

@@ -17,6 +17,7 @@ __all__ = [
     "HarnessError",
     "HarnessUnavailable",
     "TRANSPORTS",
+    "HARNESS_TRANSPORTS",
     "WORKLOADS",
     "UDP_MAX_PAYLOAD",
     "UNIX_DGRAM_OVERHEAD",
@@ -26,6 +27,9 @@ __all__ = [
 ]
 
 TRANSPORTS = ("tcp", "udp", "unix_stream", "unix_dgram")
+#: what the harness runs: the measured grid's TRANSPORTS and unix_seqpacket (a knob setting of
+#: unix_dgram runs, knob ``socktype``: docs/notes/seqpacket.md)
+HARNESS_TRANSPORTS = (*TRANSPORTS, "unix_seqpacket")
 WORKLOADS = ("pingpong", "stream", "split")
 #: split: one thread writes a message and then reads it, so a write must fit the default socket
 #: buffers with no reader running (harness.c SPLIT_MAX_SIZE; the simulator's limit is the same)
@@ -56,8 +60,8 @@ class HarnessError(RuntimeError):
 
 
 def _check_common(transport: str, workload: str) -> None:
-    if transport not in TRANSPORTS:
-        raise HarnessError(f"unknown transport {transport!r} (expected one of {TRANSPORTS})", 2)
+    if transport not in HARNESS_TRANSPORTS:
+        raise HarnessError(f"unknown transport {transport!r} (expected one of {HARNESS_TRANSPORTS})", 2)
     if workload not in WORKLOADS:
         raise HarnessError(f"unknown workload {workload!r} (expected one of {WORKLOADS})", 2)
 
@@ -67,7 +71,7 @@ def max_dgram_size(transport: str) -> int | None:
     (None for stream transports)."""
     if transport == "udp":
         return UDP_MAX_PAYLOAD
-    if transport == "unix_dgram":
+    if transport in ("unix_dgram", "unix_seqpacket"):  # unix_seqpacket_sendmsg -> unix_dgram_sendmsg
         try:
             wmem = int(Path("/proc/sys/net/core/wmem_default").read_text().split()[0])
         except (OSError, ValueError, IndexError):

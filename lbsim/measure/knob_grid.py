@@ -138,6 +138,10 @@ def _group(src: str, i: int, g: dict, run: dict) -> Group:
     for t in grp.transports:
         if t not in TRANSPORTS:
             raise GridError(f"{where}.transports: {t!r} is not one of {', '.join(TRANSPORTS)}")
+    socktypes = [*(grp.values if kn.name == "socktype" else ()), *(v for k, v in fixed if k == "socktype")]
+    if any(v != "default" for v in socktypes) and set(grp.transports) != {"unix_dgram"}:
+        raise GridError(f"{where} ({name}): socktype seqpacket replaces unix_dgram's sockets; "
+                        "allowed: transports = [\"unix_dgram\"]")
     for w in grp.workloads:
         if w not in ("pingpong", "stream"):
             raise GridError(f"{where}.workloads: {w!r} is not pingpong or stream")
@@ -200,7 +204,11 @@ def grid_from_specs(specs, transports=("tcp", "udp", "unix_stream", "unix_dgram"
     groups = []
     for spec in specs:
         name, values = parse_spec(spec)
-        groups.append(Group(name, name, values, tuple(transports), tuple(workloads),
+        # socktype only has a setting on unix_dgram runs (it replaces their sockets)
+        trs = tuple(t for t in transports if name != "socktype" or t == "unix_dgram")
+        if not trs:
+            raise GridError(f"--knob {spec!r}: socktype needs the unix_dgram transport (--transports unix_dgram)")
+        groups.append(Group(name, name, values, trs, tuple(workloads),
                             tuple(int(s) for s in sizes), tuple(placements), **run))
     if not groups:
         raise GridError("no --knob given")

@@ -38,7 +38,7 @@ KNOB_COLUMNS = ("mtu", "tso", "rps_cpus", "netdev_max_backlog", "dev_weight", "n
                 "rps_sock_flow_entries", "unix_max_dgram_qlen", "so_rcvbuf", "so_sndbuf",
                 "tcp_nodelay", "flows", "senders", "background", "policy", "rmem_default",
                 "wmem_default", "rmem_max", "wmem_max", "tcp_rmem", "tcp_wmem", "so_busy_poll",
-                "busy_read", "tcp_autocorking", "zerocopy", "rps_flow_cnt")
+                "busy_read", "tcp_autocorking", "zerocopy", "rps_flow_cnt", "socktype")
 COUNTER_COLUMNS = ("softnet_dropped", "softnet_time_squeeze", "udp_rcvbuf_errors", "udp_in_errors",
                    "tcp_retrans_segs", "tcp_autocork_events", "busy_poll_rx_packets",
                    "sleeps_per_msg_sender", "sleeps_per_msg_receiver",
@@ -89,7 +89,9 @@ def _settings(run: Run, defaults: dict) -> dict:
 
 
 def _argv(run: Run, s: dict, count: int, warm: int, a: int, b: int) -> list:
-    argv = [PROGRAM_NAME, "--transport", run.transport, "--workload", run.workload,
+    # socktype seqpacket: the unix_dgram run's point with a SOCK_SEQPACKET pair (knob_grid checks the transport)
+    transport = "unix_seqpacket" if s.get("socktype") == "seqpacket" and run.transport == "unix_dgram" else run.transport
+    argv = [PROGRAM_NAME, "--transport", transport, "--workload", run.workload,
             "--size", str(run.size), "--count", str(count), "--warmup", str(warm),
             "--cpu-a", str(a), "--cpu-b", str(b), "--max-seconds", repr(float(run.group.max_seconds)),
             "--policy", str(s["policy"])]

@@ -21,7 +21,9 @@ how it is read and set:
 
 ``so_busy_poll``, ``busy_read`` and ``tcp_autocorking`` change nothing on lo (the kernel source
 says why: docs/notes/noop-switches.md); they are measured to show it.
-- ``workload``: the harness's shape (flows, senders, background spinner, SCHED_FIFO).
+- ``workload``: the harness's shape (flows, senders, background spinner, SCHED_FIFO), and
+  ``socktype``: ``seqpacket`` opens a ``SOCK_SEQPACKET`` pair where a unix_dgram run opens
+  datagram sockets (net/unix/af_unix.c ``unix_seqpacket_ops``; docs/notes/seqpacket.md).
 
 The ``/proc/sys`` root is injectable (``proc_sys``) so tests exercise everything on a fake
 directory tree.
@@ -175,6 +177,9 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          "idle or busy", _choice("idle", "busy"), default="idle"),
     Knob("policy", "policy", "workload", "kernel/sched/core.c sched_setscheduler",
          "harness --policy", "other or fifo", _choice("other", "fifo"), default="other"),
+    Knob("socktype", "socktype", "workload", "net/unix/af_unix.c unix_seqpacket_ops, unix_seqpacket_sendmsg, "
+         "unix_dgram_sendmsg", "harness --transport unix_seqpacket in place of unix_dgram (unix_dgram runs only)",
+         "default or seqpacket", _choice("seqpacket"), default="default"),
 )}
 
 

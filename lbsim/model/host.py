@@ -21,7 +21,7 @@ from lbsim.model.stages import STAGES
 from lbsim.model.task import CTX_BACKGROUND, NICE_19_WEIGHT, PREEMPT, SLEEPING, Task
 from lbsim.model.tcp import tcp_connect
 from lbsim.model.udp import UdpSocket
-from lbsim.model.unix import UnixDgram, UnixStream
+from lbsim.model.unix import UnixDgram, UnixSeqpacket, UnixStream
 from lbsim.model.workloads import Channel, echo_server, one_way_sender, pingpong_client, sink, split_task
 from lbsim.model.zerocopy import MsgZerocopy
 
@@ -93,6 +93,12 @@ def _build_flow(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, i: int, rec
         x_back.wq_space = x_out.wq_data
         return _Flow(Channel(x_out.sendmsg, x_out.recvmsg, d_out, True, _msg_of),
                      Channel(x_back.sendmsg, x_back.recvmsg, d_back, True, _msg_of), [x_out, x_back])
+    if t == "unix_seqpacket":
+        # connected both ways (unix_stream_connect): no max_dgram_qlen in either direction
+        x_out = UnixSeqpacket(sim, sndbuf=sndbuf, max_qlen=_NO_QLEN_LIMIT, stats=d_out, modern=modern)
+        x_back = UnixSeqpacket(sim, sndbuf=sndbuf, max_qlen=_NO_QLEN_LIMIT, stats=d_back, modern=modern)
+        return _Flow(Channel(x_out.sendmsg, x_out.recvmsg, d_out, False, _msg_of),
+                     Channel(x_back.sendmsg, x_back.recvmsg, d_back, False, _msg_of), [x_out, x_back])
     # unix_dgram: the client is connected to a bound server that is not connected back, so the
     # server's queue limit applies to requests; replies go to a socket whose peer is the server
     # itself (unix_peer(other) == sk), which af_unix.c exempts from the limit.

@@ -1,4 +1,4 @@
-"""AF_UNIX stream and datagram sockets (net/unix/af_unix.c): no IP, no device, no softirq.
+"""AF_UNIX stream, datagram and seqpacket sockets (net/unix/af_unix.c): no IP, no device, no softirq.
 
 ``unix_stream_sendmsg`` cuts a write into skbs of at most
 ``min(sk_sndbuf / 2 - 64, SKB_MAX_HEAD(0) + UNIX_SKB_FRAGS_SZ)`` bytes (36544 on 6.x;
@@ -27,6 +27,16 @@ is a bound server that is not connected back, so ``skb_queue_len(&other->sk_rece
 the sender to sleep on the peer's ``peer_wait`` (``unix_wait_for_peer``), then it retries.
 ``__unix_dgram_recvmsg`` wakes ``peer_wait`` after each dequeue, copies, frees the skb.
 
+``SOCK_SEQPACKET`` (``unix_seqpacket_ops``): connected like a stream (``unix_stream_connect``,
+``unix_accept``), then ``unix_seqpacket_sendmsg`` checks ``sk_state`` and calls
+``unix_dgram_sendmsg``, ``unix_seqpacket_recvmsg`` calls ``__unix_dgram_recvmsg``: the same
+functions per message as unix_dgram (:class:`UnixSeqpacket`).  Each end is the other's peer, so
+the queue test ``unix_peer(other) != sk && unix_recvq_full_lockless(other)`` is never true: no
+``max_dgram_qlen`` wait and no ``peer_wait`` sleeper, whatever the sysctl says.  A writer that
+outruns its reader sleeps only in ``sock_alloc_send_pskb`` (``sk_wmem_alloc >= sk_sndbuf``, the
+sender's own ``sk_wq``), woken by ``unix_write_space`` once ``wmem_alloc * 4 <= sndbuf``:
+docs/notes/seqpacket.md.
+
 Left out: credentials/SCM (``maybe_add_creds``, no ancillary data in the workloads),
 ``MSG_PEEK``, the ``iolock`` mutex (one reader per socket here).
 """
@@ -43,7 +53,7 @@ from lbsim.model.socket import consume, plan_read
 from lbsim.model.stages import SID
 from lbsim.model.task import PREEMPT, SLEEPING, Task, WaitQueue
 
-__all__ = ["UnixStream", "UnixDgram"]
+__all__ = ["UnixStream", "UnixDgram", "UnixSeqpacket"]
 
 S = SID
 S_SYSCALL = S["syscall"]
@@ -329,3 +339,19 @@ class UnixDgram(_UnixBase):
         self._free(skb[3], cpu)
         yield PREEMPT
         return n
+
+
+class UnixSeqpacket(UnixDgram):
+    """A ``SOCK_SEQPACKET`` pair: unix_dgram's send and receive (the same stages, the same
+    cache-line rules), built by the host with no queue limit in either direction, because
+    ``unix_dgram_sendmsg`` waits on ``max_dgram_qlen`` only when ``unix_peer(other) != sk``, and
+    ``unix_stream_connect`` connects the two ends to each other.  So the writer's only flow
+    control is its ``sk_sndbuf`` (``_wait_wmem``): it sleeps on its own wait queue and
+    ``unix_write_space`` wakes it at 25 % of ``sk_sndbuf``, where unix_dgram's writer sleeps on
+    the reader's ``peer_wait``, woken by every read (``__unix_dgram_recvmsg``).
+
+    Left out, as smaller than the stages' spread: ``unix_seqpacket_sendmsg``'s ``sock_error`` and
+    ``sk_state`` tests, and the ``security_unix_may_send`` hook it skips.  The harness's unix_dgram
+    server replies with ``sendto(path)`` (a ``unix_find_other`` path lookup per reply) where a
+    seqpacket end calls ``send``; the model charges both the one fitted ``unix_dgram_sendmsg``.
+    """

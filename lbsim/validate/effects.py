@@ -120,11 +120,16 @@ def run_fields(row: pd.Series, base: dict[str, Any], *, messages: int, seed: int
             fields[opt] = int(row[opt])
     flows = int(row.get("flows", 1) or 1)
     pair = (0, 0) if row["placement"] == "same" else (0, 1)
+    transport = str(row["transport"])
+    if str(row.get("socktype", "default")) == "seqpacket":  # the harness opened a SOCK_SEQPACKET pair
+        if transport != "unix_dgram":
+            return None, f"socktype seqpacket is a setting of unix_dgram runs, not {transport}"
+        transport = "unix_seqpacket"
     # the harness's --flows N ping-pong is N concurrent ping-pong flows: the model's "rr"
     workload = "rr" if row["workload"] == "pingpong" and flows > 1 else row["workload"]
     # --senders N: N sending processes, each writing the run's count (msgs_sent holds them all),
     # all on the sender's CPU (harness.c: --cpu-c defaults to --cpu-a)
-    fields.update(transport=row["transport"], workload=workload, msg_bytes=int(row["msg_bytes"]),
+    fields.update(transport=transport, workload=workload, msg_bytes=int(row["msg_bytes"]),
                   messages=max(1, messages // senders), seed=seed, flows=flows, senders=senders,
                   # the harness pins every flow like the one pair (all on CPU 0, or 0 -> 1)
                   placement=[pair] * flows if flows > 1 else row["placement"],
