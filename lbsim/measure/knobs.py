@@ -166,6 +166,9 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          "idle or busy", _choice("idle", "busy"), default="idle"),
     Knob("policy", "policy", "workload", "kernel/sched/core.c sched_setscheduler",
          "harness --policy", "other or fifo", _choice("other", "fifo"), default="other"),
+    Knob("batch", "batch", "workload", "net/socket.c __sys_sendmmsg, do_recvmmsg; net/ipv4/tcp.c tcp_push (MSG_MORE)",
+         "harness --batch N (streams: udp/unix_dgram sendmmsg + recvmmsg, tcp/unix_stream MSG_MORE)",
+         "an integer 1..64", _int_in(1, 64), default=1),
 )}
 
 

@@ -98,6 +98,8 @@ _COLUMN_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     # id (include/net/busy_poll.h sk_busy_loop), autocorking an skb still charged to the socket
     # (net/ipv4/tcp.c tcp_should_autocork; loopback_xmit orphans it): docs/notes/noop-switches.md
     "busy_read": ("busy_read", int), "tcp_autocorking": ("tcp_autocorking", int),
+    # messages per sendmmsg/recvmmsg call, or per MSG_MORE run of TCP writes (lbsim.model.batching)
+    "batch": ("batch", int),
 }
 
 
