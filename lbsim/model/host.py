@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from lbsim.model.batching import batch_gens
 from lbsim.model.metrics import FlowDir, RunStats, Tally
 from lbsim.model.netdev import Net
 from lbsim.model.sim import Sim
@@ -22,7 +23,6 @@ from lbsim.model.task import CTX_BACKGROUND, NICE_19_WEIGHT, PREEMPT, SLEEPING, 
 from lbsim.model.tcp import tcp_connect
 from lbsim.model.udp import UdpSocket
 from lbsim.model.unix import UnixDgram, UnixStream
-from lbsim.model.batching import batch_gens
 from lbsim.model.workloads import Channel, echo_server, one_way_sender, pingpong_client, sink, split_task
 
 __all__ = ["run_model", "STREAM_TRANSPORTS"]

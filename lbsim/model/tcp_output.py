@@ -219,7 +219,8 @@ class TcpOutput(TcpState):
             yield BH_ENABLE
 
     # ================================================================ system call
-    def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float, more: bool = False) -> Generator[Any, None, None]:
+    def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float,
+                more: bool = False) -> Generator[Any, None, None]:
         """tcp_sendmsg; ``more``: MSG_MORE (lbsim.model.batching), the partial tail skb stays corked."""
         sim = self.sim
         cpu = task.cpu
