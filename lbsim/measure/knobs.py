@@ -21,7 +21,8 @@ how it is read and set:
 
 ``so_busy_poll``, ``busy_read`` and ``tcp_autocorking`` change nothing on lo (the kernel source
 says why: docs/notes/noop-switches.md); they are measured to show it.
-- ``workload``: the harness's shape (flows, senders, background spinner, SCHED_FIFO).
+- ``workload``: the harness's shape (flows, senders, background spinner, SCHED_FIFO, batch
+  calls: docs/notes/batch.md).
 
 The ``/proc/sys`` root is injectable (``proc_sys``) so tests exercise everything on a fake
 directory tree.
