@@ -75,6 +75,10 @@ class SimConfig(BaseModel):
     #: each has its own socket (so its own flow hash) and sends ``messages``; all run on the
     #: flow's sender CPU, as the C harness's ``--senders 2`` (``--cpu-c`` defaults to ``--cpu-a``)
     senders: int = Field(1, ge=1, le=64)
+    #: messages per batch call of a one-way stream (lbsim.model.batching): udp/unix_dgram one
+    #: sendmmsg of N and recvmmsg of up to N (MSG_WAITFORONE), tcp N writes with MSG_MORE on
+    #: the first N-1, unix_stream N plain writes (the kernel ignores MSG_MORE there)
+    batch: int = Field(1, ge=1, le=64)
     #: open-loop arrival rate per flow (poisson)
     rate_per_s: float = 20_000.0
     #: messages written back to back per burst (burst)
@@ -223,6 +227,12 @@ class SimConfig(BaseModel):
         if self.senders > 1 and (self.transport != "udp" or self.workload not in ("stream", "poisson", "burst")):
             raise ValueError(f"senders = {self.senders} needs transport 'udp' and a one-way workload "
                              "(stream, poisson, burst): several senders share one receiving datagram socket")
+        if self.batch > 1 and self.workload != "stream":
+            raise ValueError(f"batch = {self.batch} needs workload 'stream' (a batch call moves several messages "
+                             "one way); allowed with other workloads: 1")
+        if self.batch > 1 and self.zerocopy:
+            raise ValueError(f"batch = {self.batch} with zerocopy: not modelled (the harness sends batches "
+                             "without MSG_ZEROCOPY); allowed with zerocopy: batch = 1")
         if self.workload == "split":
             if self.placement != "same" or self.flows != 1:
                 raise ValueError("workload 'split' runs one task at both ends of one flow: "

@@ -8,7 +8,7 @@
  *                 [--busy-cpu C]... [--policy other|fifo]
  *                 [--rcvbuf N] [--sndbuf N] [--nagle] [--flows N]
  *                 [--senders 1|2] [--cpu-c C] [--busy-poll US]
- *                 [--zerocopy]
+ *                 [--zerocopy] [--batch N]
  *
  * The parent (client / sender) is pinned to CPU A, a forked child
  * (peer / receiver) to CPU B.  One JSON line is printed on stdout.
@@ -42,6 +42,11 @@
  * unix_seqpacket: a SOCK_SEQPACKET pair made as unix_stream's (bind, listen,
  * connect, accept: unix_stream_connect), then driven as datagrams (one record
  * per send/recv, the unix_dgram size limit): docs/notes/seqpacket.md.
+ * --batch N (streams only, 1..64): udp/unix_dgram send N messages per sendmmsg
+ * and receive up to N per recvmmsg(MSG_WAITFORONE) (net/socket.c __sys_sendmmsg,
+ * do_recvmmsg); tcp/unix_stream write N messages per batch with MSG_MORE on
+ * the first N-1 (net/ipv4/tcp.c tcp_push; unix_stream_sendmsg ignores it) and
+ * read as without it: docs/notes/batch.md.
  *
  * Exit codes: 0 ok, 1 runtime failure, 2 bad arguments / size not
  * carriable by the transport, 3 SCHED_FIFO could not be set.
@@ -107,6 +112,7 @@ static const char *wnames[] = {"pingpong", "stream", "split"};
 #define SO_EE_CODE_ZEROCOPY_COPIED 1
 #endif
 #define ZC_DRAIN_NS 1000000000LL      /* --zerocopy: a sender waits at most 1 s for its completions */
+#define MAX_BATCH 64                  /* --batch: messages per sendmmsg/recvmmsg or MSG_MORE run */
 #define SPLIT_MAX_SIZE 65536L         /* split: a write must fit the default buffers (no reader meanwhile) */
 
 /* child -> parent messages (fixed size, < PIPE_BUF so writes are atomic) */
@@ -131,6 +137,7 @@ struct opts {
     long busy_poll;        /* SO_BUSY_POLL in us; -1: not set (net.core.busy_read's value) */
     int flows, senders, cpu_c;
     int zerocopy;          /* 1: SO_ZEROCOPY, MSG_ZEROCOPY on every send */
+    int batch;             /* --batch N: messages per batch call (streams); 1: one per call */
 };
 
 /* getsockopt values after setup: client/server SO_RCVBUF, SO_SNDBUF */
@@ -499,11 +506,11 @@ static void zc_drain(int fd)
 }
 
 /* full send on a stream socket; returns 0 or -1 */
-static int send_full(int fd, const char *buf, size_t n)
+static int send_full_flags(int fd, const char *buf, size_t n, int flags)
 {
     size_t done = 0;
     while (done < n) {
-        ssize_t r = send(fd, buf + done, n - done, MSG_NOSIGNAL | g_zc_flag);
+        ssize_t r = send(fd, buf + done, n - done, MSG_NOSIGNAL | g_zc_flag | flags);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -513,6 +520,11 @@ static int send_full(int fd, const char *buf, size_t n)
         zc_sent(fd);
     }
     return 0;
+}
+
+static int send_full(int fd, const char *buf, size_t n)
+{
+    return send_full_flags(fd, buf, n, 0);
 }
 
 /* full recv on a stream socket: 1 ok, 0 clean EOF, -2 EOF mid-message, -1 error */
@@ -926,7 +938,8 @@ struct childctx {
     const struct opts *o;
     struct sockets *s;
     int ctl_rfd;        /* parent -> child control bytes ('w', 'd'), non-blocking */
-    char *buf;
+    char *buf;          /* --batch N datagram receiver: N buffers of --size bytes */
+    struct mmsghdr *mv; /* --batch N datagram receiver: recvmmsg's vector, else NULL */
 };
 
 static void child_pingpong(struct childctx *c)
@@ -1024,25 +1037,34 @@ static void child_stream(struct childctx *c)
     int acked = (o->warmup == 0), warm_sent = 0, done = 0;
     int64_t hard_end = now_ns() + (int64_t)((o->max_seconds + 10.0) * 1e9);
     for (;;) {
-        ssize_t r = recv(fd, c->buf, n, 0);
+        /* --batch: one recvmmsg takes up to N; MSG_WAITFORONE: block for the first only */
+        ssize_t r = c->mv ? recvmmsg(fd, c->mv, (unsigned)o->batch, MSG_WAITFORONE, NULL)
+                          : recv(fd, c->buf, n, 0);
         if (r >= 0) {
             int64_t t = now_ns();
             t_any = t;
-            if ((size_t)r != n)
-                child_fail(1, "receiver recv: got %zd bytes, expected %zu", r, n);
-            if (c->buf[0] == 'W') {
-                warm++;
-                if (!acked && warm >= o->warmup) {
-                    child_send(M_WARM, warm, 0, 0, 0);
-                    acked = 1;
+            int k = c->mv ? (int)r : 1, stop = 0;
+            for (int j = 0; j < k && !stop; j++) {
+                size_t len = c->mv ? c->mv[j].msg_len : (size_t)r;
+                const char *b = c->buf + (size_t)j * n;
+                if (len != n)
+                    child_fail(1, "receiver recv: got %zu bytes, expected %zu", len, n);
+                if (b[0] == 'W') {
+                    warm++;
+                    if (!acked && warm >= o->warmup) {
+                        child_send(M_WARM, warm, 0, 0, 0);
+                        acked = 1;
+                    }
+                } else {
+                    meas++;
+                    bytes += (int64_t)len;
+                    t_last = t;
+                    if (meas >= o->count * o->senders)
+                        stop = 1;
                 }
-            } else {
-                meas++;
-                bytes += r;
-                t_last = t;
-                if (meas >= o->count * o->senders)
-                    break;
             }
+            if (stop)
+                break;
             continue;
         }
         if (errno == EINTR)
@@ -1099,10 +1121,22 @@ static void run_child(const struct opts *o, struct sockets *s, int res_wfd, int 
     fcntl(ctl_rfd, F_SETFL, fl | O_NONBLOCK);
 
     struct childctx c = {.o = o, .s = s, .ctl_rfd = ctl_rfd};
-    c.buf = malloc((size_t)o->size);
+    c.buf = malloc((size_t)o->size * (size_t)o->batch);
     if (!c.buf)
         child_fail(1, "out of memory");
-    memset(c.buf, 'x', (size_t)o->size);
+    memset(c.buf, 'x', (size_t)o->size * (size_t)o->batch);
+    struct mmsghdr mv[MAX_BATCH];
+    struct iovec iov[MAX_BATCH];
+    if (o->batch > 1 && (o->transport == T_UDP || o->transport == T_UDGRAM)) {
+        memset(mv, 0, sizeof mv);
+        for (int j = 0; j < o->batch; j++) {
+            iov[j].iov_base = c.buf + (size_t)j * (size_t)o->size;
+            iov[j].iov_len = (size_t)o->size;
+            mv[j].msg_hdr.msg_iov = &iov[j];
+            mv[j].msg_hdr.msg_iovlen = 1;
+        }
+        c.mv = mv;
+    }
 
     child_send(M_READY, 0, 0, 0, 0);
     if (o->workload == W_PINGPONG)
@@ -1251,10 +1285,56 @@ static void parent_pingpong(const struct opts *o, struct sockets *s, int res_rfd
     fr->snd_msgs = nrec;
 }
 
+/* --batch: k (<= MAX_BATCH) messages in one batch: datagrams one sendmmsg (repeated for
+ * what it did not take), streams k writes with MSG_MORE on all but the last.  Returns the
+ * messages sent; a datagram the kernel refused (ENOBUFS/EAGAIN) counts in *errs. */
+static long send_batch(const struct opts *o, int fd, char *buf, long k, int64_t *errs)
+{
+    size_t n = (size_t)o->size;
+    long done = 0;
+    if (o->transport == T_TCP || o->transport == T_USTREAM) {
+        for (long j = 0; j < k; j++)
+            if (send_full_flags(fd, buf, n, j < k - 1 ? MSG_MORE : 0) < 0)
+                fail(1, "send: %s", strerror(errno));
+        return k;
+    }
+    struct mmsghdr mv[MAX_BATCH];
+    struct iovec iov = {.iov_base = buf, .iov_len = n};
+    memset(mv, 0, sizeof mv);
+    for (long j = 0; j < k; j++) {
+        mv[j].msg_hdr.msg_iov = &iov;
+        mv[j].msg_hdr.msg_iovlen = 1;
+    }
+    long tries = 0;
+    while (done < k && tries++ < 4L * MAX_BATCH) {   /* each try takes or refuses >= 1 */
+        int r = sendmmsg(fd, mv + done, (unsigned)(k - done), MSG_NOSIGNAL);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != ENOBUFS && errno != EAGAIN)
+                fail(1, "sendmmsg: %s", strerror(errno));
+            (*errs)++;
+            k--;   /* the refused datagram is dropped, as a plain send's */
+            continue;
+        }
+        done += r;
+    }
+    return done;
+}
+
 /* one datagram stream's send loop: count messages until deadline; sent/errors out */
 static void send_loop(const struct opts *o, int fd, char *buf, int64_t deadline, int64_t *sent,
                       int64_t *errs)
 {
+    if (o->batch > 1) {
+        for (long i = 0; i < o->count; i += o->batch) {
+            if (now_ns() >= deadline)
+                break;
+            long k = o->count - i < o->batch ? o->count - i : o->batch;
+            *sent += send_batch(o, fd, buf, k, errs);
+        }
+        return;
+    }
     size_t n = (size_t)o->size;
     int stream = (o->transport == T_TCP || o->transport == T_USTREAM);
     for (long i = 0; i < o->count; i++) {
@@ -1350,6 +1430,13 @@ static void parent_stream(const struct opts *o, struct sockets *s, int res_rfd, 
     for (long i = 0; i < o->warmup; i++) {
         if (now_ns() >= deadline)
             fail(1, "warmup did not finish within max-seconds=%g", o->max_seconds);
+        if (o->batch > 1) {   /* warm up the way the measured phase sends */
+            long k = o->warmup - i < o->batch ? o->warmup - i : o->batch;
+            int64_t warm_errs = 0;   /* refused warm-up datagrams are not counted, as below */
+            send_batch(o, fd, buf, k, &warm_errs);
+            i += k - 1;
+            continue;
+        }
         if (stream) {
             if (send_full(fd, buf, n) < 0)
                 fail(1, "send: %s", strerror(errno));
@@ -1427,9 +1514,9 @@ static void print_bufs(const struct opts *o)
 {
     printf(", \"rcvbuf_client\": %d, \"rcvbuf_server\": %d, \"sndbuf_client\": %d, "
            "\"sndbuf_server\": %d, \"tcp_nodelay\": %d, \"flows\": %d, \"senders\": %d, "
-           "\"busy_poll_client\": %d, \"busy_poll_server\": %d",
+           "\"busy_poll_client\": %d, \"busy_poll_server\": %d, \"batch\": %d",
            g_bufs[0], g_bufs[1], g_bufs[2], g_bufs[3], o->transport == T_TCP ? !o->nagle : -1,
-           o->flows, o->senders, g_busy_poll[0], g_busy_poll[1]);
+           o->flows, o->senders, g_busy_poll[0], g_busy_poll[1], o->batch);
 }
 
 /* the fields every pingpong/stream result carries after its workload's own */
@@ -1594,7 +1681,7 @@ static void usage_fail(const char *msg)
             "--workload pingpong|stream|split --size BYTES --count N --warmup N --cpu-a A --cpu-b B "
             "[--max-seconds S] [--busy-cpu C]... [--policy other|fifo] [--rcvbuf N] [--sndbuf N] "
             "[--nagle] [--flows N] [--senders 1|2] [--cpu-c C] [--busy-poll US] "
-            "[--zerocopy]",
+            "[--zerocopy] [--batch N]",
          msg);
 }
 
@@ -1611,6 +1698,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
         {"senders", required_argument, 0, 'E'},   {"cpu-c", required_argument, 0, 'c'},
         {"busy-poll", required_argument, 0, 'P'}, {"help", no_argument, 0, 'h'},
         {"zerocopy", no_argument, 0, 'Z'},
+        {"batch", required_argument, 0, 'K'},
         {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->transport = o->workload = -1;
@@ -1618,6 +1706,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
     o->cpu_a = o->cpu_b = -1;
     o->max_seconds = 10.0;
     o->flows = o->senders = 1;
+    o->batch = 1;
     o->cpu_c = -1;
     o->busy_poll = -1;
     opterr = 0;
@@ -1675,6 +1764,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
         case 'c': o->cpu_c = (int)parse_long("cpu-c", optarg, 0, CPU_SETSIZE - 1); break;
         case 'P': o->busy_poll = parse_long("busy-poll", optarg, 0, 2147483647L); break;
         case 'Z': o->zerocopy = 1; break;
+        case 'K': o->batch = (int)parse_long("batch", optarg, 1, MAX_BATCH); break;
         case 'h': usage_fail("help requested");
         default: usage_fail("unknown or incomplete option");
         }
@@ -1689,11 +1779,15 @@ static void parse_args(int argc, char **argv, struct opts *o)
     if (o->senders > 1 && !(o->workload == W_STREAM &&
                             (o->transport == T_UDP || o->transport == T_UDGRAM)))
         fail(2, "--senders 2 needs a udp or unix_dgram stream");
+    if (o->batch > 1 && o->workload != W_STREAM)
+        fail(2, "--batch needs --workload stream (pingpong and split move one message per call)");
     if (o->workload == W_SPLIT && o->flows > 1)
         fail(2, "--flows needs pingpong or stream (split is one thread)");
     /* SO_ZEROCOPY is refused on AF_UNIX (net/core/sock.c sk_setsockopt: EOPNOTSUPP) */
     if (o->zerocopy && !((o->transport == T_TCP || o->transport == T_UDP) && o->workload != W_SPLIT))
         fail(2, "--zerocopy needs tcp or udp and pingpong or stream");
+    if (o->zerocopy && o->batch > 1)
+        fail(2, "--zerocopy and --batch N > 1: not supported together (batches are sent without MSG_ZEROCOPY)");
     g_zc_flag = o->zerocopy ? MSG_ZEROCOPY : 0;
 }
 

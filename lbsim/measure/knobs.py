@@ -24,6 +24,8 @@ says why: docs/notes/noop-switches.md); they are measured to show it.
 - ``workload``: the harness's shape (flows, senders, background spinner, SCHED_FIFO), and
   ``socktype``: ``seqpacket`` opens a ``SOCK_SEQPACKET`` pair where a unix_dgram run opens
   datagram sockets (net/unix/af_unix.c ``unix_seqpacket_ops``; docs/notes/seqpacket.md).
+- ``workload``: the harness's shape (flows, senders, background spinner, SCHED_FIFO, batch
+  calls: docs/notes/batch.md).
 
 The ``/proc/sys`` root is injectable (``proc_sys``) so tests exercise everything on a fake
 directory tree.
@@ -180,6 +182,9 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("socktype", "socktype", "workload", "net/unix/af_unix.c unix_seqpacket_ops, unix_seqpacket_sendmsg, "
          "unix_dgram_sendmsg", "harness --transport unix_seqpacket in place of unix_dgram (unix_dgram runs only)",
          "default or seqpacket", _choice("seqpacket"), default="default"),
+    Knob("batch", "batch", "workload", "net/socket.c __sys_sendmmsg, do_recvmmsg; net/ipv4/tcp.c tcp_push (MSG_MORE)",
+         "harness --batch N (streams: udp/unix_dgram sendmmsg + recvmmsg, tcp/unix_stream MSG_MORE)",
+         "an integer 1..64", _int_in(1, 64), default=1),
 )}
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from lbsim.model.batching import batch_gens
 from lbsim.model.metrics import FlowDir, RunStats, Tally
 from lbsim.model.netdev import Net
 from lbsim.model.sim import Sim
@@ -225,6 +226,9 @@ def _make_tasks(cfg: Any, k: Any, sim: Sim, run: RunStats, flows: list[_Flow], i
             srv.gen = sink(srv, fl.out, nbytes=cfg.msg_bytes)
             cli.gen = one_way_sender(cli, fl.out, messages=cfg.messages, nbytes=cfg.msg_bytes, ids=ids,
                                      arrivals=arrivals, burst=burst)
+            if cfg.batch > 1:  # sendmmsg/recvmmsg, MSG_MORE (a stream: SimConfig checks it)
+                srv.gen, cli.gen = batch_gens(cfg.transport, srv, cli, fl.out, fl.socks[0], messages=cfg.messages,
+                                              nbytes=cfg.msg_bytes, ids=ids, batch=cfg.batch)
         tasks += [srv, cli]
         for j, ch in enumerate(fl.more_out, 1):
             # the flow's other senders: on the sender's CPU, as the harness's --cpu-c default
@@ -234,6 +238,9 @@ def _make_tasks(cfg: Any, k: Any, sim: Sim, run: RunStats, flows: list[_Flow], i
                    if workload == "poisson" else None)
             more.gen = one_way_sender(more, ch, messages=cfg.messages, nbytes=cfg.msg_bytes, ids=ids,
                                       arrivals=arr, burst=burst)
+            if cfg.batch > 1:  # each sender makes its own sendmmsg calls (harness send_loop)
+                more.gen = batch_gens(cfg.transport, None, more, ch, fl.socks[0], messages=cfg.messages,
+                                      nbytes=cfg.msg_bytes, ids=ids, batch=cfg.batch)[1]
             tasks.append(more)
     tick_ns = 1e9 / k.hz
     for c in cfg.busy_cpus():

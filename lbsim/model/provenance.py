@@ -127,6 +127,7 @@ SIMCONFIG: tuple[Param, ...] = _table("workload", (
     ("messages", "the length of the run"),
     ("flows", "concurrent sender/receiver pairs"),
     ("senders", "sender processes into one UDP socket (harness --senders: a second process on the sender's CPU)"),
+    ("batch", "messages per batch call of a stream (harness --batch: sendmmsg/recvmmsg, MSG_MORE)"),
     ("rate_per_s", "poisson arrival rate"),
     ("burst_size", "burst: writes back to back"),
     ("burst_gap_ns", "burst: idle time between bursts"),

@@ -219,7 +219,9 @@ class TcpOutput(TcpState):
             yield BH_ENABLE
 
     # ================================================================ system call
-    def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float) -> Generator[Any, None, None]:
+    def sendmsg(self, task: Task, msg: int, nbytes: int, t_send: float,
+                more: bool = False) -> Generator[Any, None, None]:
+        """tcp_sendmsg; ``more``: MSG_MORE (lbsim.model.batching), the partial tail skb stays corked."""
         sim = self.sim
         cpu = task.cpu
         last = self.last_cpu  # Sim.touch(self, cpu), inlined (no call, no tuple to unpack)
@@ -285,8 +287,14 @@ class TcpOutput(TcpState):
                 yield from self.release_sock(cpu)
                 self.lock_sock()
         # tcp_push(): PSH on the last skb; Nagle decides unless TCP_NODELAY
-        self.tail_open = False
-        yield from self.write_xmit(cpu, True, True)
+        if more:
+            # MSG_MORE: tcp_push with TCP_NAGLE_CORK sends full skbs only; the tail stays open
+            # until a write without it, or an ACK (tcp_data_snd_check), pushes it
+            self.tail_open = bool(self.write_q)
+            yield from self.write_xmit(cpu, True, False)
+        else:
+            self.tail_open = False
+            yield from self.write_xmit(cpu, True, True)
         if self.backlog or self.deferred_rto or self.deferred_delack or self.deferred_tsq:
             yield from self._release_sock(cpu)
         else:

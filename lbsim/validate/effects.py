@@ -101,6 +101,8 @@ _COLUMN_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     # RFS (lbsim/model/rfs.py) and MSG_ZEROCOPY (lbsim/model/zerocopy.py): docs/notes/zerocopy-rfs.md
     "rps_sock_flow_entries": ("rps_sock_flow_entries", int), "rps_flow_cnt": ("rps_flow_cnt", int),
     "zerocopy": ("zerocopy", lambda v: str(v).strip().lower() in ("on", "1", "true")),
+    # messages per sendmmsg/recvmmsg call, or per MSG_MORE run of TCP writes (lbsim.model.batching)
+    "batch": ("batch", int),
 }
 
 

@@ -31,6 +31,9 @@ def main() -> int:
     ap.add_argument("--transports", default="unix_stream,unix_dgram,udp,tcp")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--count", type=int, default=5000)
+    ap.add_argument("--flows", type=int, default=1, help="concurrent ping-pong flows (harness --flows)")
+    ap.add_argument("--dump", type=int, default=0, metavar="N",
+                    help="also print N trace lines from the middle of each run (a timeline to read)")
     args = ap.parse_args()
     exe = str(build_harness())
     with event_trace([(s, e, None) for s, e in EVENTS], buffer_size_kb=32768) as tr:
@@ -38,7 +41,7 @@ def main() -> int:
         for t in args.transports.split(","):
             argv = ["--transport", t, "--workload", "pingpong", "--size", str(args.size),
                     "--count", str(args.count), "--warmup", "200", "--cpu-a", "0", "--cpu-b", "1",
-                    "--max-seconds", "5"]
+                    "--max-seconds", "5", "--flows", str(args.flows)]
             p, text = tr.around(lambda argv=argv: subprocess.run([PROGRAM_NAME, *argv], executable=exe,
                                                                   capture_output=True, text=True, timeout=40))
             r = json.loads(p.stdout.strip().splitlines()[-1])
@@ -50,9 +53,13 @@ def main() -> int:
                     if ev == "cpu_idle":
                         ev += "(exit)" if "state=4294967295" in ln else "(enter)"
                     n[(m.group(1), ev)] += 1
-            msgs = args.count + 200
+            msgs = (args.count + 200) * args.flows
+            if args.dump:
+                body = [ln for ln in text.splitlines() if not ln.startswith("#")]
+                mid = len(body) // 2
+                print("\n".join(body[mid:mid + args.dump]))
             per = {f"cpu{c[-1]} {e}": round(v / msgs, 2) for (c, e), v in sorted(n.items())}
-            print(f"{t}: rtt_p50 {r.get('rtt_p50_us')} us, per round trip: {per}")
+            print(f"{t} flows={args.flows}: p50 {r.get('p50_ns')} ns, per round trip: {per}")
     return 0
 
 
