@@ -106,6 +106,10 @@ class SimConfig(BaseModel):
     #: polls only a NAPI id >= MIN_NAPI_ID, lo's backlog NAPI has no id, nor has an AF_UNIX socket):
     #: docs/notes/noop-switches.md
     so_busy_poll: int | None = Field(None, ge=0)
+    #: how every receiving side waits for data: "blocking" (recv sleeps in the socket) or "epoll"
+    #: (epoll_wait on its one socket, level-triggered, then recv: fs/eventpoll.c,
+    #: lbsim.model.eventpoll; the harness's --epoll).  epoll needs the measured ep_* stage costs
+    receiver: Literal["blocking", "epoll"] = "blocking"
     #: guard: a run stops at this simulated time even if the workload has not finished
     max_sim_time_ns: float = 120e9
 

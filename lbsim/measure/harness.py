@@ -54,6 +54,7 @@ __all__ = [
     "python_fallback_stream",
     "python_fallback_split",
     "max_dgram_size",
+    "micro_epoll",
     "SPLIT_MAX_SIZE",
 ]
 
@@ -66,6 +67,19 @@ def null_syscall_ns(calls: int = 3_100_000) -> float:
         raise HarnessError(f"null-syscall run failed (exit {r.returncode}): {r.stdout.strip()} {r.stderr.strip()}",
                            r.returncode)
     return float(json.loads(r.stdout)["null_syscall_ns"])
+
+
+def micro_epoll(calls: int = 3_100_000) -> dict[str, float]:
+    """What epoll adds to a receive on this host, at default settings (harness ``--micro-epoll``):
+    ``ep_send_events_ns`` (epoll_wait on an always-readable socket less the null syscall) and
+    ``ep_poll_callback_ns`` (what watching a socket adds to its send); the stage file's ``epoll``
+    entry, read by lbsim.calibrate.base into the ep_send_events and ep_poll_callback stages."""
+    exe = build_harness()
+    r = subprocess.run([str(exe), "--micro-epoll", str(calls)], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        raise HarnessError(f"micro-epoll run failed (exit {r.returncode}): {r.stdout.strip()} {r.stderr.strip()}",
+                           r.returncode)
+    return {k: float(v) for k, v in json.loads(r.stdout).items()}
 
 
 def _result(p: subprocess.CompletedProcess) -> dict:
