@@ -38,7 +38,7 @@ KNOB_COLUMNS = ("mtu", "tso", "rps_cpus", "netdev_max_backlog", "dev_weight", "n
                 "rps_sock_flow_entries", "unix_max_dgram_qlen", "so_rcvbuf", "so_sndbuf",
                 "tcp_nodelay", "flows", "senders", "background", "policy", "rmem_default",
                 "wmem_default", "rmem_max", "wmem_max", "tcp_rmem", "tcp_wmem", "so_busy_poll",
-                "busy_read", "tcp_autocorking")
+                "busy_read", "tcp_autocorking", "receiver")
 COUNTER_COLUMNS = ("softnet_dropped", "softnet_time_squeeze", "udp_rcvbuf_errors", "udp_in_errors",
                    "tcp_retrans_segs", "tcp_autocork_events", "busy_poll_rx_packets",
                    "sleeps_per_msg_sender", "sleeps_per_msg_receiver",
@@ -101,6 +101,8 @@ def _argv(run: Run, s: dict, count: int, warm: int, a: int, b: int) -> list:
         argv += ["--senders", str(s["senders"])]
     if s["so_busy_poll"] != "default":
         argv += ["--busy-poll", str(s["so_busy_poll"])]
+    if s.get("receiver") == "epoll":
+        argv.append("--epoll")
     return argv
 
 

@@ -166,6 +166,9 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          "idle or busy", _choice("idle", "busy"), default="idle"),
     Knob("policy", "policy", "workload", "kernel/sched/core.c sched_setscheduler",
          "harness --policy", "other or fifo", _choice("other", "fifo"), default="other"),
+    Knob("receiver", "receiver", "workload", "fs/eventpoll.c ep_poll, ep_send_events, ep_poll_callback",
+         "harness --epoll (every receiving side waits in epoll_wait, then recv)", "blocking or epoll",
+         _choice("blocking", "epoll"), default="blocking"),
 )}
 
 

@@ -98,6 +98,8 @@ _COLUMN_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     # id (include/net/busy_poll.h sk_busy_loop), autocorking an skb still charged to the socket
     # (net/ipv4/tcp.c tcp_should_autocork; loopback_xmit orphans it): docs/notes/noop-switches.md
     "busy_read": ("busy_read", int), "tcp_autocorking": ("tcp_autocorking", int),
+    # harness --epoll: every receiving side waits in epoll_wait (lbsim/model/eventpoll.py)
+    "receiver": ("receiver", str),
 }
 
 
@@ -154,7 +156,10 @@ def _simulate_job(fields: dict[str, Any]) -> dict[str, Any]:
         cfg = make_config(fields)
     except ConfigError as e:
         return {"error": str(e)}
-    res = simulate(cfg, costs=_WORKER_MODEL)
+    try:
+        res = simulate(cfg, costs=_WORKER_MODEL)
+    except ConfigError as e:  # e.g. receiver 'epoll' on a cost model without its measured stages
+        return {"error": str(e)}
     c = res.counters
     value = (res.throughput["bytes_per_s"] / 1e6 if fields["workload"] == "stream" else res.latency_us["p50"])
     sites = c.get("drops_by_site") or {}
