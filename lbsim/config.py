@@ -117,6 +117,10 @@ class SimConfig(BaseModel):
     #: the pinned pages (net/core/dev.c skb_orphan_frags_rx -> skb_copy_ubufs) and the sender
     #: reaps a completion with recvmsg(MSG_ERRQUEUE) after each send: lbsim/model/zerocopy.py
     zerocopy: bool = False
+    #: how every receiving side waits for data: "blocking" (recv sleeps in the socket) or "epoll"
+    #: (epoll_wait on its one socket, level-triggered, then recv: fs/eventpoll.c,
+    #: lbsim.model.eventpoll; the harness's --epoll).  epoll needs the measured ep_* stage costs
+    receiver: Literal["blocking", "epoll"] = "blocking"
     #: guard: a run stops at this simulated time even if the workload has not finished
     max_sim_time_ns: float = 120e9
 
@@ -230,6 +234,9 @@ class SimConfig(BaseModel):
         if self.batch > 1 and self.workload != "stream":
             raise ValueError(f"batch = {self.batch} needs workload 'stream' (a batch call moves several messages "
                              "one way); allowed with other workloads: 1")
+        if self.batch > 1 and self.receiver == "epoll":
+            raise ValueError(f"batch = {self.batch} with receiver 'epoll': not modelled (the harness's "
+                             "recvmmsg does not wait in epoll_wait); allowed with epoll: batch = 1")
         if self.batch > 1 and self.zerocopy:
             raise ValueError(f"batch = {self.batch} with zerocopy: not modelled (the harness sends batches "
                              "without MSG_ZEROCOPY); allowed with zerocopy: batch = 1")

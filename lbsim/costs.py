@@ -9,7 +9,8 @@ A cost model is a JSON file::
       "delays": {"wakeup_remote_idle_ns": {"mean_ns": 21000.0, "cv": 0.3}, ...}
     }
 
-Every stage of :data:`lbsim.model.stages.STAGES` must be present.  ``delays`` are
+Every stage of :data:`lbsim.model.stages.STAGES` must be present, but for the optional ones
+(:data:`lbsim.model.stages.OPTIONAL_STAGES`, absent from files measured before they existed).  ``delays`` are
 latencies that are not CPU time (an IPI on its way, a CPU leaving its idle state):
 
 ``wakeup_remote_idle_ns``  try_to_wake_up on one CPU until the woken task can run on
@@ -45,7 +46,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lbsim.model.stages import STAGES
+from lbsim.model.stages import OPTIONAL_STAGES, STAGES
 
 __all__ = ["StageCost", "CostModel", "load_costs", "DEFAULT_COSTS", "AUTO_COSTS", "DELAYS", "CostFileError",
            "SCHEMA", "cost_file_schema", "EDITABLE", "match_stages", "apply_stage_edits", "stage_edits_text"]
@@ -173,7 +174,7 @@ def cost_model_from_dict(data: dict[str, Any], source: str = "<dict>") -> CostMo
         cold = _num(where, spec, "per_byte_cold_ns") if "per_byte_cold_ns" in spec else None
         stages[name] = StageCost(_num(where, spec, "fixed_ns"), _num(where, spec, "per_byte_ns", 0.0),
                                  _num(where, spec, "cv", 0.0), cold)
-    missing = [s for s in STAGES if s not in stages]
+    missing = [s for s in STAGES if s not in stages and s not in OPTIONAL_STAGES]
     if missing:
         raise CostFileError(f"{source}: stages missing: {', '.join(missing)}")
     raw_delays = data.get("delays", {})
@@ -308,10 +309,15 @@ def apply_stage_edits(model: CostModel, scale: dict[str, float] | None = None, c
     delays = dict(model.delays)
 
     def put(name: str, new: StageCost) -> None:
-        (stages if name in stages else delays)[name] = new
+        (delays if name in delays else stages)[name] = new
 
     def get(name: str) -> StageCost:
+        if name in OPTIONAL_STAGES and name not in stages:
+            return StageCost(0.0, 0.0, 0.0, None)  # an optional stage the file lacks: only a set cost adds it
         return stages[name] if name in stages else delays[name]
+
+    def absent(name: str) -> bool:
+        return name in OPTIONAL_STAGES and name not in stages
 
     for key, spec in (cost or {}).items():
         d = spec if isinstance(spec, dict) else spec.model_dump()
@@ -326,11 +332,15 @@ def apply_stage_edits(model: CostModel, scale: dict[str, float] | None = None, c
         for name in match_stages(key):
             factors[name] = factors.get(name, 1.0) * float(f)
     for name, f in factors.items():
+        if absent(name):
+            continue  # nothing to scale: the cost file lacks it
         old = get(name)
         cold = old.per_byte_cold_ns * f if old.per_byte_cold_ns is not None else None
         put(name, StageCost(old.fixed_ns * f, old.per_byte_ns * f, old.cv, cold))
     for key in remove or ():
         for name in match_stages(key):
+            if absent(name):
+                continue
             old = get(name)
             put(name, StageCost(0.0, 0.0, old.cv, 0.0 if old.per_byte_cold_ns is not None else None))
     text = stage_edits_text(scale, cost, remove)

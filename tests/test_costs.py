@@ -8,14 +8,15 @@ import pytest
 
 import lbsim
 from lbsim.costs import load_costs
-from lbsim.model.stages import STAGES
+from lbsim.model.stages import OPTIONAL_STAGES, STAGES
 
 DATA = resources.files("lbsim") / "data"
 
 
 def test_default_costs_cover_every_stage_and_say_where_they_came_from():
     m = load_costs()
-    assert set(m.stages) == set(STAGES)
+    # the optional stages (the epoll receiver's) were not measured for the shipped profile
+    assert set(m.stages) == set(STAGES) - set(OPTIONAL_STAGES)
     prov = m.provenance
     assert prov["data_sha256_16"] and prov["fit_sizes"] and prov["method"]
     assert "null_syscall" in prov["base"] or "getppid" in prov["base"]

@@ -140,7 +140,7 @@ def test_the_full_fit_ignores_held_out_values_and_reproduces_the_expected_costs(
     That proves the split (no step reads a held-out point) and that the defaults are reproducible.
     The negative control (a scrambled fitted value changes what the steps see) is in
     test_scrambling_held_out_values_leaves_what_the_steps_see_unchanged."""
-    from lbsim.model.stages import STAGES
+    from lbsim.model.stages import OPTIONAL_STAGES, STAGES
 
     df = _data()
     csv = tmp_path / "m.csv"
@@ -154,7 +154,8 @@ def test_the_full_fit_ignores_held_out_values_and_reproduces_the_expected_costs(
     assert {k: v["value"] for k, v in new["provenance"]["params"].items()} == pytest.approx(want, rel=1e-9)
     # the measured machine's, from the data's .host.json, whatever machine runs the fit
     assert new["cache_bytes"] == old["cache_bytes"] and new["name"] == old["name"]
-    for s in STAGES:
+    assert set(new["stages"]) == set(old["stages"]) == set(STAGES) - set(OPTIONAL_STAGES)  # none measured
+    for s in old["stages"]:
         for k in ("fixed_ns", "per_byte_ns", "cv"):
             assert new["stages"][s][k] == pytest.approx(old["stages"][s][k], rel=1e-6, abs=1e-9), (s, k)
     for d, v in old["delays"].items():

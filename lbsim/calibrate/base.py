@@ -160,6 +160,12 @@ def base_from_stage_intervals(stages: dict[str, Any]) -> tuple[dict[str, float],
     b.put("syscall", stages["null_syscall_ns"], "getppid() round trip (entry_SYSCALL_64 .. sysret), per call")
     for part in (_net_path, _sched, _udp_calls, _tcp, _unix, _cross_wake):
         part(b)
+    ep = stages.get("epoll")  # harness --micro-epoll: the optional ep_* stages, absent from older files
+    if ep:
+        b.put("ep_send_events", ep["ep_send_events_ns"], "--micro-epoll: epoll_wait on a readable socket "
+              "less the null syscall")
+        b.put("ep_poll_callback", ep["ep_poll_callback_ns"], "--micro-epoll: a watched socket's send + "
+              "epoll_wait + recv less the unwatched send + recv and epoll_wait")
     per_byte = {"skb_copy_datagram_msg": _copy_out_per_byte(b)}
     return b.f, per_byte, b.rule
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from lbsim.costs import DELAYS, CostModel, StageCost, cost_model_from_dict
-from lbsim.model.stages import STAGES
+from lbsim.model.stages import OPTIONAL_STAGES, STAGES
 
 #: stages scaled with each transport's own protocol work
 TRANSPORT_STAGES: dict[str, tuple[str, ...]] = {
@@ -101,6 +101,8 @@ def apply_params(base: CostModel, p: dict[str, float], *, cv: float, delay_cv: f
     scale_of.update({s: p["scale_net"] for s in NET_STAGES})
     per_byte = {s: p[name] for name, ss in COPY_STAGE.items() for s in ss}
     for s in STAGES:
+        if s not in base.stages:
+            continue  # an optional stage the stage file did not measure
         b = base.stages[s]
         fixed = b.fixed_ns * scale_of.get(s, 1.0)
         stages[s] = StageCost(fixed, per_byte.get(s, b.per_byte_ns), cv)
@@ -169,6 +171,7 @@ def with_cold_copies(model: CostModel, cold: float) -> CostModel:
 
 def base_model(stage_fixed_ns: dict[str, float], name: str = "base", cache_bytes: int = 2 << 20) -> CostModel:
     """A cost model with the given fixed costs (others 0), no per-byte costs, no spread."""
-    stages = {s: {"fixed_ns": float(stage_fixed_ns.get(s, 0.0))} for s in STAGES}
+    stages = {s: {"fixed_ns": float(stage_fixed_ns.get(s, 0.0))} for s in STAGES
+              if s not in OPTIONAL_STAGES or s in stage_fixed_ns}  # an optional stage only when measured
     return cost_model_from_dict({"name": name, "stages": stages, "cache_bytes": cache_bytes,
                                  "delays": {d: {"mean_ns": 0.0} for d in DELAYS}})

@@ -51,7 +51,7 @@ def parse_value(text: str) -> Any:
 #: SimConfig fields that have their own option (options dest -> field)
 SIM_OPTIONS = {"transport": "transport", "workload": "workload", "msg_bytes": "msg_bytes",
                "messages": "messages", "mtu": "mtu", "cpus": "cpus", "placement": "placement",
-               "kernel": "kernel", "costs": "costs", "seed": "seed"}
+               "kernel": "kernel", "costs": "costs", "seed": "seed", "receiver": "receiver"}
 
 
 def parse_sets(items: Sequence[str]) -> dict[str, Any]:
@@ -94,6 +94,8 @@ def add_sim_options(p: argparse.ArgumentParser, *, transport: bool, sets: bool =
                    help=f"same | cross | JSON list of [sender, receiver] CPUs (default {_dflt('placement')})")
     p.add_argument("--kernel", default=None,
                    help=f"{' | '.join([*KERNELS, 'host'])} (default {_dflt('kernel')})")
+    p.add_argument("--receiver", default=None,
+                   help=f"blocking | epoll: how receivers wait for data (default {_dflt('receiver')})")
     p.add_argument("--costs", default=None, metavar="NAME|FILE|default|auto",
                    help=f"cost profile: a name (lbsim profiles lists them), a cost file, 'default' (the Intel "
                         f"Xeon v1272 guest) or 'auto' (this host's profile) (default {_dflt('costs')})")

@@ -162,7 +162,7 @@ def cmd_measure(a: argparse.Namespace) -> int:
     log.info(f"lbsim: wrote {len(df)} rows to {out} (+ {out}.host.json)")
     if not a.stages:
         return 0
-    from lbsim.measure.harness import null_syscall_ns
+    from lbsim.measure.harness import micro_epoll, null_syscall_ns
 
     try:  # idle runs only: lbsim calibrate reads them as the base cost table
         runs, failed = _traced_runs(transports, placements, sizes, a.count, False)
@@ -170,8 +170,9 @@ def cmd_measure(a: argparse.Namespace) -> int:
         log.warning(f"lbsim: --stages skipped: {e}")
         return 0
     stages_path = Path(str(out).removesuffix(".csv") + ".stages.json")
-    stages_path.write_text(json.dumps({"null_syscall_ns": null_syscall_ns(), "runs": runs}, indent=1,
-                                      default=str) + "\n")
+    stages_path.write_text(json.dumps({"null_syscall_ns": null_syscall_ns(), "runs": runs,
+                                       "epoll": micro_epoll()},  # the optional ep_* stages
+                                      indent=1, default=str) + "\n")
     log.info(f"lbsim: wrote {stages_path}")
     _show_stages([r["result"] for r in runs], a.json)
     return 1 if failed else 0

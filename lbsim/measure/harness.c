@@ -8,7 +8,8 @@
  *                 [--busy-cpu C]... [--policy other|fifo]
  *                 [--rcvbuf N] [--sndbuf N] [--nagle] [--flows N]
  *                 [--senders 1|2] [--cpu-c C] [--busy-poll US]
- *                 [--zerocopy] [--batch N]
+ *                 [--zerocopy] [--batch N] [--epoll]
+ *   lbsim-harness --micro-epoll N
  *
  * The parent (client / sender) is pinned to CPU A, a forked child
  * (peer / receiver) to CPU B.  One JSON line is printed on stdout.
@@ -47,6 +48,12 @@
  * do_recvmmsg); tcp/unix_stream write N messages per batch with MSG_MORE on
  * the first N-1 (net/ipv4/tcp.c tcp_push; unix_stream_sendmsg ignores it) and
  * read as without it: docs/notes/batch.md.
+ * --epoll makes every receive wait in epoll_wait (one fd, level-triggered,
+ * maxevents 1) until the socket is readable, then recv as without it (the
+ * same byte accounting: a stream read still loops until the message is in);
+ * fs/eventpoll.c ep_poll, woken through ep_poll_callback: docs/notes/epoll.md.
+ * --micro-epoll N times epoll_wait on an always-readable socket and the
+ * ep_poll_callback a write adds (see micro_epoll), beside the null syscall.
  *
  * Exit codes: 0 ok, 1 runtime failure, 2 bad arguments / size not
  * carriable by the transport, 3 SCHED_FIFO could not be set.
@@ -71,6 +78,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -135,6 +143,7 @@ struct opts {
     long rcvbuf, sndbuf;   /* 0: kernel default */
     int nagle;             /* 1: leave TCP_NODELAY off */
     long busy_poll;        /* SO_BUSY_POLL in us; -1: not set (net.core.busy_read's value) */
+    int epoll;             /* 1: receivers wait in epoll_wait before each recv (--epoll) */
     int flows, senders, cpu_c;
     int zerocopy;          /* 1: SO_ZEROCOPY, MSG_ZEROCOPY on every send */
     int batch;             /* --batch N: messages per batch call (streams); 1: one per call */
@@ -144,6 +153,9 @@ struct opts {
 static int g_bufs[4] = {-1, -1, -1, -1};
 /* getsockopt SO_BUSY_POLL after setup: client, server (-1: not readable) */
 static int g_busy_poll[2] = {-1, -1};
+/* --epoll: set once from the options; this process's epoll instance and the fd it watches */
+static int g_epoll = 0;
+static int g_ep = -1, g_ep_fd = -1;
 static volatile pid_t g_sender2 = -1;
 #define MAX_FLOWS 64
 static volatile pid_t g_flowpid[MAX_FLOWS];
@@ -505,6 +517,34 @@ static void zc_drain(int fd)
     }
 }
 
+/* recv, after waiting in epoll_wait with --epoll (one fd, EPOLLIN level-triggered,
+ * maxevents 1, fs/eventpoll.c); timeout_ms -1 waits as a blocking recv does, else a
+ * timeout gives -1 with EAGAIN as SO_RCVTIMEO would.  The epoll instance is made on first
+ * use in each process (after fork: one per receiving side), for the fd it then watches. */
+static ssize_t wait_recv(int fd, void *buf, size_t n, int timeout_ms)
+{
+    if (g_epoll) {
+        if (g_ep_fd != fd) {
+            if (g_ep >= 0)
+                close(g_ep);
+            struct epoll_event add = {.events = EPOLLIN, .data.fd = fd};
+            g_ep = epoll_create1(EPOLL_CLOEXEC);
+            if (g_ep < 0 || epoll_ctl(g_ep, EPOLL_CTL_ADD, fd, &add) < 0)
+                return -1;
+            g_ep_fd = fd;
+        }
+        struct epoll_event ev;
+        int k = epoll_wait(g_ep, &ev, 1, timeout_ms);
+        if (k < 0)
+            return -1;   /* EINTR: the callers retry as for recv */
+        if (k == 0) {
+            errno = EAGAIN;
+            return -1;
+        }
+    }
+    return recv(fd, buf, n, 0);
+}
+
 /* full send on a stream socket; returns 0 or -1 */
 static int send_full_flags(int fd, const char *buf, size_t n, int flags)
 {
@@ -532,7 +572,7 @@ static int recv_full(int fd, char *buf, size_t n)
 {
     size_t got = 0;
     while (got < n) {
-        ssize_t r = recv(fd, buf + got, n - got, 0);
+        ssize_t r = wait_recv(fd, buf + got, n - got, -1);
         if (r > 0) {
             got += (size_t)r;
             continue;
@@ -565,7 +605,7 @@ static void recv_dgram(int fd, char *buf, size_t n)
 {
     ssize_t r;
     do
-        r = recv(fd, buf, n, 0);
+        r = wait_recv(fd, buf, n, -1);
     while (r < 0 && errno == EINTR);
     if (r < 0)
         fail(1, "recv: %s", strerror(errno));
@@ -963,7 +1003,7 @@ static void child_pingpong(struct childctx *c)
         }
     } else {
         for (;;) {
-            ssize_t r = recv(fd, c->buf, n, 0);
+            ssize_t r = wait_recv(fd, c->buf, n, -1);
             if (r < 0) {
                 if (errno == EINTR)
                     continue;
@@ -1007,7 +1047,7 @@ static void child_stream(struct childctx *c)
             size_t want = n;
             if ((int64_t)want > total - got)
                 want = (size_t)(total - got);
-            ssize_t r = recv(fd, c->buf, want, 0);
+            ssize_t r = wait_recv(fd, c->buf, want, -1);
             if (r > 0) {
                 got += r;
                 if (got > warm_bytes)
@@ -1039,7 +1079,7 @@ static void child_stream(struct childctx *c)
     for (;;) {
         /* --batch: one recvmmsg takes up to N; MSG_WAITFORONE: block for the first only */
         ssize_t r = c->mv ? recvmmsg(fd, c->mv, (unsigned)o->batch, MSG_WAITFORONE, NULL)
-                          : recv(fd, c->buf, n, 0);
+                          : wait_recv(fd, c->buf, n, DGRAM_POLL_US / 1000);
         if (r >= 0) {
             int64_t t = now_ns();
             t_any = t;
@@ -1514,9 +1554,9 @@ static void print_bufs(const struct opts *o)
 {
     printf(", \"rcvbuf_client\": %d, \"rcvbuf_server\": %d, \"sndbuf_client\": %d, "
            "\"sndbuf_server\": %d, \"tcp_nodelay\": %d, \"flows\": %d, \"senders\": %d, "
-           "\"busy_poll_client\": %d, \"busy_poll_server\": %d, \"batch\": %d",
+           "\"busy_poll_client\": %d, \"busy_poll_server\": %d, \"batch\": %d, \"receiver\": \"%s\"",
            g_bufs[0], g_bufs[1], g_bufs[2], g_bufs[3], o->transport == T_TCP ? !o->nagle : -1,
-           o->flows, o->senders, g_busy_poll[0], g_busy_poll[1], o->batch);
+           o->flows, o->senders, g_busy_poll[0], g_busy_poll[1], o->batch, o->epoll ? "epoll" : "blocking");
 }
 
 /* the fields every pingpong/stream result carries after its workload's own */
@@ -1681,7 +1721,7 @@ static void usage_fail(const char *msg)
             "--workload pingpong|stream|split --size BYTES --count N --warmup N --cpu-a A --cpu-b B "
             "[--max-seconds S] [--busy-cpu C]... [--policy other|fifo] [--rcvbuf N] [--sndbuf N] "
             "[--nagle] [--flows N] [--senders 1|2] [--cpu-c C] [--busy-poll US] "
-            "[--zerocopy] [--batch N]",
+            "[--zerocopy] [--batch N] [--epoll]; or lbsim-harness --micro-epoll N",
          msg);
 }
 
@@ -1699,6 +1739,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
         {"busy-poll", required_argument, 0, 'P'}, {"help", no_argument, 0, 'h'},
         {"zerocopy", no_argument, 0, 'Z'},
         {"batch", required_argument, 0, 'K'},
+        {"epoll", no_argument, 0, 'e'},
         {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->transport = o->workload = -1;
@@ -1765,6 +1806,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
         case 'P': o->busy_poll = parse_long("busy-poll", optarg, 0, 2147483647L); break;
         case 'Z': o->zerocopy = 1; break;
         case 'K': o->batch = (int)parse_long("batch", optarg, 1, MAX_BATCH); break;
+        case 'e': o->epoll = 1; break;
         case 'h': usage_fail("help requested");
         default: usage_fail("unknown or incomplete option");
         }
@@ -1786,9 +1828,12 @@ static void parse_args(int argc, char **argv, struct opts *o)
     /* SO_ZEROCOPY is refused on AF_UNIX (net/core/sock.c sk_setsockopt: EOPNOTSUPP) */
     if (o->zerocopy && !((o->transport == T_TCP || o->transport == T_UDP) && o->workload != W_SPLIT))
         fail(2, "--zerocopy needs tcp or udp and pingpong or stream");
+    if (o->epoll && o->batch > 1)
+        fail(2, "--epoll and --batch N > 1: not supported together (recvmmsg does not wait in epoll_wait)");
     if (o->zerocopy && o->batch > 1)
         fail(2, "--zerocopy and --batch N > 1: not supported together (batches are sent without MSG_ZEROCOPY)");
     g_zc_flag = o->zerocopy ? MSG_ZEROCOPY : 0;
+    g_epoll = o->epoll;
 }
 
 /* lbsim-harness --null-syscalls N: the cost of a syscall that does nothing (getppid),
@@ -1812,6 +1857,72 @@ static int null_syscalls(long n)
     return 0;
 }
 
+
+/* median ns per iteration of 31 batches of `batch` iterations of `body` */
+#define MEDIAN31(out, batch, body)                                                     \
+    do {                                                                               \
+        int64_t per_[31];                                                              \
+        for (int b_ = 0; b_ < 31; b_++) {                                              \
+            int64_t t0_ = now_ns();                                                    \
+            for (long i_ = 0; i_ < (batch); i_++) {                                    \
+                body;                                                                  \
+            }                                                                          \
+            per_[b_] = now_ns() - t0_;                                                 \
+        }                                                                              \
+        qsort(per_, 31, sizeof per_[0], cmp_i64);                                      \
+        (out) = (double)per_[15] / (double)(batch);                                    \
+    } while (0)
+
+/* lbsim-harness --micro-epoll N: the cost epoll adds to a receive, at default settings, on
+ * an AF_UNIX datagram socketpair (its poll is unix_dgram_poll; the read wakes peer_wait and
+ * the writer's sk_wq, never the watched socket's, so no other epoll callback runs):
+ *   epoll_wait_ns: epoll_wait(maxevents 1, timeout 0) on a socket that always holds a
+ *     datagram, level-triggered: entry/exit + ep_poll + ep_send_events (ep_item_poll -> the
+ *     socket's poll, the event copied out, the item put back on rdllist);
+ *   write_read_ns: send + recv of one 1-byte datagram, the socket not watched;
+ *   write_wait_read_ns: the same with the socket watched edge-triggered and one
+ *     epoll_wait(timeout 0) between: the send's sk_data_ready now runs ep_poll_callback
+ *     (the item is linked on rdllist, nobody sleeps on ep->wq), epoll_wait takes it off.
+ * ep_poll_callback_ns = write_wait_read_ns - write_read_ns - epoll_wait_ns.  Medians of 31
+ * batches; N iterations in all per loop (1000..100000000). */
+static int micro_epoll(long n)
+{
+    if (n < 1000 || n > 100000000L) {
+        printf("{\"error\": \"--micro-epoll needs 1000..100000000\"}\n");
+        return 2;
+    }
+    int sv[2], ep_lt, ep_et;
+    char c = 'x', r;
+    struct epoll_event ev;
+    if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) < 0 || (ep_lt = epoll_create1(0)) < 0 ||
+        (ep_et = epoll_create1(0)) < 0) {
+        printf("{\"error\": \"micro-epoll setup: %s\"}\n", strerror(errno));
+        return 1;
+    }
+    long batch = n / 31;
+    double null_ns, wait_ns, wr_ns, wwr_ns;
+    MEDIAN31(null_ns, batch, syscall(SYS_getppid));
+    MEDIAN31(wr_ns, batch, if (send(sv[0], &c, 1, 0) != 1 || recv(sv[1], &r, 1, 0) != 1) goto bad);
+    struct epoll_event add = {.events = EPOLLIN, .data.fd = sv[1]};
+    if (send(sv[0], &c, 1, 0) != 1 || epoll_ctl(ep_lt, EPOLL_CTL_ADD, sv[1], &add) < 0)
+        goto bad;
+    MEDIAN31(wait_ns, batch, if (epoll_wait(ep_lt, &ev, 1, 0) != 1) goto bad);
+    if (recv(sv[1], &r, 1, 0) != 1 || epoll_ctl(ep_lt, EPOLL_CTL_DEL, sv[1], NULL) < 0)
+        goto bad;
+    add.events = EPOLLIN | EPOLLET;
+    if (epoll_ctl(ep_et, EPOLL_CTL_ADD, sv[1], &add) < 0)
+        goto bad;
+    MEDIAN31(wwr_ns, batch, if (send(sv[0], &c, 1, 0) != 1 || epoll_wait(ep_et, &ev, 1, 0) != 1 ||
+                                recv(sv[1], &r, 1, 0) != 1) goto bad);
+    printf("{\"null_syscall_ns\": %.2f, \"epoll_wait_ns\": %.2f, \"write_read_ns\": %.2f, "
+           "\"write_wait_read_ns\": %.2f, \"ep_send_events_ns\": %.2f, \"ep_poll_callback_ns\": %.2f, "
+           "\"calls\": %ld}\n", null_ns, wait_ns, wr_ns, wwr_ns, wait_ns - null_ns,
+           wwr_ns - wr_ns - wait_ns, batch * 31);
+    return 0;
+bad:
+    printf("{\"error\": \"micro-epoll: %s\"}\n", strerror(errno));
+    return 1;
+}
 
 /* one client/peer pair: sockets, peer, (barrier), the measured exchange into fr.
  * ready_wfd/go_rfd >= 0 (--flows): say ready, then wait until go_rfd reaches EOF. */
@@ -1936,6 +2047,8 @@ int main(int argc, char **argv)
     struct opts o;
     if (argc == 3 && strcmp(argv[1], "--null-syscalls") == 0)
         return null_syscalls(strtol(argv[2], NULL, 10));
+    if (argc == 3 && strcmp(argv[1], "--micro-epoll") == 0)
+        return micro_epoll(strtol(argv[2], NULL, 10));
     install_handlers();
     parse_args(argc, argv, &o);
 

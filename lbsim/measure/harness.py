@@ -54,6 +54,7 @@ __all__ = [
     "python_fallback_stream",
     "python_fallback_split",
     "max_dgram_size",
+    "micro_epoll",
     "SPLIT_MAX_SIZE",
 ]
 
@@ -66,6 +67,19 @@ def null_syscall_ns(calls: int = 3_100_000) -> float:
         raise HarnessError(f"null-syscall run failed (exit {r.returncode}): {r.stdout.strip()} {r.stderr.strip()}",
                            r.returncode)
     return float(json.loads(r.stdout)["null_syscall_ns"])
+
+
+def micro_epoll(calls: int = 3_100_000) -> dict[str, float]:
+    """What epoll adds to a receive on this host, at default settings (harness ``--micro-epoll``):
+    ``ep_send_events_ns`` (epoll_wait on an always-readable socket less the null syscall) and
+    ``ep_poll_callback_ns`` (what watching a socket adds to its send); the stage file's ``epoll``
+    entry, read by lbsim.calibrate.base into the ep_send_events and ep_poll_callback stages."""
+    exe = build_harness()
+    r = subprocess.run([str(exe), "--micro-epoll", str(calls)], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        raise HarnessError(f"micro-epoll run failed (exit {r.returncode}): {r.stdout.strip()} {r.stderr.strip()}",
+                           r.returncode)
+    return {k: float(v) for k, v in json.loads(r.stdout).items()}
 
 
 def _result(p: subprocess.CompletedProcess) -> dict:
@@ -93,13 +107,14 @@ def _result(p: subprocess.CompletedProcess) -> dict:
 def run_harness(transport: str, workload: str, size: int, count: int, warmup: int,
                 cpu_a: int, cpu_b: int, max_seconds: float = 10, busy_cpus: Iterable[int] = (),
                 policy: str = "other", *, rcvbuf: int = 0, sndbuf: int = 0, nagle: bool = False,
-                flows: int = 1, senders: int = 1, busy_poll: int | None = None) -> dict:
+                flows: int = 1, senders: int = 1, busy_poll: int | None = None, epoll: bool = False) -> dict:
     """Run the compiled C harness once and return its parsed JSON result.
 
     ``rcvbuf``/``sndbuf`` (> 0) set SO_RCVBUF/SO_SNDBUF on every socket, ``nagle`` leaves
     TCP_NODELAY off, ``flows`` runs that many pairs at once, ``senders=2`` adds a second
     sender (udp/unix_dgram streams), ``busy_poll`` (us) sets SO_BUSY_POLL on every socket (it
-    changes nothing on lo: docs/notes/noop-switches.md).  Every result also carries ``sleeps_per_msg_sender``,
+    changes nothing on lo: docs/notes/noop-switches.md), ``epoll`` makes every receiver wait in
+    epoll_wait before each recv (``receiver`` in the result).  Every result also carries ``sleeps_per_msg_sender``,
     ``sleeps_per_msg_receiver``, the buffers the kernel kept (``rcvbuf_client`` ...),
     ``tcp_nodelay``, ``flows``, ``senders``, ``busy_poll_client``/``_server`` (SO_BUSY_POLL read
     back) and ``flow_received`` (harness.c's header).
@@ -127,6 +142,8 @@ def run_harness(transport: str, workload: str, size: int, count: int, warmup: in
         argv += ["--senders", str(int(senders))]
     if busy_poll is not None:
         argv += ["--busy-poll", str(int(busy_poll))]
+    if epoll:  # every receiving side waits in epoll_wait, then recv (docs/notes/epoll.md)
+        argv.append("--epoll")
     # private TMPDIR: UNIX socket paths vanish even if the harness is SIGKILLed
     with tempfile.TemporaryDirectory(prefix="lbsim-run-") as td:
         env = dict(os.environ, TMPDIR=td)

@@ -221,7 +221,8 @@ def _buf_keys(transport: str, c: socket.socket, s: socket.socket) -> dict:
             "sndbuf_client": c.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
             "sndbuf_server": s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
             "tcp_nodelay": 1 if transport == "tcp" else -1, "flows": 1, "senders": 1,
-            "batch": 1}  # the C harness's --batch (not in the fallback: one message per call)
+            "batch": 1,  # the C harness's --batch (not in the fallback: one message per call)
+            "receiver": "blocking"}  # (no --epoll here)
 
 
 def _run_roles(o: dict, c: socket.socket, s: socket.socket, caddr, pids: list,

@@ -39,7 +39,7 @@ KNOB_COLUMNS = ("mtu", "tso", "rps_cpus", "netdev_max_backlog", "dev_weight", "n
                 "tcp_nodelay", "flows", "senders", "background", "policy", "rmem_default",
                 "wmem_default", "rmem_max", "wmem_max", "tcp_rmem", "tcp_wmem", "so_busy_poll",
                 "busy_read", "tcp_autocorking", "zerocopy", "rps_flow_cnt", "socktype",
-                "batch")
+                "batch", "receiver")
 COUNTER_COLUMNS = ("softnet_dropped", "softnet_time_squeeze", "udp_rcvbuf_errors", "udp_in_errors",
                    "tcp_retrans_segs", "tcp_autocork_events", "busy_poll_rx_packets",
                    "sleeps_per_msg_sender", "sleeps_per_msg_receiver",
@@ -113,6 +113,8 @@ def _argv(run: Run, s: dict, count: int, warm: int, a: int, b: int) -> list:
         argv.append("--zerocopy")
     if s.get("batch", 1) != 1:
         argv += ["--batch", str(s["batch"])]
+    if s.get("receiver") == "epoll":
+        argv.append("--epoll")
     return argv
 
 

@@ -185,6 +185,9 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("batch", "batch", "workload", "net/socket.c __sys_sendmmsg, do_recvmmsg; net/ipv4/tcp.c tcp_push (MSG_MORE)",
          "harness --batch N (streams: udp/unix_dgram sendmmsg + recvmmsg, tcp/unix_stream MSG_MORE)",
          "an integer 1..64", _int_in(1, 64), default=1),
+    Knob("receiver", "receiver", "workload", "fs/eventpoll.c ep_poll, ep_send_events, ep_poll_callback",
+         "harness --epoll (every receiving side waits in epoll_wait, then recv)", "blocking or epoll",
+         _choice("blocking", "epoll"), default="blocking"),
 )}
 
 

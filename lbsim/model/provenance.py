@@ -149,6 +149,8 @@ SIMCONFIG: tuple[Param, ...] = _table("workload", (
      "inert on lo: include/net/busy_poll.h sk_busy_loop() needs sk_napi_id >= MIN_NAPI_ID"),
     ("zerocopy", "SO_ZEROCOPY + MSG_ZEROCOPY (net/ipv4/tcp.c tcp_sendmsg_locked, net/ipv4/ip_output.c "
      "__ip_append_data)", "on lo a deferred copy: net/core/dev.c skb_orphan_frags_rx (lbsim/model/zerocopy.py)"),
+    ("receiver", "how receivers wait: blocking recv, or epoll_wait then recv (harness --epoll)",
+     "fs/eventpoll.c ep_poll, ep_send_events, ep_poll_callback: lbsim/model/eventpoll.py"),
     ("max_sim_time_ns", "a guard: the run stops at this simulated time"),
     ("stage_scale", "a what-if edit (docs/guide/whatif.md): empty unless the user asks"),
     ("stage_cost", "a what-if edit (docs/guide/whatif.md): empty unless the user asks"),
@@ -241,6 +243,12 @@ STAGE_COSTS: tuple[Param, ...] = _lend((
     _stage("cacheline_transfer", "fitted", "cacheline_transfer_ns (fit_cacheline, refit_cacheline)"),
     _stage("cacheline_transfer_unix", "fitted", "cacheline_transfer_unix_ns (fit_cacheline)"),
     _stage("cache_to_cache_copy", "fitted", "per byte: cache_to_cache_copy_ns_per_byte (fit_c2c)"),
+    _stage("ep_send_events", "measured", "epoll ep_send_events_ns: harness --micro-epoll, epoll_wait on an "
+           "always-readable socket less the null syscall (lbsim/measure/harness.py micro_epoll)",
+           "optional: absent from cost files measured before it; receiver 'epoll' refuses to run without it"),
+    _stage("ep_poll_callback", "measured", "epoll ep_poll_callback_ns: harness --micro-epoll, a watched "
+           "socket's send + epoll_wait + recv less the unwatched send + recv and epoll_wait",
+           "optional, as ep_send_events"),
 ))
 
 # --- the rest of a cost file -----------------------------------------------------------------------

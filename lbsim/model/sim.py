@@ -26,7 +26,7 @@ import numpy as np
 import simpy
 
 from lbsim.model.cpu import CPU, INLINE
-from lbsim.model.stages import SID, STAGES
+from lbsim.model.stages import N_CORE_STAGES, SID, STAGES
 from lbsim.model.task import CONTEXT_NAMES, SLEEPING, WAKING, Task, WaitQueue
 
 __all__ = ["Sim"]
@@ -44,6 +44,16 @@ _TTWU_REMOTE_ITEMS = (S_TTWU_REMOTE,)
 _TTWU_REMOTE_IPI_ITEMS = (S_TTWU_REMOTE, S_IPI_IDLE)
 
 
+class _ZeroCost:
+    """The cost of an optional stage a cost model lacks (never charged: see Sim.missing_stages)."""
+
+    fixed_ns = per_byte_ns = cv = 0.0
+    per_byte_cold_ns = None
+
+
+_ZERO_COST = _ZeroCost()
+
+
 class Sim:
     """One simulation: the SimPy environment, CPUs, random costs, statistics, trace."""
 
@@ -56,21 +66,30 @@ class Sim:
         self.policy = policy
         self.seedseq = np.random.SeedSequence(seed)
         # one random stream per stage and per delay (SeedSequence.spawn), drawn in blocks
+        # children: core stage i -> [i], the delays and other draws -> [N_CORE_STAGES + k], the
+        # optional stages after them: adding an optional stage moves no other stream
+        base = N_CORE_STAGES
         children = self.seedseq.spawn(len(STAGES) + 6)
-        self._fixed = [costs.stages[s].fixed_ns for s in STAGES]
-        self._per_byte = [costs.stages[s].per_byte_ns for s in STAGES]
+        streams = [children[i] if i < base else children[i + 6] for i in range(len(STAGES))]
+        streams += children[base:base + 4]
+        #: optional stages this cost model lacks (lbsim.model.stages.OPTIONAL_STAGES): cost 0 here,
+        #: and a switch that needs one refuses to run (lbsim.model.eventpoll.require_stages)
+        self.missing_stages = tuple(s for s in STAGES if s not in costs.stages)
+        zero = _ZERO_COST
+        cs = [costs.stages.get(s, zero) for s in STAGES]
+        self._fixed = [c.fixed_ns for c in cs]
+        self._per_byte = [c.per_byte_ns for c in cs]
         # the cost of an item without bytes, computed as cost() computes it
         self._fixed0 = [f + b * 0 for f, b in zip(self._fixed, self._per_byte)]
-        self._per_byte_cold = [costs.stages[s].per_byte_cold_ns if costs.stages[s].per_byte_cold_ns is not None
-                               else costs.stages[s].per_byte_ns for s in STAGES]
+        self._per_byte_cold = [c.per_byte_cold_ns if c.per_byte_cold_ns is not None else c.per_byte_ns for c in cs]
         self.cache_bytes = costs.cache_bytes
-        self._cv = [0.0 if deterministic else costs.stages[s].cv for s in STAGES]
-        self._rngs = [np.random.default_rng(c) for c in children[:len(STAGES) + 4]]
+        self._cv = [0.0 if deterministic else c.cv for c in cs]
+        self._rngs = [np.random.default_rng(c) for c in streams]
         self._buf: list[list[float]] = [[] for _ in range(len(STAGES) + 4)]
         self._draw = [b.pop for b in self._buf]  # the next multiplier of each stream (IndexError: refill)
         self._delay_idle = costs.delays["wakeup_remote_idle_ns"]
         self._delay_busy = costs.delays["wakeup_remote_busy_ns"]
-        self.arrival_rng = np.random.default_rng(children[len(STAGES) + 3])
+        self.arrival_rng = np.random.default_rng(children[base + 3])
         # kernel/sched/fair.c: sysctl_sched_base_slice = 750000 (EEVDF, 6.6+), scaled at boot by
         # SCHED_TUNABLESCALING_LOG: x (1 + ilog2(min(ncpus, 8)))
         factor = 1 + int(np.log2(min(cpus, 8)))
@@ -80,9 +99,9 @@ class Sim:
         # the scheduler tick: TICK_NSEC = 1e9 / HZ; its phase against the start of the run is
         # drawn from the run's seed (the jiffy grid of a real machine is not tied to it)
         self.tick_ns = 1e9 / kernel.hz
-        self.tick_phase_ns = float(np.random.default_rng(children[len(STAGES) + 4]).uniform(0.0, self.tick_ns))
+        self.tick_phase_ns = float(np.random.default_rng(children[base + 4]).uniform(0.0, self.tick_ns))
         # congestion control's own draws (BBR's first gain-cycle phase)
-        self.cc_rng = np.random.default_rng(children[len(STAGES) + 5])
+        self.cc_rng = np.random.default_rng(children[base + 5])
         # the inline trampoline (see CPU._start / Sim.run_inline)
         self._tramp = False
         self._pending: CPU | None = None

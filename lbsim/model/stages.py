@@ -23,7 +23,7 @@ cache          socket state moving between CPU caches (cacheline_transfer)
 
 from __future__ import annotations
 
-__all__ = ["STAGES", "STAGE_GROUP", "STAGE_DOC", "SID", "GROUPS"]
+__all__ = ["STAGES", "STAGE_GROUP", "STAGE_DOC", "SID", "GROUPS", "OPTIONAL_STAGES", "N_CORE_STAGES"]
 
 # name, group, what it stands for
 _TABLE: tuple[tuple[str, str, str], ...] = (
@@ -92,10 +92,25 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
      "not a kernel function: per byte, the extra cost of a copy whose memory another CPU's cache holds: "
      "the reader's copy of data written on the other CPU, the writer's copy into buffers the other CPU "
      "read and freed last (every transport)"),
+    # optional stages (OPTIONAL_STAGES): a cost file may lack them; only a switch that needs one runs it
+    ("ep_send_events", "syscall",
+     "fs/eventpoll.c ep_poll -> ep_send_events: ep_item_poll (the socket's poll: tcp_poll, udp_poll, "
+     "unix_poll, unix_dgram_poll), the event copied to user space, a level-triggered item put back on "
+     "rdllist; per call of ep_send_events (epoll_wait's entry/exit is the syscall stage)"),
+    ("ep_poll_callback", "wakeup",
+     "fs/eventpoll.c ep_poll_callback: the epoll entry on the socket's wait queue that sk_data_ready "
+     "(sock_def_readable) runs: the item linked on rdllist, ep->wq woken (try_to_wake_up is its own stage)"),
 )
+
+#: stages that cost files may lack (measured by a newer ``lbsim measure`` than made them): a run that
+#: needs one fails with one line on a cost file without it; the others never charge them
+OPTIONAL_STAGES: tuple[str, ...] = ("ep_send_events", "ep_poll_callback")
 
 STAGES: tuple[str, ...] = tuple(name for name, _, _ in _TABLE)
 SID: dict[str, int] = {name: i for i, name in enumerate(STAGES)}
 STAGE_GROUP: dict[str, str] = {name: group for name, group, _ in _TABLE}
 STAGE_DOC: dict[str, str] = {name: doc for name, _, doc in _TABLE}
+#: the stages before the optional ones: their random streams keep their place (lbsim.model.sim.Sim)
+N_CORE_STAGES = len(STAGES) - len(OPTIONAL_STAGES)
+assert STAGES[N_CORE_STAGES:] == OPTIONAL_STAGES
 GROUPS: tuple[str, ...] = ("syscall", "copy", "tcp", "udp", "unix", "ip", "device", "softirq", "wakeup", "cache")

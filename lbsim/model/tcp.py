@@ -61,7 +61,7 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers, TcpPacing):
                  "out_segs", "in_segs", "retrans_segs", "pure_acks_sent", "data_packets",
                  "backlog_drops", "ofo_queued", "ofo", "lost_bytes", "skb_overhead", "cc", "delivered",
                  "delivered_mstamp", "first_tx_mstamp", "app_limited", "rtt_min_us", "mss_clamp",
-                 "window_clamp", "rcv_wscale", "wstamp_ns", "pace_timer", "deferred_tsq", "zc")
+                 "window_clamp", "rcv_wscale", "wstamp_ns", "pace_timer", "deferred_tsq", "zc", "ep")
 
     BOUNCE_SID = S_BOUNCE  # Sim.touch: the cache-line transfer this socket type costs
     BOUNCE_ITEMS = (BOUNCE_SID,)  # the work items Sim.touch returns
@@ -176,6 +176,7 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers, TcpPacing):
         # tcp_init_buffer_space: rcvq_space.space = min(rcv_wnd, TCP_INIT_CWND * advmss)
         self.rcvq_space_prev = 0
         self.wq_data = WaitQueue(f"{name} sk_wq (read)")
+        self.ep: Any = None  # an epoll receiver's item (lbsim.model.eventpoll.EpollItem)
         self.window_clamp = 0
         self.rcv_wscale = 0
         self.init_window_clamp(kernel.rmem_max)

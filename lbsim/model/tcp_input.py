@@ -123,7 +123,12 @@ class TcpInput(TcpState):
         self._queue_data(length, segs, msg)
         self.ack_pending = True
         waiter = self.wq_data.waiters[0] if self.wq_data.waiters else None
-        yield sim.work_of_ids((S_READABLE, *sim.wake_items(waiter, cpu)))
+        ep = self.ep
+        if ep is None:
+            yield sim.work_of_ids((S_READABLE, *sim.wake_items(waiter, cpu)))
+        else:  # an epoll receiver: its entry on sk_wq runs ep_poll_callback (lbsim.model.eventpoll)
+            yield sim.work_of_ids((S_READABLE, *sim.wake_items(waiter, cpu), *ep.callback_items(cpu)))
+            ep.callback(cpu)
         if self.wq_data.waiters:
             sim.wake_all(self.wq_data, cpu)
         # ---- __tcp_ack_snd_check

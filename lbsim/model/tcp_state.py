@@ -106,6 +106,7 @@ class TcpState:
     rcvq_time: float
     rcvq_space_prev: int
     wq_data: WaitQueue
+    ep: Any  # an epoll receiver's item (lbsim.model.eventpoll.EpollItem) or None
     window_clamp: int
     rcv_wscale: int
     # the socket lock

@@ -93,6 +93,7 @@ class UdpSocket:
         self.rmem = 0
         self.queue: deque[tuple[int, int, int, float, float]] = deque()  # (msg, len, truesize, t_send, t_enq)
         self.wq = WaitQueue("udp sk_wq")
+        self.ep: Any = None  # an epoll receiver's item (lbsim.model.eventpoll.EpollItem)
         self.flow = flow
         self.stats = stats
         self.rcvbuf_errors = 0
@@ -194,9 +195,12 @@ class UdpSocket:
         truesize = pkt[6]
         accept = self._rcvbuf_accepts(truesize)
         waiter = self.wq.waiters[0] if (accept and self.wq.waiters) else None
+        ep = self.ep
         if accept:
             items.append(S_READABLE)
             items += sim.wake_items(waiter, cpu)
+            if ep is not None:  # an epoll receiver: ep_poll_callback (lbsim.model.eventpoll)
+                items += ep.callback_items(cpu)
         yield sim.work_of_ids(items)
         if not self._rcvbuf_accepts(truesize):  # re-check at the time the skb is charged
             self.rcvbuf_errors += 1
@@ -208,6 +212,8 @@ class UdpSocket:
         self.queue.append((msg, pkt[5], truesize, pkt[7], self.env._now))
         if self.wq.waiters:
             sim.wake_all(self.wq, cpu)
+        if ep is not None:
+            ep.callback(cpu)
 
     def _rcvbuf_accepts(self, truesize: int) -> bool:
         rmem, rcvbuf = self.rmem, self.rcvbuf

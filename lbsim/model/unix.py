@@ -83,6 +83,7 @@ class _UnixBase:
         self.queue: deque[list[Any]] = deque()  # the peer's sk_receive_queue
         self.wq_data = WaitQueue("unix peer sk_wq")  # the reader sleeps here
         self.wq_space = WaitQueue("unix sender sk_wq")  # sock_wait_for_wmem
+        self.ep: Any = None  # an epoll receiver's item on the peer (lbsim.model.eventpoll.EpollItem)
         self.stats = stats
         self.modern = modern
         self.sender_blocked = 0
@@ -95,6 +96,13 @@ class _UnixBase:
     def _wake_items(self, wq: WaitQueue, cpu: Any) -> tuple[int, ...]:
         """sk_data_ready / sk_write_space cost, plus try_to_wake_up when someone sleeps."""
         return (S_READABLE, *self.sim.wake_items(wq.waiters[0] if wq.waiters else None, cpu))
+
+    def _data_ready_items(self, cpu: Any) -> tuple[int, ...]:
+        """The peer's sk_data_ready: _wake_items of its wait queue, and ep_poll_callback when an
+        epoll instance watches it (lbsim.model.eventpoll)."""
+        if self.ep is None:
+            return self._wake_items(self.wq_data, cpu)
+        return (*self._wake_items(self.wq_data, cpu), *self.ep.callback_items(cpu))
 
     def _free(self, truesize: int, cpu: Any) -> None:
         """sock_wfree -> unix_write_space: wake the sender socket's sleepers once
@@ -128,6 +136,8 @@ class _UnixBase:
         self.queue.append([msg, size, 0, truesize, self.env._now, pages])
         if self.wq_data.waiters:
             self.sim.wake_all(self.wq_data, cpu)
+        if self.ep is not None:
+            self.ep.callback(cpu)
 
     def _enter_recv(self) -> Generator[Any, None, None]:
         """The receive call's entry, then sleep until the peer's queue holds something."""
@@ -180,11 +190,11 @@ class UnixStream(_UnixBase):
             items: tuple[WorkItem, ...]
             if rx is None or rx is cpu:
                 items = (S_STREAM_SENDMSG, (S_COPY_IN, size, self.wmem > sim.cache_bytes), *sim.touch(self, cpu),
-                         *self._wake_items(self.wq_data, cpu))
+                         *self._data_ready_items(cpu))
             else:  # the reader is on another CPU: every skb's lines come from its cache (see the class)
                 self.last_cpu = cpu  # Sim.touch(self, cpu), always a transfer here
                 items = (S_STREAM_SENDMSG, (S_COPY_IN, size, self.wmem > sim.cache_bytes), (S_C2C, size),
-                         S_BOUNCE_UNIX, *self._wake_items(self.wq_data, cpu))
+                         S_BOUNCE_UNIX, *self._data_ready_items(cpu))
             if pages:
                 items += (S_ALLOC_PAGES,) * pages  # alloc_skb_with_frags
             self.tx_cpu = cpu
@@ -285,7 +295,7 @@ class UnixDgram(_UnixBase):
             items += (S_ALLOC_PAGES,) * pages  # kmalloc_large head, alloc_skb_with_frags
         self.tx_cpu = cpu
         if not full:
-            items += self._wake_items(self.wq_data, cpu)
+            items += self._data_ready_items(cpu)
         yield sim.work_of(items)
         if len(self.queue) > self.max_qlen:
             # unix_recvq_full_lockless(other) -> unix_wait_for_peer(), then restart_locked
@@ -294,7 +304,7 @@ class UnixDgram(_UnixBase):
             while len(self.queue) > self.max_qlen:
                 yield self.peer_wait
             self.stats.blocked(self.env._now - t0)
-            yield sim.work_of_ids(self._wake_items(self.wq_data, cpu))
+            yield sim.work_of_ids(self._data_ready_items(cpu))
         self.stats.sent(msg, nbytes, t_send)
         self._queue_on_peer(msg, nbytes, truesize, cpu, pages)
         yield PREEMPT

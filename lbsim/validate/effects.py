@@ -103,6 +103,8 @@ _COLUMN_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "zerocopy": ("zerocopy", lambda v: str(v).strip().lower() in ("on", "1", "true")),
     # messages per sendmmsg/recvmmsg call, or per MSG_MORE run of TCP writes (lbsim.model.batching)
     "batch": ("batch", int),
+    # harness --epoll: every receiving side waits in epoll_wait (lbsim/model/eventpoll.py)
+    "receiver": ("receiver", str),
 }
 
 
@@ -162,7 +164,10 @@ def _simulate_job(fields: dict[str, Any]) -> dict[str, Any]:
         cfg = make_config(fields)
     except ConfigError as e:
         return {"error": str(e)}
-    res = simulate(cfg, costs=_WORKER_MODEL)
+    try:
+        res = simulate(cfg, costs=_WORKER_MODEL)
+    except ConfigError as e:  # e.g. receiver 'epoll' on a cost model without its measured stages
+        return {"error": str(e)}
     c = res.counters
     value = (res.throughput["bytes_per_s"] / 1e6 if fields["workload"] == "stream" else res.latency_us["p50"])
     sites = c.get("drops_by_site") or {}
