@@ -54,6 +54,10 @@ def flow_hash(flow: int) -> int:
 
 S_NET_RX_ACTION = SID["net_rx_action"]
 S_RPS_IPI = SID["net_rps_send_ipi"]
+#: the IPI into an idle (halted) CPU: net_rps_send_ipi -> smp_call_function_single_async ->
+#: __smp_call_single_queue -> send_call_function_single_ipi (kernel/smp.c, kernel/sched/core.c),
+#: the very function a wake-up of a task on an idle CPU ends in (lbsim.model.sim S_IPI_IDLE)
+S_IPI_IDLE = SID["send_call_function_single_ipi"]
 S_KFREE = SID["__kfree_skb"]
 S_DEFER_KICK = SID["kick_defer_list_purge"]
 
@@ -250,10 +254,17 @@ class Net:
                             cpu.softirq_pending = True  # napi stays on the poll list; NET_RX re-raised
                             polling = False
             if cpu.rps_ipi_list:
-                # net_rps_action_and_irq_enable -> net_rps_send_ipi for each queued target
+                # net_rps_action_and_irq_enable -> net_rps_send_ipi for each queued target;
+                # an idle target costs what waking a task there costs: the IPI kicks a
+                # halted vCPU (send_call_function_single_ipi), as a busy one does not
                 targets = cpu.rps_ipi_list
                 cpu.rps_ipi_list = []
-                yield sim.work_of_ids((S_RPS_IPI,) * len(targets))
+                items: list[int] = []
+                for tgt in targets:
+                    items.append(S_RPS_IPI)
+                    if not tgt._is_busy_for_wakeup():
+                        items.append(S_IPI_IDLE)
+                yield sim.work_of_ids(items)
                 for tgt in targets:
                     self.raise_net_rx_by_ipi(tgt)
             for _ in range(n_hr):
