@@ -91,7 +91,8 @@ def _settings(run: Run, defaults: dict) -> dict:
 
 def _argv(run: Run, s: dict, count: int, warm: int, a: int, b: int) -> list:
     # socktype seqpacket: the unix_dgram run's point with a SOCK_SEQPACKET pair (knob_grid checks the transport)
-    transport = "unix_seqpacket" if s.get("socktype") == "seqpacket" and run.transport == "unix_dgram" else run.transport
+    seqpacket = s.get("socktype") == "seqpacket" and run.transport == "unix_dgram"
+    transport = "unix_seqpacket" if seqpacket else run.transport
     argv = [PROGRAM_NAME, "--transport", transport, "--workload", run.workload,
             "--size", str(run.size), "--count", str(count), "--warmup", str(warm),
             "--cpu-a", str(a), "--cpu-b", str(b), "--max-seconds", repr(float(run.group.max_seconds)),

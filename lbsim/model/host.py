@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from lbsim.model.batching import batch_gens
 from lbsim.model import eventpoll
+from lbsim.model.batching import batch_gens
 from lbsim.model.metrics import FlowDir, RunStats, Tally
 from lbsim.model.netdev import Net
 from lbsim.model.sim import Sim
