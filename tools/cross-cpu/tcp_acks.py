@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""TCP segments and pure ACKs per message of a stream over lo, host against model.
+
+Counting only: /proc/net/snmp (Tcp OutSegs) and /proc/net/netstat (TcpExt TCPHPAcks + TCPPureAcks,
+the pure ACKs received: on lo, the pure ACKs sent) around one C-harness stream run, writer on CPU 0,
+reader on CPU 1 (or both on 0), against the model's tcp_data_packets and tcp_pure_acks.  How often the
+reader ACKs decides how much work lands on its CPU (docs/notes/knob-effects.md).  No knob changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import lbsim
+from lbsim.measure.harness import PROGRAM_NAME, build_harness
+
+
+def _snmp(path: str, proto: str) -> dict[str, int]:
+    lines = [ln.split() for ln in open(path) if ln.startswith(proto + ":")]
+    out: dict[str, int] = {}
+    for head, vals in zip(lines[0::2], lines[1::2]):
+        out.update({k: int(v) for k, v in zip(head[1:], vals[1:])})
+    return out
+
+
+def _counts() -> tuple[int, int]:
+    tcp = _snmp("/proc/net/snmp", "Tcp")
+    ext = _snmp("/proc/net/netstat", "TcpExt")
+    return tcp["OutSegs"], ext.get("TCPHPAcks", 0) + ext.get("TCPPureAcks", 0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="64,1024,4096")
+    ap.add_argument("--placements", default="cross,same")
+    ap.add_argument("--costs", default="auto")
+    ap.add_argument("--count", type=int, default=100000)
+    args = ap.parse_args()
+    exe = str(build_harness())
+    for pl in args.placements.split(","):
+        for size in (int(s) for s in args.sizes.split(",")):
+            argv = ["--transport", "tcp", "--workload", "stream", "--size", str(size), "--count", str(args.count),
+                    "--warmup", "0", "--cpu-a", "0", "--cpu-b", "1" if pl == "cross" else "0", "--max-seconds", "3"]
+            o0, a0 = _counts()
+            p = subprocess.run([PROGRAM_NAME, *argv], executable=exe, capture_output=True, text=True, timeout=60)
+            o1, a1 = _counts()
+            r = json.loads(p.stdout.strip().splitlines()[-1])
+            msgs = r["received"] or args.count
+            acks = a1 - a0
+            data = (o1 - o0) - acks
+            sim = lbsim.simulate(transport="tcp", workload="stream", msg_bytes=size, messages=20000, placement=pl,
+                                 costs=args.costs, seed=1)
+            c = sim.counters
+            n = c["messages_sent"]
+            print(f"tcp {pl:5s} {size:6d} B  host: data segs/msg {data / msgs:.3f}, pure ACKs/msg {acks / msgs:.3f}"
+                  f" | model: {c['tcp_data_packets'] / n:.3f}, {c['tcp_pure_acks'] / n:.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
