@@ -41,7 +41,7 @@ import numpy as np
 
 from lbsim.model.cpu import CPU
 from lbsim.model.rfs import Rfs
-from lbsim.model.sim import Sim
+from lbsim.model.sim import S_IPI_IDLE, Sim
 from lbsim.model.stages import SID
 from lbsim.model.task import CTX_SOFTIRQ, PREEMPT, Task, WaitQueue
 
@@ -54,10 +54,6 @@ def flow_hash(flow: int) -> int:
 
 S_NET_RX_ACTION = SID["net_rx_action"]
 S_RPS_IPI = SID["net_rps_send_ipi"]
-#: the IPI into an idle (halted) CPU: net_rps_send_ipi -> smp_call_function_single_async ->
-#: __smp_call_single_queue -> send_call_function_single_ipi (kernel/smp.c, kernel/sched/core.c),
-#: the very function a wake-up of a task on an idle CPU ends in (lbsim.model.sim S_IPI_IDLE)
-S_IPI_IDLE = SID["send_call_function_single_ipi"]
 S_KFREE = SID["__kfree_skb"]
 S_DEFER_KICK = SID["kick_defer_list_purge"]
 
@@ -255,8 +251,9 @@ class Net:
                             polling = False
             if cpu.rps_ipi_list:
                 # net_rps_action_and_irq_enable -> net_rps_send_ipi for each queued target;
-                # an idle target costs what waking a task there costs: the IPI kicks a
-                # halted vCPU (send_call_function_single_ipi), as a busy one does not
+                # net_rps_send_ipi -> smp_call_function_single_async -> send_call_function_single_ipi
+                # (kernel/smp.c), where a remote wake-up ends too: an idle target costs the sender
+                # the same kick of a halted vCPU (Sim.wake_items), a busy one does not
                 targets = cpu.rps_ipi_list
                 cpu.rps_ipi_list = []
                 items: list[int] = []
