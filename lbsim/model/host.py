@@ -233,12 +233,13 @@ def _make_tasks(cfg: Any, k: Any, sim: Sim, run: RunStats, flows: list[_Flow], i
                                              cfg.rate_per_s, 0.0)
             elif workload == "burst":
                 burst = (cfg.burst_size, float(cfg.burst_gap_ns))
-            srv.gen = sink(srv, fl.out, nbytes=cfg.msg_bytes)
-            cli.gen = one_way_sender(cli, fl.out, messages=cfg.messages, nbytes=cfg.msg_bytes, ids=ids,
-                                     arrivals=arrivals, burst=burst)
             if cfg.batch > 1:  # sendmmsg/recvmmsg, MSG_MORE (a stream: SimConfig checks it)
                 srv.gen, cli.gen = batch_gens(cfg.transport, srv, cli, fl.out, fl.socks[0], messages=cfg.messages,
                                               nbytes=cfg.msg_bytes, ids=ids, batch=cfg.batch)
+            else:
+                srv.gen = sink(srv, fl.out, nbytes=cfg.msg_bytes)
+                cli.gen = one_way_sender(cli, fl.out, messages=cfg.messages, nbytes=cfg.msg_bytes, ids=ids,
+                                         arrivals=arrivals, burst=burst)
         tasks += [srv, cli]
         for j, ch in enumerate(fl.more_out, 1):
             # the flow's other senders: on the sender's CPU, as the harness's --cpu-c default
@@ -246,11 +247,12 @@ def _make_tasks(cfg: Any, k: Any, sim: Sim, run: RunStats, flows: list[_Flow], i
             more.on_done = client_done
             arr = (_poisson_arrivals(np.random.default_rng(sim.arrival_rng.integers(2**63)), cfg.rate_per_s, 0.0)
                    if workload == "poisson" else None)
-            more.gen = one_way_sender(more, ch, messages=cfg.messages, nbytes=cfg.msg_bytes, ids=ids,
-                                      arrivals=arr, burst=burst)
             if cfg.batch > 1:  # each sender makes its own sendmmsg calls (harness send_loop)
                 more.gen = batch_gens(cfg.transport, None, more, ch, fl.socks[0], messages=cfg.messages,
                                       nbytes=cfg.msg_bytes, ids=ids, batch=cfg.batch)[1]
+            else:
+                more.gen = one_way_sender(more, ch, messages=cfg.messages, nbytes=cfg.msg_bytes, ids=ids,
+                                          arrivals=arr, burst=burst)
             tasks.append(more)
     tick_ns = 1e9 / k.hz
     for c in cfg.busy_cpus():

@@ -117,13 +117,11 @@ class Net:
         rfs = self.rfs
         if rfs is not None and (steered := rfs.steer(pkt[0], self.sim.cpus)) is not None:
             target = self.sim.cpus[steered]  # get_rps_cpu: the sock flow table's CPU (RFS)
-            if target is not cpu:
-                target.received_rps += 1
         elif self.rps_targets:
             # get_rps_cpu: map->cpus[reciprocal_scale(hash, map->len)]
             target = self.sim.cpus[self.rps_targets[(pkt[3] * len(self.rps_targets)) >> 32]]
-            if target is not cpu:
-                target.received_rps += 1
+        if target is not cpu:
+            target.received_rps += 1
         q = target.input_pkt_queue
         qlen = len(q)
         if qlen > self.max_backlog:

@@ -161,12 +161,9 @@ def _simulate_job(fields: dict[str, Any]) -> dict[str, Any]:
     from lbsim.simulate import simulate
 
     try:
-        cfg = make_config(fields)
+        # simulate raises it too: e.g. receiver 'epoll' on a cost model without its measured stages
+        res = simulate(make_config(fields), costs=_WORKER_MODEL)
     except ConfigError as e:
-        return {"error": str(e)}
-    try:
-        res = simulate(cfg, costs=_WORKER_MODEL)
-    except ConfigError as e:  # e.g. receiver 'epoll' on a cost model without its measured stages
         return {"error": str(e)}
     c = res.counters
     value = (res.throughput["bytes_per_s"] / 1e6 if fields["workload"] == "stream" else res.latency_us["p50"])
