@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import re
-import subprocess
 import sys
 
-from lbsim.measure.harness import PROGRAM_NAME, build_harness
+from lbsim.measure.harness import run_harness
 from lbsim.measure.stages_tracefs import event_trace
 
 EVENTS = (("sched", "sched_switch"), ("sched", "sched_wakeup"), ("sched", "sched_wake_idle_without_ipi"),
@@ -35,16 +33,11 @@ def main() -> int:
     ap.add_argument("--dump", type=int, default=0, metavar="N",
                     help="also print N trace lines from the middle of each run (a timeline to read)")
     args = ap.parse_args()
-    exe = str(build_harness())
     with event_trace([(s, e, None) for s, e in EVENTS], buffer_size_kb=32768) as tr:
         print("events:", " ".join(e for _, e, _ in tr.events))
         for t in args.transports.split(","):
-            argv = ["--transport", t, "--workload", "pingpong", "--size", str(args.size),
-                    "--count", str(args.count), "--warmup", "200", "--cpu-a", "0", "--cpu-b", "1",
-                    "--max-seconds", "5", "--flows", str(args.flows)]
-            p, text = tr.around(lambda argv=argv: subprocess.run([PROGRAM_NAME, *argv], executable=exe,
-                                                                  capture_output=True, text=True, timeout=40))
-            r = json.loads(p.stdout.strip().splitlines()[-1])
+            r, text = tr.around(lambda t=t: run_harness(t, "pingpong", args.size, args.count, 200, 0, 1,
+                                                         max_seconds=5, flows=args.flows))
             n: collections.Counter[tuple[str, str]] = collections.Counter()
             for ln in text.splitlines():
                 m = _LINE.search(ln)

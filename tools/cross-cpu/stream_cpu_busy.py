@@ -11,12 +11,10 @@ no knob changed, no root needed; run it on a quiet machine (the other CPU time c
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 
 import lbsim
-from lbsim.measure.harness import PROGRAM_NAME, build_harness
+from lbsim.measure.harness import run_harness
 
 
 def _cpu_times() -> dict[int, tuple[int, int]]:
@@ -38,15 +36,11 @@ def main() -> int:
     ap.add_argument("--costs", default="auto")
     ap.add_argument("--count", type=int, default=1000000, help="messages per run (bounded by 3 s)")
     args = ap.parse_args()
-    exe = str(build_harness())
     for t in args.transports.split(","):
         for size in (int(s) for s in args.sizes.split(",")):
-            argv = ["--transport", t, "--workload", "stream", "--size", str(size), "--count", str(args.count),
-                    "--warmup", "1000", "--cpu-a", "0", "--cpu-b", "1", "--max-seconds", "3"]
             a = _cpu_times()
-            p = subprocess.run([PROGRAM_NAME, *argv], executable=exe, capture_output=True, text=True, timeout=60)
+            r = run_harness(t, "stream", size, args.count, 1000, 0, 1, max_seconds=3)
             b = _cpu_times()
-            r = json.loads(p.stdout.strip().splitlines()[-1])
             # busy jiffies (USER_HZ 100) over the stream's measured window (elapsed_ns): set-up and
             # warm-up add a few jiffies, so a value may pass 1 a little
             window = r["elapsed_ns"] / 1e9 * 100

@@ -10,12 +10,10 @@ reader ACKs decides how much work lands on its CPU (docs/notes/knob-effects.md).
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 
 import lbsim
-from lbsim.measure.harness import PROGRAM_NAME, build_harness
+from lbsim.measure.harness import run_harness
 
 
 def _snmp(path: str, proto: str) -> dict[str, int]:
@@ -39,15 +37,11 @@ def main() -> int:
     ap.add_argument("--costs", default="auto")
     ap.add_argument("--count", type=int, default=100000)
     args = ap.parse_args()
-    exe = str(build_harness())
     for pl in args.placements.split(","):
         for size in (int(s) for s in args.sizes.split(",")):
-            argv = ["--transport", "tcp", "--workload", "stream", "--size", str(size), "--count", str(args.count),
-                    "--warmup", "0", "--cpu-a", "0", "--cpu-b", "1" if pl == "cross" else "0", "--max-seconds", "3"]
             o0, a0 = _counts()
-            p = subprocess.run([PROGRAM_NAME, *argv], executable=exe, capture_output=True, text=True, timeout=60)
+            r = run_harness("tcp", "stream", size, args.count, 0, 0, 1 if pl == "cross" else 0, max_seconds=3)
             o1, a1 = _counts()
-            r = json.loads(p.stdout.strip().splitlines()[-1])
             msgs = r["received"] or args.count
             acks = a1 - a0
             data = (o1 - o0) - acks
