@@ -1836,28 +1836,6 @@ static void parse_args(int argc, char **argv, struct opts *o)
     g_epoll = o->epoll;
 }
 
-/* lbsim-harness --null-syscalls N: the cost of a syscall that does nothing (getppid),
- * i.e. entry_SYSCALL_64 .. sysret with this kernel's mitigations: median of 31 batches. */
-static int null_syscalls(long n)
-{
-    if (n < 1000 || n > 100000000L) {
-        printf("{\"error\": \"--null-syscalls needs 1000..100000000\"}\n");
-        return 2;
-    }
-    int64_t per[31];
-    long batch = n / 31;
-    for (int b = 0; b < 31; b++) {
-        int64_t t0 = now_ns();
-        for (long i = 0; i < batch; i++)
-            syscall(SYS_getppid);
-        per[b] = now_ns() - t0;
-    }
-    qsort(per, 31, sizeof per[0], cmp_i64);
-    printf("{\"null_syscall_ns\": %.2f, \"calls\": %ld}\n", (double)per[15] / (double)batch, batch * 31);
-    return 0;
-}
-
-
 /* median ns per iteration of 31 batches of `batch` iterations of `body` */
 #define MEDIAN31(out, batch, body)                                                     \
     do {                                                                               \
@@ -1872,6 +1850,21 @@ static int null_syscalls(long n)
         qsort(per_, 31, sizeof per_[0], cmp_i64);                                      \
         (out) = (double)per_[15] / (double)(batch);                                    \
     } while (0)
+
+/* lbsim-harness --null-syscalls N: the cost of a syscall that does nothing (getppid),
+ * i.e. entry_SYSCALL_64 .. sysret with this kernel's mitigations: median of 31 batches. */
+static int null_syscalls(long n)
+{
+    if (n < 1000 || n > 100000000L) {
+        printf("{\"error\": \"--null-syscalls needs 1000..100000000\"}\n");
+        return 2;
+    }
+    long batch = n / 31;
+    double ns;
+    MEDIAN31(ns, batch, syscall(SYS_getppid));
+    printf("{\"null_syscall_ns\": %.2f, \"calls\": %ld}\n", ns, batch * 31);
+    return 0;
+}
 
 /* lbsim-harness --micro-epoll N: the cost epoll adds to a receive, at default settings, on
  * an AF_UNIX datagram socketpair (its poll is unix_dgram_poll; the read wakes peer_wait and
