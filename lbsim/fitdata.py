@@ -43,6 +43,8 @@ METRICS: dict[str, str] = {
     "rtt_p99_us": "pingpong", "rtt_p999_us": "pingpong",
     "throughput_MBps": "stream", "msgs_per_s": "stream", "loss_pct": "stream",
     "rcvbuf_drop_pct": "stream", "backlog_drop_pct": "stream",
+    # each side's CPU time over the stream's window: which side carries the work
+    "cpu_busy_sender": "stream", "cpu_busy_receiver": "stream",
     "write_p50_us": "split", "read_p50_us": "split", "write_mean_us": "split", "read_mean_us": "split",
 }
 METRIC_ORDER = tuple(METRICS)

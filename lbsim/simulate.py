@@ -47,6 +47,17 @@ class Result:
         """``amd-epyc-v1300-2026-12-06 (auto: same CPU and kernel)``"""
         return f"{self.costs_profile} ({self.costs_how})" if self.costs_how else self.costs_profile
 
+    def side_busy(self) -> tuple[float, float] | None:
+        """(sender, receiver): the busy share of the CPUs the senders and the receivers run on, as
+        the harness's ``cpu_busy_sender`` / ``cpu_busy_receiver`` measure it; None where a CPU
+        holds both sides (the model keeps busy time per CPU, not per task)."""
+        pairs = self.config.placements()
+        snd, rcv = {p[0] for p in pairs}, {p[1] for p in pairs}
+        if snd & rcv:
+            return None
+        busy = {row["cpu"]: row["busy_frac"] for row in self.cpu}
+        return sum(busy[c] for c in snd), sum(busy[c] for c in rcv)
+
     @property
     def latency_us(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.latency_kind}

@@ -104,6 +104,16 @@ def test_stream(transport):
 
 
 @needs_cc
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_stream_side_busy_shares(transport):
+    # both sides on one CPU: their CPU times over the same window cannot add up to more than it
+    # (a wrong window or a doubly counted side would); each side did some work
+    r = run_harness(transport, "stream", 1024, 5000, 50, 0, 0, max_seconds=5)
+    s, v = r["cpu_busy_sender"], r["cpu_busy_receiver"]
+    assert 0 < s and 0 < v and s + v <= 1.05, (s, v)
+
+
+@needs_cc
 def test_busy_cpu_spinner_is_cleaned_up():
     r = run_harness("unix_stream", "pingpong", 64, 20, 2, 0, CROSS_B, max_seconds=5,
                     busy_cpus=(CROSS_B,))
@@ -190,8 +200,9 @@ def test_measure_tiny_grid(tmp_path):
     pp = set(df[df.workload == "pingpong"].metric)
     st = set(df[df.workload == "stream"].metric)
     assert pp == {"rtt_mean_us", "rtt_p50_us", "rtt_p90_us", "rtt_p99_us", "rtt_p999_us"}
-    assert st == {"throughput_MBps", "msgs_per_s", "loss_pct", "rcvbuf_drop_pct", "backlog_drop_pct"}
-    assert len(df) == 3 * (5 + 5)
+    assert st == {"throughput_MBps", "msgs_per_s", "loss_pct", "rcvbuf_drop_pct", "backlog_drop_pct",
+                  "cpu_busy_sender", "cpu_busy_receiver"}
+    assert len(df) == 3 * (5 + 7)
     assert set(df.background) == {"idle"} and set(df.policy) == {"other"}
     assert set(df.harness) <= {"c", "python"}
     assert (df[~df.metric.str.endswith("_pct")].value > 0).all()

@@ -290,3 +290,19 @@ def test_a_stream_point_is_the_median_of_its_replications():
     one = validate(st, **FAST)
     assert float(one.rows[one.rows.metric == "throughput_MBps"].simulated.iloc[0]) == pytest.approx(
         runs[0].throughput["bytes_per_s"] / 1e6, rel=1e-9)
+
+
+def test_side_busy_shares_of_a_cross_cpu_stream():
+    # a stream is as fast as its slower side, which is never idle once the stream runs: the model's
+    # bottleneck side comes out (nearly) always busy; with both sides on one CPU there are no sides
+    from lbsim.validate.compare import _sim_metrics
+
+    for tr in ("tcp", "udp", "unix_stream", "unix_dgram"):
+        r = lbsim.simulate(transport=tr, workload="stream", msg_bytes=4096, placement="cross", messages=400,
+                           seed=1)
+        w, rd = r.side_busy()
+        assert 0 < min(w, rd) and 0.9 < max(w, rd) <= 1.0 + 1e-9, (tr, w, rd)
+        m = _sim_metrics(r, tr)
+        assert (m["cpu_busy_sender"], m["cpu_busy_receiver"]) == (w, rd)
+    same = lbsim.simulate(transport="udp", workload="stream", msg_bytes=4096, placement="same", messages=100)
+    assert same.side_busy() is None and "cpu_busy_sender" not in _sim_metrics(same, "udp")

@@ -369,7 +369,8 @@ static int write_all_fd(int fd, const void *p, size_t n)
     return 0;
 }
 
-static void child_send6(int kind, int64_t a, int64_t b, int64_t c, int64_t d, int64_t e)
+/* a result: six values (a stream side's CPU time, ns, in the sixth) */
+static void child_send6(int kind, int64_t a, int64_t b, int64_t c, int64_t d, int64_t e, int64_t f)
 {
     struct cmsg m;
     memset(&m, 0, sizeof m);
@@ -379,6 +380,7 @@ static void child_send6(int kind, int64_t a, int64_t b, int64_t c, int64_t d, in
     m.v[2] = c;
     m.v[3] = d;
     m.v[4] = e;
+    m.v[5] = f;
     if (write_all_fd(g_res_wfd, &m, sizeof m) < 0)
         _exit(1);
 }
@@ -389,6 +391,17 @@ static int64_t nvcsw(void)
     if (getrusage(RUSAGE_SELF, &ru) < 0)
         return 0;
     return (int64_t)ru.ru_nvcsw;
+}
+
+/* this process's CPU time (ns): sum_exec_runtime, which counts the softirqs run in its context
+ * (no CONFIG_IRQ_TIME_ACCOUNTING on the guests measured), so a stream side's busy share holds
+ * the protocol work loopback does on its CPU */
+static int64_t cpu_ns(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) < 0)
+        return 0;
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 static void child_send(int kind, int64_t a, int64_t b, int64_t c, int64_t d)
@@ -1028,7 +1041,7 @@ static void child_pingpong(struct childctx *c)
         }
     }
     zc_drain(fd);
-    child_send6(M_RESULT, rounds, nvcsw() - nv0, g_zc_sends, g_zc_done, g_zc_copied);
+    child_send6(M_RESULT, rounds, nvcsw() - nv0, g_zc_sends, g_zc_done, g_zc_copied, 0);
 }
 
 static void child_stream(struct childctx *c)
@@ -1036,7 +1049,7 @@ static void child_stream(struct childctx *c)
     const struct opts *o = c->o;
     int fd = c->s->sfd;
     size_t n = (size_t)o->size;
-    int64_t t_last = 0, nv0 = nvcsw();
+    int64_t t_last = 0, nv0 = nvcsw(), cpu0 = cpu_ns();   /* cpu0: again once warmed up */
 
     if (o->transport == T_TCP || o->transport == T_USTREAM) {
         int64_t warm_bytes = (int64_t)o->warmup * o->size;
@@ -1055,6 +1068,7 @@ static void child_stream(struct childctx *c)
                 if (!acked && got >= warm_bytes) {
                     child_send(M_WARM, 0, 0, 0, 0);
                     acked = 1;
+                    cpu0 = cpu_ns();
                 }
                 continue;
             }
@@ -1065,7 +1079,7 @@ static void child_stream(struct childctx *c)
             child_fail(1, "receiver recv: %s", strerror(errno));
         }
         int64_t meas = got > warm_bytes ? got - warm_bytes : 0;
-        child_send6(M_RESULT, meas / o->size, meas, t_last, 0, nvcsw() - nv0);
+        child_send6(M_RESULT, meas / o->size, meas, t_last, 0, nvcsw() - nv0, cpu_ns() - cpu0);
         return;
     }
 
@@ -1094,6 +1108,7 @@ static void child_stream(struct childctx *c)
                     if (!acked && warm >= o->warmup) {
                         child_send(M_WARM, warm, 0, 0, 0);
                         acked = 1;
+                        cpu0 = cpu_ns();
                     }
                 } else {
                     meas++;
@@ -1132,13 +1147,15 @@ static void child_stream(struct childctx *c)
         if (!acked && warm_sent) {   /* all warmup sent and queue idle: lost ones are lost */
             child_send(M_WARM, warm, 0, 0, 0);
             acked = 1;
+            cpu0 = cpu_ns();
         }
         if (done && t - (t_any > t_done ? t_any : t_done) >= DGRAM_IDLE_NS)
             break;
         if (t > hard_end)
             break;
     }
-    child_send6(M_RESULT, meas, bytes, t_last, warm, nvcsw() - nv0);
+    /* the idle tail after the last datagram (a few DGRAM_POLL_US wake-ups) adds microseconds */
+    child_send6(M_RESULT, meas, bytes, t_last, warm, nvcsw() - nv0, cpu_ns() - cpu0);
 }
 
 static void run_child(const struct opts *o, struct sockets *s, int res_wfd, int ctl_rfd, pid_t parent)
@@ -1246,6 +1263,7 @@ struct flowres {
     int64_t sent, send_errors, received, bytes;     /* stream */
     int64_t t0, t_last;                             /* stream: first measured write, last byte */
     int64_t snd_nvcsw, snd_msgs, rcv_nvcsw, rcv_msgs;
+    int64_t snd_cpu_ns, rcv_cpu_ns;                 /* stream: each side's CPU time, measured phase */
     int64_t zc_sends, zc_done, zc_copied;           /* --zerocopy: sends, completed, copied */
     int64_t *samples;                               /* pingpong: o->count round-trip times */
 };
@@ -1438,9 +1456,9 @@ static void start_sender2(const struct opts *o, struct sockets *s, char *buf, in
         if (r != 1)
             _exit(0);
         buf[0] = 'M';
-        int64_t sent = 0, errs = 0, nv0 = nvcsw();
+        int64_t sent = 0, errs = 0, nv0 = nvcsw(), cpu0 = cpu_ns();
         send_loop(o, s->c2fd, buf, now_ns() + (int64_t)(o->max_seconds * 1e9), &sent, &errs);
-        child_send6(M_RESULT, sent, errs, nvcsw() - nv0, g_zc_done, g_zc_copied);
+        child_send6(M_RESULT, sent, errs, nvcsw() - nv0, g_zc_done, g_zc_copied, cpu_ns() - cpu0);
         _exit(0);
     }
     g_sender2 = pid;
@@ -1500,11 +1518,12 @@ static void parent_stream(const struct opts *o, struct sockets *s, int res_rfd, 
 
     /* measured phase */
     buf[0] = 'M';
-    int64_t t0 = now_ns(), nv0 = nvcsw();
+    int64_t t0 = now_ns(), nv0 = nvcsw(), cpu0 = cpu_ns();
     if (go2 >= 0 && write(go2, "g", 1) != 1)
         fail(1, "cannot start the second sender");
     send_loop(o, fd, buf, deadline, &sent, &send_errors);
     fr->snd_nvcsw = nvcsw() - nv0;
+    fr->snd_cpu_ns = cpu_ns() - cpu0;
     if (stream)
         shutdown(fd, SHUT_WR);
     if (res2 >= 0) {   /* the receiver may stop once both senders are done */
@@ -1514,6 +1533,7 @@ static void parent_stream(const struct opts *o, struct sockets *s, int res_rfd, 
         sent += m2.v[0];
         send_errors += m2.v[1];
         fr->snd_nvcsw += m2.v[2];
+        fr->snd_cpu_ns += m2.v[5];
         fr->zc_sends += g_zc_flag ? m2.v[0] : 0;
         fr->zc_done += m2.v[3];
         fr->zc_copied += m2.v[4];
@@ -1539,6 +1559,7 @@ static void parent_stream(const struct opts *o, struct sockets *s, int res_rfd, 
     fr->snd_msgs = sent;
     fr->rcv_msgs = m.v[0] + m.v[3];   /* measured + warm-up datagrams (streams: measured) */
     fr->rcv_nvcsw = m.v[4];
+    fr->rcv_cpu_ns = m.v[5];
     fr->zc_sends += g_zc_sends;
     fr->zc_done += g_zc_done;
     fr->zc_copied += g_zc_copied;
@@ -1629,9 +1650,11 @@ static void report_pingpong(const struct opts *o, struct flowres *fr, int nf)
 static void report_stream(const struct opts *o, const struct flowres *fr, int nf, long long rb0,
                           long long rb1, long long sd0, long long sd1)
 {
-    int64_t sent = 0, received = 0, bytes = 0, errs = 0, t0 = 0, tl = 0;
+    int64_t sent = 0, received = 0, bytes = 0, errs = 0, t0 = 0, tl = 0, sc = 0, rc = 0;
     for (int i = 0; i < nf; i++) {
         sent += fr[i].sent;
+        sc += fr[i].snd_cpu_ns;
+        rc += fr[i].rcv_cpu_ns;
         received += fr[i].received;
         bytes += fr[i].bytes;
         errs += fr[i].send_errors;
@@ -1651,6 +1674,10 @@ static void report_stream(const struct opts *o, const struct flowres *fr, int nf
     print_delta("rcvbuf_errors", rb0, rb1);
     print_delta("softnet_dropped", sd0, sd1);
     printf(", \"send_errors\": %lld", (long long)errs);
+    /* each side's CPU time over the measured window: with one CPU per side, that CPU's busy
+     * share (every flow's and sender's summed); the slower side is near 1 */
+    printf(", \"cpu_busy_sender\": %.4f, \"cpu_busy_receiver\": %.4f",
+           elapsed > 0 ? (double)sc / (double)elapsed : 0.0, elapsed > 0 ? (double)rc / (double)elapsed : 0.0);
     print_extra(o, fr, nf);
     print_tail(o);
 }

@@ -284,6 +284,8 @@ def _python_run(transport: str, workload: str, size: int, count: int, warmup: in
                                         else res.get("received")],
                          # the C harness's --zerocopy keys: never set here
                          zerocopy=0, zc_sends=0, zc_completed=0, zc_copied=0)
+            if workload == "stream":  # each side's CPU time: not measured here either
+                extra.update(cpu_busy_sender=None, cpu_busy_receiver=None)
             if workload == "pingpong":
                 el = res.get("elapsed_ns") or 0
                 extra["round_trips_per_s"] = res["count"] * 1e9 / el if el > 0 else 0.0

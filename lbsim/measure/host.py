@@ -41,7 +41,8 @@ __all__ = ["host_info", "l2_bytes", "measure", "write_csv", "stream_count", "STR
 COLUMNS = ["transport", "workload", "placement", "msg_bytes", "metric", "value", "rep",
            "harness", "background", "policy", "loadavg", "kernel", "tcp_congestion_control"]
 PINGPONG_METRICS = ("rtt_mean_us", "rtt_p50_us", "rtt_p90_us", "rtt_p99_us", "rtt_p999_us")
-STREAM_METRICS = ("throughput_MBps", "msgs_per_s", "loss_pct", "rcvbuf_drop_pct", "backlog_drop_pct")
+STREAM_METRICS = ("throughput_MBps", "msgs_per_s", "loss_pct", "rcvbuf_drop_pct", "backlog_drop_pct",
+                  "cpu_busy_sender", "cpu_busy_receiver")
 #: split: one thread writes a message and reads it back, each call timed apart (median and mean)
 SPLIT_METRICS = ("write_p50_us", "read_p50_us", "write_mean_us", "read_mean_us")
 PLACEMENTS = {"same": (0, 0), "cross": (0, 1)}
@@ -225,6 +226,8 @@ def _rows(res: dict, workload: str) -> list:
         rows.append(("rcvbuf_drop_pct", 100.0 * res["rcvbuf_errors"] / sent))
     if sent > 0 and res.get("softnet_dropped") is not None:
         rows.append(("backlog_drop_pct", 100.0 * res["softnet_dropped"] / sent))
+    # each side's CPU time over the measured window (C harness only)
+    rows += [(m, float(res[m])) for m in ("cpu_busy_sender", "cpu_busy_receiver") if res.get(m) is not None]
     return rows
 
 

@@ -54,6 +54,9 @@ def _sim_metrics(res: Any, transport: str) -> dict[str, float]:
         sites = c.get("drops_by_site") or {}
         out["rcvbuf_drop_pct"] = 100.0 * sites.get("rcvbuf", 0) / sent if sent else float("nan")
         out["backlog_drop_pct"] = 100.0 * sites.get("backlog", 0) / sent if sent else float("nan")
+    sides = res.side_busy() if res.config.workload == "stream" else None
+    if sides is not None:
+        out["cpu_busy_sender"], out["cpu_busy_receiver"] = sides
     return out
 
 
