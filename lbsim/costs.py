@@ -174,6 +174,9 @@ def cost_model_from_dict(data: dict[str, Any], source: str = "<dict>") -> CostMo
         cold = _num(where, spec, "per_byte_cold_ns") if "per_byte_cold_ns" in spec else None
         stages[name] = StageCost(_num(where, spec, "fixed_ns"), _num(where, spec, "per_byte_ns", 0.0),
                                  _num(where, spec, "cv", 0.0), cold)
+    if "cache_to_cache_write" not in stages and "cache_to_cache_copy" in stages:
+        # a file from before the writer's copy had its own cost: both sides paid cache_to_cache_copy
+        stages["cache_to_cache_write"] = stages["cache_to_cache_copy"]
     missing = [s for s in STAGES if s not in stages and s not in OPTIONAL_STAGES]
     if missing:
         raise CostFileError(f"{source}: stages missing: {', '.join(missing)}")

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from lbsim.calibrate import format_report
+from lbsim.calibrate.fits import with_c2c_pair
 from lbsim.calibrate.pages import page_step
 from lbsim.calibrate.params import (
     PARAMS,
@@ -23,7 +24,7 @@ from lbsim.calibrate.params import (
     with_stages,
     with_tcp_call_share,
 )
-from lbsim.calibrate.sim import KERNEL, sim_p50_us, sim_split_us, sim_stream_MBps
+from lbsim.calibrate.sim import KERNEL, sim_p50_us, sim_split_us, sim_stream_MBps, sim_stream_sides
 from lbsim.calibrate.steps import (
     FIT_STEPS,
     PARAM_ORDER,
@@ -277,12 +278,37 @@ def test_fit_cold_finds_the_out_of_cache_copy_cost():
 
 
 def test_fit_c2c_finds_the_cache_to_cache_copy_cost():
-    truth = with_stages(MODEL, ("cache_to_cache_copy",), per_byte_ns=0.12)
+    truth = with_c2c_pair(MODEL, 0.12, 0.12)
     st = _state(_streams(truth, [("udp", "cross", 16384), ("unix_stream", "cross", 65536)]),
-                with_stages(MODEL, ("cache_to_cache_copy",), per_byte_ns=0.0))
+                with_c2c_pair(MODEL, 0.0, 0.0))
     fit_c2c(st)
     assert st.params["cache_to_cache_copy_ns_per_byte"] == pytest.approx(0.12, abs=0.01)
     assert all(abs(r["error_pct"]) < 1.0 for r in st.rows["cache_to_cache_copy"])
+
+
+def _sides(model, points):
+    """Cross-CPU streams of ``model`` as measured rows with each side's CPU time."""
+    rows = []
+    for tr, n in points:
+        rate, w, r = sim_stream_sides(model, tr, n, WRITES)
+        rows += _rows(tr, "stream", "cross", n, {"throughput_MBps": [rate * n / 1e6], "msgs_per_s": [rate],
+                                                  "cpu_busy_sender": [w], "cpu_busy_receiver": [r]})
+    return pd.DataFrame(rows)
+
+
+def test_fit_c2c_tells_the_writers_copy_from_the_readers_by_each_sides_cpu_time():
+    pts = [("udp", 16384), ("tcp", 65536), ("unix_stream", 65536), ("unix_dgram", 65536)]
+    truth = with_c2c_pair(MODEL, 0.04, 0.25)
+    st = _state(_sides(truth, pts), with_c2c_pair(MODEL, 0.0, 0.0))
+    fit_c2c(st)
+    assert st.params["cache_to_cache_copy_ns_per_byte"] == pytest.approx(0.04, abs=0.015)
+    assert st.params["cache_to_cache_write_ns_per_byte"] == pytest.approx(0.25, abs=0.015)
+    # the same throughput without the sides' CPU time: one value for both copies, the slower
+    # side's (the writer's here), so the reader's cannot be told
+    st = _state(_sides(truth, pts).query("metric == 'throughput_MBps'"), with_c2c_pair(MODEL, 0.0, 0.0))
+    fit_c2c(st)
+    one = st.params["cache_to_cache_copy_ns_per_byte"]
+    assert one == st.params["cache_to_cache_write_ns_per_byte"] and abs(one - 0.04) > 0.1
 
 
 def test_refit_wakeup_delays_finds_the_delays_and_updates_the_bounds_hit():

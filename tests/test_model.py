@@ -122,14 +122,10 @@ def test_zero_load_rtt_cross_cpu_adds_the_remote_wakeup(transport):
     # queues onto it, once when the receiver's CPU reads it; a unix_dgram read also reaches the
     # sleeping sender's wait queue (sock_wfree -> unix_write_space), which a UDP skb, orphaned
     # in loopback_xmit, never makes the reader touch
-    if transport == "udp":
-        one_way += 2 * cost("cacheline_transfer")
-        # both copies of the payload reach into the other CPU's cache: the writer's into buffers
-        # the other CPU read last, the reader's of data written there
-        one_way += 2 * cost("cache_to_cache_copy", N)
-    else:
-        one_way += 3 * cost("cacheline_transfer_unix")
-        one_way += cost("cache_to_cache_copy", N)  # the read's only (UnixDgram)
+    one_way += 2 * cost("cacheline_transfer") if transport == "udp" else 3 * cost("cacheline_transfer_unix")
+    # both copies of the payload reach into the other CPU's cache: the writer's into buffers the
+    # other CPU read last, the reader's of data written there
+    one_way += cost("cache_to_cache_write", N) + cost("cache_to_cache_copy", N)
     assert r.latency_samples_ns[-1] == pytest.approx(2 * one_way, rel=1e-9)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lbsim.calibrate.ident import grid_check, lsq_check, scalar_check
+from lbsim.calibrate.ident import _put, grid_check, lsq_check, scalar_check
 from lbsim.calibrate.params import (
     PARAMS,
     WAKEUP_DELAYS,
@@ -335,18 +335,28 @@ def fit_cold_copy(model: CostModel, df: Any, writes: int | None = None) -> tuple
 C2C_MIN_BYTES = 16384
 
 
+#: the per-byte cross-CPU copy costs' physical range (ns/B): 1 ns/B is a 64-byte line fetched in 64 ns,
+#: a whole cache-to-cache miss per line with no overlap at all
+C2C_BOUNDS = (0.0, 1.0)
+
+
 def fit_cache_to_cache_copy(model: CostModel, df: Any, writes: int | None = None,
-                            ) -> tuple[float | None, list[dict[str, Any]]]:
-    """The per-byte cost of copying payload that the other CPU's cache holds (the reader's copy of
-    data written on the other CPU, the writer's copy into buffers read there last): one value for
-    every transport, fitted to the cross-CPU streams of writes of 16 KiB and more.  (Fitted per
-    socket family, AF_UNIX's came out 0: its cross-CPU streams are bound by wake-ups in the model.)"""
+                            ) -> tuple[tuple[float, float] | None, list[dict[str, Any]]]:
+    """The per-byte costs of copying payload that the other CPU's cache holds: the reader's copy of
+    data written on the other CPU (``cache_to_cache_copy``) and the writer's copy into buffers
+    read there last (``cache_to_cache_write``), one pair for every transport, from the cross-CPU
+    streams of writes of 16 KiB and more, where they are most of a message's cost.  Returns
+    ((read, write), residual rows).
+
+    The throughput fixes one value for both (the slower side's), the one the fit gives where
+    the data lack each side's CPU time; with ``cpu_busy_sender`` / ``cpu_busy_receiver`` rows,
+    :func:`_fit_c2c_sides` then moves each side's value to its own CPU time per message."""
     meas = _stream_medians(df, ["transport", "msg_bytes"], placement="cross", msg_bytes=lambda c: c >= C2C_MIN_BYTES)
     if meas.empty:
         return None, []
 
     def with_c2c(x: float) -> CostModel:
-        return with_stages(model, ("cache_to_cache_copy",), per_byte_ns=x)
+        return with_c2c_pair(model, x, x)
 
     pts = [(tr, "cross", int(n), v, writes) for (tr, n), v in meas.items()]
 
@@ -356,4 +366,65 @@ def fit_cache_to_cache_copy(model: CostModel, df: Any, writes: int | None = None
     x = grid_then_brent(lambda x: errs([x])[0], 0.3, 13, xatol=2e-3, batch=errs)  # the regimes flip with x
     scalar_check("cache_to_cache_copy_ns_per_byte", lambda x: errs([x])[0], x, 0.0, 0.3, 2e-3,
                  np.linspace(0.0, 0.3, 13), errs)
-    return x, _rows(with_c2c(x), pts)
+    pair = (x, x)
+    sides = _side_medians(df)
+    if sides:
+        pair = _fit_c2c_sides(model, sides, x, writes)
+    return pair, _rows(with_c2c_pair(model, *pair), pts)
+
+
+def with_c2c_pair(model: CostModel, read: float, write: float) -> CostModel:
+    """``model`` with the reader's and the writer's per-byte cross-CPU copy costs."""
+    return with_stages(with_stages(model, ("cache_to_cache_copy",), per_byte_ns=read),
+                       ("cache_to_cache_write",), per_byte_ns=write)
+
+
+def _side_medians(df: Any) -> dict[tuple[str, int], tuple[float, float, float]]:
+    """(transport, size) -> (messages/s, writer's busy share, reader's) of the idle cross-CPU
+    streams of C2C_MIN_BYTES and more that carry each side's CPU time (medians)."""
+    cols = ("msgs_per_s", "cpu_busy_sender", "cpu_busy_receiver")
+    mask = ((df.workload == "stream") & (df.placement == "cross") & (df.background == "idle")
+            & (df.msg_bytes >= C2C_MIN_BYTES) & df.metric.isin(cols))
+    if not mask.any():
+        return {}
+    med = df[mask].groupby(["transport", "msg_bytes", "metric"])["value"].median().unstack("metric")
+    med = med.reindex(columns=list(cols)).dropna()
+    med = med[(med.msgs_per_s > 0) & (med.cpu_busy_sender > 0) & (med.cpu_busy_receiver > 0)]
+    return {(str(tr), int(n)): (float(r.msgs_per_s), float(r.cpu_busy_sender), float(r.cpu_busy_receiver))
+            for (tr, n), r in med.iterrows()}
+
+
+#: fixed-point steps of :func:`_fit_c2c_sides`, and the change (ns/B) below which it stops
+SIDE_STEPS, SIDE_XTOL = 8, 2e-3
+
+
+def _fit_c2c_sides(model: CostModel, sides: dict[tuple[str, int], tuple[float, float, float]], x0: float,
+                   writes: int | None) -> tuple[float, float]:
+    """Each copy's per-byte cost from its side's CPU time per message (busy share / messages per
+    second), measured against simulated: each side pays its copy once per byte, so the per-byte
+    gap (median over the points) is the step; repeated from ``x0`` for both until it moves less
+    than SIDE_XTOL (the sleeps a faster side adds make it not quite linear)."""
+    lo, hi = C2C_BOUNDS
+    read = write = x0
+    host = {k: (bw / rate * 1e9, br / rate * 1e9) for k, (rate, bw, br) in sides.items()}  # ns per message
+    steps, moved = 0, float("inf")
+    while steps < SIDE_STEPS and moved >= SIDE_XTOL:
+        m = with_c2c_pair(model, read, write)
+        sims = run_many([("sides", m, (tr, n, writes), {}) for tr, n in host])
+        gaps_w, gaps_r = [], []
+        for (tr, n), (rate, bw, br) in zip(host, sims):
+            hw, hr = host[(tr, n)]
+            gaps_w.append((hw - bw / rate * 1e9) / n)
+            gaps_r.append((hr - br / rate * 1e9) / n)
+        new_w = float(np.clip(write + np.median(gaps_w), lo, hi))
+        new_r = float(np.clip(read + np.median(gaps_r), lo, hi))
+        moved = max(abs(new_w - write), abs(new_r - read))
+        read, write, steps = new_r, new_w, steps + 1
+    for name, v in (("cache_to_cache_copy_ns_per_byte", read), ("cache_to_cache_write_ns_per_byte", write)):
+        at_bound = v <= lo + SIDE_XTOL or v >= hi - SIDE_XTOL
+        status = ("at bound" if at_bound else "pinned" if moved < SIDE_XTOL
+                  else f"not pinned: not settled in {SIDE_STEPS} steps")
+        _put(name, {"method": "each side's CPU time per message", "value": v, "status": status,
+                    "at_bound": at_bound, "at_grid_point": False, "steps": steps, "last_move": moved,
+                    "points": len(host)})
+    return read, write

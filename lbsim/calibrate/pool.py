@@ -13,13 +13,14 @@ from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from lbsim.calibrate.sim import KERNEL, sim_p50_us, sim_split_us, sim_stream_MBps
+from lbsim.calibrate.sim import KERNEL, sim_p50_us, sim_split_us, sim_stream_MBps, sim_stream_sides
 from lbsim.costs import CostModel
 
 log = logging.getLogger("lbsim.calibrate")
 
 #: the simulations a task may name
-SIMS: dict[str, Any] = {"p50": sim_p50_us, "split": sim_split_us, "stream": sim_stream_MBps}
+SIMS: dict[str, Any] = {"p50": sim_p50_us, "split": sim_split_us, "stream": sim_stream_MBps,
+                        "sides": sim_stream_sides}
 #: results kept for reuse (a fit runs a few tens of thousands of simulations at most)
 MEMO_SIZE = 200_000
 

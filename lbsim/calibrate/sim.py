@@ -54,6 +54,21 @@ def sim_stream_MBps(model: CostModel, transport: str, placement: str, size: int,
     return float(run_model(cfg, model)["throughput"]["bytes_per_s"]) / 1e6
 
 
+def sim_stream_sides(model: CostModel, transport: str, size: int, messages: int | None = None,
+                     ) -> tuple[float, float, float]:
+    """A deterministic cross-CPU stream (as :func:`sim_stream_MBps`): its messages per second and
+    the busy share of the writer's and the reader's CPU (the harness's ``cpu_busy_sender`` and
+    ``cpu_busy_receiver``)."""
+    if messages is None:
+        messages = max(50, min(2000, (32 << 20) // size))
+    cfg = make_config(transport=transport, workload="stream", msg_bytes=size, messages=messages,
+                      placement="cross", deterministic=True, **KERNEL.get())
+    raw = run_model(cfg, model)
+    (w, r), = cfg.placements()
+    busy = {row["cpu"]: row["busy_frac"] for row in raw["cpu"]}
+    return float(raw["throughput"]["msgs_per_s"]), float(busy[w]), float(busy[r])
+
+
 def residual_row(metric: str, transport: str, placement: str, background: str, msg_bytes: Any, measured: Any,
                  simulated: float, fitted: bool) -> dict[str, Any]:
     """A residual row of the fit's report (``measured_us`` and ``simulated_us`` are MB/s for a

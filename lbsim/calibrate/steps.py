@@ -24,6 +24,7 @@ from lbsim.calibrate.fits import (
     fit_params,
     fit_tcp_call_share,
     refit_wakeups,
+    with_c2c_pair,
 )
 from lbsim.calibrate.ident import CHECKS
 from lbsim.calibrate.pages import PageStep, page_costs, page_step
@@ -36,7 +37,6 @@ from lbsim.calibrate.params import (
     with_delays,
     with_pages,
     with_stage_fixed,
-    with_stages,
     with_tcp_call_share,
 )
 from lbsim.calibrate.pool import run_many
@@ -50,7 +50,8 @@ log = logging.getLogger("lbsim.calibrate")
 #: the order of the fitted values in the result and the cost file (the order the fit grew in)
 PARAM_ORDER: tuple[str, ...] = (*PARAMS, "alloc_pages_ns", "free_pages_ns", "tcp_call_scale", "tcp_packet_scale",
                                 "stage_cv", "delay_cv", *(f"{s}_ns" for s in BOUNCE_FAMILIES), "kfree_skb_ns",
-                                "copy_cold_ns_per_byte", "cache_to_cache_copy_ns_per_byte")
+                                "copy_cold_ns_per_byte", "cache_to_cache_copy_ns_per_byte",
+                                "cache_to_cache_write_ns_per_byte")
 
 
 @dataclass
@@ -257,13 +258,14 @@ def fit_cold(st: FitState) -> None:
 
 
 def fit_c2c(st: FitState) -> None:
-    """``cache_to_cache_copy_ns_per_byte``: the per-byte cost of copying payload the other CPU's
-    cache holds, one value for every transport, from the cross-CPU streams of writes of 16 KiB
-    and more, where it is most of a message's cost."""
+    """``cache_to_cache_copy_ns_per_byte`` and ``cache_to_cache_write_ns_per_byte``: the per-byte
+    cost of the reader's and the writer's copy of payload the other CPU's cache holds, one pair
+    for every transport, from the cross-CPU streams of writes of 16 KiB and more, where they are
+    most of a message's cost (apart only where the data carry each side's CPU time)."""
     c2c, rows = fit_cache_to_cache_copy(st.current, st.df, st.stream_writes)
     if c2c is not None:
-        st.params["cache_to_cache_copy_ns_per_byte"] = c2c
-        st.model = with_stages(st.current, ("cache_to_cache_copy",), per_byte_ns=c2c)
+        st.params["cache_to_cache_copy_ns_per_byte"], st.params["cache_to_cache_write_ns_per_byte"] = c2c
+        st.model = with_c2c_pair(st.current, *c2c)
         st.rows["cache_to_cache_copy"] = rows
 
 

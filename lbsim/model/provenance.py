@@ -243,6 +243,8 @@ STAGE_COSTS: tuple[Param, ...] = _lend((
     _stage("cacheline_transfer", "fitted", "cacheline_transfer_ns (fit_cacheline, refit_cacheline)"),
     _stage("cacheline_transfer_unix", "fitted", "cacheline_transfer_unix_ns (fit_cacheline)"),
     _stage("cache_to_cache_copy", "fitted", "per byte: cache_to_cache_copy_ns_per_byte (fit_c2c)"),
+    _stage("cache_to_cache_write", "fitted", "per byte: cache_to_cache_write_ns_per_byte (fit_c2c; "
+           "cache_to_cache_copy's value where the data lack each side's CPU time)"),
     _stage("ep_send_events", "measured", "epoll ep_send_events_ns: harness --micro-epoll, epoll_wait on an "
            "always-readable socket less the null syscall (lbsim/measure/harness.py micro_epoll)",
            "optional: absent from cost files measured before it; receiver 'epoll' refuses to run without it"),

@@ -26,7 +26,7 @@ import numpy as np
 import simpy
 
 from lbsim.model.cpu import CPU, INLINE
-from lbsim.model.stages import N_CORE_STAGES, SID, STAGES
+from lbsim.model.stages import LATE_CORE_STAGES, N_CORE_STAGES, SID, STAGES
 from lbsim.model.task import CONTEXT_NAMES, SLEEPING, WAKING, Task, WaitQueue
 
 __all__ = ["Sim"]
@@ -66,11 +66,14 @@ class Sim:
         self.policy = policy
         self.seedseq = np.random.SeedSequence(seed)
         # one random stream per stage and per delay (SeedSequence.spawn), drawn in blocks
-        # children: core stage i -> [i], the delays and other draws -> [N_CORE_STAGES + k], the
-        # optional stages after them: adding an optional stage moves no other stream
-        base = N_CORE_STAGES
+        # children: the first core stages i -> [i], the delays and other draws -> [base + k], the
+        # optional stages after them, then the late core stages: adding either moves no other stream
+        base = N_CORE_STAGES - len(LATE_CORE_STAGES)
+        n_opt = len(STAGES) - N_CORE_STAGES
         children = self.seedseq.spawn(len(STAGES) + 6)
-        streams = [children[i] if i < base else children[i + 6] for i in range(len(STAGES))]
+        streams = [children[i] if i < base
+                   else children[i + 6 + n_opt] if i < N_CORE_STAGES  # a late core stage
+                   else children[i - len(LATE_CORE_STAGES) + 6] for i in range(len(STAGES))]
         streams += children[base:base + 4]
         #: optional stages this cost model lacks (lbsim.model.stages.OPTIONAL_STAGES): cost 0 here,
         #: and a switch that needs one refuses to run (lbsim.model.eventpoll.require_stages)

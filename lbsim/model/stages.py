@@ -23,7 +23,8 @@ cache          socket state moving between CPU caches (cacheline_transfer)
 
 from __future__ import annotations
 
-__all__ = ["STAGES", "STAGE_GROUP", "STAGE_DOC", "SID", "GROUPS", "OPTIONAL_STAGES", "N_CORE_STAGES"]
+__all__ = ["STAGES", "STAGE_GROUP", "STAGE_DOC", "SID", "GROUPS", "OPTIONAL_STAGES", "N_CORE_STAGES",
+           "LATE_CORE_STAGES"]
 
 # name, group, what it stands for
 _TABLE: tuple[tuple[str, str, str], ...] = (
@@ -89,9 +90,13 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
      "run on different CPUs, paid on every skb's send and read; a unix_dgram pays it for each of two "
      "objects, the peer's queue and the sender's sk_wmem_alloc and wait queue (docs/notes/cross-cpu.md)"),
     ("cache_to_cache_copy", "cache",
-     "not a kernel function: per byte, the extra cost of a copy whose memory another CPU's cache holds: "
-     "the reader's copy of data written on the other CPU, the writer's copy into buffers the other CPU "
-     "read and freed last (every transport)"),
+     "not a kernel function: per byte, the extra cost of the reader's copy of data written on another "
+     "CPU: its cache lines come from that CPU's cache (every transport)"),
+    ("cache_to_cache_write", "cache",
+     "not a kernel function: per byte, the extra cost of the writer's copy into buffers the other CPU "
+     "read and freed last: each line is taken over from that CPU's cache before it is written "
+     "(read-for-ownership; every transport). Apart from the read's because each side's CPU time says "
+     "they differ (docs/notes/side-busy.md)"),
     # optional stages (OPTIONAL_STAGES): a cost file may lack them; only a switch that needs one runs it
     ("ep_send_events", "syscall",
      "fs/eventpoll.c ep_poll -> ep_send_events: ep_item_poll (the socket's poll: tcp_poll, udp_poll, "
@@ -113,4 +118,8 @@ STAGE_DOC: dict[str, str] = {name: doc for name, _, doc in _TABLE}
 #: the stages before the optional ones: their random streams keep their place (lbsim.model.sim.Sim)
 N_CORE_STAGES = len(STAGES) - len(OPTIONAL_STAGES)
 assert STAGES[N_CORE_STAGES:] == OPTIONAL_STAGES
+#: core stages added after the random streams' layout was fixed (the last core stages): each draws
+#: from a stream past the optional stages', so that adding one moves no other stage's draws
+LATE_CORE_STAGES: tuple[str, ...] = ("cache_to_cache_write",)
+assert STAGES[N_CORE_STAGES - len(LATE_CORE_STAGES):N_CORE_STAGES] == LATE_CORE_STAGES
 GROUPS: tuple[str, ...] = ("syscall", "copy", "tcp", "udp", "unix", "ip", "device", "softirq", "wakeup", "cache")

@@ -60,6 +60,7 @@ _SEND_ACK = (S["tcp_send_ack"], S["ip_output"], S["dev_queue_xmit"], S["loopback
 _SENDMSG = (S["syscall"], S["tcp_sendmsg"])
 S_BOUNCE = S["cacheline_transfer"]
 S_C2C = S["cache_to_cache_copy"]
+S_C2C_WRITE = S["cache_to_cache_write"]
 S_ALLOC_SKB = S["tcp_stream_alloc_skb"]
 S_COPY_IN = S["skb_copy_to_page_nocache"]
 
@@ -274,7 +275,7 @@ class TcpOutput(TcpState):
             left -= chunk
             rx = self.peer.rx_cpu
             if rx is not None and rx is not cpu:
-                items += ((S_C2C, chunk),)  # the buffers were last read (and freed) on that CPU
+                items += ((S_C2C_WRITE, chunk),)  # the buffers were last read (and freed) on that CPU
             if zc is not None:  # skb_zerocopy_iter_stream: pinned, not copied (the copy is deferred)
                 items = (S_ALLOC_SKB,) if items[0] == S_ALLOC_SKB else ()
             if items:

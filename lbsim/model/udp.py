@@ -59,6 +59,7 @@ S_READABLE = S["sock_def_readable"]
 S_RECVMSG = S["udp_recvmsg"]
 S_COPY_OUT = S["skb_copy_datagram_msg"]
 S_C2C = S["cache_to_cache_copy"]
+S_C2C_WRITE = S["cache_to_cache_write"]
 
 
 def udp_fragments(payload: int, mtu: int) -> list[int]:
@@ -134,8 +135,8 @@ class UdpSocket:
         elif rx is None or rx is cpu:
             yield sim.work_of((S_SYSCALL, S_SENDMSG, (S_COPY_IN, nbytes, self.rmem > sim.cache_bytes), S_IP_OUTPUT))
         else:  # the buffers were last read (and freed) on that CPU
-            yield sim.work_of((S_SYSCALL, S_SENDMSG, (S_COPY_IN, nbytes, self.rmem > sim.cache_bytes), (S_C2C, nbytes),
-                               S_IP_OUTPUT))
+            yield sim.work_of((S_SYSCALL, S_SENDMSG, (S_COPY_IN, nbytes, self.rmem > sim.cache_bytes),
+                               (S_C2C_WRITE, nbytes), S_IP_OUTPUT))
         self.tx_cpu = cpu
         nfr = len(frags)
         if nfr > 1:

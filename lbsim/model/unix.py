@@ -65,6 +65,7 @@ S_DGRAM_RECVMSG = S["unix_dgram_recvmsg"]
 S_COPY_IN = S["skb_copy_datagram_from_iter"]
 S_COPY_OUT = S["skb_copy_datagram_msg"]
 S_C2C = S["cache_to_cache_copy"]
+S_C2C_WRITE = S["cache_to_cache_write"]
 S_BOUNCE_UNIX = S["cacheline_transfer_unix"]
 S_KFREE = S["__kfree_skb"]
 S_ALLOC_PAGES = S["__alloc_pages"]
@@ -89,7 +90,7 @@ class _UnixBase:
         self.sender_blocked = 0
         self.last_cpu: Any = None  # the CPU that touched the peer's queue last
         # where the payload was last written and read: a copy on another CPU than the other
-        # side's last one moves the payload's cache lines (cache_to_cache_copy)
+        # side's last one moves the payload's cache lines (cache_to_cache_copy / _write)
         self.tx_cpu: Any = None
         self.rx_cpu: Any = None
 
@@ -193,7 +194,7 @@ class UnixStream(_UnixBase):
                          *self._data_ready_items(cpu))
             else:  # the reader is on another CPU: every skb's lines come from its cache (see the class)
                 self.last_cpu = cpu  # Sim.touch(self, cpu), always a transfer here
-                items = (S_STREAM_SENDMSG, (S_COPY_IN, size, self.wmem > sim.cache_bytes), (S_C2C, size),
+                items = (S_STREAM_SENDMSG, (S_COPY_IN, size, self.wmem > sim.cache_bytes), (S_C2C_WRITE, size),
                          S_BOUNCE_UNIX, *self._data_ready_items(cpu))
             if pages:
                 items += (S_ALLOC_PAGES,) * pages  # alloc_skb_with_frags
@@ -260,10 +261,11 @@ class UnixDgram(_UnixBase):
     writer that keeps writing never sleeps there, so a one-way stream pays one transfer per call
     on each side, and a round trip, where each side sleeps for the reply, pays six against UDP's
     four (``loopback_xmit`` orphans a UDP skb on the sender's CPU: the reader never touches the
-    sender's socket).  Only the read pays ``cache_to_cache_copy``: the reader pulls the lines the
-    writer filled; the writer is not charged for reaching into buffers the reader freed, as
-    unix_stream's is.  That split is the data's, not the kernel's: see docs/notes/cross-cpu.md
-    ("unix_dgram across CPUs, per call").
+    sender's socket).  The payload's copies pay as unix_stream's do: the read ``cache_to_cache_copy``
+    (it pulls the lines the writer filled), the send ``cache_to_cache_write`` (it fills buffers the
+    reader freed).  Until each side's CPU time was measured, the send paid nothing here, a split
+    the throughput alone asked for (docs/notes/cross-cpu.md, "unix_dgram across CPUs, per call");
+    the writer's CPU time says it pays (docs/notes/side-busy.md).
     """
 
     def __init__(self, sim: Sim, *, sndbuf: int, max_qlen: int, stats: Any, modern: bool) -> None:
@@ -287,7 +289,8 @@ class UnixDgram(_UnixBase):
         if self.rx_cpu is not cpu and self.rx_cpu is not None:  # the reader is on another CPU (see the class)
             self.last_cpu = cpu  # Sim.touch of both objects, one transfer for the two
             self.sender_side.last_cpu = cpu
-            items = (S_DGRAM_SENDMSG, (S_COPY_IN, nbytes, self.wmem > sim.cache_bytes), S_BOUNCE_UNIX)
+            items = (S_DGRAM_SENDMSG, (S_COPY_IN, nbytes, self.wmem > sim.cache_bytes), (S_C2C_WRITE, nbytes),
+                     S_BOUNCE_UNIX)
         else:
             items = (S_DGRAM_SENDMSG, (S_COPY_IN, nbytes, self.wmem > sim.cache_bytes), *sim.touch(self, cpu),
                      *sim.touch(self.sender_side, cpu))  # skb_set_owner_w
