@@ -9,9 +9,9 @@ Models ``tcp_recvmsg_locked`` (net/ipv4/tcp.c: ``sk_wait_data``, ``skb_copy_data
 sender's CPU, which frees them in its next NET_RX run, see netdev.py),
 ``tcp_rcv_space_adjust`` (DRS: the receive buffer grows toward ``tcp_rmem[2]`` when the
 reader drains more than a window per round), ``tcp_cleanup_rbuf`` (ACK when one is
-pending and more than a segment is un-ACKed or it was pushed -- a segment shorter than
+pending and more than a segment is un-ACKed, or it was pushed -- a segment shorter than
 ``rcv_mss``, or from 6.7 one of ``rcv_mss`` or more with PSH, which every write's last
-skb carries -- or when the window at least doubled), ``release_sock``.  The advertised
+skb carries -- and the read emptied the queue, or when the window at least doubled), ``release_sock``.  The advertised
 window is ``(rcvbuf - rmem) x ratio`` (``tcp_win_from_space``; ratio 50 % until learned
 from ``len / truesize``).
 
@@ -120,10 +120,13 @@ class TcpRecv(TcpState):
         self.rcvq_space += copied  # _rcv_space_adjust(copied), inlined up to its once-per-round test
         if self.env._now - self.rcvq_time >= RCV_RTT_NS:
             self._rcv_space_adjust(0)
-        # tcp_cleanup_rbuf: ACK a pending ACK when more than a segment is un-ACKed or it was
-        # pushed (not in ping-pong mode); send a window update when the window doubled
+        # tcp_cleanup_rbuf: ACK a pending ACK when more than a segment is un-ACKed, or when it
+        # was pushed (not in ping-pong mode) and this read emptied the receive queue
+        # (``!atomic_read(&sk->sk_rmem_alloc)``, net/ipv4/tcp.c __tcp_cleanup_rbuf); send a
+        # window update when the window doubled
         time_to_ack = self.ack_pending and (
-            (self.rcv_nxt - self.rcv_wup > self.rcv_mss) or (self.pushed and not self.pingpong))
+            (self.rcv_nxt - self.rcv_wup > self.rcv_mss)
+            or (self.pushed and not self.pingpong and not self.rmem))
         if not time_to_ack and copied > 0:
             cur = self.rcv_wup + self.rcv_wnd - self.rcv_nxt
             if not cur > 0:
