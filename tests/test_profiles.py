@@ -128,6 +128,23 @@ def test_a_file_without_schema_is_migrated_and_a_newer_schema_is_refused():
         assert "lbsim calibrate" in str(e.value) and "\n" not in str(e.value)
 
 
+def test_an_old_file_that_cannot_be_migrated_is_refused_with_how_to_recalibrate():
+    old = default_dict()
+    stages = dict(old["stages"])
+    stages.pop("tcp_v4_rcv")
+    stages["tcp_v4_do_rcv_old"] = {"fixed_ns": 100.0}
+    for bad in ({**old, "stages": {k: v for k, v in stages.items() if k != "tcp_v4_do_rcv_old"}},
+                {**old, "stages": stages}):
+        with pytest.raises(CostFileError) as e:
+            cost_model_from_dict(bad, "old.json")
+        msg = str(e.value)
+        assert msg.startswith("old.json: ") and "older lbsim" in msg and "lbsim calibrate" in msg and "\n" not in msg
+    # a current file with the same fault is just refused: it is not an old one
+    with pytest.raises(CostFileError) as e:
+        cost_model_from_dict({**old, "schema": SCHEMA, "stages": stages}, "new.json")
+    assert "older lbsim" not in str(e.value)
+
+
 def test_default_is_the_xeon_v1272_profile_with_exactly_the_default_numbers():
     default = load_costs("default")
     assert load_costs(profiles.DEFAULT_PROFILE).hash == default.hash
