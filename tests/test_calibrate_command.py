@@ -190,6 +190,33 @@ def test_stage_file_with_another_cpu_is_refused(tmp_path):
     assert cc.check_stages(DATA / "stages-host.json", DATA / "measured-host.csv")["runs"]
 
 
+def test_lbsim_measure_stages_records_the_cpu_so_another_cpus_stage_file_is_refused(tmp_path, monkeypatch):
+    """`lbsim measure --stages` (measuring and tracing replaced) writes the CPU and kernel into the
+    stage file; beside an AMD CSV of the same kernel build, an Intel one is then refused."""
+    import pandas as pd
+
+    import lbsim.cli.host as cli_host
+    import lbsim.hostid as hostid
+    import lbsim.measure as measure
+    import lbsim.measure.harness as harness
+
+    intel = hostid.HostId("GenuineIntel", 6, 85, 7, "Intel(R) Xeon(R) Processor", "6.18.44-fc-v1300", "vm")
+    monkeypatch.setattr(hostid.HostId, "current", classmethod(lambda cls, cpuinfo="": intel))
+    monkeypatch.setattr(measure, "measure", lambda *a, **k: pd.read_csv(DATA / "measured-host.csv").head(5))
+    monkeypatch.setattr(measure, "write_csv", lambda df, out: Path(out))
+    monkeypatch.setattr(harness, "null_syscall_ns", lambda: 100.0)
+    monkeypatch.setattr(harness, "micro_epoll", lambda: {})
+    runs = json.loads((DATA / "stages-host.json").read_text())["runs"]
+    monkeypatch.setattr(cli_host, "_traced_runs", lambda *a: (runs, 0))
+    monkeypatch.setattr(cli_host, "_show_stages", lambda *a: None)
+    assert main(["measure", "--stages", "-q", "--out", str(tmp_path / "m.csv")]) == 0
+    written = json.loads((tmp_path / "m.stages.json").read_text())
+    assert written["host"] == {"cpu": intel.cpu_dict(), "kernel": intel.kernel, "hostname": "vm"}
+    with pytest.raises(cc.CalibrationInputError, match="another host") as e:
+        cc.check_stages(tmp_path / "m.stages.json", DATA / "measured-host.csv")
+    assert "GenuineIntel 6/85/7" in str(e.value)
+
+
 # --------------------------------------------------------------------------------------------
 # bad input: one line, exit 2 (subprocess)
 # --------------------------------------------------------------------------------------------

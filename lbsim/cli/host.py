@@ -116,6 +116,16 @@ def _show_stages(results: list[dict], as_json: bool) -> None:
             print(f"note: {n}")
 
 
+def _stage_host() -> dict[str, Any]:
+    """This machine's CPU and kernel, as lbsim.measure.grid records them in a stage file: without
+    them ``lbsim calibrate`` could not tell a stage file traced on another CPU of the same kernel
+    build (lbsim.calibrate_checks.check_stages)."""
+    from lbsim.hostid import HostId
+
+    h = HostId.current()
+    return {"cpu": h.cpu_dict(), "kernel": h.kernel, "hostname": h.hostname}
+
+
 def cmd_measure(a: argparse.Namespace) -> int:
     from lbsim.measure.knob_cli import KnobUsageError
     from lbsim.measure.knob_cli import run as run_knobs
@@ -171,7 +181,8 @@ def cmd_measure(a: argparse.Namespace) -> int:
         return 0
     stages_path = Path(str(out).removesuffix(".csv") + ".stages.json")
     stages_path.write_text(json.dumps({"null_syscall_ns": null_syscall_ns(), "runs": runs,
-                                       "epoll": micro_epoll()},  # the optional ep_* stages
+                                       "epoll": micro_epoll(),  # the optional ep_* stages
+                                       "host": _stage_host()},
                                       indent=1, default=str) + "\n")
     log.info(f"lbsim: wrote {stages_path}")
     _show_stages([r["result"] for r in runs], a.json)
