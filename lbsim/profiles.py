@@ -410,6 +410,12 @@ def match_host_json(path: str | Path) -> Choice:
         data = json.loads(p.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise CostFileError(f"{p}: cannot read host file ({e})") from None
+    if not isinstance(data, dict):
+        raise CostFileError(f"{p}: not a measurement's .host.json (need a JSON object; lbsim measure writes "
+                            "one beside its CSV)")
     host = HostId.from_host_json(data)
+    if host.vendor_id is None and host.kernel is None:  # another JSON file: any answer would be a guess
+        raise CostFileError(f"{p}: names neither a CPU nor a kernel: not a measurement's .host.json "
+                            "(lbsim measure writes one beside its CSV)")
     prof, reason, notice = pick_auto(host, list_profiles())
     return Choice(prof.name, str(prof.path), reason, notice, {"host": host.to_dict()})

@@ -261,3 +261,14 @@ def test_the_cli_lists_profiles_and_every_output_names_the_one_used(monkeypatch,
     assert json.loads(capsys.readouterr().out)["costs_profile"] == profiles.DEFAULT_PROFILE
     assert main(["compare", "--messages", "20", "--json", "--costs", "xeon-v769-2026-11-25"]) == 0
     assert json.loads(capsys.readouterr().out)["costs_profile"] == "xeon-v769-2026-11-25"
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "{}", '{"runs": []}', '"vm"'])
+def test_match_refuses_a_json_file_that_is_not_a_host_json_in_one_line(tmp_path, text):
+    f = tmp_path / "x.json"
+    f.write_text(text)
+    p = subprocess.run([sys.executable, "-m", "lbsim", "profiles", "--match", str(f)], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(f) in lines[0] and ".host.json" in lines[0] and not p.stdout
