@@ -114,11 +114,17 @@ def user_dir() -> Path:
     return root / "lbsim" / "profiles"
 
 
+#: unreadable profile files already warned about (the folder is listed several times a run)
+_SKIPPED: set[Path] = set()
+
+
 def _read_profile(path: Path, shipped: bool) -> Profile | None:
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        log.warning("%s: not a readable cost file, skipped (%s)", path, e)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        if path not in _SKIPPED:
+            _SKIPPED.add(path)
+            log.warning("%s: not a readable cost file, skipped (%s)", path, e)
         return None
     prov = data.get("provenance") if isinstance(data, dict) else None
     block = prov.get("profile") if isinstance(prov, dict) else None
@@ -219,7 +225,10 @@ def resolve(spec: str | Path | None = AUTO_COSTS, host: HostId | None = None) ->
     if key == AUTO_COSTS:
         env = os.environ.get(ENV_VAR, "").strip()
         if env and env != AUTO_COSTS:
-            model, choice = resolve(env)
+            try:
+                model, choice = resolve(env)
+            except CostFileError as e:  # the user gave no --costs: say where the value came from
+                raise CostFileError(f"{ENV_VAR}={env} (set in the environment): {e}") from None
             return model, Choice(choice.name, choice.path, f"{ENV_VAR}={env}: {choice.reason}", how=ENV_VAR)
         host = host or HostId.current()
         prof, reason, notice = pick_auto(host, list_profiles())

@@ -272,3 +272,18 @@ def test_match_refuses_a_json_file_that_is_not_a_host_json_in_one_line(tmp_path,
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and str(f) in lines[0] and ".host.json" in lines[0] and not p.stdout
+
+
+def test_a_bad_lbsim_costs_names_the_variable_and_a_broken_profile_file_is_said_once(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv(profiles.ENV_VAR, "nosuch")
+    with pytest.raises(CostFileError) as e:
+        profiles.resolve("auto")
+    assert str(e.value).startswith("LBSIM_COSTS=nosuch") and "unknown cost profile 'nosuch'" in str(e.value)
+    monkeypatch.delenv(profiles.ENV_VAR)
+    folder = profiles.user_dir()
+    folder.mkdir(parents=True)
+    (folder / "broken.json").write_bytes(b"\xff{")
+    with caplog.at_level("WARNING", logger="lbsim.profiles"):
+        for _ in range(3):
+            assert "broken" not in profiles.profile_names()
+    assert [r.getMessage().count("broken.json") for r in caplog.records] == [1]
