@@ -212,6 +212,8 @@ def _read_cost_text(path: Path, source: str) -> str:
         return path.read_text()
     except OSError as e:
         raise CostFileError(f"{source}: cannot read cost file ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise CostFileError(f"{source}: not a JSON cost file (not UTF-8 text)") from None
 
 
 def _looks_like_path(key: str) -> bool:

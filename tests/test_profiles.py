@@ -287,3 +287,14 @@ def test_a_bad_lbsim_costs_names_the_variable_and_a_broken_profile_file_is_said_
         for _ in range(3):
             assert "broken" not in profiles.profile_names()
     assert [r.getMessage().count("broken.json") for r in caplog.records] == [1]
+
+
+def test_a_binary_cost_file_is_one_line_not_a_traceback(tmp_path):
+    f = tmp_path / "costs.json"
+    f.write_bytes(b"\xff\xfe{binary")
+    with pytest.raises(CostFileError, match="not UTF-8"):
+        load_costs(str(f))
+    p = subprocess.run([sys.executable, "-m", "lbsim", "simulate", "--messages", "20", "--costs", str(f)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and str(f) in p.stderr
