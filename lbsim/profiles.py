@@ -232,7 +232,14 @@ def resolve(spec: str | Path | None = AUTO_COSTS, host: HostId | None = None) ->
             return model, Choice(choice.name, choice.path, f"{ENV_VAR}={env}: {choice.reason}", how=ENV_VAR)
         host = host or HostId.current()
         prof, reason, notice = pick_auto(host, list_profiles())
-        return load_costs(str(prof.path)), Choice(prof.name, str(prof.path), reason, notice,
+        try:
+            model = load_costs(str(prof.path))
+        except CostFileError as e:  # it would fail every run: say which profile and what to do
+            if prof.shipped:
+                raise
+            raise CostFileError(f"{e} (auto picked it: your profile of this host; repair or remove it, or run "
+                                "`lbsim calibrate` again)") from None
+        return model, Choice(prof.name, str(prof.path), reason, notice,
                                                   {"host": host.to_dict()}, how=_how_auto(host, prof))
     if key == DEFAULT_COSTS:
         path = find_profile(DEFAULT_PROFILE)

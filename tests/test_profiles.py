@@ -298,3 +298,15 @@ def test_a_binary_cost_file_is_one_line_not_a_traceback(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and str(f) in p.stderr
+
+
+def test_a_broken_own_profile_that_auto_picks_says_what_to_do(monkeypatch):
+    monkeypatch.setattr(HostId, "current", classmethod(lambda cls, cpuinfo="": AMD_HERE))
+    folder = profiles.user_dir()
+    folder.mkdir(parents=True)
+    block = {"name": "mine", "cpu": AMD_HERE.cpu_dict(), "kernel": AMD_HERE.kernel, "date": "2026-12-07"}
+    (folder / "mine.json").write_text(json.dumps({"schema": SCHEMA, "provenance": {"profile": block}}))
+    with pytest.raises(CostFileError) as e:
+        profiles.resolve("auto")
+    msg = str(e.value)
+    assert str(folder / "mine.json") in msg and "remove it" in msg and "lbsim calibrate" in msg and "\n" not in msg
