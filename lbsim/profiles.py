@@ -239,8 +239,8 @@ def resolve(spec: str | Path | None = AUTO_COSTS, host: HostId | None = None) ->
                 raise
             raise CostFileError(f"{e} (auto picked it: your profile of this host; repair or remove it, or run "
                                 "`lbsim calibrate` again)") from None
-        return model, Choice(prof.name, str(prof.path), reason, notice,
-                                                  {"host": host.to_dict()}, how=_how_auto(host, prof))
+        return model, Choice(prof.name, str(prof.path), reason, notice, {"host": host.to_dict()},
+                             how=_how_auto(host, prof))
     if key == DEFAULT_COSTS:
         path = find_profile(DEFAULT_PROFILE)
         if path is None:
