@@ -9,12 +9,16 @@ worse costs without saying so, which is why these run first.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CalibrationInputError", "check_quiet", "read_measured", "check_stages", "stage_host_facts"]
+__all__ = ["CalibrationInputError", "check_quiet", "read_measured", "fit_coverage", "check_stages",
+           "stage_host_facts"]
+
+log = logging.getLogger("lbsim.calibrate")
 
 #: the 1-min loadavg a quiet machine stays under, per CPU this process may run on
 LOAD_PER_CPU = 0.5
@@ -143,6 +147,41 @@ def read_measured(path: str | Path) -> Any:
     return df
 
 
+#: the transports and placements whose ping-pongs the fit's scales are read from (lbsim.calibrate.steps)
+FIT_TRANSPORTS = ("tcp", "udp", "unix_stream", "unix_dgram")
+
+
+def fit_coverage(df: Any, path: str | Path, fit_sizes: Any = (64, 4096, 65536)) -> str | None:
+    """One line if the measured data lacks what the fit reads, else None: the idle ping-pong p50
+    of each transport, placement and fit size (a file cut at a line end passes :func:`read_measured`
+    but leaves the costs of what it lost unfitted), or a last point with fewer repetitions than
+    the others (the same cut, inside a point)."""
+    from lbsim.fitdata import UDP_MAX_PAYLOAD, at_fit_size
+
+    pp = df[(df["workload"] == "pingpong") & (df["metric"] == "rtt_p50_us")]
+    if "background" in pp.columns:
+        pp = pp[pp["background"].fillna("idle") == "idle"]
+    have = {(str(t), str(p), int(n)) for t, p, n in zip(pp["transport"], pp["placement"], pp["msg_bytes"])}
+    # UDP ping-pongs stop at its largest datagram; lbsim measure's grid has none of 64 KiB
+    missing = [f"{tr} {pl} {n} B" for tr in FIT_TRANSPORTS for pl in ("same", "cross") for n in fit_sizes
+               if not (tr == "udp" and n > UDP_MAX_PAYLOAD)
+               and not any(t == tr and p == pl and at_fit_size(tr, m, [n]) for t, p, m in have)]
+    if missing:
+        more = f" and {len(missing) - 4} more" if len(missing) > 4 else ""
+        return (f"{path}: no idle ping-pong p50 at {', '.join(missing[:4])}{more}: the fit cannot pin the costs "
+                "those points read (not identified; a file cut short?)")
+    # rows per point (every metric of every repetition): the last point against the others of its workload
+    keys = [k for k in ("transport", "workload", "placement", "background", "msg_bytes") if k in df.columns]
+    rows = df.groupby(keys, sort=False).size()
+    if len(rows) > 1:
+        last, wl = rows.index[-1], rows.index[-1][keys.index("workload")]
+        others = rows.iloc[:-1][[k[keys.index("workload")] == wl for k in rows.index[:-1]]]
+        if len(others) and rows.iloc[-1] < others.max():
+            return (f"{path}: its last point ({' '.join(str(v) for v in last)} B) has {rows.iloc[-1]} rows where "
+                    f"the other {wl} points have {others.max()} (a file cut short?)")
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # the stage file
 # --------------------------------------------------------------------------------------------
@@ -180,7 +219,10 @@ def check_stages(stages_path: str | Path, measured_path: str | Path) -> dict[str
     try:
         host = json.loads(host_file.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return stages  # nothing to compare with: data from elsewhere may come without one
+        # nothing to compare with: data from elsewhere may come without one; said, not refused
+        log.warning("%s: no readable %s: cannot check that the stage file was traced on the machine "
+                    "it was measured on", sp, host_file.name)
+        return stages
     measured = HostId.from_host_json(host) if isinstance(host, dict) else None
     kernels, cpu = stage_host_facts(stages)
     if measured is not None and measured.kernel and kernels and kernels != {measured.kernel}:

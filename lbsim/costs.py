@@ -147,9 +147,18 @@ def _version() -> str:
 def cost_model_from_dict(data: dict[str, Any], source: str = "<dict>") -> CostModel:
     if not isinstance(data, dict):
         raise CostFileError(f"{source}: top level must be an object")
-    if cost_file_schema(data, source) < SCHEMA:
-        # schema 1 -> 2: the same fields; no profile block means unknown provenance
-        log.debug("%s: no cost-file schema (older lbsim): read as schema %d without a profile", source, SCHEMA)
+    if cost_file_schema(data, source) == SCHEMA:
+        return _model_from_dict(data, source)
+    # schema 1 -> 2: the same fields; no profile block means unknown provenance
+    log.debug("%s: no cost-file schema (older lbsim): read as schema %d without a profile", source, SCHEMA)
+    try:
+        return _model_from_dict(data, source)
+    except CostFileError as e:  # e.g. a stage this lbsim renamed or added: the numbers cannot be mapped
+        raise CostFileError(f"{e}; the file is from an older lbsim (no \"schema\" field): run `lbsim calibrate` "
+                            "to make a current one") from None
+
+
+def _model_from_dict(data: dict[str, Any], source: str) -> CostModel:
     allowed = {"schema", "name", "provenance", "distribution", "stages", "delays", "cache_bytes"}
     for k in data:
         if k not in allowed:
@@ -206,6 +215,8 @@ def _read_cost_text(path: Path, source: str) -> str:
         return path.read_text()
     except OSError as e:
         raise CostFileError(f"{source}: cannot read cost file ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise CostFileError(f"{source}: not a JSON cost file (not UTF-8 text)") from None
 
 
 def _looks_like_path(key: str) -> bool:

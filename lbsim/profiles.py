@@ -114,11 +114,17 @@ def user_dir() -> Path:
     return root / "lbsim" / "profiles"
 
 
+#: unreadable profile files already warned about (the folder is listed several times a run)
+_SKIPPED: set[Path] = set()
+
+
 def _read_profile(path: Path, shipped: bool) -> Profile | None:
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        log.warning("%s: not a readable cost file, skipped (%s)", path, e)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        if path not in _SKIPPED:
+            _SKIPPED.add(path)
+            log.warning("%s: not a readable cost file, skipped (%s)", path, e)
         return None
     prov = data.get("provenance") if isinstance(data, dict) else None
     block = prov.get("profile") if isinstance(prov, dict) else None
@@ -219,12 +225,22 @@ def resolve(spec: str | Path | None = AUTO_COSTS, host: HostId | None = None) ->
     if key == AUTO_COSTS:
         env = os.environ.get(ENV_VAR, "").strip()
         if env and env != AUTO_COSTS:
-            model, choice = resolve(env)
+            try:
+                model, choice = resolve(env)
+            except CostFileError as e:  # the user gave no --costs: say where the value came from
+                raise CostFileError(f"{ENV_VAR}={env} (set in the environment): {e}") from None
             return model, Choice(choice.name, choice.path, f"{ENV_VAR}={env}: {choice.reason}", how=ENV_VAR)
         host = host or HostId.current()
         prof, reason, notice = pick_auto(host, list_profiles())
-        return load_costs(str(prof.path)), Choice(prof.name, str(prof.path), reason, notice,
-                                                  {"host": host.to_dict()}, how=_how_auto(host, prof))
+        try:
+            model = load_costs(str(prof.path))
+        except CostFileError as e:  # it would fail every run: say which profile and what to do
+            if prof.shipped:
+                raise
+            raise CostFileError(f"{e} (auto picked it: your profile of this host; repair or remove it, or run "
+                                "`lbsim calibrate` again)") from None
+        return model, Choice(prof.name, str(prof.path), reason, notice, {"host": host.to_dict()},
+                             how=_how_auto(host, prof))
     if key == DEFAULT_COSTS:
         path = find_profile(DEFAULT_PROFILE)
         if path is None:
@@ -410,6 +426,12 @@ def match_host_json(path: str | Path) -> Choice:
         data = json.loads(p.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise CostFileError(f"{p}: cannot read host file ({e})") from None
+    if not isinstance(data, dict):
+        raise CostFileError(f"{p}: not a measurement's .host.json (need a JSON object; lbsim measure writes "
+                            "one beside its CSV)")
     host = HostId.from_host_json(data)
+    if host.vendor_id is None and host.kernel is None:  # another JSON file: any answer would be a guess
+        raise CostFileError(f"{p}: names neither a CPU nor a kernel: not a measurement's .host.json "
+                            "(lbsim measure writes one beside its CSV)")
     prof, reason, notice = pick_auto(host, list_profiles())
     return Choice(prof.name, str(prof.path), reason, notice, {"host": host.to_dict()})

@@ -190,6 +190,33 @@ def test_stage_file_with_another_cpu_is_refused(tmp_path):
     assert cc.check_stages(DATA / "stages-host.json", DATA / "measured-host.csv")["runs"]
 
 
+def test_lbsim_measure_stages_records_the_cpu_so_another_cpus_stage_file_is_refused(tmp_path, monkeypatch):
+    """`lbsim measure --stages` (measuring and tracing replaced) writes the CPU and kernel into the
+    stage file; beside an AMD CSV of the same kernel build, an Intel one is then refused."""
+    import pandas as pd
+
+    import lbsim.cli.host as cli_host
+    import lbsim.hostid as hostid
+    import lbsim.measure as measure
+    import lbsim.measure.harness as harness
+
+    intel = hostid.HostId("GenuineIntel", 6, 85, 7, "Intel(R) Xeon(R) Processor", "6.18.44-fc-v1300", "vm")
+    monkeypatch.setattr(hostid.HostId, "current", classmethod(lambda cls, cpuinfo="": intel))
+    monkeypatch.setattr(measure, "measure", lambda *a, **k: pd.read_csv(DATA / "measured-host.csv").head(5))
+    monkeypatch.setattr(measure, "write_csv", lambda df, out: Path(out))
+    monkeypatch.setattr(harness, "null_syscall_ns", lambda: 100.0)
+    monkeypatch.setattr(harness, "micro_epoll", lambda: {})
+    runs = json.loads((DATA / "stages-host.json").read_text())["runs"]
+    monkeypatch.setattr(cli_host, "_traced_runs", lambda *a: (runs, 0))
+    monkeypatch.setattr(cli_host, "_show_stages", lambda *a: None)
+    assert main(["measure", "--stages", "-q", "--out", str(tmp_path / "m.csv")]) == 0
+    written = json.loads((tmp_path / "m.stages.json").read_text())
+    assert written["host"] == {"cpu": intel.cpu_dict(), "kernel": intel.kernel, "hostname": "vm"}
+    with pytest.raises(cc.CalibrationInputError, match="another host") as e:
+        cc.check_stages(tmp_path / "m.stages.json", DATA / "measured-host.csv")
+    assert "GenuineIntel 6/85/7" in str(e.value)
+
+
 # --------------------------------------------------------------------------------------------
 # bad input: one line, exit 2 (subprocess)
 # --------------------------------------------------------------------------------------------
@@ -291,3 +318,63 @@ def test_end_to_end_real_fit_on_committed_data(monkeypatch):
 
     model, choice = resolve("auto")
     assert choice.name == out.profile_name and model.stages
+
+
+def test_a_csv_cut_at_a_line_end_is_said_before_the_fit():
+    """A file cut at a line end passes the CSV checks; the coverage check says what the fit will
+    lack (a whole point, or repetitions of the last one), one line naming the file."""
+    df = cc.read_measured(DATA / "measured-host.csv")
+    assert cc.fit_coverage(df, "m.csv") is None
+    no_dgram = df[~((df["transport"] == "unix_dgram") & (df["workload"] == "pingpong"))]
+    why = cc.fit_coverage(no_dgram, "m.csv")
+    assert why is not None and why.startswith("m.csv: ") and "unix_dgram same 64 B" in why and "\n" not in why
+    why = cc.fit_coverage(df.iloc[:-2], "m.csv")
+    assert why is not None and "last point" in why and "cut short" in why
+
+
+@pytest.fixture
+def cut_measure(hooks, monkeypatch):
+    """The one-command hooks, with a measurement that lost its last two lines."""
+    inner = _copy_measure()
+
+    def measure(out, progress, *, reps, stages):
+        res = inner(out, progress, reps=reps, stages=stages)
+        lines = res.csv.read_text().splitlines(keepends=True)
+        res.csv.write_text("".join(lines[:-2]))
+        return res
+    monkeypatch.setattr(ch, "MEASURE", measure)
+
+
+def test_one_command_says_and_records_a_measurement_that_lacks_points(cut_measure):
+    notices: list[str] = []
+    out = ch.calibrate_this_host(notice=notices.append)
+    assert any("last point" in n for n in notices)
+    notes = json.loads(out.profile.read_text())["provenance"]["profile"]["notes"]
+    assert any("cut short" in n for n in notes)
+
+
+def test_a_measured_csv_without_host_json_is_said_not_silently_taken(tmp_path, caplog):
+    shutil.copy(DATA / "measured-host.csv", tmp_path / "m.csv")
+    with caplog.at_level("WARNING", logger="lbsim.calibrate"):
+        assert cc.check_stages(DATA / "stages-host.json", tmp_path / "m.csv")["runs"]
+    assert any("cannot check" in r.getMessage() and "m.csv.host.json" in r.getMessage() for r in caplog.records)
+
+
+def test_calibrate_file_warns_in_one_line_before_fitting_a_cut_csv(tmp_path, monkeypatch, capsys):
+    """`lbsim calibrate FILE` on a CSV cut at a line end: one warning line naming the file, then
+    the fit (replaced here: it only records that it ran)."""
+    import lbsim.calibrate as cal
+
+    lines = (DATA / "measured-host.csv").read_text().splitlines(keepends=True)
+    cut = tmp_path / "measured-host.csv"
+    cut.write_text("".join(lines[:-2]))
+    shutil.copy(DATA / "measured-host.csv.host.json", str(cut) + ".host.json")
+
+    class Ran(Exception):
+        pass
+
+    monkeypatch.setattr(cal, "calibrate_from_files", lambda *a, **k: (_ for _ in ()).throw(Ran()))
+    with pytest.raises(Ran):
+        main(["calibrate", str(cut), str(DATA / "stages-host.json"), "-o", str(tmp_path / "c.json")])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "cut short" in ln]
+    assert len(err) == 1 and str(cut) in err[0] and "fitting what is there" in err[0]

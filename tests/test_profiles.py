@@ -128,6 +128,23 @@ def test_a_file_without_schema_is_migrated_and_a_newer_schema_is_refused():
         assert "lbsim calibrate" in str(e.value) and "\n" not in str(e.value)
 
 
+def test_an_old_file_that_cannot_be_migrated_is_refused_with_how_to_recalibrate():
+    old = default_dict()
+    stages = dict(old["stages"])
+    stages.pop("tcp_v4_rcv")
+    stages["tcp_v4_do_rcv_old"] = {"fixed_ns": 100.0}
+    for bad in ({**old, "stages": {k: v for k, v in stages.items() if k != "tcp_v4_do_rcv_old"}},
+                {**old, "stages": stages}):
+        with pytest.raises(CostFileError) as e:
+            cost_model_from_dict(bad, "old.json")
+        msg = str(e.value)
+        assert msg.startswith("old.json: ") and "older lbsim" in msg and "lbsim calibrate" in msg and "\n" not in msg
+    # a current file with the same fault is just refused: it is not an old one
+    with pytest.raises(CostFileError) as e:
+        cost_model_from_dict({**old, "schema": SCHEMA, "stages": stages}, "new.json")
+    assert "older lbsim" not in str(e.value)
+
+
 def test_default_is_the_xeon_v1272_profile_with_exactly_the_default_numbers():
     default = load_costs("default")
     assert load_costs(profiles.DEFAULT_PROFILE).hash == default.hash
@@ -244,3 +261,52 @@ def test_the_cli_lists_profiles_and_every_output_names_the_one_used(monkeypatch,
     assert json.loads(capsys.readouterr().out)["costs_profile"] == profiles.DEFAULT_PROFILE
     assert main(["compare", "--messages", "20", "--json", "--costs", "xeon-v769-2026-11-25"]) == 0
     assert json.loads(capsys.readouterr().out)["costs_profile"] == "xeon-v769-2026-11-25"
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "{}", '{"runs": []}', '"vm"'])
+def test_match_refuses_a_json_file_that_is_not_a_host_json_in_one_line(tmp_path, text):
+    f = tmp_path / "x.json"
+    f.write_text(text)
+    p = subprocess.run([sys.executable, "-m", "lbsim", "profiles", "--match", str(f)], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(f) in lines[0] and ".host.json" in lines[0] and not p.stdout
+
+
+def test_a_bad_lbsim_costs_names_the_variable_and_a_broken_profile_file_is_said_once(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv(profiles.ENV_VAR, "nosuch")
+    with pytest.raises(CostFileError) as e:
+        profiles.resolve("auto")
+    assert str(e.value).startswith("LBSIM_COSTS=nosuch") and "unknown cost profile 'nosuch'" in str(e.value)
+    monkeypatch.delenv(profiles.ENV_VAR)
+    folder = profiles.user_dir()
+    folder.mkdir(parents=True)
+    (folder / "broken.json").write_bytes(b"\xff{")
+    with caplog.at_level("WARNING", logger="lbsim.profiles"):
+        for _ in range(3):
+            assert "broken" not in profiles.profile_names()
+    assert [r.getMessage().count("broken.json") for r in caplog.records] == [1]
+
+
+def test_a_binary_cost_file_is_one_line_not_a_traceback(tmp_path):
+    f = tmp_path / "costs.json"
+    f.write_bytes(b"\xff\xfe{binary")
+    with pytest.raises(CostFileError, match="not UTF-8"):
+        load_costs(str(f))
+    p = subprocess.run([sys.executable, "-m", "lbsim", "simulate", "--messages", "20", "--costs", str(f)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and str(f) in p.stderr
+
+
+def test_a_broken_own_profile_that_auto_picks_says_what_to_do(monkeypatch):
+    monkeypatch.setattr(HostId, "current", classmethod(lambda cls, cpuinfo="": AMD_HERE))
+    folder = profiles.user_dir()
+    folder.mkdir(parents=True)
+    block = {"name": "mine", "cpu": AMD_HERE.cpu_dict(), "kernel": AMD_HERE.kernel, "date": "2026-12-07"}
+    (folder / "mine.json").write_text(json.dumps({"schema": SCHEMA, "provenance": {"profile": block}}))
+    with pytest.raises(CostFileError) as e:
+        profiles.resolve("auto")
+    msg = str(e.value)
+    assert str(folder / "mine.json") in msg and "remove it" in msg and "lbsim calibrate" in msg and "\n" not in msg

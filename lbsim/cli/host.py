@@ -116,6 +116,16 @@ def _show_stages(results: list[dict], as_json: bool) -> None:
             print(f"note: {n}")
 
 
+def _stage_host() -> dict[str, Any]:
+    """This machine's CPU and kernel, as lbsim.measure.grid records them in a stage file: without
+    them ``lbsim calibrate`` could not tell a stage file traced on another CPU of the same kernel
+    build (lbsim.calibrate_checks.check_stages)."""
+    from lbsim.hostid import HostId
+
+    h = HostId.current()
+    return {"cpu": h.cpu_dict(), "kernel": h.kernel, "hostname": h.hostname}
+
+
 def cmd_measure(a: argparse.Namespace) -> int:
     from lbsim.measure.knob_cli import KnobUsageError
     from lbsim.measure.knob_cli import run as run_knobs
@@ -171,7 +181,8 @@ def cmd_measure(a: argparse.Namespace) -> int:
         return 0
     stages_path = Path(str(out).removesuffix(".csv") + ".stages.json")
     stages_path.write_text(json.dumps({"null_syscall_ns": null_syscall_ns(), "runs": runs,
-                                       "epoll": micro_epoll()},  # the optional ep_* stages
+                                       "epoll": micro_epoll(),  # the optional ep_* stages
+                                       "host": _stage_host()},
                                       indent=1, default=str) + "\n")
     log.info(f"lbsim: wrote {stages_path}")
     _show_stages([r["result"] for r in runs], a.json)
@@ -223,7 +234,7 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     if a.measured is None:
         return _calibrate_this_host(a)
     from lbsim import calibrate as cal
-    from lbsim.calibrate_checks import CalibrationInputError, check_stages, read_measured
+    from lbsim.calibrate_checks import CalibrationInputError, check_stages, fit_coverage, read_measured
 
     for opt in ("out_dir", "name", "reps"):
         if getattr(a, opt) is not None:
@@ -244,6 +255,9 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     kw: dict[str, Any] = {}
     if a.fit_sizes is not None:
         kw["fit_sizes"] = int_list(a.fit_sizes, "--fit-sizes")
+    gap = fit_coverage(df, measured, **kw)
+    if gap:  # data from elsewhere may lack points on purpose: said, and fitted
+        log.warning(f"lbsim calibrate: {gap}; fitting what is there")
     res = cal.calibrate_from_files(measured, stages, out, progress=lambda rms: log.debug(f"fit: rms {rms:.4g}"),
                                    df=df, **kw)
     _print_fit(res, cal.PARAMS)
