@@ -21,7 +21,6 @@ from lbsim.calibrate.params import (
     with_cold_copies,
     with_pages,
     with_stage_fixed,
-    with_stages,
     with_tcp_call_share,
 )
 from lbsim.calibrate.sim import KERNEL, sim_p50_us, sim_split_us, sim_stream_MBps, sim_stream_sides
