@@ -104,6 +104,41 @@ def _result(p: subprocess.CompletedProcess) -> dict:
     return result
 
 
+def harness_argv(transport: str, workload: str, size: int, count: int, warmup: int, cpu_a: int, cpu_b: int,
+                 max_seconds: float = 10, busy_cpus: Iterable[int] = (), policy: str = "other", *,
+                 rcvbuf: int = 0, sndbuf: int = 0, nagle: bool = False, flows: int = 1, senders: int = 1,
+                 busy_poll: int | None = None, epoll: bool = False, zerocopy: bool = False,
+                 batch: int = 1) -> list[str]:
+    """The harness's command line (argv[0] its program name) for one run: the one builder that
+    :func:`run_harness` and the knob runs (lbsim/measure/knob_run.py) use.  ``zerocopy`` sends
+    with MSG_ZEROCOPY, ``batch`` > 1 sends and receives that many per call (``sendmmsg`` /
+    ``recvmmsg``, ``MSG_MORE`` on TCP); the others as :func:`run_harness` says."""
+    argv = [PROGRAM_NAME, "--transport", transport, "--workload", workload,
+            "--size", str(int(size)), "--count", str(int(count)), "--warmup", str(int(warmup)),
+            "--cpu-a", str(int(cpu_a)), "--cpu-b", str(int(cpu_b)),
+            "--max-seconds", repr(float(max_seconds)), "--policy", str(policy)]
+    for c in busy_cpus:
+        argv += ["--busy-cpu", str(int(c))]
+    for opt, v in (("--rcvbuf", rcvbuf), ("--sndbuf", sndbuf)):
+        if v:
+            argv += [opt, str(int(v))]
+    if nagle:
+        argv.append("--nagle")
+    if flows != 1:
+        argv += ["--flows", str(int(flows))]
+    if senders != 1:
+        argv += ["--senders", str(int(senders))]
+    if busy_poll is not None:
+        argv += ["--busy-poll", str(int(busy_poll))]
+    if zerocopy:
+        argv.append("--zerocopy")
+    if batch != 1:
+        argv += ["--batch", str(int(batch))]
+    if epoll:  # every receiving side waits in epoll_wait, then recv (docs/notes/epoll.md)
+        argv.append("--epoll")
+    return argv
+
+
 def run_harness(transport: str, workload: str, size: int, count: int, warmup: int,
                 cpu_a: int, cpu_b: int, max_seconds: float = 10, busy_cpus: Iterable[int] = (),
                 policy: str = "other", *, rcvbuf: int = 0, sndbuf: int = 0, nagle: bool = False,
@@ -125,25 +160,9 @@ def run_harness(transport: str, workload: str, size: int, count: int, warmup: in
     """
     _check_common(transport, workload)
     exe = build_harness()
-    argv = [PROGRAM_NAME, "--transport", transport, "--workload", workload,
-            "--size", str(int(size)), "--count", str(int(count)), "--warmup", str(int(warmup)),
-            "--cpu-a", str(int(cpu_a)), "--cpu-b", str(int(cpu_b)),
-            "--max-seconds", repr(float(max_seconds)), "--policy", str(policy)]
-    for c in busy_cpus:
-        argv += ["--busy-cpu", str(int(c))]
-    for opt, v in (("--rcvbuf", rcvbuf), ("--sndbuf", sndbuf)):
-        if v:
-            argv += [opt, str(int(v))]
-    if nagle:
-        argv.append("--nagle")
-    if flows != 1:
-        argv += ["--flows", str(int(flows))]
-    if senders != 1:
-        argv += ["--senders", str(int(senders))]
-    if busy_poll is not None:
-        argv += ["--busy-poll", str(int(busy_poll))]
-    if epoll:  # every receiving side waits in epoll_wait, then recv (docs/notes/epoll.md)
-        argv.append("--epoll")
+    argv = harness_argv(transport, workload, size, count, warmup, cpu_a, cpu_b, max_seconds, busy_cpus, policy,
+                        rcvbuf=rcvbuf, sndbuf=sndbuf, nagle=nagle, flows=flows, senders=senders,
+                        busy_poll=busy_poll, epoll=epoll)
     # private TMPDIR: UNIX socket paths vanish even if the harness is SIGKILLed
     with tempfile.TemporaryDirectory(prefix="lbsim-run-") as td:
         env = dict(os.environ, TMPDIR=td)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .harness import PROGRAM_NAME, HarnessError, _result, build_harness
+from .harness import HarnessError, _result, build_harness, harness_argv
 from .host import PLACEMENTS, _loadavg1, _rows, host_info
 from .knob_grid import Grid, Run, estimate_seconds, plan
 from .knob_journal import KnobJournal
@@ -93,30 +93,17 @@ def _argv(run: Run, s: dict, count: int, warm: int, a: int, b: int) -> list:
     # socktype seqpacket: the unix_dgram run's point with a SOCK_SEQPACKET pair (knob_grid checks the transport)
     seqpacket = s.get("socktype") == "seqpacket" and run.transport == "unix_dgram"
     transport = "unix_seqpacket" if seqpacket else run.transport
-    argv = [PROGRAM_NAME, "--transport", transport, "--workload", run.workload,
-            "--size", str(run.size), "--count", str(count), "--warmup", str(warm),
-            "--cpu-a", str(a), "--cpu-b", str(b), "--max-seconds", repr(float(run.group.max_seconds)),
-            "--policy", str(s["policy"])]
-    if s["background"] == "busy":
-        argv += ["--busy-cpu", str(b)]
-    for k, opt in (("so_rcvbuf", "--rcvbuf"), ("so_sndbuf", "--sndbuf")):
-        if s[k] != "default":
-            argv += [opt, str(s[k])]
-    if run.transport == "tcp" and s["tcp_nodelay"] == 0:
-        argv.append("--nagle")
-    if s["flows"] != 1:
-        argv += ["--flows", str(s["flows"])]
-    if s["senders"] != 1:
-        argv += ["--senders", str(s["senders"])]
-    if s["so_busy_poll"] != "default":
-        argv += ["--busy-poll", str(s["so_busy_poll"])]
-    if s.get("zerocopy") == "on":
-        argv.append("--zerocopy")
-    if s.get("batch", 1) != 1:
-        argv += ["--batch", str(s["batch"])]
-    if s.get("receiver") == "epoll":
-        argv.append("--epoll")
-    return argv
+    def size_or_0(k: str) -> int:  # "default": the socket option left unset
+        return 0 if s[k] == "default" else int(s[k])
+
+    return harness_argv(transport, run.workload, run.size, count, warm, a, b, run.group.max_seconds,
+                        (b,) if s["background"] == "busy" else (), str(s["policy"]),
+                        rcvbuf=size_or_0("so_rcvbuf"), sndbuf=size_or_0("so_sndbuf"),
+                        nagle=run.transport == "tcp" and s["tcp_nodelay"] == 0, flows=int(s["flows"]),
+                        senders=int(s["senders"]),
+                        busy_poll=None if s["so_busy_poll"] == "default" else int(s["so_busy_poll"]),
+                        epoll=s.get("receiver") == "epoll", zerocopy=s.get("zerocopy") == "on",
+                        batch=int(s.get("batch", 1)))
 
 
 def _netns_knobs(s: dict, b: int) -> dict:
