@@ -46,7 +46,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lbsim.model.stages import OPTIONAL_STAGES, STAGES
+from lbsim.model.stages import LATE_CORE_STAGES, OPTIONAL_STAGES, STAGES
 
 __all__ = ["StageCost", "CostModel", "load_costs", "DEFAULT_COSTS", "AUTO_COSTS", "DELAYS", "CostFileError",
            "SCHEMA", "cost_file_schema", "EDITABLE", "match_stages", "apply_stage_edits", "stage_edits_text"]
@@ -183,9 +183,9 @@ def _model_from_dict(data: dict[str, Any], source: str) -> CostModel:
         cold = _num(where, spec, "per_byte_cold_ns") if "per_byte_cold_ns" in spec else None
         stages[name] = StageCost(_num(where, spec, "fixed_ns"), _num(where, spec, "per_byte_ns", 0.0),
                                  _num(where, spec, "cv", 0.0), cold)
-    if "cache_to_cache_write" not in stages and "cache_to_cache_copy" in stages:
-        # a file from before the writer's copy had its own cost: both sides paid cache_to_cache_copy
-        stages["cache_to_cache_write"] = stages["cache_to_cache_copy"]
+    for late, was in LATE_CORE_STAGES.items():
+        if late not in stages and was in stages:  # a file from before the stage: its cost was `was`'s
+            stages[late] = stages[was]
     missing = [s for s in STAGES if s not in stages and s not in OPTIONAL_STAGES]
     if missing:
         raise CostFileError(f"{source}: stages missing: {', '.join(missing)}")

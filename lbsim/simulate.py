@@ -11,7 +11,7 @@ import numpy as np
 
 from lbsim.config import SimConfig, make_config
 from lbsim.costs import CostModel, apply_stage_edits
-from lbsim.model.host import run_model
+from lbsim.model.host import run_model, side_busy
 from lbsim.model.stages import STAGE_GROUP
 from lbsim.profiles import choice_of_model, resolve_run
 
@@ -48,15 +48,8 @@ class Result:
         return f"{self.costs_profile} ({self.costs_how})" if self.costs_how else self.costs_profile
 
     def side_busy(self) -> tuple[float, float] | None:
-        """(sender, receiver): the busy share of the CPUs the senders and the receivers run on, as
-        the harness's ``cpu_busy_sender`` / ``cpu_busy_receiver`` measure it; None where a CPU
-        holds both sides (the model keeps busy time per CPU, not per task)."""
-        pairs = self.config.placements()
-        snd, rcv = {p[0] for p in pairs}, {p[1] for p in pairs}
-        if snd & rcv:
-            return None
-        busy = {row["cpu"]: row["busy_frac"] for row in self.cpu}
-        return sum(busy[c] for c in snd), sum(busy[c] for c in rcv)
+        """(sender, receiver) busy shares (:func:`lbsim.model.host.side_busy`)."""
+        return side_busy(self.config, self.cpu)
 
     @property
     def latency_us(self) -> dict[str, Any]:

@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from lbsim.calibrate.ident import _put, grid_check, lsq_check, scalar_check
+from lbsim.calibrate.ident import fixed_point_check, grid_check, lsq_check, scalar_check
 from lbsim.calibrate.params import (
     PARAMS,
     WAKEUP_DELAYS,
@@ -177,10 +178,10 @@ def _rows(m: CostModel, pts: Sequence[StreamPt]) -> list[dict[str, Any]]:
     return [stream_row(tr, pl, n, v, s) for (tr, pl, n, v, _), s in zip(pts, sims)]
 
 
-def _stream_medians(df: Any, by: str | list[str], **where: Any) -> Any:
-    """The median idle-background stream throughput per ``by`` of the rows matching ``where``
-    (a column's value, or a predicate of the column)."""
-    mask = (df.workload == "stream") & (df.metric == "throughput_MBps") & (df.background == "idle")
+def _stream_medians(df: Any, by: str | list[str], metric: str = "throughput_MBps", **where: Any) -> Any:
+    """The median idle-background stream ``metric`` (throughput) per ``by`` of the rows matching
+    ``where`` (a column's value, or a predicate of the column)."""
+    mask = (df.workload == "stream") & (df.metric == metric) & (df.background == "idle")
     for col, want in where.items():
         mask &= want(df[col]) if callable(want) else (df[col] == want)
     return df[mask].groupby(by)["value"].median()
@@ -383,12 +384,10 @@ def _side_medians(df: Any) -> dict[tuple[str, int], tuple[float, float, float]]:
     """(transport, size) -> (messages/s, writer's busy share, reader's) of the idle cross-CPU
     streams of C2C_MIN_BYTES and more that carry each side's CPU time (medians)."""
     cols = ("msgs_per_s", "cpu_busy_sender", "cpu_busy_receiver")
-    mask = ((df.workload == "stream") & (df.placement == "cross") & (df.background == "idle")
-            & (df.msg_bytes >= C2C_MIN_BYTES) & df.metric.isin(cols))
-    if not mask.any():
+    med = pd.concat({m: _stream_medians(df, ["transport", "msg_bytes"], m, placement="cross",
+                                        msg_bytes=lambda c: c >= C2C_MIN_BYTES) for m in cols}, axis=1).dropna()
+    if med.empty:
         return {}
-    med = df[mask].groupby(["transport", "msg_bytes", "metric"])["value"].median().unstack("metric")
-    med = med.reindex(columns=list(cols)).dropna()
     med = med[(med.msgs_per_s > 0) & (med.cpu_busy_sender > 0) & (med.cpu_busy_receiver > 0)]
     return {(str(tr), int(n)): (float(r.msgs_per_s), float(r.cpu_busy_sender), float(r.cpu_busy_receiver))
             for (tr, n), r in med.iterrows()}
@@ -421,10 +420,5 @@ def _fit_c2c_sides(model: CostModel, sides: dict[tuple[str, int], tuple[float, f
         moved = max(abs(new_w - write), abs(new_r - read))
         read, write, steps = new_r, new_w, steps + 1
     for name, v in (("cache_to_cache_copy_ns_per_byte", read), ("cache_to_cache_write_ns_per_byte", write)):
-        at_bound = v <= lo + SIDE_XTOL or v >= hi - SIDE_XTOL
-        status = ("at bound" if at_bound else "pinned" if moved < SIDE_XTOL
-                  else f"not pinned: not settled in {SIDE_STEPS} steps")
-        _put(name, {"method": "each side's CPU time per message", "value": v, "status": status,
-                    "at_bound": at_bound, "at_grid_point": False, "steps": steps, "last_move": moved,
-                    "points": len(host)})
+        fixed_point_check(name, v, lo, hi, SIDE_XTOL, moved, steps, SIDE_STEPS, len(host))
     return read, write

@@ -68,6 +68,18 @@ def scalar_check(name: str, err: Callable[[float], float], x: float, lo: float, 
     return rec
 
 
+def fixed_point_check(name: str, x: float, lo: float, hi: float, xtol: float, moved: float, steps: int,
+                      max_steps: int, points: int) -> None:
+    """A value found by repeated steps (``moved``: the last step's size): pinned once a step moves
+    it less than ``xtol``, else not settled; at a bound when within ``xtol`` of one."""
+    at_bound = x <= lo + xtol or x >= hi - xtol
+    status = ("at bound" if at_bound else "pinned" if moved < xtol
+              else f"not pinned: not settled in {max_steps} steps")
+    _put(name, {"method": "each side's CPU time per message", "value": x, "status": status,
+                "at_bound": at_bound, "at_grid_point": False, "steps": steps, "last_move": moved,
+                "points": points})
+
+
 def grid_check(name: str, x: float, grid: Sequence[float]) -> None:
     """A value chosen on a grid alone (no refinement): recorded as such."""
     _put(name, {"method": "grid", "value": x, "status": "grid value (by design)", "at_bound": x in (grid[0], grid[-1]),

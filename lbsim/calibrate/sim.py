@@ -14,7 +14,7 @@ import numpy as np
 from lbsim.config import make_config
 from lbsim.costs import CostModel
 from lbsim.fitdata import Point, error_pct
-from lbsim.model.host import run_model
+from lbsim.model.host import run_model, side_busy
 
 #: the kernel fields of the data being fitted (set by fit_costs for the simulations it runs)
 KERNEL: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
@@ -44,13 +44,19 @@ def sim_split_us(model: CostModel, transport: str, n: int, messages: int = 64) -
     return c["split_write_p50_ns"] / 1e3, c["split_read_p50_ns"] / 1e3
 
 
+def _stream_config(transport: str, placement: str, size: int, messages: int | None) -> Any:
+    """A deterministic stream's config with the data's kernel fields; by default about 32 MB of
+    writes (50 to 2000 of them)."""
+    if messages is None:
+        messages = max(50, min(2000, (32 << 20) // size))
+    return make_config(transport=transport, workload="stream", msg_bytes=size, messages=messages,
+                       placement=placement, deterministic=True, **KERNEL.get())
+
+
 def sim_stream_MBps(model: CostModel, transport: str, placement: str, size: int,
                      messages: int | None = None) -> float:
     """Deterministic stream throughput (MB/s); by default about 32 MB of writes."""
-    if messages is None:
-        messages = max(50, min(2000, (32 << 20) // size))
-    cfg = make_config(transport=transport, workload="stream", msg_bytes=size, messages=messages,
-                      placement=placement, deterministic=True, **KERNEL.get())
+    cfg = _stream_config(transport, placement, size, messages)
     return float(run_model(cfg, model)["throughput"]["bytes_per_s"]) / 1e6
 
 
@@ -59,14 +65,11 @@ def sim_stream_sides(model: CostModel, transport: str, size: int, messages: int 
     """A deterministic cross-CPU stream (as :func:`sim_stream_MBps`): its messages per second and
     the busy share of the writer's and the reader's CPU (the harness's ``cpu_busy_sender`` and
     ``cpu_busy_receiver``)."""
-    if messages is None:
-        messages = max(50, min(2000, (32 << 20) // size))
-    cfg = make_config(transport=transport, workload="stream", msg_bytes=size, messages=messages,
-                      placement="cross", deterministic=True, **KERNEL.get())
+    cfg = _stream_config(transport, "cross", size, messages)
     raw = run_model(cfg, model)
-    (w, r), = cfg.placements()
-    busy = {row["cpu"]: row["busy_frac"] for row in raw["cpu"]}
-    return float(raw["throughput"]["msgs_per_s"]), float(busy[w]), float(busy[r])
+    sides = side_busy(cfg, raw["cpu"])
+    assert sides is not None  # placement "cross": one CPU per side
+    return float(raw["throughput"]["msgs_per_s"]), *sides
 
 
 def residual_row(metric: str, transport: str, placement: str, background: str, msg_bytes: Any, measured: Any,

@@ -365,6 +365,18 @@ def _transport_counters(transport: str, flows: list[_Flow]) -> dict[str, Any]:
     return counters
 
 
+def side_busy(cfg: Any, cpu_rows: list[dict[str, Any]]) -> tuple[float, float] | None:
+    """(senders', receivers') busy share: the ``busy_frac`` of the CPUs each side runs on, as the
+    harness's ``cpu_busy_sender`` / ``cpu_busy_receiver`` measure it; None where a CPU holds both
+    sides (busy time is kept per CPU, not per task)."""
+    pairs = cfg.placements()
+    snd, rcv = {p[0] for p in pairs}, {p[1] for p in pairs}
+    if snd & rcv:
+        return None
+    busy = {row["cpu"]: row["busy_frac"] for row in cpu_rows}
+    return sum(busy[c] for c in snd), sum(busy[c] for c in rcv)
+
+
 def _rows(sim: Sim, net: Net, now: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The per-CPU rows (busy time, softnet_stat, lo's counters) and the per-stage rows."""
     cpus = sim.cpus

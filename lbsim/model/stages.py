@@ -118,8 +118,10 @@ STAGE_DOC: dict[str, str] = {name: doc for name, _, doc in _TABLE}
 #: the stages before the optional ones: their random streams keep their place (lbsim.model.sim.Sim)
 N_CORE_STAGES = len(STAGES) - len(OPTIONAL_STAGES)
 assert STAGES[N_CORE_STAGES:] == OPTIONAL_STAGES
-#: core stages added after the random streams' layout was fixed (the last core stages): each draws
-#: from a stream past the optional stages', so that adding one moves no other stage's draws
-LATE_CORE_STAGES: tuple[str, ...] = ("cache_to_cache_write",)
-assert STAGES[N_CORE_STAGES - len(LATE_CORE_STAGES):N_CORE_STAGES] == LATE_CORE_STAGES
+#: core stages added after the random streams' layout was fixed (the last core stages) -> the stage
+#: whose cost a cost file from before it stands for: each draws from a stream past the optional
+#: stages', so that adding one moves no other stage's draws (lbsim.model.sim), and an older file
+#: reads it as that stage (lbsim.costs)
+LATE_CORE_STAGES: dict[str, str] = {"cache_to_cache_write": "cache_to_cache_copy"}
+assert STAGES[N_CORE_STAGES - len(LATE_CORE_STAGES):N_CORE_STAGES] == tuple(LATE_CORE_STAGES)
 GROUPS: tuple[str, ...] = ("syscall", "copy", "tcp", "udp", "unix", "ip", "device", "softirq", "wakeup", "cache")
