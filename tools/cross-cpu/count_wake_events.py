@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Count scheduler, IPI and idle events per round trip of short cross-CPU ping-pongs.
+"""Count scheduler, IPI and idle events per round trip (or message) of short cross-CPU runs.
 
 Counting only (no timing, no sysctl touched): a private ftrace instance with the events below,
 one C-harness run per transport (64 B ping-pong, CPUs 0 and 1), the lines counted per CPU and the
@@ -30,14 +30,18 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--count", type=int, default=5000)
     ap.add_argument("--flows", type=int, default=1, help="concurrent ping-pong flows (harness --flows)")
+    ap.add_argument("--workload", default="pingpong", choices=("pingpong", "stream"),
+                    help="stream: per message written, with the writer on CPU 0 and the reader on CPU 1")
+    ap.add_argument("--sizes", default=None, help="several message sizes (comma-separated; overrides --size)")
     ap.add_argument("--dump", type=int, default=0, metavar="N",
                     help="also print N trace lines from the middle of each run (a timeline to read)")
     args = ap.parse_args()
     with event_trace([(s, e, None) for s, e in EVENTS], buffer_size_kb=32768) as tr:
         print("events:", " ".join(e for _, e, _ in tr.events))
-        for t in args.transports.split(","):
-            r, text = tr.around(lambda t=t: run_harness(t, "pingpong", args.size, args.count, 200, 0, 1,
-                                                         max_seconds=5, flows=args.flows))
+        sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else [args.size]
+        for t, size in ((t, z) for t in args.transports.split(",") for z in sizes):
+            r, text = tr.around(lambda t=t, z=size: run_harness(t, args.workload, z, args.count, 200, 0, 1,
+                                                                 max_seconds=5, flows=args.flows))
             n: collections.Counter[tuple[str, str]] = collections.Counter()
             for ln in text.splitlines():
                 m = _LINE.search(ln)
@@ -52,7 +56,10 @@ def main() -> int:
                 mid = len(body) // 2
                 print("\n".join(body[mid:mid + args.dump]))
             per = {f"cpu{c[-1]} {e}": round(v / msgs, 2) for (c, e), v in sorted(n.items())}
-            print(f"{t} flows={args.flows}: p50 {r.get('p50_ns')} ns, per round trip: {per}")
+            what = (f"p50 {r.get('p50_ns')} ns, per round trip" if args.workload == "pingpong" else
+                    f"{r.get('throughput_MBps', 0):.0f} MB/s, sleeps/msg writer {r.get('sleeps_per_msg_sender')} "
+                    f"reader {r.get('sleeps_per_msg_receiver')}, per message")
+            print(f"{t} {args.workload} {size} B flows={args.flows}: {what}: {per}")
     return 0
 
 
