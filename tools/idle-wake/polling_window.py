@@ -29,8 +29,8 @@ EVENTS = (("sched", "sched_switch", None), ("sched", "sched_wake_idle_without_ip
 _LINE = re.compile(r"\[(\d{3})\]\s+\S+\s+([\d.]+):\s+(\w+):\s(.*)$")
 
 
-def windows(text: str) -> dict[str, list[float]]:
-    """Intervals (us) from the reader CPU's switch to idle to what ends the idle, and from the
+def windows(text: str, idle_cpu: int = 1) -> dict[str, list[float]]:
+    """Intervals (us) from ``idle_cpu``'s switch to idle to what ends the idle, and from the
     wake-up (without IPI, or the IPI after the halt) to the woken task's switch-in."""
     out: dict[str, list[float]] = {"no_ipi": [], "halt": [], "ipi_after_halt": [],
                                    "no_ipi_to_run": [], "ipi_to_run": []}
@@ -42,7 +42,8 @@ def windows(text: str) -> dict[str, list[float]]:
         if not m or ln.startswith("#"):
             continue
         cpu, ts, ev, rest = int(m.group(1)), float(m.group(2)) * 1e6, m.group(3), m.group(4)
-        if ev == "sched_switch" and cpu == 1:
+        other = 1 - idle_cpu
+        if ev == "sched_switch" and cpu == idle_cpu:
             if "next_comm=swapper" in rest:
                 idle_at, halted, woken = ts, False, None
             else:
@@ -51,13 +52,13 @@ def windows(text: str) -> dict[str, list[float]]:
                 idle_at, woken = None, None
         elif idle_at is None:
             continue
-        elif ev == "cpu_idle" and cpu == 1 and "state=4294967295" not in rest and not halted:
+        elif ev == "cpu_idle" and cpu == idle_cpu and "state=4294967295" not in rest and not halted:
             out["halt"].append(ts - idle_at)
             halted = True
-        elif ev == "sched_wake_idle_without_ipi" and cpu == 0:
+        elif ev == "sched_wake_idle_without_ipi" and cpu == other:
             out["no_ipi"].append(ts - idle_at)
             idle_at, woken = None, ("no_ipi", ts)
-        elif ev == "ipi_send_cpu" and cpu == 0 and halted:
+        elif ev == "ipi_send_cpu" and cpu == other and halted:
             out["ipi_after_halt"].append(ts - idle_at)
             idle_at, woken = None, ("ipi", ts)
     return out
@@ -70,20 +71,25 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=20000)
     ap.add_argument("--workload", default="stream", choices=("stream", "pingpong"),
                     help="pingpong: the peer's CPU 1 idles between requests")
+    ap.add_argument("--idle-cpu", type=int, default=1, choices=(0, 1),
+                    help="the CPU whose idles are followed (0: the writer's or requester's)")
+    ap.add_argument("--busy", action="store_true", help="a nice-19 spinner on CPU 1 (the peer's), as cross/busy")
     args = ap.parse_args()
     with event_trace(list(EVENTS), buffer_size_kb=65536) as tr:
         for t in args.transports.split(","):
             for size in (int(x) for x in args.sizes.split(",")):
                 _, text = tr.around(lambda t=t, z=size: run_harness(t, args.workload, z, args.count, 200, 0, 1,
-                                                                     max_seconds=5))
-                w = windows(text)
+                                                                     max_seconds=5,
+                                                                     busy_cpus=(1,) if args.busy else ()))
+                w = windows(text, args.idle_cpu)
                 n = len(w["no_ipi"]) + len(w["halt"])
                 parts = []
                 for k, v in w.items():
                     q = np.percentile(v, [10, 50, 90]).round(1).tolist() if v else []
                     parts.append(f"{k} {len(v)} (p10/50/90 {q} us)")
                 share = len(w["no_ipi"]) / n if n else float("nan")
-                print(f"{t} {args.workload} {size} B: idles {n}, woken without IPI {share:.2f}; " + "; ".join(parts))
+                what = f"{t} {args.workload}{' busy' if args.busy else ''} {size} B, idles of CPU {args.idle_cpu}"
+                print(f"{what}: idles {n}, woken without IPI {share:.2f}; " + "; ".join(parts))
     return 0
 
 
