@@ -32,6 +32,7 @@ def main() -> int:
     ap.add_argument("--flows", type=int, default=1, help="concurrent ping-pong flows (harness --flows)")
     ap.add_argument("--workload", default="pingpong", choices=("pingpong", "stream"),
                     help="stream: per message written, with the writer on CPU 0 and the reader on CPU 1")
+    ap.add_argument("--busy", action="store_true", help="a nice-19 spinner on CPU 1 (the peer's), as cross/busy")
     ap.add_argument("--sizes", default=None, help="several message sizes (comma-separated; overrides --size)")
     ap.add_argument("--dump", type=int, default=0, metavar="N",
                     help="also print N trace lines from the middle of each run (a timeline to read)")
@@ -41,7 +42,8 @@ def main() -> int:
         sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else [args.size]
         for t, size in ((t, z) for t in args.transports.split(",") for z in sizes):
             r, text = tr.around(lambda t=t, z=size: run_harness(t, args.workload, z, args.count, 200, 0, 1,
-                                                                 max_seconds=5, flows=args.flows))
+                                                                 max_seconds=5, flows=args.flows,
+                                                                 busy_cpus=(1,) if args.busy else ()))
             n: collections.Counter[tuple[str, str]] = collections.Counter()
             for ln in text.splitlines():
                 m = _LINE.search(ln)
@@ -59,7 +61,7 @@ def main() -> int:
             what = (f"p50 {r.get('p50_ns')} ns, per round trip" if args.workload == "pingpong" else
                     f"{r.get('throughput_MBps', 0):.0f} MB/s, sleeps/msg writer {r.get('sleeps_per_msg_sender')} "
                     f"reader {r.get('sleeps_per_msg_receiver')}, per message")
-            print(f"{t} {args.workload} {size} B flows={args.flows}: {what}: {per}")
+            print(f"{t} {args.workload}{' busy' if args.busy else ''} {size} B flows={args.flows}: {what}: {per}")
     return 0
 
 
