@@ -2,9 +2,10 @@
 """TCP segments and pure ACKs per message of a stream over lo, host against model.
 
 Counting only: /proc/net/snmp (Tcp OutSegs) and /proc/net/netstat (TcpExt TCPHPAcks + TCPPureAcks,
-the pure ACKs received: on lo, the pure ACKs sent) around one C-harness stream run, writer on CPU 0,
-reader on CPU 1 (or both on 0), against the model's tcp_data_packets and tcp_pure_acks.  How often the
-reader ACKs decides how much work lands on its CPU (docs/notes/knob-effects.md).  No knob changed.
+the pure ACKs received: on lo, the pure ACKs sent; TCPOFOQueue, segments queued out of order) around
+one C-harness stream run, writer on CPU 0, reader on CPU 1 (or both on 0), against the model's
+tcp_data_packets, tcp_pure_acks and tcp_ofo_queued.  How often the reader ACKs decides how much work
+lands on its CPU (docs/notes/knob-effects.md).  No knob changed.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ def _snmp(path: str, proto: str) -> dict[str, int]:
     return out
 
 
-def _counts() -> tuple[int, int]:
+def _counts() -> tuple[int, int, int]:
     tcp = _snmp("/proc/net/snmp", "Tcp")
     ext = _snmp("/proc/net/netstat", "TcpExt")
-    return tcp["OutSegs"], ext.get("TCPHPAcks", 0) + ext.get("TCPPureAcks", 0)
+    return tcp["OutSegs"], ext.get("TCPHPAcks", 0) + ext.get("TCPPureAcks", 0), ext.get("TCPOFOQueue", 0)
 
 
 def main() -> int:
@@ -39,9 +40,9 @@ def main() -> int:
     args = ap.parse_args()
     for pl in args.placements.split(","):
         for size in (int(s) for s in args.sizes.split(",")):
-            o0, a0 = _counts()
+            o0, a0, q0 = _counts()
             r = run_harness("tcp", "stream", size, args.count, 0, 0, 1 if pl == "cross" else 0, max_seconds=3)
-            o1, a1 = _counts()
+            o1, a1, q1 = _counts()
             msgs = r["received"] or args.count
             acks = a1 - a0
             data = (o1 - o0) - acks
@@ -50,7 +51,8 @@ def main() -> int:
             c = sim.counters
             n = c["messages_sent"]
             print(f"tcp {pl:5s} {size:6d} B  host: data segs/msg {data / msgs:.3f}, pure ACKs/msg {acks / msgs:.3f}"
-                  f" | model: {c['tcp_data_packets'] / n:.3f}, {c['tcp_pure_acks'] / n:.3f}", flush=True)
+                  f", out-of-order queued/msg {(q1 - q0) / msgs:.4f} | model: {c['tcp_data_packets'] / n:.3f}, "
+                  f"{c['tcp_pure_acks'] / n:.3f}, {c['tcp_ofo_queued'] / n:.4f}", flush=True)
     return 0
 
 
