@@ -74,13 +74,16 @@ def main() -> int:
     ap.add_argument("--idle-cpu", type=int, default=1, choices=(0, 1),
                     help="the CPU whose idles are followed (0: the writer's or requester's)")
     ap.add_argument("--busy", action="store_true", help="a nice-19 spinner on CPU 1 (the peer's), as cross/busy")
+    ap.add_argument("--flows", type=int, default=1, help="concurrent flows (harness --flows): all clients on CPU 0, "
+                    "all peers on CPU 1")
     args = ap.parse_args()
     with event_trace(list(EVENTS), buffer_size_kb=65536) as tr:
         for t in args.transports.split(","):
             for size in (int(x) for x in args.sizes.split(",")):
                 _, text = tr.around(lambda t=t, z=size: run_harness(t, args.workload, z, args.count, 200, 0, 1,
                                                                      max_seconds=5,
-                                                                     busy_cpus=(1,) if args.busy else ()))
+                                                                     busy_cpus=(1,) if args.busy else (),
+                                                                     flows=args.flows))
                 w = windows(text, args.idle_cpu)
                 n = len(w["no_ipi"]) + len(w["halt"])
                 parts = []
@@ -88,7 +91,8 @@ def main() -> int:
                     q = np.percentile(v, [10, 50, 90]).round(1).tolist() if v else []
                     parts.append(f"{k} {len(v)} (p10/50/90 {q} us)")
                 share = len(w["no_ipi"]) / n if n else float("nan")
-                what = f"{t} {args.workload}{' busy' if args.busy else ''} {size} B, idles of CPU {args.idle_cpu}"
+                what = (f"{t} {args.workload}{' busy' if args.busy else ''} {size} B flows={args.flows}, "
+                        f"idles of CPU {args.idle_cpu}")
                 print(f"{what}: idles {n}, woken without IPI {share:.2f}; " + "; ".join(parts))
     return 0
 
