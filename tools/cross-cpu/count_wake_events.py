@@ -59,7 +59,7 @@ def main() -> int:
                 print("\n".join(body[mid:mid + args.dump]))
             per = {f"cpu{c[-1]} {e}": round(v / msgs, 2) for (c, e), v in sorted(n.items())}
             what = (f"p50 {r.get('p50_ns')} ns, per round trip" if args.workload == "pingpong" else
-                    f"{r.get('throughput_MBps', 0):.0f} MB/s, sleeps/msg writer {r.get('sleeps_per_msg_sender')} "
+                    f"{r.get('throughput_Bps', 0) / 1e6:.0f} MB/s, sleeps/msg writer {r.get('sleeps_per_msg_sender')} "
                     f"reader {r.get('sleeps_per_msg_receiver')}, per message")
             print(f"{t} {args.workload}{' busy' if args.busy else ''} {size} B flows={args.flows}: {what}: {per}")
     return 0

@@ -5,10 +5,11 @@
 the halt (``default_enter_idle`` -> ``current_clr_polling_and_test``, drivers/cpuidle/cpuidle-haltpoll.c),
 after the nohz tick stop and the governor.  A wake-up in that window needs no IPI
 (kernel/sched/core.c ``send_call_function_single_ipi``: ``set_nr_if_polling`` ->
-``sched_wake_idle_without_ipi``).  This traces a cross-CPU stream (writer CPU 0, reader CPU 1) and, for
-every time the reader's CPU switches to idle, reports what ended the idle: a wake-up without IPI (and
-after how long) or a halt (``cpu_idle`` enter, and after how long).  Counting with timestamps: tracing
-adds its own cost to every interval, so the intervals are upper bounds.  Needs root; no knob changed.
+``sched_wake_idle_without_ipi``).  This traces a cross-CPU run (writer or requester on CPU 0, reader or
+peer on CPU 1) and, for every time the followed CPU (``--idle-cpu``) switches to idle, reports what ended
+it: a wake-up without IPI (and after how long) or a halt (``cpu_idle`` enter, and after how long).
+Counting with timestamps: tracing adds its own cost to every interval, so the intervals are upper
+bounds.  Needs root; no knob changed.
 
 Usage:  python tools/idle-wake/polling_window.py [--transports udp,tcp] [--sizes 1024,16384]
 """
@@ -36,13 +37,13 @@ def windows(text: str, idle_cpu: int = 1) -> dict[str, list[float]]:
                                    "no_ipi_to_run": [], "ipi_to_run": []}
     idle_at: float | None = None
     halted = False
-    woken: tuple[str, float] | None = None  # how and when the idle CPU 1 was last woken
+    woken: tuple[str, float] | None = None  # how and when idle_cpu was last woken
+    other = 1 - idle_cpu  # the waker's CPU
     for ln in text.splitlines():
         m = _LINE.search(ln)
         if not m or ln.startswith("#"):
             continue
         cpu, ts, ev, rest = int(m.group(1)), float(m.group(2)) * 1e6, m.group(3), m.group(4)
-        other = 1 - idle_cpu
         if ev == "sched_switch" and cpu == idle_cpu:
             if "next_comm=swapper" in rest:
                 idle_at, halted, woken = ts, False, None
