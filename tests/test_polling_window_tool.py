@@ -49,3 +49,10 @@ def test_each_idle_is_classified_with_its_intervals():
 def test_the_other_cpu_is_followed_when_asked():
     # the same text seen from CPU 0: it never switches to idle, so nothing is counted
     assert all(not v for v in _windows()(TRACE, idle_cpu=0).values())
+
+
+def test_text_events_reads_cpu_time_name_and_fields():
+    from lbsim.measure.stages_parse import text_events
+
+    text = "# tracer: nop\n" + _line(1, 2, "sched_wake_idle_without_ipi", "cpu=1") + "\nnot a trace line\n"
+    assert list(text_events(text)) == [(1, pytest.approx(1000e6 + 2), "sched_wake_idle_without_ipi", "cpu=1")]

@@ -14,9 +14,10 @@ include/trace/events/skb.h (skb_copy_datagram_iovec) and kernel/trace/trace_sysc
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["Ev", "parse_trace"]
+__all__ = ["Ev", "parse_trace", "text_events"]
 
 
 @dataclass(slots=True)
@@ -69,6 +70,19 @@ def _fields(name: str, rest: str) -> dict:
         ln = _LEN_RE.search(rest)
         return {"skb": m.group(1) if m else None, "len": int(ln.group(1)) if ln else None}
     return {}
+
+
+def text_events(text: str) -> Iterator[tuple[int, float, str, str]]:
+    """(cpu, time in us, event name, its fields) of each event line of an ftrace text listing:
+    what the counting tools under tools/ read (no raw listing, microsecond times)."""
+    for ln in text.splitlines():
+        if ln.startswith("#"):
+            continue
+        m = _TEXT_RE.search(ln)
+        if m is None:
+            continue
+        name, _, fields = m.group(4).partition(": ")
+        yield int(m.group(1)), int(m.group(2)) * 1e6 + int(m.group(3)), name, fields
 
 
 def parse_trace(text: str, raw: str, ids: dict[int, str]) -> tuple[list[Ev], dict]:

@@ -18,19 +18,20 @@ import re
 import sys
 
 from lbsim.measure.harness import run_harness
+from lbsim.measure.stages_parse import text_events
 from lbsim.measure.stages_tracefs import event_trace
 
-_LINE = re.compile(r"\[(\d{3})\].*?\snet_dev_xmit:\s.*?\bdev=lo\b.*?\blen=(\d+)")
+_LO_LEN = re.compile(r"\bdev=lo\b.*?\blen=(\d+)")
 ACK_MAX_LEN = 100  # a pure ACK: 14 (Ethernet) + 20 (IP) + 32 (TCP with timestamps) = 66 bytes
 
 
 def counts(text: str) -> collections.Counter[tuple[int, str]]:
     """(cpu, "ack" or "data") -> packets sent on lo."""
     n: collections.Counter[tuple[int, str]] = collections.Counter()
-    for ln in text.splitlines():
-        m = _LINE.search(ln)
-        if m and not ln.startswith("#"):
-            n[(int(m.group(1)), "ack" if int(m.group(2)) <= ACK_MAX_LEN else "data")] += 1
+    for cpu, _, ev, fields in text_events(text):
+        m = _LO_LEN.search(fields) if ev == "net_dev_xmit" else None
+        if m:
+            n[(cpu, "ack" if int(m.group(1)) <= ACK_MAX_LEN else "data")] += 1
     return n
 
 

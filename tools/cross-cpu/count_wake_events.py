@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import argparse
 import collections
-import re
 import sys
 
 from lbsim.measure.harness import run_harness
+from lbsim.measure.stages_parse import text_events
 from lbsim.measure.stages_tracefs import event_trace
 
 EVENTS = (("sched", "sched_switch"), ("sched", "sched_wakeup"), ("sched", "sched_wake_idle_without_ipi"),
           ("ipi", "ipi_send_cpu"), ("irq_vectors", "call_function_single_entry"),
           ("irq_vectors", "reschedule_entry"), ("power", "cpu_idle"), ("timer", "hrtimer_start"),
           ("irq_vectors", "local_timer_entry"))
-_LINE = re.compile(r"\[(\d{3})\].*?\s(\w+):\s")
 
 
 def main() -> int:
@@ -44,20 +43,17 @@ def main() -> int:
             r, text = tr.around(lambda t=t, z=size: run_harness(t, args.workload, z, args.count, 200, 0, 1,
                                                                  max_seconds=5, flows=args.flows,
                                                                  busy_cpus=(1,) if args.busy else ()))
-            n: collections.Counter[tuple[str, str]] = collections.Counter()
-            for ln in text.splitlines():
-                m = _LINE.search(ln)
-                if m and not ln.startswith("#"):
-                    ev = m.group(2)
-                    if ev == "cpu_idle":
-                        ev += "(exit)" if "state=4294967295" in ln else "(enter)"
-                    n[(m.group(1), ev)] += 1
+            n: collections.Counter[tuple[int, str]] = collections.Counter()
+            for cpu, _, ev, fields in text_events(text):
+                if ev == "cpu_idle":
+                    ev += "(exit)" if "state=4294967295" in fields else "(enter)"
+                n[(cpu, ev)] += 1
             msgs = (args.count + 200) * args.flows
             if args.dump:
                 body = [ln for ln in text.splitlines() if not ln.startswith("#")]
                 mid = len(body) // 2
                 print("\n".join(body[mid:mid + args.dump]))
-            per = {f"cpu{c[-1]} {e}": round(v / msgs, 2) for (c, e), v in sorted(n.items())}
+            per = {f"cpu{c} {e}": round(v / msgs, 2) for (c, e), v in sorted(n.items())}
             what = (f"p50 {r.get('p50_ns')} ns, per round trip" if args.workload == "pingpong" else
                     f"{r.get('throughput_Bps', 0) / 1e6:.0f} MB/s, sleeps/msg writer {r.get('sleeps_per_msg_sender')} "
                     f"reader {r.get('sleeps_per_msg_receiver')}, per message")

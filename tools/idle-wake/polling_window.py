@@ -17,17 +17,16 @@ Usage:  python tools/idle-wake/polling_window.py [--transports udp,tcp] [--sizes
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 import numpy as np
 
 from lbsim.measure.harness import run_harness
+from lbsim.measure.stages_parse import text_events
 from lbsim.measure.stages_tracefs import event_trace
 
 EVENTS = (("sched", "sched_switch", None), ("sched", "sched_wake_idle_without_ipi", None),
           ("ipi", "ipi_send_cpu", None), ("power", "cpu_idle", None))
-_LINE = re.compile(r"\[(\d{3})\]\s+\S+\s+([\d.]+):\s+(\w+):\s(.*)$")
 
 
 def windows(text: str, idle_cpu: int = 1) -> dict[str, list[float]]:
@@ -39,11 +38,7 @@ def windows(text: str, idle_cpu: int = 1) -> dict[str, list[float]]:
     halted = False
     woken: tuple[str, float] | None = None  # how and when idle_cpu was last woken
     other = 1 - idle_cpu  # the waker's CPU
-    for ln in text.splitlines():
-        m = _LINE.search(ln)
-        if not m or ln.startswith("#"):
-            continue
-        cpu, ts, ev, rest = int(m.group(1)), float(m.group(2)) * 1e6, m.group(3), m.group(4)
+    for cpu, ts, ev, rest in text_events(text):
         if ev == "sched_switch" and cpu == idle_cpu:
             if "next_comm=swapper" in rest:
                 idle_at, halted, woken = ts, False, None
