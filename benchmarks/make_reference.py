@@ -39,6 +39,9 @@ CASES = [
          tcp_congestion_control="bbr", mtu=1500, tso=False),
     dict(transport="udp", workload="stream", placement="cross", messages=300, msg_bytes=64, seed=3,
          senders=2, rps_cpus=3),
+    # IP fragments: kmalloc_large skbs at MTU 9000, the fragments' truesize at 1500
+    dict(transport="udp", workload="pingpong", placement="cross", messages=300, msg_bytes=16384, seed=3, mtu=9000),
+    dict(transport="udp", workload="stream", placement="same", messages=300, msg_bytes=16384, seed=3, mtu=1500),
 ]
 
 

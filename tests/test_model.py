@@ -8,7 +8,7 @@ import pytest
 
 import lbsim
 from lbsim.costs import load_costs
-from lbsim.model.skb import truesize_udp
+from lbsim.model.skb import page_calls_udp, truesize_udp, truesize_udp_fragments
 from lbsim.model.tcp import tcp_size_goal
 from lbsim.model.udp import udp_fragments
 
@@ -265,6 +265,41 @@ def test_udp_receive_buffer_drops_by_truesize(kernel, expected, size):
     ts = truesize_udp(size)
     assert r.counters["messages_delivered"] == expected(ts)
     assert r.counters["udp_rcvbuf_errors"] == 2000 - expected(ts)
+
+
+@pytest.mark.parametrize("mtu", [1500, 9000])
+def test_a_fragmented_datagram_is_charged_the_truesize_of_its_fragments(mtu):
+    """__ip_append_data builds one skb per fragment and ip_frag_reasm sums their truesize: at
+    MTU 1500 a 16 KiB datagram's 12 skbs of 2304 B fill the 212992-byte buffer after 8
+    datagrams, where 12 whole ones fit."""
+    frags = udp_fragments(16384, mtu)
+    ts = truesize_udp_fragments(frags)
+    assert len(frags) > 1 and ts > truesize_udp(16384)
+    r = sim(transport="udp", workload="stream", msg_bytes=16384, messages=400, placement="same", policy="fifo",
+            kernel="host", mtu=mtu)
+    assert r.counters["messages_delivered"] == 212992 // ts
+
+
+def test_udp_page_calls_follow_kmalloc_large():
+    """A linear UDP skb whose head (data + 28 B of headers + 47 B of headroom + 320 B of
+    skb_shared_info) passes KMALLOC_MAX_CACHE_SIZE comes from the page allocator; from
+    SKB_MAX_ALLOC on the skb is paged (no head from kmalloc_large)."""
+    assert page_calls_udp(8192 - 395) == 0 and page_calls_udp(8192 - 394) == 1
+    assert page_calls_udp(16064 - 76) == 1 and page_calls_udp(16064 - 75) == 0
+    assert page_calls_udp(65507) == 0 and page_calls_udp(64) == 0
+    assert page_calls_udp(9000, modern=False) == 0
+
+
+@pytest.mark.parametrize("mtu,calls", [(65536, 0), (9000, 1), (1500, 0)])
+def test_udp_fragments_at_mtu_9000_take_a_page_each_way(mtu, calls):
+    """16 KiB at MTU 9000: an 8976-byte fragment (kmalloc_large, one page-allocator call in the
+    send, one free in the read) and a 7416-byte one (kmalloc-8k); at 1500 every fragment fits
+    kmalloc-2k, and the whole datagram at 65536 is paged."""
+    r = sim(transport="udp", workload="pingpong", msg_bytes=16384, messages=50, placement="same", mtu=mtu,
+            deterministic=True)
+    count = {s["stage"]: s["count"] for s in r.stages}
+    assert count.get("__alloc_pages", 0) == pytest.approx(2 * calls * 50, abs=2 * calls)
+    assert count.get("__free_pages", 0) == count.get("__alloc_pages", 0)
 
 
 @pytest.mark.parametrize("qlen", [10, 3])

@@ -22,8 +22,9 @@ allocation paths and were checked on this host (6.18, x86-64) with ``SO_MEMINFO`
 
 from __future__ import annotations
 
-__all__ = ["kmalloc_class", "truesize_tcp", "truesize_udp", "truesize_unix_stream", "truesize_unix_dgram",
-           "SKB_MAX_ALLOC", "SKB_MAX_HEAD0", "page_calls_unix_stream", "page_calls_unix_dgram"]
+__all__ = ["kmalloc_class", "truesize_tcp", "truesize_udp", "truesize_udp_fragments", "truesize_unix_stream",
+           "truesize_unix_dgram", "SKB_MAX_ALLOC", "SKB_MAX_HEAD0", "page_calls_udp", "page_calls_unix_stream",
+           "page_calls_unix_dgram"]
 
 SKB_MAX_ALLOC = 16384 - 320  # SKB_MAX_ORDER(0, 2): 4 pages minus skb_shared_info
 SKB_MAX_HEAD0 = 4096 - 320  # SKB_MAX_HEAD(0): one page minus skb_shared_info (3776)
@@ -59,6 +60,28 @@ def truesize_udp(length: int, modern: bool = True) -> int:
     if length + 28 + 47 >= SKB_MAX_ALLOC:
         return length + SMALL_HEAD + SK_BUFF
     return kmalloc_class(length + 28 + 47 + 320) + SK_BUFF
+
+
+def truesize_udp_fragments(frags: list[int], modern: bool = True) -> int:
+    """Truesize of a datagram cut into IP fragments of ``frags`` IP payload bytes each (the
+    first one carries the UDP header): ``__ip_append_data`` allocates one skb per fragment, sized
+    as a datagram of that length would be (``alloclen = fraglen``), and ``__ip_make_skb``, then
+    ``ip_frag_reasm`` (``inet_frag_reasm_finish``: ``head->truesize += fp->truesize``), charge
+    their sum.  At MTU 1500 a 16 KiB datagram is 12 skbs of 2304 B (27648, against 17216 whole)."""
+    return sum(truesize_udp(f - 8, modern) for f in frags)
+
+
+def page_calls_udp(length: int, modern: bool = True) -> int:
+    """Page-allocator calls for the skb of a UDP datagram, or of one IP fragment, of ``length``
+    bytes past the UDP header (a fragment: its IP payload less 8).  ``__ip_append_data`` keeps it
+    linear below SKB_MAX_ALLOC, and a linear head above KMALLOC_MAX_CACHE_SIZE (with its
+    headroom and skb_shared_info) comes from ``kmalloc_large``, the page allocator: 1 call from
+    7798 to 15988 B (e.g. each 8980-byte fragment at MTU 9000), else 0; the paged skbs above
+    take their pages from the task's page_frag, which refills per 32 KiB whatever the MTU, so
+    their cost stays in the per-byte copy.  2.6.32: 0 (kmalloc caches up to 128 KiB)."""
+    if not modern or length + 28 + 47 >= SKB_MAX_ALLOC:
+        return 0
+    return 1 if length + 28 + 47 + 320 > KMALLOC_MAX_CACHE_SIZE else 0
 
 
 def truesize_unix_stream(length: int, modern: bool = True) -> int:

@@ -4,7 +4,11 @@ Send (task context, sender CPU): ``syscall``, ``udp_sendmsg`` (ip_make_skb),
 ``ip_generic_getfrag`` (copy #1, per byte), ``ip_output``; a datagram larger than
 ``mtu - 28`` is cut by ``ip_fragment`` into fragments of ``(mtu - 20) & ~7`` payload bytes,
 and each fragment goes through ``dev_queue_xmit`` -> ``loopback_xmit`` -> ``netif_rx``
-separately (each followed by ``local_bh_enable``, where NET_RX runs inline).
+separately (each followed by ``local_bh_enable``, where NET_RX runs inline).  Each fragment is
+its own skb, allocated by ``__ip_append_data`` as a datagram of its length would be: a linear
+head above 8 KiB is ``kmalloc_large``'s (``__alloc_pages`` in the send, ``__free_pages`` where
+the skb is freed: the read, or the softirq on a drop), and the reassembled datagram is charged
+the sum of its fragments' truesize (``lbsim.model.skb.truesize_udp_fragments``).
 
 No send buffer: ``sk_sndbuf`` (SO_SNDBUF, ``wmem_default`` through ``sock_init_data``) is
 read on this path only by ``sock_alloc_send_pskb`` (net/core/sock.c), which waits in
@@ -37,7 +41,7 @@ from typing import Any
 from lbsim.model.cpu import CPU
 from lbsim.model.netdev import Net
 from lbsim.model.sim import Sim
-from lbsim.model.skb import truesize_udp
+from lbsim.model.skb import page_calls_udp, truesize_udp, truesize_udp_fragments
 from lbsim.model.stages import SID
 from lbsim.model.task import BH_ENABLE, PREEMPT, Task, WaitQueue
 from lbsim.model.zerocopy import MsgZerocopy
@@ -60,6 +64,8 @@ S_RECVMSG = S["udp_recvmsg"]
 S_COPY_OUT = S["skb_copy_datagram_msg"]
 S_C2C = S["cache_to_cache_copy"]
 S_C2C_WRITE = S["cache_to_cache_write"]
+S_ALLOC_PAGES = S["__alloc_pages"]
+S_FREE_PAGES = S["__free_pages"]
 
 
 def udp_fragments(payload: int, mtu: int) -> list[int]:
@@ -125,23 +131,28 @@ class UdpSocket:
         if flow is None:
             flow = self.flow
         frags = udp_fragments(nbytes, self.mtu)
+        nfr = len(frags)
         cpu = task.cpu
         rx = self.rx_cpu
         zc = self.zc
-        if zc is not None and len(frags) == 1:
+        # __ip_append_data: one skb per fragment; kmalloc_large heads come from the page allocator
+        pages = self._page_calls(frags) if zc is None or nfr > 1 else 0
+        if zc is not None and nfr == 1:
             # skb_zerocopy_iter_dgram: the pages are pinned, not copied (the copy is deferred: rx)
             zc.sends += 1
             yield sim.work_of_ids((S_SYSCALL, S_SENDMSG, S_IP_OUTPUT))
         elif rx is None or rx is cpu:
-            yield sim.work_of((S_SYSCALL, S_SENDMSG, (S_COPY_IN, nbytes, self.rmem > sim.cache_bytes), S_IP_OUTPUT))
+            yield sim.work_of((S_SYSCALL, S_SENDMSG, *(S_ALLOC_PAGES,) * pages,
+                               (S_COPY_IN, nbytes, self.rmem > sim.cache_bytes), S_IP_OUTPUT))
         else:  # the buffers were last read (and freed) on that CPU
-            yield sim.work_of((S_SYSCALL, S_SENDMSG, (S_COPY_IN, nbytes, self.rmem > sim.cache_bytes),
-                               (S_C2C_WRITE, nbytes), S_IP_OUTPUT))
+            yield sim.work_of((S_SYSCALL, S_SENDMSG, *(S_ALLOC_PAGES,) * pages,
+                               (S_COPY_IN, nbytes, self.rmem > sim.cache_bytes), (S_C2C_WRITE, nbytes), S_IP_OUTPUT))
         self.tx_cpu = cpu
-        nfr = len(frags)
         if nfr > 1:
             self.frag_pending[msg] = nfr
-        truesize = truesize_udp(nbytes, self.modern)
+            truesize = truesize_udp_fragments(frags, self.modern)
+        else:
+            truesize = truesize_udp(nbytes, self.modern)
         self.stats.sent(msg, nbytes, t_send)
         net = self.net
         for i, flen in enumerate(frags):
@@ -162,6 +173,17 @@ class UdpSocket:
             yield PREEMPT
 
     # ---------------------------------------------------------------- softirq side
+    def _page_calls(self, frags: list[int]) -> int:
+        """Page-allocator calls for a datagram's skbs, one per fragment (``page_calls_udp``)."""
+        return sum(page_calls_udp(f - 8, self.modern) for f in frags)
+
+    def _free_items(self, length: int) -> tuple[int, ...]:
+        """``__free_pages`` once per page-allocator call the datagram's send made."""
+        frags = udp_fragments(length, self.mtu)
+        if self.zc is not None and len(frags) == 1:
+            return ()
+        return (S_FREE_PAGES,) * self._page_calls(frags)
+
     def dropped(self, pkt: tuple[Any, ...], where: str) -> None:
         msg = pkt[1]
         if pkt[8]:  # a fragment: the datagram is lost once, its other fragments are discarded
@@ -206,6 +228,9 @@ class UdpSocket:
         if not self._rcvbuf_accepts(truesize):  # re-check at the time the skb is charged
             self.rcvbuf_errors += 1
             self.stats.dropped(msg, "rcvbuf")
+            frees = self._free_items(pkt[5])
+            if frees:  # kfree_skb here, in the softirq
+                yield sim.work_of_ids(frees)
             return
         self.rmem += truesize
         if self.rmem > self.max_rmem:
@@ -244,6 +269,9 @@ class UdpSocket:
             yield sim.work_of((S_RECVMSG, (S_COPY_OUT, n, self.rmem > sim.cache_bytes), (S_C2C, n),
                                *sim.touch(self, cpu)))
         self.rmem -= truesize
+        frees = self._free_items(length)
+        if frees:  # skb_consume_udp: the kmalloc_large heads go back to the page allocator
+            yield sim.work_of_ids(frees)
         rfs = self.net.rfs
         if rfs is not None:
             rfs.record(self, cpu.idx)  # inet_recvmsg -> sock_rps_record_flow
