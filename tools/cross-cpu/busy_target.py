@@ -9,7 +9,8 @@ server, and whatever the guest kernel cannot see (the exits of the IPIs that rea
 A spinner run alone, interleaved, gives the background loss (ticks, housekeeping) per second,
 which is taken off. Beside them, `ipicost.c` prices one IPI alone: its spinner on CPU 1 loses, per
 membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) called on CPU 0, what receiving an IPI costs a busy
-CPU, with no task woken (net of the same stretch without calls). The model's figure is CPU 1's time outside the background task per round trip
+CPU, with no task woken (net of the same stretch without calls), and a tgkill of a signal the spinner
+takes, against one it blocks, prices sending a reschedule IPI to a running vCPU. The model's figure is CPU 1's time outside the background task per round trip
 (the server's stages and the switches), from a traced simulation of the same point.
 
 Default settings only: no knob is changed. Bounded: ``--count`` round trips per run (harness
@@ -51,12 +52,23 @@ def build(workdir: Path, source: Path = SOURCE) -> Path:
     return exe
 
 
-def ipi_receive(exe: Path, calls: int, thresh_ns: int) -> dict:
-    """What one IPI takes from a busy CPU 1 (us, net of the background) and the sender's call (us)."""
-    r = subprocess.run([str(exe), str(calls), "100", str(thresh_ns)], capture_output=True, text=True, timeout=120)
+def _ipicost(exe: Path, mode: str, calls: int, thresh_ns: int) -> dict:
+    r = subprocess.run([str(exe), mode, str(calls), "100", str(thresh_ns)], capture_output=True, text=True,
+                       timeout=120)
     if r.returncode:
-        raise SystemExit(f"busy_target: ipicost exited {r.returncode}: {r.stderr.strip()}")
-    return ipi_from(json.loads(r.stdout))
+        raise SystemExit(f"busy_target: ipicost {mode} exited {r.returncode}: {r.stderr.strip()}")
+    return json.loads(r.stdout)
+
+
+def ipi_receive(exe: Path, calls: int, thresh_ns: int) -> dict:
+    """What one IPI takes from a busy CPU 1 (us, net of the background) and the membarrier call (us);
+    with ``send_us``: what sending a reschedule IPI to a running vCPU costs the sender (tgkill of a
+    signal the spinner takes, less tgkill of one it blocks)."""
+    out = ipi_from(_ipicost(exe, "membarrier", calls, thresh_ns))
+    signal_p50 = _ipicost(exe, "signal", calls, thresh_ns)["call_p50_ns"]
+    blocked_p50 = _ipicost(exe, "blocked", calls, thresh_ns)["call_p50_ns"]
+    out["send_us"] = (signal_p50 - blocked_p50) / 1e3
+    return out
 
 
 def ipi_from(d: dict) -> dict:
@@ -150,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             ipi = ipi_receive(ipi_exe, 5000, a.thresh_ns)
             rows["ipi"].append(ipi)
             print(f"rep {rep}: one IPI takes {ipi['lost_us_per_ipi']:.2f} us from busy CPU 1 "
-                  f"({ipi['gaps_per_ipi']:.2f} extra gaps per IPI); membarrier call p50 {ipi['call_p50_us']:.2f} us")
+                  f"({ipi['gaps_per_ipi']:.2f} extra gaps per IPI); membarrier call p50 {ipi['call_p50_us']:.2f} us; "
+                  f"sending a reschedule IPI {ipi['send_us']:.2f} us")
             base = _stop(_spinner(exe, 1.0, a.thresh_ns), wait=True)
             rate = base["gap_ns"] / base["elapsed_ns"]
             print(f"rep {rep}: spinner alone loses {rate * 100:.2f} % of CPU 1 "
@@ -162,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"{pt['gaps_per_rt']:.2f} gaps (p50 {pt['gap_p50_us']:.2f} us); rtt p50 {pt['rtt_p50_us']:.1f} us")
     print(f"loadavg after: {open('/proc/loadavg').read().split()[:3]}")
     v = [r["lost_us_per_ipi"] for r in rows["ipi"]]
-    print(f"\none IPI on a busy CPU: {statistics.median(v):.2f} us ({min(v):.2f}-{max(v):.2f})")
+    w = [r["send_us"] for r in rows["ipi"]]
+    print(f"\none IPI on a busy CPU: {statistics.median(v):.2f} us ({min(v):.2f}-{max(v):.2f}); sending one to "
+          f"a running vCPU {statistics.median(w):.2f} us ({min(w):.2f}-{max(w):.2f})")
     print("median over repetitions (range) | model")
     for tr in transports:
         v = [r["lost_us_per_rt"] for r in rows[tr]]
