@@ -26,26 +26,15 @@
 #include <time.h>
 #include <unistd.h>
 
-static volatile int g_phase;
+#include "../pinclock.h"
+
+static volatile int g_phase;  // 0: spinner starting, 1: background, 2: calls, 3: stop
 static volatile pid_t g_tid;
 static int g_mode;  // 0 membarrier, 1 signal, 2 blocked
 
-static void on_usr1(int sig) { (void)sig; }  // 0: spinner starting, 1: background, 2: calls, 3: stop
+static void on_usr1(int sig) { (void)sig; }
 static long long g_thresh;
 static long long g_gaps[3], g_gap_ns[3], g_elapsed[3];
-
-static inline long long now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1000000000LL + t.tv_nsec;
-}
-
-static int pin(int c) {
-    cpu_set_t s;
-    CPU_ZERO(&s);
-    CPU_SET(c, &s);
-    return sched_setaffinity(0, sizeof s, &s);
-}
 
 static void *spin(void *arg) {
     (void)arg;

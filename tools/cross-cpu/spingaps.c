@@ -17,18 +17,14 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "../pinclock.h"
+
 #define BIN_NS 250
 #define NBINS 1001
 
 static volatile sig_atomic_t g_stop;
 
 static void on_signal(int sig) { (void)sig; g_stop = 1; }
-
-static inline long long now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1000000000LL + t.tv_nsec;
-}
 
 int main(int argc, char **argv) {
     if (argc != 4) {
@@ -42,10 +38,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "spingaps: SECONDS must be in (0, 600], THRESH_NS at least 50\n");
         return 2;
     }
-    cpu_set_t s;
-    CPU_ZERO(&s);
-    CPU_SET(cpu, &s);
-    if (sched_setaffinity(0, sizeof s, &s) < 0 || setpriority(PRIO_PROCESS, 0, 19) < 0) {
+    if (pin(cpu) < 0 || setpriority(PRIO_PROCESS, 0, 19) < 0) {
         perror("spingaps: pin or nice");
         return 1;
     }

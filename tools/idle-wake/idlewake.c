@@ -27,18 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static inline long long now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1000000000LL + t.tv_nsec;
-}
-
-static int pin(int c) {
-    cpu_set_t s;
-    CPU_ZERO(&s);
-    CPU_SET(c, &s);
-    return sched_setaffinity(0, sizeof s, &s);
-}
+#include "../pinclock.h"
 
 static int cmp(const void *a, const void *b) {
     long long x = *(const long long *)a, y = *(const long long *)b;
