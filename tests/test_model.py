@@ -270,7 +270,7 @@ def test_udp_receive_buffer_drops_by_truesize(kernel, expected, size):
 @pytest.mark.parametrize("mtu", [1500, 9000])
 def test_a_fragmented_datagram_is_charged_the_truesize_of_its_fragments(mtu):
     """__ip_append_data builds one skb per fragment and ip_frag_reasm sums their truesize: at
-    MTU 1500 a 16 KiB datagram's 12 skbs of 2304 B fill the 212992-byte buffer after 8
+    MTU 1500 a 16 KiB datagram's 12 skbs (26176 B) fill the 212992-byte buffer after 8
     datagrams, where 12 whole ones fit."""
     frags = udp_fragments(16384, mtu)
     ts = truesize_udp_fragments(frags)

@@ -67,7 +67,8 @@ def truesize_udp_fragments(frags: list[int], modern: bool = True) -> int:
     first one carries the UDP header): ``__ip_append_data`` allocates one skb per fragment, sized
     as a datagram of that length would be (``alloclen = fraglen``), and ``__ip_make_skb``, then
     ``ip_frag_reasm`` (``inet_frag_reasm_finish``: ``head->truesize += fp->truesize``), charge
-    their sum.  At MTU 1500 a 16 KiB datagram is 12 skbs of 2304 B (27648, against 17216 whole)."""
+    their sum.  At MTU 1500 a 16 KiB datagram is 11 skbs of 2304 B and one of 832 B (26176,
+    against 17216 whole)."""
     return sum(truesize_udp(f - 8, modern) for f in frags)
 
 

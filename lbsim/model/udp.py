@@ -113,6 +113,8 @@ class UdpSocket:
         self.rx_cpu: CPU | None = None
         #: MSG_ZEROCOPY state of the sending socket (lbsim/model/zerocopy.py), None: off
         self.zc: MsgZerocopy | None = None
+        #: datagram length -> its skbs' page-allocator calls (_page_calls: fixed per length and socket)
+        self._pages: dict[int, int] = {}
         #: connected (TCP_ESTABLISHED), so sock_rps_record_flow records it (lbsim/model/rfs.py)
         self.rfs_established = True
 
@@ -135,8 +137,7 @@ class UdpSocket:
         cpu = task.cpu
         rx = self.rx_cpu
         zc = self.zc
-        # __ip_append_data: one skb per fragment; kmalloc_large heads come from the page allocator
-        pages = self._page_calls(frags) if zc is None or nfr > 1 else 0
+        pages = self._page_calls(nbytes)
         if zc is not None and nfr == 1:
             # skb_zerocopy_iter_dgram: the pages are pinned, not copied (the copy is deferred: rx)
             zc.sends += 1
@@ -173,16 +174,21 @@ class UdpSocket:
             yield PREEMPT
 
     # ---------------------------------------------------------------- softirq side
-    def _page_calls(self, frags: list[int]) -> int:
-        """Page-allocator calls for a datagram's skbs, one per fragment (``page_calls_udp``)."""
-        return sum(page_calls_udp(f - 8, self.modern) for f in frags)
+    def _page_calls(self, length: int) -> int:
+        """Page-allocator calls for the skbs of a datagram of ``length`` bytes: __ip_append_data
+        builds one per fragment, whose kmalloc_large head is the page allocator's
+        (``page_calls_udp``); none for an unfragmented MSG_ZEROCOPY send (its pages are pinned)."""
+        n = self._pages.get(length)
+        if n is None:
+            frags = udp_fragments(length, self.mtu)
+            n = 0 if self.zc is not None and len(frags) == 1 else sum(
+                page_calls_udp(f - 8, self.modern) for f in frags)
+            self._pages[length] = n
+        return n
 
     def _free_items(self, length: int) -> tuple[int, ...]:
         """``__free_pages`` once per page-allocator call the datagram's send made."""
-        frags = udp_fragments(length, self.mtu)
-        if self.zc is not None and len(frags) == 1:
-            return ()
-        return (S_FREE_PAGES,) * self._page_calls(frags)
+        return (S_FREE_PAGES,) * self._page_calls(length)
 
     def dropped(self, pkt: tuple[Any, ...], where: str) -> None:
         msg = pkt[1]
