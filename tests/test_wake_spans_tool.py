@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the listing is ftrace text, one event per line as the kernel prints it)
 """tools/cross-cpu/wake_spans.py: the spans of a cross-CPU ping-pong's wake-ups.  Its parsing alone,
 on a listing cut from a real trace (AMD guest, udp, 2026-12-07), and on a simulation's trace: no
 tracefs, no harness run."""
