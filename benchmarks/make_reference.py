@@ -42,6 +42,11 @@ CASES = [
     # IP fragments: kmalloc_large skbs at MTU 9000, the fragments' truesize at 1500
     dict(transport="udp", workload="pingpong", placement="cross", messages=300, msg_bytes=16384, seed=3, mtu=9000),
     dict(transport="udp", workload="stream", placement="same", messages=300, msg_bytes=16384, seed=3, mtu=1500),
+    # 6.18: UDP's reader defers the free to the writer's CPU; its receive-buffer rule
+    dict(transport="udp", workload="stream", placement="cross", messages=300, msg_bytes=1024, seed=3,
+         kernel="linux-6.18"),
+    dict(transport="udp", workload="stream", placement="cross", messages=300, msg_bytes=1024, seed=3,
+         kernel="linux-6.18", so_rcvbuf=1),
 ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,8 +152,15 @@ def load_measured(path: str | Path) -> Any:
 
 def kernel_fields(df: Any) -> dict[str, Any]:
     """SimConfig kernel fields the measured data fixes for every simulation of the fit (the
-    TCP congestion control, when the data names one)."""
+    kernel profile its release maps to, :func:`sim_kernel`, and the TCP congestion control, when
+    the data names them)."""
     out: dict[str, Any] = {}
+    if "kernel" in df.columns:
+        profiles = {sim_kernel(k) for k in df["kernel"].dropna().astype(str).str.strip().unique() if k}
+        if len(profiles) > 1:
+            raise ValueError(f"measured data mixes kernels ({', '.join(sorted(profiles))}); calibrate one at a time")
+        if profiles:
+            out["kernel"] = profiles.pop()
     if "tcp_congestion_control" in df.columns:
         vals = df["tcp_congestion_control"].dropna().astype(str).str.strip().unique()
         if len(vals) > 1:
@@ -195,10 +203,13 @@ def point_keys(df: pd.DataFrame) -> list[str]:
 
 def sim_kernel(measured: Any) -> str:
     """A measured kernel string -> the lbsim kernel profile: exact lbsim names are used as they
-    are (``linux-6.12``, ``linux-2.6.32``, ``host``); anything else (``6.18.44-fc-v769``) gets
-    the default profile ``linux-6.12``."""
+    are (``linux-6.12``, ``linux-6.18``, ``linux-2.6.32``, ``host``); a release of 6.18 or later
+    (``6.18.44-fc-v769``) gets ``linux-6.18``, anything else the default profile ``linux-6.12``."""
     s = "" if measured is None or (isinstance(measured, float) and math.isnan(measured)) else str(measured).strip()
-    return s if s in (*KERNELS, "host") else "linux-6.12"
+    if s in (*KERNELS, "host"):
+        return s
+    m = re.match(r"(\d+)\.(\d+)", s)
+    return "linux-6.18" if m and (int(m.group(1)), int(m.group(2))) >= (6, 18) else "linux-6.12"
 
 
 def at_fit_size(transport: str, msg_bytes: int, sizes: Iterable[int]) -> bool:

@@ -66,6 +66,12 @@ class KernelParams:
     #: net/core/hotdata.c .sysctl_skb_defer_max = 64 (net.core.skb_defer_max, 5.19+): how many skbs
     #: a CPU may queue for freeing by the CPU that allocated them (skb_attempt_defer_free); 0 = off.
     skb_defer_max: int = 64
+    #: net/ipv4/udp.c skb_consume_udp() -> skb_attempt_defer_free() (6.18+, "udp: use
+    #: skb_attempt_defer_free()"): a reader on another CPU than the one that allocated the
+    #: datagram's skb hands it back there, as TCP's tcp_eat_recv_skb() has since 5.19; before, the
+    #: reader freed it.  Traced on 6.18 (AMD guest, 2026-12-07): skb:consume_skb from
+    #: skb_defer_free_flush on the writer's CPU, 1.0 per datagram of a cross-CPU stream.
+    udp_defer_free: bool = False
     # --- scheduler -----------------------------------------------------------------------------
     #: kernel/sched/fair.c normalized_sysctl_sched_base_slice = 750000 ns (EEVDF, 6.6+), scaled
     #: by 1 + ilog2(min(ncpus, 8)) at boot; 2.6.32's CFS sched_min_granularity was also 0.75 ms
@@ -159,6 +165,12 @@ class KernelParams:
 
 LINUX_6_12 = KernelParams(name="linux-6.12")
 
+#: 6.18: the kernel of the measured hosts.  Two UDP receive-path changes since 6.12, both traced
+#: or measured on it: the receive-buffer test accepts a packet into an empty queue
+#: ("udp: Accept the packet if queue is empty"), and the reader defers the skb's free to the CPU
+#: that allocated it (udp_defer_free).  Everything else as 6.12.
+LINUX_6_18 = dataclasses.replace(LINUX_6_12, name="linux-6.18", udp_rcvbuf_rule="empty", udp_defer_free=True)
+
 LINUX_2_6_32 = KernelParams(
     name="linux-2.6.32",
     mtu=16436,  # seed notes: loopback_setup dev->mtu = (16 * 1024) + 20 + 20 + 12
@@ -188,7 +200,7 @@ LINUX_2_6_32 = KernelParams(
     skb_truesize_overhead=232,
 )
 
-KERNELS: dict[str, KernelParams] = {k.name: k for k in (LINUX_6_12, LINUX_2_6_32)}
+KERNELS: dict[str, KernelParams] = {k.name: k for k in (LINUX_6_12, LINUX_6_18, LINUX_2_6_32)}
 
 #: sysctl / sysfs files read by ``host`` (field -> path).
 HOST_FILES: dict[str, str] = {
@@ -254,12 +266,13 @@ def host_kernel(root: str = "/") -> KernelParams:
     major_minor = _kernel_release_tuple(release)
     # The "Accept the packet if queue is empty" UDP rule is in 6.18 (measured: exactly 256 fit).
     values["udp_rcvbuf_rule"] = "empty" if major_minor >= (6, 18) else "le"
+    values["udp_defer_free"] = major_minor >= (6, 18)  # skb_consume_udp -> skb_attempt_defer_free
     # tcp_limit_output_bytes 4 MiB from 6.16 is read from its file above when present.
     return dataclasses.replace(LINUX_6_12, name=f"host ({release})", **values)  # type: ignore[arg-type]
 
 
 def kernel_profile(name: str) -> KernelParams:
-    """Return the named profile: ``linux-6.12``, ``linux-2.6.32`` or ``host``."""
+    """Return the named profile: ``linux-6.12``, ``linux-6.18``, ``linux-2.6.32`` or ``host``."""
     if name == "host":
         return host_kernel()
     try:

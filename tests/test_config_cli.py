@@ -48,7 +48,7 @@ def test_profiles_carry_the_documented_defaults():
     assert (k.mtu, k.tcp_mss, k.netdev_max_backlog, k.dev_weight, k.netdev_budget) == (65536, 65483, 1000, 64, 300)
     old = kernel_profile("linux-2.6.32")
     assert old.mtu == 16436 and old.tcp_mss == 16384
-    assert set(KERNELS) == {"linux-6.12", "linux-2.6.32"}
+    assert set(KERNELS) == {"linux-6.12", "linux-6.18", "linux-2.6.32"}
 
 
 def test_overrides_apply_on_top_of_the_profile():

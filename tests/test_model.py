@@ -44,7 +44,7 @@ PATHS_SAME = {
            + [(s, 0) for s in SOFTIRQ_RX] + [("udp_rcv", 0), ("sock_def_readable", 0), ("try_to_wake_up", 0),
                                               ("syscall", 0), ("schedule_timeout", 0), ("schedule", 0),
                                               ("udp_recvmsg", 0),
-                                              ("skb_copy_datagram_msg", N)],
+                                              ("skb_copy_datagram_msg", N), ("__kfree_skb", 0)],
     # the reader's consume_skb -> unix_write_space wakes the *sender's* socket, where the
     # sender's own reader sleeps: it is woken early, so the reply's sk_data_ready finds it awake
     "unix_stream": [("syscall", 0), ("unix_stream_sendmsg", 0), ("skb_copy_datagram_from_iter", N),
@@ -81,7 +81,7 @@ SPLIT_WRITE = {
 }
 SPLIT_READ = {
     "unix_dgram": [("syscall", 0), ("unix_dgram_recvmsg", 0), ("skb_copy_datagram_msg", N)],
-    "udp": [("syscall", 0), ("udp_recvmsg", 0), ("skb_copy_datagram_msg", N)],
+    "udp": [("syscall", 0), ("udp_recvmsg", 0), ("skb_copy_datagram_msg", N), ("__kfree_skb", 0)],
 }
 
 
@@ -443,8 +443,8 @@ def test_defer_list_is_capped_at_skb_defer_max_and_kicked_at_half():
 
     net = Net.__new__(Net)
     net.kernel = SimpleNamespace(skb_defer_max=64)
-    reader = SimpleNamespace(defer_count=0, defer_kicked=False)
-    alloc = SimpleNamespace(defer_count=0, defer_kicked=False)
+    reader = SimpleNamespace(defer_count=0, defer_pages=0, defer_kicked=False)
+    alloc = SimpleNamespace(defer_count=0, defer_pages=0, defer_kicked=False)
     items, kick = net.defer_free(reader, alloc, 40)
     assert kick is alloc and items == [S_DEFER_KICK]  # the skb finding 32 queued sends the IPI
     assert alloc.defer_count == 40

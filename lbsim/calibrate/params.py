@@ -154,11 +154,19 @@ def with_tcp_call_share(model: CostModel, call: float, packet: float) -> CostMod
     return replace(model, stages=stages)
 
 
+#: the receive calls whose traced interval holds the free of the skb they consume
+#: (tcp_eat_recv_skb, skb_consume_udp), which skb_attempt_defer_free may run on another CPU
+KFREE_HOSTS = ("tcp_recvmsg", "udp_recvmsg")
+
+
 def split_kfree_skb(model: CostModel, kfree: float) -> CostModel:
-    """Move ``kfree`` ns of tcp_recvmsg's fixed cost (the tracepoint interval holds both) to
-    ``__kfree_skb``, which skb_attempt_defer_free may run on another CPU."""
+    """Move ``kfree`` ns of tcp_recvmsg's and udp_recvmsg's fixed costs (each tracepoint interval
+    holds its call and the free) to ``__kfree_skb``, which skb_attempt_defer_free may run on
+    another CPU."""
     m = with_stage_fixed(model, "__kfree_skb", kfree)
-    return with_stage_fixed(m, "tcp_recvmsg", model.stages["tcp_recvmsg"].fixed_ns - kfree)
+    for s in KFREE_HOSTS:
+        m = with_stage_fixed(m, s, model.stages[s].fixed_ns - kfree)
+    return m
 
 
 def with_cold_copies(model: CostModel, cold: float) -> CostModel:

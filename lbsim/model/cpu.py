@@ -67,7 +67,7 @@ class CPU(FairRunQueue):
     __slots__ = ("sim", "env", "idx", "rq", "curr", "prev", "exec", "exec_switch", "ev", "end", "start",
                  "in_dispatch", "need_resched", "min_vruntime", "softirq", "softirq_pending",
                  "softirq_deferred", "softirq_active", "input_pkt_queue", "process_queue", "timer_queue",
-                 "rps_ipi_list", "defer_count", "defer_kicked", "_done_cb", "ksoftirqd", "cur_pkt",
+                 "rps_ipi_list", "defer_count", "defer_pages", "defer_kicked", "_done_cb", "ksoftirqd", "cur_pkt",
                  "processed", "dropped", "time_squeeze", "received_rps", "lo_tx_packets", "lo_tx_bytes",
                  "backlog_max", "busy", "switches", "ksoftirqd_wakeups", "_switch_ns", "napi_scheduled",
                  "ksoftirqd_wq", "next_tick", "wake_list", "__dict__")
@@ -103,6 +103,7 @@ class CPU(FairRunQueue):
         self.timer_queue: deque[tuple[Any, ...]] = deque()
         self.rps_ipi_list: list[CPU] = []
         self.defer_count = 0  # skbs other CPUs queued for this CPU to free (sd->defer_count)
+        self.defer_pages = 0  # page-allocator calls of those skbs' kmalloc_large heads (UDP, MTU 9000)
         self.defer_kicked = False  # NET_RX raised by kick_defer_list_purge (sd->defer_ipi_scheduled)
         self._done_cb = self._done
         self.ksoftirqd: Task | None = None

@@ -22,7 +22,7 @@ Kernel functions modelled (net/core/dev.c, drivers/net/loopback.c, kernel/softir
 ``process_backlog``     ``dev_weight`` packets per poll from ``process_queue``; when it is
                         empty the whole ``input_pkt_queue`` is spliced over (only
                         ``input_pkt_queue`` counts against the limit)
-``skb_attempt_defer_free`` (5.19+) a TCP reader hands each skb it consumed back to the CPU
+``skb_attempt_defer_free`` (5.19+) a TCP reader (and from 6.18 a UDP one) hands each skb it consumed back to the CPU
                         that allocated it (up to ``skb_defer_max`` queued per CPU); that CPU
                         frees them in ``skb_defer_free_flush`` at each net_rx_action round,
                         and the skb that finds the list half full kicks it by IPI
@@ -56,6 +56,7 @@ S_NET_RX_ACTION = SID["net_rx_action"]
 S_RPS_IPI = SID["net_rps_send_ipi"]
 S_KFREE = SID["__kfree_skb"]
 S_DEFER_KICK = SID["kick_defer_list_purge"]
+S_FREE_PAGES = SID["__free_pages"]
 
 #: a packet in a backlog: (owner, msg_id, length_bytes, flow_hash (32 bit), enqueue_time, *payload)
 Packet = tuple
@@ -140,26 +141,30 @@ class Net:
             target.backlog_max = qlen + 1
         return True
 
-    def defer_free(self, cpu: CPU, alloc: CPU | None, n: int) -> tuple[tuple[int, ...] | list[int], CPU | None]:
+    def defer_free(self, cpu: CPU, alloc: CPU | None, n: int,
+                   pages: int = 0) -> tuple[tuple[int, ...] | list[int], CPU | None]:
         """skb_attempt_defer_free for ``n`` skbs a reader on ``cpu`` consumed, allocated on
         ``alloc``: returns the stages the reader pays now (frees it may not defer, the kick;
         work items: stage ids) and the CPU to kick, if any.  Each skb goes on ``alloc``'s defer
         list unless that CPU is this one or the list already holds ``skb_defer_max``; the skb
         that finds the list at half of it sends an IPI (kick_defer_list_purge) that raises
-        NET_RX there."""
+        NET_RX there.  ``pages``: page-allocator calls of each skb's kmalloc_large head, freed
+        with it (``__free_pages``) wherever the skb is freed."""
         dmax = self.kernel.skb_defer_max
         if alloc is None or alloc is cpu or dmax <= 0:
-            return (S_KFREE,) * n, None
+            return (S_KFREE, *(S_FREE_PAGES,) * pages) * n, None
         items: list[int] = []
         kick = None
         for _ in range(n):
             if alloc.defer_count >= dmax:
                 items.append(S_KFREE)
+                items += (S_FREE_PAGES,) * pages
                 continue
             if alloc.defer_count == dmax >> 1 and not alloc.defer_kicked:
                 kick = alloc
                 items.append(S_DEFER_KICK)
             alloc.defer_count += 1
+            alloc.defer_pages += pages
         return items, kick
 
     def kick_defer(self, tgt: CPU) -> None:
@@ -213,9 +218,9 @@ class Net:
                 while polling:
                     if cpu.defer_count:
                         # skb_defer_free_flush: free what other CPUs' readers handed back to this CPU
-                        n = cpu.defer_count
-                        cpu.defer_count = 0
-                        yield sim.work_of_ids((S_KFREE,) * n)
+                        n, pages = cpu.defer_count, cpu.defer_pages
+                        cpu.defer_count = cpu.defer_pages = 0
+                        yield sim.work_of_ids((S_KFREE,) * n + (S_FREE_PAGES,) * pages)
                     # napi_poll(backlog) -> process_backlog, at most `weight` packets
                     work = 0
                     quota = weight

@@ -106,6 +106,8 @@ KERNEL_PARAMS: tuple[Param, ...] = _table("kernel", (
      "net/unix/af_unix.c unix_stream_sendmsg(): SKB_MAX_HEAD(0) + UNIX_SKB_FRAGS_SZ = 3776 + 32768"),
     ("udp_rcvbuf_rule", "net/ipv4/udp.c __udp_enqueue_schedule_skb(): the sk_rcvbuf test",
      "6.18 accepts a packet into an empty queue"),
+    ("udp_defer_free", "net/ipv4/udp.c skb_consume_udp() -> skb_attempt_defer_free() (6.18+)",
+     "traced: skb:consume_skb from skb_defer_free_flush on the writer's CPU, docs/notes/udp-defer-free.md"),
     ("skb_truesize_overhead", "include/linux/skbuff.h SKB_TRUESIZE(0) = 256 + 320 on x86-64"),
 ))
 

@@ -30,6 +30,13 @@ and ``InErrors``.  Then ``sock_def_readable`` wakes the reader.
 
 ``udp_recvmsg`` (receiver task): dequeue one datagram, copy (``skb_copy_datagram_msg``),
 uncharge ``sk_rmem_alloc``; if the queue is empty, sleep in ``__skb_wait_for_more_packets``.
+Then ``skb_consume_udp`` frees the skb (``__kfree_skb``, the part of the read's traced interval
+the calibration splits off, as for TCP): from 6.18 (``KernelParams.udp_defer_free``) a reader on
+another CPU than the writer's hands it to ``skb_attempt_defer_free``, and the writer's CPU frees it
+in its next ``net_rx_action`` (``skb_defer_free_flush``); traced in docs/notes/udp-defer-free.md.
+Every datagram of a socket is allocated on its sender's CPU (``tx_cpu``: the senders are pinned,
+several senders share one CPU).  A datagram dropped at the receive buffer is freed by the softirq
+that dropped it (``kfree_skb`` in ``udp_queue_rcv_one_skb``).
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ S_C2C = S["cache_to_cache_copy"]
 S_C2C_WRITE = S["cache_to_cache_write"]
 S_ALLOC_PAGES = S["__alloc_pages"]
 S_FREE_PAGES = S["__free_pages"]
+S_KFREE = S["__kfree_skb"]
 
 
 def udp_fragments(payload: int, mtu: int) -> list[int]:
@@ -96,6 +104,7 @@ class UdpSocket:
         self.mtu = k.mtu
         self.modern = k.name != "linux-2.6.32"
         self.rule = k.udp_rcvbuf_rule
+        self.defer = k.udp_defer_free  # skb_consume_udp -> skb_attempt_defer_free (6.18+)
         self.rcvbuf = rcvbuf
         self.rmem = 0
         self.queue: deque[tuple[int, int, int, float, float]] = deque()  # (msg, len, truesize, t_send, t_enq)
@@ -234,9 +243,7 @@ class UdpSocket:
         if not self._rcvbuf_accepts(truesize):  # re-check at the time the skb is charged
             self.rcvbuf_errors += 1
             self.stats.dropped(msg, "rcvbuf")
-            frees = self._free_items(pkt[5])
-            if frees:  # kfree_skb here, in the softirq
-                yield sim.work_of_ids(frees)
+            yield sim.work_of_ids((S_KFREE, *self._free_items(pkt[5])))  # kfree_skb here, in the softirq
             return
         self.rmem += truesize
         if self.rmem > self.max_rmem:
@@ -275,9 +282,16 @@ class UdpSocket:
             yield sim.work_of((S_RECVMSG, (S_COPY_OUT, n, self.rmem > sim.cache_bytes), (S_C2C, n),
                                *sim.touch(self, cpu)))
         self.rmem -= truesize
-        frees = self._free_items(length)
-        if frees:  # skb_consume_udp: the kmalloc_large heads go back to the page allocator
+        # skb_consume_udp: the skb and its kmalloc_large heads, here or (6.18+) on the writer's CPU
+        kick = None
+        if self.defer and tx is not None and tx is not cpu:
+            frees, kick = self.net.defer_free(cpu, tx, 1, self._page_calls(length))
+        else:
+            frees = (S_KFREE, *self._free_items(length))
+        if frees:
             yield sim.work_of_ids(frees)
+        if kick is not None:
+            self.net.kick_defer(kick)
         rfs = self.net.rfs
         if rfs is not None:
             rfs.record(self, cpu.idx)  # inet_recvmsg -> sock_rps_record_flow

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from lbsim.costs import CostModel, load_costs
-from lbsim.fitdata import POLICIES, MeasuredDataError, read_measured
+from lbsim.fitdata import POLICIES, MeasuredDataError, read_measured, sim_kernel
 from lbsim.validate.effects_report import EffectsReport, summarise_effects
 
 __all__ = ["is_knob_grid", "validate_effects", "EFFECT_METRIC", "host_fields", "run_fields"]
@@ -133,6 +133,8 @@ def run_fields(row: pd.Series, base: dict[str, Any], *, messages: int, seed: int
     workload = "rr" if row["workload"] == "pingpong" and flows > 1 else row["workload"]
     # --senders N: N sending processes, each writing the run's count (msgs_sent holds them all),
     # all on the sender's CPU (harness.c: --cpu-c defaults to --cpu-a)
+    if "kernel" in row.index and not pd.isna(row["kernel"]):
+        fields["kernel"] = sim_kernel(row["kernel"])  # the host's release -> its lbsim profile
     fields.update(transport=transport, workload=workload, msg_bytes=int(row["msg_bytes"]),
                   messages=max(1, messages // senders), seed=seed, flows=flows, senders=senders,
                   # the harness pins every flow like the one pair (all on CPU 0, or 0 -> 1)
