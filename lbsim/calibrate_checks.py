@@ -118,7 +118,7 @@ def read_measured(path: str | Path) -> Any:
     checks ``lbsim validate`` makes (columns, values, points the simulator accepts)."""
     import pandas as pd
 
-    from lbsim.fitdata import load_measured
+    from lbsim.fitdata import kernel_fields, load_measured
     from lbsim.validate import MeasuredDataError, check_measured
 
     p = Path(path)
@@ -142,8 +142,10 @@ def read_measured(path: str | Path) -> Any:
         raise CalibrationInputError(msg if str(p) in msg else f"{p}: not a measured-data CSV ({msg})") from None
     try:
         check_measured(df, str(p))
+        kernel_fields(df)  # one kernel profile and one congestion control: what the fit simulates
     except MeasuredDataError as e:
-        raise CalibrationInputError(str(e).splitlines()[0]) from None
+        msg = str(e).splitlines()[0]
+        raise CalibrationInputError(msg if str(p) in msg else f"{p}: {msg}") from None
     return df
 
 

@@ -158,14 +158,16 @@ def kernel_fields(df: Any) -> dict[str, Any]:
     if "kernel" in df.columns:
         profiles = {sim_kernel(k) for k in df["kernel"].dropna().astype(str).str.strip().unique() if k}
         if len(profiles) > 1:
-            raise ValueError(f"measured data mixes kernels ({', '.join(sorted(profiles))}); calibrate one at a time")
+            raise MeasuredDataError(f"column kernel: the rows come from {len(profiles)} kernel profiles "
+                                    f"({', '.join(sorted(profiles))}); allowed: one, "
+                                    "calibrate each kernel's data apart")
         if profiles:
             out["kernel"] = profiles.pop()
     if "tcp_congestion_control" in df.columns:
         vals = df["tcp_congestion_control"].dropna().astype(str).str.strip().unique()
         if len(vals) > 1:
-            raise ValueError(f"measured data mixes congestion controls ({', '.join(sorted(vals))}); "
-                             "calibrate one at a time")
+            raise MeasuredDataError(f"column tcp_congestion_control: the rows mix {', '.join(sorted(vals))}; "
+                                    "allowed: one, calibrate each congestion control's data apart")
         if len(vals):
             out["tcp_congestion_control"] = vals[0]
     return out

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import lbsim
@@ -217,3 +218,19 @@ def test_cli_calibrate_bad_stage_file(tmp_path, capsys):
     assert main(["calibrate", m, str(bad), "-o", str(tmp_path / "c.json")]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("column,value,needle", [
+    ("kernel", "6.12.3-generic", "column kernel: the rows come from 2 kernel profiles (linux-6.12, linux-6.18)"),
+    ("tcp_congestion_control", "cubic", "column tcp_congestion_control: the rows mix bbr, cubic"),
+])
+def test_cli_calibrate_refuses_data_of_two_kernels_or_congestion_controls(tmp_path, capsys, column, value, needle):
+    # the fit simulates every point with one kernel profile and one congestion control: one line, exit 2
+    data = Path(lbsim.__file__).parent / "data"
+    df = pd.read_csv(data / "measured-host.csv")
+    df.loc[df.index[:40], column] = value
+    m = tmp_path / "m.csv"
+    df.to_csv(m, index=False)
+    assert main(["calibrate", str(m), str(data / "stages-host.json"), "-o", str(tmp_path / "c.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"{m}: {needle}" in err and len(err.strip().splitlines()) == 1

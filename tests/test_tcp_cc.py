@@ -128,7 +128,7 @@ def test_bad_congestion_control_is_one_line_and_mixed_data_is_refused(tmp_path):
     msg = str(e.value)
     assert "\n" not in msg and "tcp_congestion_control" in msg and "allowed: cubic, reno, bbr" in msg
     mixed = pd.DataFrame({"tcp_congestion_control": ["bbr", "cubic"]})
-    with pytest.raises(ValueError, match="mixes congestion controls"):
+    with pytest.raises(ValueError, match="column tcp_congestion_control: the rows mix"):
         kernel_fields(mixed)
 
 

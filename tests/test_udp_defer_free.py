@@ -38,7 +38,7 @@ def test_a_measured_release_maps_to_its_profile(release, profile):
 def test_the_fit_simulates_the_datas_kernel():
     assert kernel_fields(pd.DataFrame({"kernel": ["6.18.44-fc-v769"] * 2}))["kernel"] == "linux-6.18"
     assert "kernel" not in kernel_fields(pd.DataFrame({"x": [1]}))
-    with pytest.raises(ValueError, match="mixes kernels"):
+    with pytest.raises(ValueError, match="column kernel: the rows come from 2 kernel profiles"):
         kernel_fields(pd.DataFrame({"kernel": ["6.18.44-fc-v769", "6.12.1"]}))
 
 
