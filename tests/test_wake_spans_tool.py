@@ -83,3 +83,21 @@ def test_model_spans_of_a_simulated_pingpong(tool):
     to_switch = sorted(s["to switch"])[len(s["to switch"]) // 2]
     assert 0 < work < half and 0 < to_switch < half
     assert work + to_switch == pytest.approx(half, rel=0.25)
+
+
+SAME_CPU = """\
+ lbsim-peer-2   [000] d..2. 100.000005: sched_switch: prev_comm=lbsim-peer prev_pid=2 prev_prio=120 prev_state=S ==> next_comm=harness-1 next_pid=1 next_prio=120
+ harness-1   [000] ..... 100.000008: sys_enter: NR 45 (3, 7ffd0000, 40, 0, 0, 0)
+ harness-1   [000] ..... 100.000011: sys_enter: NR 44 (3, 7ffd0000, 40, 4000, 0, 0)
+ harness-1   [000] d..3. 100.000014: sched_waking: comm=lbsim-peer pid=2 prio=120 target_cpu=000
+ harness-1   [000] d..2. 100.000018: sched_switch: prev_comm=harness-1 prev_pid=1 prev_prio=120 prev_state=S ==> next_comm=lbsim-peer next_pid=2 next_prio=120
+"""
+
+
+def test_same_cpu_work_splits_at_the_send(tool):
+    s = tool.spans(SAME_CPU, same_cpu=True)
+    # switched in at .000005, its send (the last syscall entry) at .000011, the wake-up at .000014
+    assert s["work"] == pytest.approx([9.0]) and s["send to waking"] == pytest.approx([3.0])
+    assert s["to switch"] == [] and s["waker on"] == []  # no IPI, no idle on one CPU
+    # across CPUs only (the default), a wake-up on the waker's own CPU is not a half round trip
+    assert tool.spans(SAME_CPU)["work"] == []

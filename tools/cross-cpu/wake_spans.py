@@ -14,7 +14,13 @@ hands over, and the median of each span printed (microseconds, the text listing'
   the idle exit, the switch);
 - ``waker on``: ``sched_waking`` -> the waker's own switch to idle (the rest of its send, its next
   receive call up to the sleep);
-- ``idle before``: how long the peer's CPU had been idle when the IPI was sent.
+- ``idle before``: how long the peer's CPU had been idle when the IPI was sent;
+- ``send to waking`` (with ``--syscalls``, which adds ``raw_syscalls:sys_enter``): the waker's last
+  syscall entry (its send) -> its ``sched_waking``, so that ``work`` splits into the receive's tail
+  and the send up to the wake-up.
+
+``--placement same`` runs both ends on CPU 0: ``work`` and ``send to waking`` of a wake-up that
+needs no IPI, the same-CPU reference for the cross-CPU spans.
 
 Counting and timestamps only: no knob touched, no sysctl changed.  Needs root.  The events
 themselves cost time (the traced round trip is longer than the untraced one); compare transports
@@ -39,26 +45,36 @@ EVENTS = (("sched", "sched_waking"), ("sched", "sched_wakeup"), ("sched", "sched
 _TARGET = re.compile(r"\btarget_cpu=(\d+)")
 _IPI_CPU = re.compile(r"\bcpu=(\d+)")
 _NEXT = re.compile(r"\bnext_comm=(\S+)")
-SPANS = ("work", "to ipi", "to handler", "to switch", "waker on", "idle before")
+SPANS = ("work", "send to waking", "to ipi", "to handler", "to switch", "waker on", "idle before")
 COMMS = ("harness", "lbsim-peer")  # the C harness's two processes
 
 
-def spans(text: str, comms: tuple[str, ...] = COMMS) -> dict[str, list[float]]:
-    """The spans (us) of every complete half round trip in an event listing (see the module text)."""
+def spans(text: str, comms: tuple[str, ...] = COMMS, same_cpu: bool = False) -> dict[str, list[float]]:
+    """The spans (us) of every complete half round trip in an event listing (see the module text);
+    ``same_cpu``: both ends on one CPU (wake-ups of a task on the waker's own CPU count)."""
     out: dict[str, list[Any]] = {k: [] for k in (*SPANS, "pairs")}
     last_switch_in: dict[int, float] = {}   # cpu -> when its harness task last switched in
     idle_since: dict[int, float] = {}       # cpu -> when it last went idle (None while running)
     woke_at: dict[int, float] = {}          # cpu -> its running task's last cross-CPU sched_waking
     pending: dict[int, dict[str, float]] = {}  # target cpu -> the wake-up on its way
+    running: dict[int, bool] = {}           # cpu -> a harness task runs there
+    entered: dict[int, float] = {}          # cpu -> its harness task's last syscall entry
     for cpu, t, ev, f in text_events(text):
-        if ev == "sched_waking":
+        if ev == "sys_enter":
+            if running.get(cpu):
+                entered[cpu] = t
+        elif ev == "sched_waking":
             m = _TARGET.search(f)
-            if m and any(c in f for c in comms) and int(m.group(1)) != cpu:
+            if m and any(c in f for c in comms) and (same_cpu or int(m.group(1)) != cpu):
                 tgt = int(m.group(1))
-                pending[tgt] = {"waking": t}
-                woke_at[cpu] = t
+                if tgt != cpu:
+                    pending[tgt] = {"waking": t}
+                    woke_at[cpu] = t
                 if cpu in last_switch_in:
-                    out["work"].append(t - last_switch_in.pop(cpu))
+                    t_in = last_switch_in.pop(cpu)
+                    out["work"].append(t - t_in)
+                    if entered.get(cpu, -1.0) >= t_in:
+                        out["send to waking"].append(t - entered[cpu])
         elif ev == "ipi_send_cpu":
             m = _IPI_CPU.search(f)
             if m and int(m.group(1)) in pending and "ipi" not in pending[int(m.group(1))]:
@@ -78,6 +94,7 @@ def spans(text: str, comms: tuple[str, ...] = COMMS) -> dict[str, list[float]]:
                 idle_since[cpu] = t
         elif ev == "sched_switch":
             m = _NEXT.search(f)
+            running[cpu] = bool(m and m.group(1).startswith(comms))
             if m and m.group(1).startswith("swapper") and cpu in woke_at:
                 out["waker on"].append(t - woke_at.pop(cpu))
             if m and m.group(1).startswith(comms):
@@ -142,7 +159,11 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=3000)
     ap.add_argument("--reps", type=int, default=2, help="runs per transport, interleaved")
     ap.add_argument("--model", metavar="COSTS", help="print the model's spans with these costs instead (no root)")
+    ap.add_argument("--syscalls", action="store_true", help="also trace syscall entries (send to waking)")
+    ap.add_argument("--placement", choices=("cross", "same"), default="cross",
+                    help="same: both ends on CPU 0 (the spans of a wake-up without IPI)")
     args = ap.parse_args()
+    same = args.placement == "same"
     if args.model:
         import lbsim
 
@@ -153,13 +174,14 @@ def main() -> int:
             print(f"model {t} {args.size} B: p50 {r.latency_ns['p50']:.0f} ns, medians (us): {med}")
         return 0
     pairs: list[tuple[float, float, float]] = []
-    with event_trace([(s, e, None) for s, e in EVENTS], buffer_size_kb=32768) as tr:
+    events = [*EVENTS, ("raw_syscalls", "sys_enter")] if args.syscalls else list(EVENTS)
+    with event_trace([(s, e, None) for s, e in events], buffer_size_kb=32768) as tr:
         print("events:", " ".join(e for _, e, _ in tr.events))
         for rep in range(args.reps):
             for t in args.transports.split(","):
-                r, text = tr.around(lambda t=t: run_harness(t, "pingpong", args.size, args.count, 200, 0, 1,
-                                                            max_seconds=5))
-                s = spans(text)
+                r, text = tr.around(lambda t=t: run_harness(t, "pingpong", args.size, args.count, 200, 0,
+                                                            0 if same else 1, max_seconds=5))
+                s = spans(text, same_cpu=same)
                 med = {k: (round(statistics.median(v), 2) if v else None) for k, v in s.items() if k != "pairs"}
                 pairs += s["pairs"]
                 print(f"rep {rep} {t} {args.size} B: p50 {r.get('p50_ns')} ns, {len(s['to switch'])} IPI wake-ups, "
