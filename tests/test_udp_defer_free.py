@@ -107,3 +107,15 @@ def test_the_tool_counts_frees_by_cpu_and_caller():
     ])
     assert mod.free_counts(listing, 10) == {"cpu0 consume_skb skb_defer_free_flush": 1.0,
                                             "cpu1 kfree_skb udp_queue_rcv_one_skb": 0.1}
+
+
+@pytest.mark.parametrize("release,defers", [("6.18.44-fc-v1300", True), ("6.12.48", False), ("7.0.0", True)])
+def test_the_host_profile_takes_the_behaviour_from_its_release(monkeypatch, release, defers):
+    import platform
+
+    from lbsim.kernels import host_kernel
+
+    monkeypatch.setattr(platform, "release", lambda: release)
+    k = host_kernel()
+    assert k.udp_defer_free is defers
+    assert k.udp_rcvbuf_rule == ("empty" if defers else "le")
