@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lbsim.kernels import KERNELS
+from lbsim.kernels import KERNELS, release_profile
 from lbsim.measure.host import STREAM_BYTES, stream_count
 
 log = logging.getLogger("lbsim.fitdata")
@@ -208,10 +207,7 @@ def sim_kernel(measured: Any) -> str:
     are (``linux-6.12``, ``linux-6.18``, ``linux-2.6.32``, ``host``); a release of 6.18 or later
     (``6.18.44-fc-v769``) gets ``linux-6.18``, anything else the default profile ``linux-6.12``."""
     s = "" if measured is None or (isinstance(measured, float) and math.isnan(measured)) else str(measured).strip()
-    if s in (*KERNELS, "host"):
-        return s
-    m = re.match(r"(\d+)\.(\d+)", s)
-    return "linux-6.18" if m and (int(m.group(1)), int(m.group(2))) >= (6, 18) else "linux-6.12"
+    return s if s in (*KERNELS, "host") else release_profile(s).name
 
 
 def at_fit_size(transport: str, msg_bytes: int, sizes: Iterable[int]) -> bool:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from lbsim.model.tcp_cc import CONGESTION_CONTROLS
 
-__all__ = ["KernelParams", "KERNELS", "kernel_profile", "host_kernel", "HOST_FILES", "setsockopt_buf"]
+__all__ = ["KernelParams", "KERNELS", "kernel_profile", "host_kernel", "release_profile", "HOST_FILES",
+           "setsockopt_buf"]
 
 #: include/linux/limits.h INT_MAX: sock_setsockopt caps a request at INT_MAX / 2 so that x 2 fits an int
 _INT_MAX = 2**31 - 1
@@ -246,6 +247,12 @@ def _kernel_release_tuple(release: str) -> tuple[int, int]:
     return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
+def release_profile(release: str) -> KernelParams:
+    """The profile whose behaviours a kernel release has: ``linux-6.18`` from 6.18 on, else
+    ``linux-6.12`` (the only two modern profiles; an unreadable release counts as older)."""
+    return LINUX_6_18 if _kernel_release_tuple(release) >= (6, 18) else LINUX_6_12
+
+
 def host_kernel(root: str = "/") -> KernelParams:
     """Read this machine's values; fields without a readable file keep the 6.12 default."""
     values: dict[str, object] = {}
@@ -263,12 +270,10 @@ def host_kernel(root: str = "/") -> KernelParams:
     if values.get("tcp_congestion_control") not in (None, *CONGESTION_CONTROLS):
         del values["tcp_congestion_control"]  # an algorithm lbsim does not model: the default (cubic)
     release = platform.release()
-    major_minor = _kernel_release_tuple(release)
-    # The "Accept the packet if queue is empty" UDP rule is in 6.18 (measured: exactly 256 fit).
-    values["udp_rcvbuf_rule"] = "empty" if major_minor >= (6, 18) else "le"
-    values["udp_defer_free"] = major_minor >= (6, 18)  # skb_consume_udp -> skb_attempt_defer_free
-    # tcp_limit_output_bytes 4 MiB from 6.16 is read from its file above when present.
-    return dataclasses.replace(LINUX_6_12, name=f"host ({release})", **values)  # type: ignore[arg-type]
+    # the behaviours without a file (the UDP receive-buffer rule, the deferred UDP free) are the
+    # release's profile's; tcp_limit_output_bytes 4 MiB from 6.16 is read from its file above
+    base = release_profile(release)
+    return dataclasses.replace(base, name=f"host ({release})", **values)  # type: ignore[arg-type]
 
 
 def kernel_profile(name: str) -> KernelParams:

@@ -196,8 +196,9 @@ class UdpSocket:
         return n
 
     def _free_items(self, length: int) -> tuple[int, ...]:
-        """``__free_pages`` once per page-allocator call the datagram's send made."""
-        return (S_FREE_PAGES,) * self._page_calls(length)
+        """Freeing a datagram of ``length`` bytes where it stands: ``__kfree_skb``, and
+        ``__free_pages`` once per page-allocator call its send made."""
+        return (S_KFREE, *(S_FREE_PAGES,) * self._page_calls(length))
 
     def dropped(self, pkt: tuple[Any, ...], where: str) -> None:
         msg = pkt[1]
@@ -243,7 +244,7 @@ class UdpSocket:
         if not self._rcvbuf_accepts(truesize):  # re-check at the time the skb is charged
             self.rcvbuf_errors += 1
             self.stats.dropped(msg, "rcvbuf")
-            yield sim.work_of_ids((S_KFREE, *self._free_items(pkt[5])))  # kfree_skb here, in the softirq
+            yield sim.work_of_ids(self._free_items(pkt[5]))  # kfree_skb here, in the softirq
             return
         self.rmem += truesize
         if self.rmem > self.max_rmem:
@@ -282,13 +283,14 @@ class UdpSocket:
             yield sim.work_of((S_RECVMSG, (S_COPY_OUT, n, self.rmem > sim.cache_bytes), (S_C2C, n),
                                *sim.touch(self, cpu)))
         self.rmem -= truesize
-        # skb_consume_udp: the skb and its kmalloc_large heads, here or (6.18+) on the writer's CPU
+        # skb_consume_udp: the skb and its kmalloc_large heads, here or (6.18+, from another CPU
+        # than the writer's) on the writer's CPU
         kick = None
-        if self.defer and tx is not None and tx is not cpu:
+        if self.defer:
             frees, kick = self.net.defer_free(cpu, tx, 1, self._page_calls(length))
         else:
-            frees = (S_KFREE, *self._free_items(length))
-        if frees:
+            frees = self._free_items(length)
+        if frees:  # (nothing to pay here when the whole free went on the writer's list)
             yield sim.work_of_ids(frees)
         if kick is not None:
             self.net.kick_defer(kick)

@@ -131,10 +131,10 @@ def run_fields(row: pd.Series, base: dict[str, Any], *, messages: int, seed: int
         transport = "unix_seqpacket"
     # the harness's --flows N ping-pong is N concurrent ping-pong flows: the model's "rr"
     workload = "rr" if row["workload"] == "pingpong" and flows > 1 else row["workload"]
-    # --senders N: N sending processes, each writing the run's count (msgs_sent holds them all),
-    # all on the sender's CPU (harness.c: --cpu-c defaults to --cpu-a)
     if "kernel" in row.index and not pd.isna(row["kernel"]):
         fields["kernel"] = sim_kernel(row["kernel"])  # the host's release -> its lbsim profile
+    # --senders N: N sending processes, each writing the run's count (msgs_sent holds them all),
+    # all on the sender's CPU (harness.c: --cpu-c defaults to --cpu-a)
     fields.update(transport=transport, workload=workload, msg_bytes=int(row["msg_bytes"]),
                   messages=max(1, messages // senders), seed=seed, flows=flows, senders=senders,
                   # the harness pins every flow like the one pair (all on CPU 0, or 0 -> 1)
