@@ -54,7 +54,7 @@ def spans(text: str, comms: tuple[str, ...] = COMMS, same_cpu: bool = False) -> 
     ``same_cpu``: both ends on one CPU (wake-ups of a task on the waker's own CPU count)."""
     out: dict[str, list[Any]] = {k: [] for k in (*SPANS, "pairs")}
     last_switch_in: dict[int, float] = {}   # cpu -> when its harness task last switched in
-    idle_since: dict[int, float] = {}       # cpu -> when it last went idle (None while running)
+    idle_since: dict[int, float] = {}       # cpu -> when it went idle (no entry while it runs)
     woke_at: dict[int, float] = {}          # cpu -> its running task's last cross-CPU sched_waking
     pending: dict[int, dict[str, float]] = {}  # target cpu -> the wake-up on its way
     running: dict[int, bool] = {}           # cpu -> a harness task runs there
@@ -77,9 +77,9 @@ def spans(text: str, comms: tuple[str, ...] = COMMS, same_cpu: bool = False) -> 
                         out["send to waking"].append(t - entered[cpu])
         elif ev == "ipi_send_cpu":
             m = _IPI_CPU.search(f)
-            if m and int(m.group(1)) in pending and "ipi" not in pending[int(m.group(1))]:
-                tgt = int(m.group(1))
-                p = pending[tgt]
+            tgt = int(m.group(1)) if m else -1
+            p = pending.get(tgt)
+            if p is not None and "ipi" not in p:
                 p["ipi"] = t
                 if tgt in idle_since:
                     p["idle_before"] = t - idle_since[tgt]
@@ -94,10 +94,11 @@ def spans(text: str, comms: tuple[str, ...] = COMMS, same_cpu: bool = False) -> 
                 idle_since[cpu] = t
         elif ev == "sched_switch":
             m = _NEXT.search(f)
-            running[cpu] = bool(m and m.group(1).startswith(comms))
-            if m and m.group(1).startswith("swapper") and cpu in woke_at:
+            nxt = m.group(1) if m else ""
+            running[cpu] = nxt.startswith(comms)
+            if nxt.startswith("swapper") and cpu in woke_at:
                 out["waker on"].append(t - woke_at.pop(cpu))
-            if m and m.group(1).startswith(comms):
+            if running[cpu]:
                 last_switch_in[cpu] = t
                 p = pending.pop(cpu, None)
                 if p is not None and "handler" in p:
