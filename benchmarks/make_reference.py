@@ -47,6 +47,9 @@ CASES = [
          kernel="linux-6.18"),
     dict(transport="udp", workload="stream", placement="cross", messages=300, msg_bytes=1024, seed=3,
          kernel="linux-6.18", so_rcvbuf=1),
+    # the unix_dgram server's reply to a path (unix_find_other), at a measured guest's cost
+    dict(transport="unix_dgram", workload="pingpong", placement="cross", messages=300, msg_bytes=64, seed=3,
+         stage_cost={"unix_find_other": {"fixed_ns": 1065.66}}),
 ]
 
 

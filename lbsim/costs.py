@@ -184,7 +184,11 @@ def _model_from_dict(data: dict[str, Any], source: str) -> CostModel:
         stages[name] = StageCost(_num(where, spec, "fixed_ns"), _num(where, spec, "per_byte_ns", 0.0),
                                  _num(where, spec, "cv", 0.0), cold)
     for late, was in LATE_CORE_STAGES.items():
-        if late not in stages and was in stages:  # a file from before the stage: its cost was `was`'s
+        if late in stages:
+            continue
+        if was is None:  # a file from before the stage, whose model charged nothing for it
+            stages[late] = StageCost(0.0, 0.0, 0.0)
+        elif was in stages:  # a file from before the stage: its cost was `was`'s
             stages[late] = stages[was]
     missing = [s for s in STAGES if s not in stages and s not in OPTIONAL_STAGES]
     if missing:

@@ -166,6 +166,10 @@ def base_from_stage_intervals(stages: dict[str, Any]) -> tuple[dict[str, float],
               "less the null syscall")
         b.put("ep_poll_callback", ep["ep_poll_callback_ns"], "--micro-epoll: a watched socket's send + "
               "epoll_wait + recv less the unwatched send + recv and epoll_wait")
+    lookup = stages.get("unix_lookup")  # harness --micro-unix-lookup, absent from older files: 0
+    if lookup:
+        b.put("unix_find_other", lookup["unix_find_other_ns"], "--micro-unix-lookup: a unix_dgram sendto(path) + "
+              "recv less the same send on a connected socket + recv")
     per_byte = {"skb_copy_datagram_msg": _copy_out_per_byte(b)}
     return b.f, per_byte, b.rule
 

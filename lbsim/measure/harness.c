@@ -10,6 +10,7 @@
  *                 [--senders 1|2] [--cpu-c C] [--busy-poll US]
  *                 [--zerocopy] [--batch N] [--epoll]
  *   lbsim-harness --micro-epoll N
+ *   lbsim-harness --micro-unix-lookup N
  *
  * The parent (client / sender) is pinned to CPU A, a forked child
  * (peer / receiver) to CPU B.  One JSON line is printed on stdout.
@@ -54,6 +55,8 @@
  * fs/eventpoll.c ep_poll, woken through ep_poll_callback: docs/notes/epoll.md.
  * --micro-epoll N times epoll_wait on an always-readable socket and the
  * ep_poll_callback a write adds (see micro_epoll), beside the null syscall.
+ * --micro-unix-lookup N times what a unix_dgram send to a path costs more than
+ * one on a connected socket (see micro_unix_lookup).
  *
  * Exit codes: 0 ok, 1 runtime failure, 2 bad arguments / size not
  * carriable by the transport, 3 SCHED_FIFO could not be set.
@@ -165,8 +168,8 @@ static volatile int g_nflow = 0;
 static volatile pid_t g_child = -1;
 static volatile pid_t g_spin[MAX_BUSY];
 static volatile int g_nspin = 0;
-static char g_dir[256];
 static char g_path_s[sizeof(((struct sockaddr_un *)0)->sun_path)];
+static char g_dir[sizeof g_path_s - 2];  /* room for "/s" and "/c" inside sun_path */
 static char g_path_c[sizeof(((struct sockaddr_un *)0)->sun_path)];
 static int g_is_child = 0;
 static int g_res_wfd = -1;      /* child: write end of result pipe */
@@ -1748,7 +1751,8 @@ static void usage_fail(const char *msg)
             "--workload pingpong|stream|split --size BYTES --count N --warmup N --cpu-a A --cpu-b B "
             "[--max-seconds S] [--busy-cpu C]... [--policy other|fifo] [--rcvbuf N] [--sndbuf N] "
             "[--nagle] [--flows N] [--senders 1|2] [--cpu-c C] [--busy-poll US] "
-            "[--zerocopy] [--batch N] [--epoll]; or lbsim-harness --micro-epoll N",
+            "[--zerocopy] [--batch N] [--epoll]; or lbsim-harness --micro-epoll N; "
+            "or lbsim-harness --micro-unix-lookup N",
          msg);
 }
 
@@ -1944,6 +1948,60 @@ bad:
     return 1;
 }
 
+/* lbsim-harness --micro-unix-lookup N: what a unix_dgram send to a path (the ping-pong server's
+ * reply, sendto(client path)) costs more than the same send on a connected socket, at default
+ * settings, on one CPU with nobody asleep: net/unix/af_unix.c unix_dgram_sendmsg ->
+ * unix_find_other (the path walk, the inode's permission, the bound socket held, put after the
+ * send) and __sys_sendto's copy of the address.  The client is bound and connected to the server,
+ * as in the ping-pong (its peer is the sender: no max_dgram_qlen test either way):
+ *   sendto_recv_ns: the server's sendto(client path) + the client's recv of one 64-byte datagram;
+ *   send_recv_ns: the same after connect(server, client path): send + recv, no lookup.
+ * unix_find_other_ns = the difference; medians of 31 batches, the addressed loop run before and
+ * after the connected one (its two medians averaged).  N iterations per loop (1000..100000000). */
+static int micro_unix_lookup(long n)
+{
+    if (n < 1000 || n > 100000000L) {
+        printf("{\"error\": \"--micro-unix-lookup needs 1000..100000000\"}\n");
+        return 2;
+    }
+    struct sockaddr_un sa, ca;
+    socklen_t sal, cal;
+    make_tmpdir();
+    snprintf(g_path_s, sizeof g_path_s, "%s/s", g_dir);
+    snprintf(g_path_c, sizeof g_path_c, "%s/c", g_dir);
+    fill_un(&sa, &sal, g_path_s);
+    fill_un(&ca, &cal, g_path_c);
+    int srv = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int c = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    char buf[64], r[64];
+    memset(buf, 'x', sizeof buf);
+    if (srv < 0 || c < 0 || bind(srv, (struct sockaddr *)&sa, sal) < 0 ||
+        bind(c, (struct sockaddr *)&ca, cal) < 0 || connect(c, (struct sockaddr *)&sa, sal) < 0)
+        goto bad;
+    long batch = n / 31;
+    double before_ns, after_ns, conn_ns;
+    MEDIAN31(before_ns, batch, if (sendto(srv, buf, sizeof buf, 0, (struct sockaddr *)&ca, cal) != sizeof buf ||
+                                   recv(c, r, sizeof r, 0) != sizeof r) goto bad);
+    if (connect(srv, (struct sockaddr *)&ca, cal) < 0)
+        goto bad;
+    MEDIAN31(conn_ns, batch, if (send(srv, buf, sizeof buf, 0) != sizeof buf || recv(c, r, sizeof r, 0) != sizeof r)
+                                 goto bad);
+    MEDIAN31(after_ns, batch, if (sendto(srv, buf, sizeof buf, 0, (struct sockaddr *)&ca, cal) != sizeof buf ||
+                                  recv(c, r, sizeof r, 0) != sizeof r) goto bad);
+    close(srv);
+    close(c);
+    cleanup();
+    double addr_ns = (before_ns + after_ns) / 2;
+    printf("{\"sendto_recv_ns\": %.2f, \"sendto_recv_before_ns\": %.2f, \"sendto_recv_after_ns\": %.2f, "
+           "\"send_recv_ns\": %.2f, \"unix_find_other_ns\": %.2f, \"calls\": %ld}\n",
+           addr_ns, before_ns, after_ns, conn_ns, addr_ns - conn_ns, batch * 31);
+    return 0;
+bad:
+    printf("{\"error\": \"micro-unix-lookup: %s\"}\n", strerror(errno));
+    cleanup();
+    return 1;
+}
+
 /* one client/peer pair: sockets, peer, (barrier), the measured exchange into fr.
  * ready_wfd/go_rfd >= 0 (--flows): say ready, then wait until go_rfd reaches EOF. */
 static void run_flow(const struct opts *o, struct flowres *fr, int ready_wfd, int go_rfd)
@@ -2069,6 +2127,10 @@ int main(int argc, char **argv)
         return null_syscalls(strtol(argv[2], NULL, 10));
     if (argc == 3 && strcmp(argv[1], "--micro-epoll") == 0)
         return micro_epoll(strtol(argv[2], NULL, 10));
+    if (argc == 3 && strcmp(argv[1], "--micro-unix-lookup") == 0) {
+        install_handlers();  /* the socket paths go on a signal too */
+        return micro_unix_lookup(strtol(argv[2], NULL, 10));
+    }
     install_handlers();
     parse_args(argc, argv, &o);
 

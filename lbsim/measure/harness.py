@@ -55,6 +55,7 @@ __all__ = [
     "python_fallback_split",
     "max_dgram_size",
     "micro_epoll",
+    "micro_unix_lookup",
     "SPLIT_MAX_SIZE",
 ]
 
@@ -79,6 +80,19 @@ def micro_epoll(calls: int = 3_100_000) -> dict[str, float]:
     if r.returncode != 0:
         raise HarnessError(f"micro-epoll run failed (exit {r.returncode}): {r.stdout.strip()} {r.stderr.strip()}",
                            r.returncode)
+    return {k: float(v) for k, v in json.loads(r.stdout).items()}
+
+
+def micro_unix_lookup(calls: int = 3_100_000) -> dict[str, float]:
+    """What a unix_dgram send to a path costs more than one on a connected socket, on this host,
+    at default settings (harness ``--micro-unix-lookup``): ``unix_find_other_ns``, the stage file's
+    ``unix_lookup`` entry, read by lbsim.calibrate.base into the unix_find_other stage (charged to
+    the unix_dgram ping-pong server's replies, which go to the client's path)."""
+    exe = build_harness()
+    r = subprocess.run([str(exe), "--micro-unix-lookup", str(calls)], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        raise HarnessError(f"micro-unix-lookup run failed (exit {r.returncode}): {r.stdout.strip()} "
+                           f"{r.stderr.strip()}", r.returncode)
     return {k: float(v) for k, v in json.loads(r.stdout).items()}
 
 

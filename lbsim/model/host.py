@@ -105,7 +105,8 @@ def _build_flow(cfg: Any, k: Any, sim: Sim, net: Net, run: RunStats, i: int, rec
     # server's queue limit applies to requests; replies go to a socket whose peer is the server
     # itself (unix_peer(other) == sk), which af_unix.c exempts from the limit.
     x_out = UnixDgram(sim, sndbuf=sndbuf, max_qlen=k.unix_max_dgram_qlen, stats=d_out, modern=modern)
-    x_back = UnixDgram(sim, sndbuf=sndbuf, max_qlen=_NO_QLEN_LIMIT, stats=d_back, modern=modern)
+    # The server replies with sendto(client path) (lbsim/measure/harness.c): unix_find_other per reply.
+    x_back = UnixDgram(sim, sndbuf=sndbuf, max_qlen=_NO_QLEN_LIMIT, stats=d_back, modern=modern, addressed=True)
     return _Flow(Channel(x_out.sendmsg, x_out.recvmsg, d_out, False, _msg_of),
                  Channel(x_back.sendmsg, x_back.recvmsg, d_back, False, _msg_of), [x_out, x_back])
 

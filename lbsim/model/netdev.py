@@ -106,7 +106,7 @@ class Net:
         if len(self.rps_targets) < 2:
             return flow_hash(key)
         if self._hash_rng is None:
-            self._hash_rng = np.random.default_rng(self.sim.seedseq.spawn(1)[0])
+            self._hash_rng = np.random.default_rng(self.sim.hash_seed)
         return int(self._hash_rng.integers(1 << 32))
 
     # ------------------------------------------------------------------ transmit side

@@ -247,6 +247,11 @@ STAGE_COSTS: tuple[Param, ...] = _lend((
     _stage("cache_to_cache_copy", "fitted", "per byte: cache_to_cache_copy_ns_per_byte (fit_c2c)"),
     _stage("cache_to_cache_write", "fitted", "per byte: cache_to_cache_write_ns_per_byte (fit_c2c; "
            "cache_to_cache_copy's value where the data lack each side's CPU time)"),
+    _stage("unix_find_other", "measured", "unix_lookup unix_find_other_ns: harness --micro-unix-lookup, a "
+           "unix_dgram sendto(path) + recv less the same send on a connected socket + recv (lbsim/measure/"
+           "harness.py micro_unix_lookup)",
+           "0 where the stage file predates it (the cost models before model 7 charged nothing): "
+           "docs/notes/unix-lookup.md"),
     _stage("ep_send_events", "measured", "epoll ep_send_events_ns: harness --micro-epoll, epoll_wait on an "
            "always-readable socket less the null syscall (lbsim/measure/harness.py micro_epoll)",
            "optional: absent from cost files measured before it; receiver 'epoll' refuses to run without it"),

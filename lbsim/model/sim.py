@@ -67,12 +67,17 @@ class Sim:
         self.seedseq = np.random.SeedSequence(seed)
         # one random stream per stage and per delay (SeedSequence.spawn), drawn in blocks
         # children: the first core stages i -> [i], the delays and other draws -> [base + k], the
-        # optional stages after them, then the late core stages: adding either moves no other stream
+        # optional stages after them, then the first late core stage, the RPS flow hash's stream
+        # (lbsim.model.netdev), the later late core stages: adding any of them moves no other stream
         base = N_CORE_STAGES - len(LATE_CORE_STAGES)
         n_opt = len(STAGES) - N_CORE_STAGES
-        children = self.seedseq.spawn(len(STAGES) + 6)
+        children = self.seedseq.spawn(len(STAGES) + 7)
+        late0 = base + 6 + n_opt  # the first late core stage's child
+        #: the RPS flow hash's seed (socket_hash in lbsim.model.netdev)
+        self.hash_seed = children[late0 + 1]
         streams = [children[i] if i < base
-                   else children[i + 6 + n_opt] if i < N_CORE_STAGES  # a late core stage
+                   else children[late0] if i == base  # the first late core stage
+                   else children[late0 + 1 + i - base] if i < N_CORE_STAGES  # a later late core stage
                    else children[i - len(LATE_CORE_STAGES) + 6] for i in range(len(STAGES))]
         streams += children[base:base + 4]
         #: optional stages this cost model lacks (lbsim.model.stages.OPTIONAL_STAGES): cost 0 here,

@@ -97,6 +97,10 @@ _TABLE: tuple[tuple[str, str, str], ...] = (
      "read and freed last: each line is taken over from that CPU's cache before it is written "
      "(read-for-ownership; every transport). Apart from the read's because each side's CPU time says "
      "they differ (docs/notes/side-busy.md)"),
+    ("unix_find_other", "unix",
+     "net/unix/af_unix.c unix_find_other -> unix_find_bsd: a unix_dgram send to an address (sendto with a "
+     "path, the harness server's reply) looks the path up (kern_path, inode permission, the bound socket), "
+     "holds the peer and puts it after the send, and __sys_sendto copies the address in; per addressed send"),
     # optional stages (OPTIONAL_STAGES): a cost file may lack them; only a switch that needs one runs it
     ("ep_send_events", "syscall",
      "fs/eventpoll.c ep_poll -> ep_send_events: ep_item_poll (the socket's poll: tcp_poll, udp_poll, "
@@ -121,7 +125,7 @@ assert STAGES[N_CORE_STAGES:] == OPTIONAL_STAGES
 #: core stages added after the random streams' layout was fixed (the last core stages) -> the stage
 #: whose cost a cost file from before it stands for: each draws from a stream past the optional
 #: stages', so that adding one moves no other stage's draws (lbsim.model.sim), and an older file
-#: reads it as that stage (lbsim.costs)
-LATE_CORE_STAGES: dict[str, str] = {"cache_to_cache_write": "cache_to_cache_copy"}
+#: reads it as that stage (lbsim.costs); None: such a file charged nothing for it (cost 0)
+LATE_CORE_STAGES: dict[str, str | None] = {"cache_to_cache_write": "cache_to_cache_copy", "unix_find_other": None}
 assert STAGES[N_CORE_STAGES - len(LATE_CORE_STAGES):N_CORE_STAGES] == tuple(LATE_CORE_STAGES)
 GROUPS: tuple[str, ...] = ("syscall", "copy", "tcp", "udp", "unix", "ip", "device", "softirq", "wakeup", "cache")

@@ -61,6 +61,7 @@ S_READABLE = S["sock_def_readable"]
 S_STREAM_SENDMSG = S["unix_stream_sendmsg"]
 S_STREAM_RECVMSG = S["unix_stream_recvmsg"]
 S_DGRAM_SENDMSG = S["unix_dgram_sendmsg"]
+S_FIND_OTHER = S["unix_find_other"]
 S_DGRAM_RECVMSG = S["unix_dgram_recvmsg"]
 S_COPY_IN = S["skb_copy_datagram_from_iter"]
 S_COPY_OUT = S["skb_copy_datagram_msg"]
@@ -268,9 +269,12 @@ class UnixDgram(_UnixBase):
     the writer's CPU time says it pays (docs/notes/side-busy.md).
     """
 
-    def __init__(self, sim: Sim, *, sndbuf: int, max_qlen: int, stats: Any, modern: bool) -> None:
+    def __init__(self, sim: Sim, *, sndbuf: int, max_qlen: int, stats: Any, modern: bool,
+                 addressed: bool = False) -> None:
         super().__init__(sim, sndbuf=sndbuf, stats=stats, modern=modern)
         self.max_qlen = max_qlen
+        #: the writer sends to a path (sendto), not on a connected socket: each send looks it up
+        self.send_items: tuple[WorkItem, ...] = (S_DGRAM_SENDMSG, S_FIND_OTHER) if addressed else (S_DGRAM_SENDMSG,)
         self.peer_wait = WaitQueue("unix peer_wait")
         self.sender_side = _SenderSide()  # the sender's sk_wmem_alloc and wait queue, for Sim.touch
         self.sender_task: Task | None = None  # the writer: sock_wfree checks its wait queue
@@ -289,10 +293,10 @@ class UnixDgram(_UnixBase):
         if self.rx_cpu is not cpu and self.rx_cpu is not None:  # the reader is on another CPU (see the class)
             self.last_cpu = cpu  # Sim.touch of both objects, one transfer for the two
             self.sender_side.last_cpu = cpu
-            items = (S_DGRAM_SENDMSG, (S_COPY_IN, nbytes, self.wmem > sim.cache_bytes), (S_C2C_WRITE, nbytes),
+            items = (*self.send_items, (S_COPY_IN, nbytes, self.wmem > sim.cache_bytes), (S_C2C_WRITE, nbytes),
                      S_BOUNCE_UNIX)
         else:
-            items = (S_DGRAM_SENDMSG, (S_COPY_IN, nbytes, self.wmem > sim.cache_bytes), *sim.touch(self, cpu),
+            items = (*self.send_items, (S_COPY_IN, nbytes, self.wmem > sim.cache_bytes), *sim.touch(self, cpu),
                      *sim.touch(self.sender_side, cpu))  # skb_set_owner_w
         if pages:
             items += (S_ALLOC_PAGES,) * pages  # kmalloc_large head, alloc_skb_with_frags
