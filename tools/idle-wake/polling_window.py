@@ -72,6 +72,8 @@ def main() -> int:
     ap.add_argument("--busy", action="store_true", help="a nice-19 spinner on CPU 1 (the peer's), as cross/busy")
     ap.add_argument("--flows", type=int, default=1, help="concurrent flows (harness --flows): all clients on CPU 0, "
                     "all peers on CPU 1")
+    ap.add_argument("--sndbuf", type=int, default=0, help="SO_SNDBUF on every socket (harness --sndbuf; 0: default)")
+    ap.add_argument("--rcvbuf", type=int, default=0, help="SO_RCVBUF on every socket (harness --rcvbuf; 0: default)")
     args = ap.parse_args()
     with event_trace(list(EVENTS), buffer_size_kb=65536) as tr:
         for t in args.transports.split(","):
@@ -79,7 +81,8 @@ def main() -> int:
                 _, text = tr.around(lambda t=t, z=size: run_harness(t, args.workload, z, args.count, 200, 0, 1,
                                                                      max_seconds=5,
                                                                      busy_cpus=(1,) if args.busy else (),
-                                                                     flows=args.flows))
+                                                                     flows=args.flows, sndbuf=args.sndbuf,
+                                                                     rcvbuf=args.rcvbuf))
                 w = windows(text, args.idle_cpu)
                 n = len(w["no_ipi"]) + len(w["halt"])
                 parts = []
@@ -87,7 +90,8 @@ def main() -> int:
                     q = np.percentile(v, [10, 50, 90]).round(1).tolist() if v else []
                     parts.append(f"{k} {len(v)} (p10/50/90 {q} us)")
                 share = len(w["no_ipi"]) / n if n else float("nan")
-                what = (f"{t} {args.workload}{' busy' if args.busy else ''} {size} B flows={args.flows}, "
+                bufs = "".join(f" {k}={v}" for k, v in (("so_sndbuf", args.sndbuf), ("so_rcvbuf", args.rcvbuf)) if v)
+                what = (f"{t} {args.workload}{' busy' if args.busy else ''} {size} B flows={args.flows}{bufs}, "
                         f"idles of CPU {args.idle_cpu}")
                 print(f"{what}: idles {n}, woken without IPI {share:.2f}; " + "; ".join(parts))
     return 0
