@@ -369,6 +369,6 @@ class UnixSeqpacket(UnixDgram):
 
     Left out, as smaller than the stages' spread: ``unix_seqpacket_sendmsg``'s ``sock_error`` and
     ``sk_state`` tests, and the ``security_unix_may_send`` hook it skips.  The harness's unix_dgram
-    server replies with ``sendto(path)`` (a ``unix_find_other`` path lookup per reply) where a
-    seqpacket end calls ``send``; the model charges both the one fitted ``unix_dgram_sendmsg``.
+    server replies with ``sendto(path)``, a ``unix_find_other`` path lookup per reply (the
+    ``addressed`` UnixDgram of the replies); a seqpacket end calls ``send`` and never pays it.
     """
