@@ -83,11 +83,12 @@ def micro_epoll(calls: int = 3_100_000) -> dict[str, float]:
     return {k: float(v) for k, v in json.loads(r.stdout).items()}
 
 
-def micro_unix_lookup(calls: int = 3_100_000) -> dict[str, float]:
+def micro_unix_lookup(calls: int = 1_000_000) -> dict[str, float]:
     """What a unix_dgram send to a path costs more than one on a connected socket, on this host,
     at default settings (harness ``--micro-unix-lookup``): ``unix_find_other_ns``, the stage file's
     ``unix_lookup`` entry, read by lbsim.calibrate.base into the unix_find_other stage (charged to
-    the unix_dgram ping-pong server's replies, which go to the client's path)."""
+    the unix_dgram ping-pong server's replies, which go to the client's path).  A million calls per
+    loop take about 8 s and agree with three million's (docs/notes/unix-lookup.md)."""
     exe = build_harness()
     r = subprocess.run([str(exe), "--micro-unix-lookup", str(calls)], capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
