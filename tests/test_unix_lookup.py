@@ -61,8 +61,8 @@ def test_the_harness_measures_the_lookup(private_harness_cache):
 
     r = micro_unix_lookup(calls=31_000)
     assert set(r) >= {"sendto_recv_ns", "send_recv_ns", "unix_find_other_ns", "calls"}
-    # each printed to 0.01 ns: their difference may differ from the printed one by that much
-    assert r["unix_find_other_ns"] == pytest.approx(r["sendto_recv_ns"] - r["send_recv_ns"], abs=0.011)
+    # each printed to 0.01 ns: their difference may differ from the printed one by up to 0.015 ns
+    assert r["unix_find_other_ns"] == pytest.approx(r["sendto_recv_ns"] - r["send_recv_ns"], abs=0.02)
     # timed, not compared: beside the other test workers either loop may come out slower
     assert r["sendto_recv_ns"] > 0 and r["send_recv_ns"] > 0 and r["calls"] == 31_000 // 31 * 31
     p = subprocess.run([str(build_harness()), "--micro-unix-lookup", "5"], capture_output=True, text=True,
