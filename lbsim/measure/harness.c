@@ -1958,6 +1958,17 @@ bad:
  *   send_recv_ns: the same after connect(server, client path): send + recv, no lookup.
  * unix_find_other_ns = the difference; medians of 31 batches, the addressed loop run before and
  * after the connected one (its two medians averaged).  N iterations per loop (1000..100000000). */
+/* micro_unix_lookup's loop body: one 64-byte datagram sent (to `to`, or on the connected socket
+ * when `to` is NULL) and received; 0 when both calls moved the whole datagram */
+static int send_recv64(int srv, int c, const struct sockaddr_un *to, socklen_t tolen)
+{
+    char buf[64], r[64];
+    memset(buf, 'x', sizeof buf);
+    ssize_t w = to ? sendto(srv, buf, sizeof buf, 0, (const struct sockaddr *)to, tolen)
+                   : send(srv, buf, sizeof buf, 0);
+    return w != (ssize_t)sizeof buf || recv(c, r, sizeof r, 0) != (ssize_t)sizeof r;
+}
+
 static int micro_unix_lookup(long n)
 {
     if (n < 1000 || n > 100000000L) {
@@ -1973,21 +1984,16 @@ static int micro_unix_lookup(long n)
     fill_un(&ca, &cal, g_path_c);
     int srv = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     int c = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    char buf[64], r[64];
-    memset(buf, 'x', sizeof buf);
     if (srv < 0 || c < 0 || bind(srv, (struct sockaddr *)&sa, sal) < 0 ||
         bind(c, (struct sockaddr *)&ca, cal) < 0 || connect(c, (struct sockaddr *)&sa, sal) < 0)
         goto bad;
     long batch = n / 31;
     double before_ns, after_ns, conn_ns;
-    MEDIAN31(before_ns, batch, if (sendto(srv, buf, sizeof buf, 0, (struct sockaddr *)&ca, cal) != sizeof buf ||
-                                   recv(c, r, sizeof r, 0) != sizeof r) goto bad);
+    MEDIAN31(before_ns, batch, if (send_recv64(srv, c, &ca, cal)) goto bad);
     if (connect(srv, (struct sockaddr *)&ca, cal) < 0)
         goto bad;
-    MEDIAN31(conn_ns, batch, if (send(srv, buf, sizeof buf, 0) != sizeof buf || recv(c, r, sizeof r, 0) != sizeof r)
-                                 goto bad);
-    MEDIAN31(after_ns, batch, if (sendto(srv, buf, sizeof buf, 0, (struct sockaddr *)&ca, cal) != sizeof buf ||
-                                  recv(c, r, sizeof r, 0) != sizeof r) goto bad);
+    MEDIAN31(conn_ns, batch, if (send_recv64(srv, c, NULL, 0)) goto bad);
+    MEDIAN31(after_ns, batch, if (send_recv64(srv, c, &ca, cal)) goto bad);
     close(srv);
     close(c);
     cleanup();

@@ -60,14 +60,20 @@ __all__ = [
 ]
 
 
+def _run_micro(flag: str, calls: int, timeout: float) -> dict[str, float]:
+    """One of the harness's micro-benchmark modes (``--null-syscalls``, ``--micro-epoll``,
+    ``--micro-unix-lookup``) with ``calls`` iterations per loop: its JSON line, as floats."""
+    exe = build_harness()
+    r = subprocess.run([str(exe), flag, str(calls)], capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise HarnessError(f"harness {flag} run failed (exit {r.returncode}): {r.stdout.strip()} {r.stderr.strip()}",
+                           r.returncode)
+    return {k: float(v) for k, v in json.loads(r.stdout).items()}
+
+
 def null_syscall_ns(calls: int = 3_100_000) -> float:
     """Median cost of one getppid() syscall on this host (entry + exit, with mitigations)."""
-    exe = build_harness()
-    r = subprocess.run([str(exe), "--null-syscalls", str(calls)], capture_output=True, text=True, timeout=120)
-    if r.returncode != 0:
-        raise HarnessError(f"null-syscall run failed (exit {r.returncode}): {r.stdout.strip()} {r.stderr.strip()}",
-                           r.returncode)
-    return float(json.loads(r.stdout)["null_syscall_ns"])
+    return _run_micro("--null-syscalls", calls, 120)["null_syscall_ns"]
 
 
 def micro_epoll(calls: int = 3_100_000) -> dict[str, float]:
@@ -75,12 +81,7 @@ def micro_epoll(calls: int = 3_100_000) -> dict[str, float]:
     ``ep_send_events_ns`` (epoll_wait on an always-readable socket less the null syscall) and
     ``ep_poll_callback_ns`` (what watching a socket adds to its send); the stage file's ``epoll``
     entry, read by lbsim.calibrate.base into the ep_send_events and ep_poll_callback stages."""
-    exe = build_harness()
-    r = subprocess.run([str(exe), "--micro-epoll", str(calls)], capture_output=True, text=True, timeout=300)
-    if r.returncode != 0:
-        raise HarnessError(f"micro-epoll run failed (exit {r.returncode}): {r.stdout.strip()} {r.stderr.strip()}",
-                           r.returncode)
-    return {k: float(v) for k, v in json.loads(r.stdout).items()}
+    return _run_micro("--micro-epoll", calls, 300)
 
 
 def micro_unix_lookup(calls: int = 1_000_000) -> dict[str, float]:
@@ -89,12 +90,7 @@ def micro_unix_lookup(calls: int = 1_000_000) -> dict[str, float]:
     ``unix_lookup`` entry, read by lbsim.calibrate.base into the unix_find_other stage (charged to
     the unix_dgram ping-pong server's replies, which go to the client's path).  A million calls per
     loop take about 8 s and agree with three million's (docs/notes/unix-lookup.md)."""
-    exe = build_harness()
-    r = subprocess.run([str(exe), "--micro-unix-lookup", str(calls)], capture_output=True, text=True, timeout=300)
-    if r.returncode != 0:
-        raise HarnessError(f"micro-unix-lookup run failed (exit {r.returncode}): {r.stdout.strip()} "
-                           f"{r.stderr.strip()}", r.returncode)
-    return {k: float(v) for k, v in json.loads(r.stdout).items()}
+    return _run_micro("--micro-unix-lookup", calls, 300)
 
 
 def _result(p: subprocess.CompletedProcess) -> dict:
