@@ -168,8 +168,8 @@ def grid_then_brent(err: Callable[[float], float], hi: float, points: int, xatol
     grid = np.linspace(lo, hi, points)
     errs = batch([float(g) for g in grid]) if batch else [err(float(g)) for g in grid]
     i = int(np.argmin(errs))
-    lo, up = float(grid[max(i - 1, 0)]), float(grid[min(i + 1, len(grid) - 1)])
-    sol = minimize_scalar(err, bounds=(lo, up), method="bounded", options={"xatol": xatol})
+    left, right = float(grid[max(i - 1, 0)]), float(grid[min(i + 1, len(grid) - 1)])
+    sol = minimize_scalar(err, bounds=(left, right), method="bounded", options={"xatol": xatol})
     return float(sol.x) if sol.fun <= errs[i] else float(grid[i])
 
 

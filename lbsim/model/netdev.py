@@ -151,14 +151,14 @@ class Net:
         NET_RX there.  ``pages``: page-allocator calls of each skb's kmalloc_large head, freed
         with it (``__free_pages``) wherever the skb is freed."""
         dmax = self.kernel.skb_defer_max
+        free = (S_KFREE, *(S_FREE_PAGES,) * pages)  # one skb freed here
         if alloc is None or alloc is cpu or dmax <= 0:
-            return (S_KFREE, *(S_FREE_PAGES,) * pages) * n, None
+            return free * n, None
         items: list[int] = []
         kick = None
         for _ in range(n):
             if alloc.defer_count >= dmax:
-                items.append(S_KFREE)
-                items += (S_FREE_PAGES,) * pages
+                items += free
                 continue
             if alloc.defer_count == dmax >> 1 and not alloc.defer_kicked:
                 kick = alloc

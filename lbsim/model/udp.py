@@ -285,11 +285,7 @@ class UdpSocket:
         self.rmem -= truesize
         # skb_consume_udp: the skb and its kmalloc_large heads, here or (6.18+, from another CPU
         # than the writer's) on the writer's CPU
-        kick = None
-        if self.defer:
-            frees, kick = self.net.defer_free(cpu, tx, 1, self._page_calls(length))
-        else:
-            frees = self._free_items(length)
+        frees, kick = self.net.defer_free(cpu, tx if self.defer else None, 1, self._page_calls(length))
         if frees:  # (nothing to pay here when the whole free went on the writer's list)
             yield sim.work_of_ids(frees)
         if kick is not None:
