@@ -11,6 +11,7 @@
  *                 [--zerocopy] [--batch N] [--epoll]
  *   lbsim-harness --micro-epoll N
  *   lbsim-harness --micro-unix-lookup N
+ *   lbsim-harness --micro-hrtimer N
  *
  * The parent (client / sender) is pinned to CPU A, a forked child
  * (peer / receiver) to CPU B.  One JSON line is printed on stdout.
@@ -57,6 +58,8 @@
  * ep_poll_callback a write adds (see micro_epoll), beside the null syscall.
  * --micro-unix-lookup N times what a unix_dgram send to a path costs more than
  * one on a connected socket (see micro_unix_lookup).
+ * --micro-hrtimer N times what an hrtimer costs a busy CPU: programming the
+ * clock event and an expiry (see micro_hrtimer).
  *
  * Exit codes: 0 ok, 1 runtime failure, 2 bad arguments / size not
  * carriable by the transport, 3 SCHED_FIFO could not be set.
@@ -68,6 +71,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <linux/perf_event.h>
 #include <linux/errqueue.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -82,11 +86,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/un.h>
@@ -1752,7 +1758,7 @@ static void usage_fail(const char *msg)
             "[--max-seconds S] [--busy-cpu C]... [--policy other|fifo] [--rcvbuf N] [--sndbuf N] "
             "[--nagle] [--flows N] [--senders 1|2] [--cpu-c C] [--busy-poll US] "
             "[--zerocopy] [--batch N] [--epoll]; or lbsim-harness --micro-epoll N; "
-            "or lbsim-harness --micro-unix-lookup N",
+            "or lbsim-harness --micro-unix-lookup N; or lbsim-harness --micro-hrtimer N",
          msg);
 }
 
@@ -2126,6 +2132,107 @@ static void run_flows(const struct opts *o, struct flowres *fr)
         close(outs[i]);
 }
 
+/* lbsim-harness --micro-hrtimer N: what an hrtimer costs the CPU it runs on, at default settings,
+ * pinned to the last CPU with nothing else on it (TCP's pacing timer, lbsim/model/tcp_pacing.py):
+ *   reprogram_ns: a timerfd armed 100 us ahead and disarmed, against the same 1 s ahead.  The near
+ *     one becomes the CPU's earliest hrtimer (hrtimer_reprogram -> clockevents_program_event, on
+ *     x86 lapic_next_deadline: one write of MSR_IA32_TSC_DEADLINE) and its removal programs the
+ *     next event again (hrtimer_force_reprogram: one more); the far one is never the earliest
+ *     (the tick comes first).  Half the difference is one programming of the clock event (in a
+ *     KVM guest a trapped WRMSR).  Medians of 31 batches of N/31 pairs, near run before and after
+ *     far (the two averaged).
+ *   interrupt_ns: the process spins reading CLOCK_MONOTONIC and sums the gaps between two reads
+ *     longer than 300 ns (its CPU was taken), for 0.25 s with a sampling cpu-clock perf event on
+ *     itself (perf_swevent_hrtimer: a pinned hrtimer that re-arms from its own handler every
+ *     100 us, with no ring buffer to write a sample to) and 0.25 s without, 9 times interleaved.
+ *     Each expiry takes the timer interrupt (in a guest, the host's timer exit and the injection),
+ *     hrtimer_interrupt with a handler that does almost nothing, and the programming of the next
+ *     event.  Median over the 9 of (loss with - loss without) / expiries.
+ * User-space only (exclude_kernel): perf_event_paranoid 2, the default, allows it. */
+static int64_t arm_disarm(int fd, int64_t ahead_ns)
+{
+    struct itimerspec on = {{0, 0}, {ahead_ns / 1000000000, ahead_ns % 1000000000}};
+    struct itimerspec off = {{0, 0}, {0, 0}};
+    return timerfd_settime(fd, 0, &on, NULL) < 0 || timerfd_settime(fd, 0, &off, NULL) < 0;
+}
+
+/* the time lost (gaps over 300 ns between two clock reads) while spinning for `ns` */
+static int64_t spin_lost(int64_t ns)
+{
+    int64_t t = now_ns(), prev = t, end = t + ns, lost = 0;
+    while (t < end) {
+        t = now_ns();
+        if (t - prev > 300)
+            lost += t - prev;
+        prev = t;
+    }
+    return lost;
+}
+
+static int micro_hrtimer(long n)
+{
+    if (n < 1000 || n > 10000000L) {
+        printf("{\"error\": \"--micro-hrtimer needs 1000..10000000\"}\n");
+        return 2;
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (pin_cpu(ncpu > 1 ? (int)ncpu - 1 : 0) < 0)
+        goto bad;
+    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+    if (fd < 0)
+        goto bad;
+    long batch = n / 31;
+    double near1_ns, far_ns, near2_ns;
+    MEDIAN31(near1_ns, batch, if (arm_disarm(fd, 100000)) goto bad);
+    MEDIAN31(far_ns, batch, if (arm_disarm(fd, 1000000000)) goto bad);
+    MEDIAN31(near2_ns, batch, if (arm_disarm(fd, 100000)) goto bad);
+    close(fd);
+    struct perf_event_attr pa;
+    memset(&pa, 0, sizeof pa);
+    pa.size = sizeof pa;
+    pa.type = PERF_TYPE_SOFTWARE;
+    pa.config = PERF_COUNT_SW_CPU_CLOCK;
+    pa.sample_period = 100000;  /* ns */
+    pa.sample_type = PERF_SAMPLE_IP;
+    pa.disabled = 1;
+    pa.exclude_kernel = 1;
+    pa.exclude_hv = 1;
+    int pfd = (int)syscall(SYS_perf_event_open, &pa, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+    if (pfd < 0) {
+        /* exit 3: no perf events here (perf_event_paranoid 3, a seccomp filter): not measured */
+        printf("{\"error\": \"micro-hrtimer: perf_event_open (cpu-clock): %s\"}\n", strerror(errno));
+        return 3;
+    }
+    const int64_t span = 250000000;  /* ns per stretch */
+    double per[9];
+    for (int r = 0; r < 9; r++) {
+        int64_t quiet = spin_lost(span);
+        if (ioctl(pfd, PERF_EVENT_IOC_ENABLE, 0) < 0)
+            goto bad;
+        int64_t t0 = now_ns();
+        int64_t busy = spin_lost(span);
+        int64_t took = now_ns() - t0;
+        if (ioctl(pfd, PERF_EVENT_IOC_DISABLE, 0) < 0)
+            goto bad;
+        per[r] = (double)(busy - quiet) / ((double)took / (double)pa.sample_period);
+    }
+    close(pfd);
+    for (int i = 1; i < 9; i++)  /* (insertion sort of 9) */
+        for (int j = i; j > 0 && per[j] < per[j - 1]; j--) {
+            double x = per[j];
+            per[j] = per[j - 1];
+            per[j - 1] = x;
+        }
+    double near_ns = (near1_ns + near2_ns) / 2;
+    printf("{\"near_pair_ns\": %.2f, \"far_pair_ns\": %.2f, \"hrtimer_reprogram_ns\": %.2f, "
+           "\"hrtimer_interrupt_ns\": %.2f, \"interrupt_min_ns\": %.2f, \"interrupt_max_ns\": %.2f, "
+           "\"calls\": %ld}\n", near_ns, far_ns, (near_ns - far_ns) / 2, per[4], per[0], per[8], batch * 31);
+    return 0;
+bad:
+    printf("{\"error\": \"micro-hrtimer: %s\"}\n", strerror(errno));
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     struct opts o;
@@ -2137,6 +2244,8 @@ int main(int argc, char **argv)
         install_handlers();  /* the socket paths go on a signal too */
         return micro_unix_lookup(strtol(argv[2], NULL, 10));
     }
+    if (argc == 3 && strcmp(argv[1], "--micro-hrtimer") == 0)
+        return micro_hrtimer(strtol(argv[2], NULL, 10));
     install_handlers();
     parse_args(argc, argv, &o);
 

@@ -47,7 +47,8 @@ class HarnessError(RuntimeError):
     """A harness run failed (error JSON, non-zero exit, timeout, bad output).
 
     ``returncode`` is the harness exit code (2: bad argument / size not
-    carriable by the transport, 3: SCHED_FIFO not permitted, 1: other),
+    carriable by the transport, 3: SCHED_FIFO not permitted, or no perf events for
+    ``--micro-hrtimer``, 1: other),
     ``result`` the parsed JSON if any, ``stderr`` the captured stderr.
     """
 
