@@ -67,7 +67,9 @@ def _sender(ss_out: str) -> dict[str, float] | None:
     return best
 
 
-def host(placement: str, seconds: float, samples: int) -> list[dict[str, float]]:
+def host(placement: str, seconds: float, samples: int, at_ms: list[float] | None = None) -> list[dict[str, float]]:
+    """The sender's ss lines: ``samples`` spread over the middle third of the run, or one at each of
+    ``at_ms`` (ms from the start, each row then carries its ``at_ms``)."""
     exe = build_harness()
     argv = harness_argv("tcp", "stream", 65536, 10_000_000, 100, 0, 0 if placement == "same" else 1, seconds, (),
                         "other")
@@ -76,13 +78,14 @@ def host(placement: str, seconds: float, samples: int) -> list[dict[str, float]]
         p = subprocess.Popen(argv, executable=str(exe), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env={"TMPDIR": td, "PATH": "/usr/bin:/bin"})
         try:
-            time.sleep(seconds / 3)
-            for _ in range(samples):
+            t0 = time.monotonic()
+            when = [ms / 1000 for ms in at_ms] if at_ms else [seconds / 3 * (1 + i / samples) for i in range(samples)]
+            for w in when:
+                time.sleep(max(0.0, t0 + w - time.monotonic()))
                 r = subprocess.run(["ss", "-tin"], capture_output=True, text=True, timeout=10)
                 s = _sender(r.stdout.replace("\n\t", " "))
                 if s:
-                    out.append(s)
-                time.sleep(seconds / 3 / samples)
+                    out.append({"at_ms": round(w * 1000), **s} if at_ms else s)
         finally:
             p.communicate(timeout=seconds + 30)
     return out
@@ -133,13 +136,22 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=10)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--no-model", action="store_true")
+    ap.add_argument("--at-ms", help="comma-separated sample times (ms from the start) instead of the middle third: "
+                    "one row per sample, e.g. 30,60,90,120,300,600 with --seconds 1")
     a = ap.parse_args()
     if not (0 < a.seconds <= 30 and 1 <= a.samples <= 50 and 1 <= a.reps <= 10):
         ap.error("--seconds in (0, 30], --samples 1..50, --reps 1..10")
     print(f"loadavg before: {Path('/proc/loadavg').read_text().strip()}")
+    at = [float(x) for x in a.at_ms.split(",")] if a.at_ms else None
+    if at and not all(0 < x < 1000 * a.seconds for x in at):
+        ap.error("--at-ms: each time must fall inside the run (0, --seconds)")
     for rep in range(a.reps):
         for pl in ("same", "cross"):
-            rows = host(pl, a.seconds, a.samples)
+            rows = host(pl, a.seconds, a.samples, at)
+            if at:
+                for row in rows:
+                    print(json.dumps({"side": "host", "placement": pl, "rep": rep, **row}))
+                continue
             med = {k: statistics.median(r[k] for r in rows if k in r) for k in FIELDS if any(k in r for r in rows)}
             print(json.dumps({"side": "host", "placement": pl, "rep": rep, "samples": len(rows), **med}))
     if not a.no_model:

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""When the receiver of a 64 KiB TCP stream over lo ACKs, on the host: at the data's arrival or later.
+
+Why: the model's BBR estimates 4-6 times its own throughput because its receiver ACKs a write's two
+segments on the second one's arrival, 7 us after the first was sent, where the host's round trips take
+80-160 us (docs/notes/hrtimer-cost.md). ``tcp:tcp_probe`` fires for every segment a socket in
+ESTABLISHED takes in (``tcp_rcv_established``), with the socket's state before it: on the receiver's
+socket each data segment's arrival (CPU, time, ``data_len``, ``rcv_wnd``), on the sender's each ACK's
+(``snd_una`` before it, ``srtt``). So for every ACK: when it arrived, on which CPU, after how many data
+segments, and how long after the last of them arrived.
+
+A private ftrace instance (lbsim.measure.stages_tracefs.event_trace), one harness run per placement
+(writer on CPU 0, reader on CPU 0 or 1), default settings, no knob changed; counts and intervals only.
+Needs root.
+
+  .venv/bin/python tools/tcp-pacing/ack_clock.py [--count 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from lbsim.measure.harness import PROGRAM_NAME, build_harness  # noqa: E402
+from lbsim.measure.stages_tracefs import event_trace  # noqa: E402
+
+LINE = re.compile(r"\[(\d+)\].*?\s([\d.]+): tcp_probe: (.*)")
+FIELD = re.compile(r"(\w+)=(\S+)")
+
+
+def _events(text: str) -> list[dict]:
+    out = []
+    for ln in text.splitlines():
+        m = LINE.search(ln)
+        if not m:
+            continue
+        f = dict(FIELD.findall(m.group(3)))
+        f["cpu"], f["t_us"] = int(m.group(1)), float(m.group(2)) * 1e6
+        out.append(f)
+    return out
+
+
+def _analyse(ev: list[dict]) -> dict:
+    """Receiver = the socket that takes data; sender = the one that takes pure ACKs of it."""
+    data = [e for e in ev if int(e.get("data_len", 0)) > 0]
+    if not data:
+        return {"error": "no data segments traced"}
+    rx = data[0]["src"]  # tcp_probe's src is the socket's own address (saddr:sport)
+    acks = [e for e in ev if e["src"] != rx and int(e.get("data_len", 0)) == 0]
+    seq = sorted(data + acks, key=lambda e: e["t_us"])
+    gaps, per_ack, same_cpu = [], [], 0
+    last_data_t, since = None, 0
+    for e in seq:
+        if e in data:
+            last_data_t, since = e["t_us"], since + 1
+        elif last_data_t is not None and since:
+            gaps.append(e["t_us"] - last_data_t)
+            per_ack.append(since)
+            same_cpu += e["cpu"] == data[-1]["cpu"]
+            since = 0
+    srtt = [int(e["srtt"]) for e in acks if "srtt" in e]
+    q = statistics.quantiles(gaps, n=10) if len(gaps) > 10 else [float("nan")] * 9
+    return {"data_segments": len(data), "acks_after_data": len(gaps),
+            "data_segments_per_message": None,
+            "data_cpus": sorted({e["cpu"] for e in data}), "ack_cpus": sorted({e["cpu"] for e in acks}),
+            "segments_per_ack_median": statistics.median(per_ack) if per_ack else None,
+            "last_data_to_ack_us_p10_p50_p90": [round(q[0], 1), round(statistics.median(gaps), 1), round(q[8], 1)]
+            if gaps else None,
+            "acks_within_2us_of_data": sum(g <= 2.0 for g in gaps),
+            "sender_srtt_us_median": statistics.median(srtt) if srtt else None}  # (tcp_probe: srtt_us >> 3, in us)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, default=3000, help="messages per run (100..100000)")
+    a = ap.parse_args()
+    if not 100 <= a.count <= 100_000:
+        ap.error("--count must be 100..100000")
+    exe = str(build_harness())
+    print(f"loadavg before: {Path('/proc/loadavg').read_text().strip()}")
+    with event_trace([("tcp", "tcp_probe", None)], buffer_size_kb=65536) as tr:
+        if not tr.events:
+            print("this kernel has no tcp:tcp_probe event")
+            return 1
+        for pl, cpu_b in (("same", 0), ("cross", 1)):
+            argv = ["--transport", "tcp", "--workload", "stream", "--size", "65536", "--count", str(a.count),
+                    "--warmup", "100", "--cpu-a", "0", "--cpu-b", str(cpu_b), "--max-seconds", "5"]
+            p, text = tr.around(lambda argv=argv: subprocess.run([PROGRAM_NAME, *argv], executable=exe,
+                                                                  capture_output=True, text=True, timeout=40))
+            r = json.loads(p.stdout.strip().splitlines()[-1])
+            if "error" in r:
+                print(f"harness: {r['error']}")
+                return 1
+            res = _analyse(_events(text))
+            msgs = a.count + 100  # the warm-up's messages are traced too
+            if "data_segments" in res:
+                res["data_segments_per_message"] = round(res["data_segments"] / msgs, 2)
+            print(json.dumps({"placement": pl, "messages": msgs, **res}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
