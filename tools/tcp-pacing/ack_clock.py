@@ -9,11 +9,16 @@ socket each data segment's arrival (CPU, time, ``data_len``, ``rcv_wnd``), on th
 (``snd_una`` before it, ``srtt``). So for every ACK: when it arrived, on which CPU, after how many data
 segments, and how long after the last of them arrived.
 
-A private ftrace instance (lbsim.measure.stages_tracefs.event_trace), one harness run per placement
-(writer on CPU 0, reader on CPU 0 or 1), default settings, no knob changed; counts and intervals only.
+Also where each segment is processed: in softirq as it arrives, or from the socket's backlog at
+``release_sock`` (the socket was owned by its task; the trace line has no softirq flag), per message, and
+how many segments ``tcp_add_backlog`` coalesced into the backlog's tail (TcpExt TCPBacklogCoalesce, read
+around the run).
+
+A private ftrace instance (lbsim.measure.stages_tracefs.event_trace), one harness run per placement and
+size (writer on CPU 0, reader on CPU 0 or 1), default settings, no knob changed; counts and intervals only.
 Needs root.
 
-  .venv/bin/python tools/tcp-pacing/ack_clock.py [--count 3000]
+  .venv/bin/python tools/tcp-pacing/ack_clock.py [--count 3000] [--sizes 65536]
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from lbsim.measure.harness import PROGRAM_NAME, build_harness  # noqa: E402
 from lbsim.measure.stages_tracefs import event_trace  # noqa: E402
 
-LINE = re.compile(r"\[(\d+)\].*?\s([\d.]+): tcp_probe: (.*)")
+LINE = re.compile(r"\[(\d+)\]\s+(\S+)\s+([\d.]+): tcp_probe: (.*)")
 FIELD = re.compile(r"(\w+)=(\S+)")
 
 
@@ -41,8 +46,10 @@ def _events(text: str) -> list[dict]:
         m = LINE.search(ln)
         if not m:
             continue
-        f = dict(FIELD.findall(m.group(3)))
-        f["cpu"], f["t_us"] = int(m.group(1)), float(m.group(2)) * 1e6
+        f = dict(FIELD.findall(m.group(4)))
+        flags = m.group(2)  # irqs-off, need-resched, hardirq/softirq, preempt depth
+        f["cpu"], f["t_us"] = int(m.group(1)), float(m.group(3)) * 1e6
+        f["softirq"] = len(flags) > 2 and flags[2] in "sSH"
         out.append(f)
     return out
 
@@ -69,6 +76,8 @@ def _analyse(ev: list[dict]) -> dict:
     q = statistics.quantiles(gaps, n=10) if len(gaps) > 10 else [float("nan")] * 9
     return {"data_segments": len(data), "acks_after_data": len(gaps),
             "data_segments_per_message": None,
+            "data_from_backlog": sum(not e["softirq"] for e in data),
+            "acks_from_backlog": sum(not e["softirq"] for e in acks),
             "data_cpus": sorted({e["cpu"] for e in data}), "ack_cpus": sorted({e["cpu"] for e in acks}),
             "segments_per_ack_median": statistics.median(per_ack) if per_ack else None,
             "last_data_to_ack_us_p10_p50_p90": [round(q[0], 1), round(statistics.median(gaps), 1), round(q[8], 1)]
@@ -77,32 +86,48 @@ def _analyse(ev: list[dict]) -> dict:
             "sender_srtt_us_median": statistics.median(srtt) if srtt else None}  # (tcp_probe: srtt_us >> 3, in us)
 
 
+def _coalesced() -> int:
+    """TcpExt TCPBacklogCoalesce (/proc/net/netstat)."""
+    lines = Path("/proc/net/netstat").read_text().splitlines()
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            return dict(zip(names.split()[1:], map(int, values.split()[1:])))["TCPBacklogCoalesce"]
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=3000, help="messages per run (100..100000)")
+    ap.add_argument("--sizes", default="65536", help="comma-separated write sizes, bytes (1..1048576)")
     a = ap.parse_args()
-    if not 100 <= a.count <= 100_000:
-        ap.error("--count must be 100..100000")
+    sizes = [int(x) for x in a.sizes.split(",")]
+    if not 100 <= a.count <= 100_000 or not all(1 <= x <= 1 << 20 for x in sizes):
+        ap.error("--count must be 100..100000, --sizes 1..1048576 each")
     exe = str(build_harness())
     print(f"loadavg before: {Path('/proc/loadavg').read_text().strip()}")
     with event_trace([("tcp", "tcp_probe", None)], buffer_size_kb=65536) as tr:
         if not tr.events:
             print("this kernel has no tcp:tcp_probe event")
             return 1
-        for pl, cpu_b in (("same", 0), ("cross", 1)):
-            argv = ["--transport", "tcp", "--workload", "stream", "--size", "65536", "--count", str(a.count),
+        for size, (pl, cpu_b) in ((z, p) for z in sizes for p in (("same", 0), ("cross", 1))):
+            argv = ["--transport", "tcp", "--workload", "stream", "--size", str(size), "--count", str(a.count),
                     "--warmup", "100", "--cpu-a", "0", "--cpu-b", str(cpu_b), "--max-seconds", "5"]
+            before = _coalesced()
             p, text = tr.around(lambda argv=argv: subprocess.run([PROGRAM_NAME, *argv], executable=exe,
                                                                   capture_output=True, text=True, timeout=40))
             r = json.loads(p.stdout.strip().splitlines()[-1])
             if "error" in r:
                 print(f"harness: {r['error']}")
                 return 1
+            coalesced = _coalesced() - before
             res = _analyse(_events(text))
             msgs = a.count + 100  # the warm-up's messages are traced too
             if "data_segments" in res:
                 res["data_segments_per_message"] = round(res["data_segments"] / msgs, 2)
-            print(json.dumps({"placement": pl, "messages": msgs, **res}))
+                for k in ("data_from_backlog", "acks_from_backlog"):
+                    res[k + "_per_message"] = round(res.pop(k) / msgs, 3)
+                res["backlog_coalesced_per_message"] = round(coalesced / msgs, 3)
+            print(json.dumps({"size": size, "placement": pl, "messages": msgs, **res}))
     return 0
 
 
