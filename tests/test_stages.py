@@ -246,6 +246,29 @@ def state_unchanged():
 
 
 @live
+def test_sigterm_removes_the_instance(state_unchanged):
+    # `timeout` or `kill` ends a tool that traces: its instance goes and a private mount is undone, as on
+    # Ctrl-C (a SIGKILLed one is swept by the next run; a SIGTERMed one used to stay behind)
+    import signal
+    import sys
+
+    code = ("import time\n"
+            "from lbsim.measure.stages_tracefs import event_trace\n"
+            "with event_trace([('sched', 'sched_switch', None)]) as tr:\n"
+            "    print('ready', flush=True)\n"
+            "    time.sleep(30)\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=20) == 128 + signal.SIGTERM
+    finally:
+        if p.poll() is None:
+            p.kill()
+    # state_unchanged: no instance, no mount, no setting left
+
+
+@live
 @pytest.mark.parametrize("placement", ["same", "cross"] if CROSS else ["same"])
 @pytest.mark.parametrize("transport", ["tcp", "udp", "unix_stream", "unix_dgram"])
 def test_measure_stages(transport, placement, state_unchanged):

@@ -5,8 +5,9 @@ Finds or privately mounts tracefs, creates a private ftrace instance
 reads its buffer back (text and ``options/raw``) and removes it again.  The top-level
 tracing settings are never touched; :class:`_Tracefs` unmounts what it mounted and
 :meth:`_Instance.remove` removes the instance, both from ``finally`` blocks of the
-caller, so errors and Ctrl-C restore the state too.  Instances left by a process that
-was SIGKILLed are removed by :func:`_remove_stale_instances` on the next run.
+caller, so errors, Ctrl-C and SIGTERM (turned into SystemExit while tracefs is in use) restore
+the state too.  Instances left by a process that was SIGKILLed are removed by
+:func:`_remove_stale_instances` on the next run.
 
 The kernel side is kernel/trace/trace.c (instances, trace_clock, options/raw,
 set_event_pid, options/event-fork) and kernel/trace/trace_events.c (events/*/enable,
@@ -20,9 +21,11 @@ import ctypes
 import errno
 import os
 import re
+import signal
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "StagesUnavailable",
@@ -109,15 +112,40 @@ def _umount(target: str) -> None:
         raise OSError(e, f"umount -l {target}: {os.strerror(e)}")
 
 
+def _exit_on_sigterm(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 class _Tracefs:
-    """Context manager yielding a tracefs root; mounts a private one if none is mounted."""
+    """Context manager yielding a tracefs root; mounts a private one if none is mounted.
+
+    While it is open, SIGTERM (``timeout``, ``kill``) raises SystemExit in the main thread, so the
+    callers' ``finally`` blocks remove their instance and this unmounts what it mounted, as on
+    Ctrl-C; the previous handler comes back on exit."""
 
     def __init__(self) -> None:
         self.root: Path | None = None
         self.mounted_by_us = False
         self._tmpdir: str | None = None
+        self._old_sigterm: Any = None
 
     def __enter__(self) -> _Tracefs:
+        try:
+            self._old_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        except ValueError:  # not the main thread: the finally blocks still run on errors
+            self._old_sigterm = None
+        try:
+            return self._open()
+        except BaseException:
+            self._restore_sigterm()
+            raise
+
+    def _restore_sigterm(self) -> None:
+        if self._old_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._old_sigterm)
+            self._old_sigterm = None
+
+    def _open(self) -> _Tracefs:
         mounts = _tracefs_mounts()
         if mounts:
             self.root = Path(mounts[0])
@@ -134,16 +162,19 @@ class _Tracefs:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.mounted_by_us and self._tmpdir:
-            try:
-                _umount(self._tmpdir)
-            finally:
-                self.mounted_by_us = False
+        try:
+            if self.mounted_by_us and self._tmpdir:
                 try:
-                    os.rmdir(self._tmpdir)
-                except OSError:
-                    pass
-                self._tmpdir = None
+                    _umount(self._tmpdir)
+                finally:
+                    self.mounted_by_us = False
+                    try:
+                        os.rmdir(self._tmpdir)
+                    except OSError:
+                        pass
+                    self._tmpdir = None
+        finally:
+            self._restore_sigterm()
 
 
 def tracefs_available() -> tuple[bool, str]:
