@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from lbsim.measure.harness import PROGRAM_NAME, build_harness  # noqa: E402
 from lbsim.measure.stages_tracefs import event_trace  # noqa: E402
 
-LINE = re.compile(r"\[(\d+)\]\s+(\S+)\s+([\d.]+): tcp_probe: (.*)")
+LINE = re.compile(r"-(\d+)\s+\[(\d+)\]\s+(\S+)\s+([\d.]+): tcp_probe: (.*)")
 FIELD = re.compile(r"(\w+)=(\S+)")
 
 
@@ -46,9 +46,9 @@ def _events(text: str) -> list[dict]:
         m = LINE.search(ln)
         if not m:
             continue
-        f = dict(FIELD.findall(m.group(4)))
-        flags = m.group(2)  # irqs-off, need-resched, hardirq/softirq, preempt depth
-        f["cpu"], f["t_us"] = int(m.group(1)), float(m.group(3)) * 1e6
+        f = dict(FIELD.findall(m.group(5)))
+        flags = m.group(3)  # irqs-off, need-resched, hardirq/softirq, preempt depth
+        f["pid"], f["cpu"], f["t_us"] = int(m.group(1)), int(m.group(2)), float(m.group(4)) * 1e6
         f["softirq"] = len(flags) > 2 and flags[2] in "sSH"
         out.append(f)
     return out
@@ -73,9 +73,15 @@ def _analyse(ev: list[dict]) -> dict:
             same_cpu += e["cpu"] == data[-1]["cpu"]
             since = 0
     srtt = [int(e["srtt"]) for e in acks if "srtt" in e]
+    # whose context took each data segment in softirq: the reader's (it takes its backlog in task
+    # context, so its pid is known) means a send that interrupted the reader (the pacing timer's softirq)
+    readers = {e["pid"] for e in data if not e["softirq"]}
+    in_softirq = [e for e in data if e["softirq"]]
     q = statistics.quantiles(gaps, n=10) if len(gaps) > 10 else [float("nan")] * 9
     return {"data_segments": len(data), "acks_after_data": len(gaps),
             "data_segments_per_message": None,
+            "data_in_softirq_over_the_reader": sum(e["pid"] in readers for e in in_softirq),
+            "data_in_softirq_over_others": sum(e["pid"] not in readers for e in in_softirq),
             "data_from_backlog": sum(not e["softirq"] for e in data),
             "acks_from_backlog": sum(not e["softirq"] for e in acks),
             "data_cpus": sorted({e["cpu"] for e in data}), "ack_cpus": sorted({e["cpu"] for e in acks}),
@@ -124,7 +130,8 @@ def main() -> int:
             msgs = a.count + 100  # the warm-up's messages are traced too
             if "data_segments" in res:
                 res["data_segments_per_message"] = round(res["data_segments"] / msgs, 2)
-                for k in ("data_from_backlog", "acks_from_backlog"):
+                for k in ("data_from_backlog", "acks_from_backlog", "data_in_softirq_over_the_reader",
+                          "data_in_softirq_over_others"):
                     res[k + "_per_message"] = round(res.pop(k) / msgs, 3)
                 res["backlog_coalesced_per_message"] = round(coalesced / msgs, 3)
             print(json.dumps({"size": size, "placement": pl, "messages": msgs, **res}))
