@@ -10,9 +10,10 @@ socket each data segment's arrival (CPU, time, ``data_len``, ``rcv_wnd``), on th
 segments, and how long after the last of them arrived.
 
 Also where each segment is processed: in softirq as it arrives, or from the socket's backlog at
-``release_sock`` (the socket was owned by its task; the trace line has no softirq flag), per message, and
+``release_sock`` (the socket was owned by its task; the trace line has no softirq flag), per message,
 how many segments ``tcp_add_backlog`` coalesced into the backlog's tail (TcpExt TCPBacklogCoalesce, read
-around the run).
+around the run), and whose context the pacing timer's expiries interrupt (``timer:hrtimer_expire_entry``
+on ``tcp_pace_kick``): the reader's (its pid takes its backlog in task context) or another's.
 
 A private ftrace instance (lbsim.measure.stages_tracefs.event_trace), one harness run per placement and
 size (writer on CPU 0, reader on CPU 0 or 1), default settings, no knob changed; counts and intervals only.
@@ -37,6 +38,8 @@ from lbsim.measure.harness import PROGRAM_NAME, build_harness  # noqa: E402
 from lbsim.measure.stages_tracefs import event_trace  # noqa: E402
 
 LINE = re.compile(r"-(\d+)\s+\[(\d+)\]\s+(\S+)\s+([\d.]+): tcp_probe: (.*)")
+#: the pacing timer's expiries (timer:hrtimer_expire_entry filtered on tcp_pace_kick) and whose context they hit
+PACE = re.compile(r"-(\d+)\s+\[(\d+)\]\s+\S+\s+[\d.]+: hrtimer_expire_entry: .*tcp_pace_kick")
 FIELD = re.compile(r"(\w+)=(\S+)")
 
 
@@ -54,7 +57,11 @@ def _events(text: str) -> list[dict]:
     return out
 
 
-def _analyse(ev: list[dict]) -> dict:
+def _pace_pids(text: str) -> list[int]:
+    return [int(m.group(1)) for m in PACE.finditer(text)]
+
+
+def _analyse(ev: list[dict], pace: list[int] | None = None) -> dict:
     """Receiver = the socket that takes data; sender = the one that takes pure ACKs of it."""
     data = [e for e in ev if int(e.get("data_len", 0)) > 0]
     if not data:
@@ -80,6 +87,8 @@ def _analyse(ev: list[dict]) -> dict:
     q = statistics.quantiles(gaps, n=10) if len(gaps) > 10 else [float("nan")] * 9
     return {"data_segments": len(data), "acks_after_data": len(gaps),
             "data_segments_per_message": None,
+            "pacing_expiries_over_the_reader": sum(p in readers for p in pace or ()),
+            "pacing_expiries_over_others": sum(p not in readers for p in pace or ()),
             "data_in_softirq_over_the_reader": sum(e["pid"] in readers for e in in_softirq),
             "data_in_softirq_over_others": sum(e["pid"] not in readers for e in in_softirq),
             "data_from_backlog": sum(not e["softirq"] for e in data),
@@ -111,8 +120,9 @@ def main() -> int:
         ap.error("--count must be 100..100000, --sizes 1..1048576 each")
     exe = str(build_harness())
     print(f"loadavg before: {Path('/proc/loadavg').read_text().strip()}")
-    with event_trace([("tcp", "tcp_probe", None)], buffer_size_kb=65536) as tr:
-        if not tr.events:
+    pace = ("timer", "hrtimer_expire_entry", "function.function == tcp_pace_kick")
+    with event_trace([("tcp", "tcp_probe", None), pace], buffer_size_kb=65536) as tr:
+        if ("tcp", "tcp_probe", None) not in tr.events:
             print("this kernel has no tcp:tcp_probe event")
             return 1
         for size, (pl, cpu_b) in ((z, p) for z in sizes for p in (("same", 0), ("cross", 1))):
@@ -126,12 +136,13 @@ def main() -> int:
                 print(f"harness: {r['error']}")
                 return 1
             coalesced = _coalesced() - before
-            res = _analyse(_events(text))
+            res = _analyse(_events(text), _pace_pids(text))
             msgs = a.count + 100  # the warm-up's messages are traced too
             if "data_segments" in res:
                 res["data_segments_per_message"] = round(res["data_segments"] / msgs, 2)
                 for k in ("data_from_backlog", "acks_from_backlog", "data_in_softirq_over_the_reader",
-                          "data_in_softirq_over_others"):
+                          "data_in_softirq_over_others", "pacing_expiries_over_the_reader",
+                          "pacing_expiries_over_others"):
                     res[k + "_per_message"] = round(res.pop(k) / msgs, 3)
                 res["backlog_coalesced_per_message"] = round(coalesced / msgs, 3)
             print(json.dumps({"size": size, "placement": pl, "messages": msgs, **res}))
