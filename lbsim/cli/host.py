@@ -172,7 +172,7 @@ def cmd_measure(a: argparse.Namespace) -> int:
     log.info(f"lbsim: wrote {len(df)} rows to {out} (+ {out}.host.json)")
     if not a.stages:
         return 0
-    from lbsim.measure.harness import micro_epoll, micro_hrtimer, micro_unix_lookup, null_syscall_ns
+    from lbsim.measure.harness import null_syscall_ns, stage_file_micros
 
     try:  # idle runs only: lbsim calibrate reads them as the base cost table
         runs, failed = _traced_runs(transports, placements, sizes, a.count, False)
@@ -181,10 +181,7 @@ def cmd_measure(a: argparse.Namespace) -> int:
         return 0
     stages_path = Path(str(out).removesuffix(".csv") + ".stages.json")
     stages_path.write_text(json.dumps({"null_syscall_ns": null_syscall_ns(), "runs": runs,
-                                       "epoll": micro_epoll(),  # the optional ep_* stages
-                                       "unix_lookup": micro_unix_lookup(),  # the unix_find_other stage
-                                       "hrtimer": micro_hrtimer(),  # the pacing timer's price
-                                       "host": _stage_host()},
+                                       **stage_file_micros(), "host": _stage_host()},
                                       indent=1, default=str) + "\n")
     log.info(f"lbsim: wrote {stages_path}")
     _show_stages([r["result"] for r in runs], a.json)

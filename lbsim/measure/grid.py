@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lbsim.measure.harness import micro_epoll, micro_hrtimer, micro_unix_lookup, null_syscall_ns
+from lbsim.measure.harness import null_syscall_ns, stage_file_micros
 from lbsim.measure.host import _grid_points, measure
 from lbsim.measure.stages import StagesUnavailable, measure_stages, tracefs_available
 
@@ -137,10 +137,8 @@ def _measure_stages(out: Path, quick: bool, progress: Callable[[str], None],
     ok, why = tracefs_available()
     if not ok:
         return None, why
-    stages: dict[str, Any] = {"null_syscall_ns": null_syscall_ns(), "runs": [], "host": _host_facts()}
-    stages["epoll"] = micro_epoll()  # the optional ep_* stages (lbsim.model.eventpoll)
-    stages["unix_lookup"] = micro_unix_lookup()  # the unix_find_other stage (lbsim.model.unix)
-    stages["hrtimer"] = micro_hrtimer()  # TCP's pacing timer's price (docs/notes/hrtimer-cost.md)
+    stages: dict[str, Any] = {"null_syscall_ns": null_syscall_ns(), "runs": [], "host": _host_facts(),
+                              **stage_file_micros()}
     try:
         for tr, pl, size in stage_runs(quick):
             r = measure_stages(tr, size=size, placement=pl, count=2000)

@@ -62,7 +62,8 @@
  * clock event and an expiry (see micro_hrtimer).
  *
  * Exit codes: 0 ok, 1 runtime failure, 2 bad arguments / size not
- * carriable by the transport, 3 SCHED_FIFO could not be set.
+ * carriable by the transport, 3 SCHED_FIFO could not be set (--micro-hrtimer:
+ * no perf events here).
  * On failure stdout carries {"error": "..."}.
  *
  * Build: cc -std=c11 -O2 -Wall -o lbsim-harness harness.c   (Linux, glibc)
@@ -2134,14 +2135,14 @@ static void run_flows(const struct opts *o, struct flowres *fr)
 
 /* lbsim-harness --micro-hrtimer N: what an hrtimer costs the CPU it runs on, at default settings,
  * pinned to the last CPU with nothing else on it (TCP's pacing timer, lbsim/model/tcp_pacing.py):
- *   reprogram_ns: a timerfd armed 100 us ahead and disarmed, against the same 1 s ahead.  The near
+ *   hrtimer_reprogram_ns: a timerfd armed 100 us ahead and disarmed, against the same 1 s ahead.  The near
  *     one becomes the CPU's earliest hrtimer (hrtimer_reprogram -> clockevents_program_event, on
  *     x86 lapic_next_deadline: one write of MSR_IA32_TSC_DEADLINE) and its removal programs the
  *     next event again (hrtimer_force_reprogram: one more); the far one is never the earliest
  *     (the tick comes first).  Half the difference is one programming of the clock event (in a
  *     KVM guest a trapped WRMSR).  Medians of 31 batches of N/31 pairs, near run before and after
  *     far (the two averaged).
- *   interrupt_ns: the process spins reading CLOCK_MONOTONIC and sums the gaps between two reads
+ *   hrtimer_interrupt_ns: the process spins reading CLOCK_MONOTONIC and sums the gaps between two reads
  *     longer than 300 ns (its CPU was taken), for 0.25 s with a sampling cpu-clock perf event on
  *     itself (perf_swevent_hrtimer: a pinned hrtimer that re-arms from its own handler every
  *     100 us, with no ring buffer to write a sample to) and 0.25 s without, 9 times interleaved.
@@ -2149,7 +2150,7 @@ static void run_flows(const struct opts *o, struct flowres *fr)
  *     hrtimer_interrupt with a handler that does almost nothing, and the programming of the next
  *     event.  Median over the 9 of (loss with - loss without) / expiries.
  * User-space only (exclude_kernel): perf_event_paranoid 2, the default, allows it. */
-static int64_t arm_disarm(int fd, int64_t ahead_ns)
+static int arm_disarm(int fd, int64_t ahead_ns)
 {
     struct itimerspec on = {{0, 0}, {ahead_ns / 1000000000, ahead_ns % 1000000000}};
     struct itimerspec off = {{0, 0}, {0, 0}};
@@ -2167,6 +2168,12 @@ static int64_t spin_lost(int64_t ns)
         prev = t;
     }
     return lost;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
 }
 
 static int micro_hrtimer(long n)
@@ -2217,12 +2224,7 @@ static int micro_hrtimer(long n)
         per[r] = (double)(busy - quiet) / ((double)took / (double)pa.sample_period);
     }
     close(pfd);
-    for (int i = 1; i < 9; i++)  /* (insertion sort of 9) */
-        for (int j = i; j > 0 && per[j] < per[j - 1]; j--) {
-            double x = per[j];
-            per[j] = per[j - 1];
-            per[j - 1] = x;
-        }
+    qsort(per, 9, sizeof per[0], cmp_double);
     double near_ns = (near1_ns + near2_ns) / 2;
     printf("{\"near_pair_ns\": %.2f, \"far_pair_ns\": %.2f, \"hrtimer_reprogram_ns\": %.2f, "
            "\"hrtimer_interrupt_ns\": %.2f, \"interrupt_min_ns\": %.2f, \"interrupt_max_ns\": %.2f, "

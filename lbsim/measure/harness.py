@@ -57,13 +57,15 @@ __all__ = [
     "micro_epoll",
     "micro_unix_lookup",
     "micro_hrtimer",
+    "stage_file_micros",
     "SPLIT_MAX_SIZE",
 ]
 
 
 def _run_micro(flag: str, calls: int, timeout: float) -> dict[str, float]:
     """One of the harness's micro-benchmark modes (``--null-syscalls``, ``--micro-epoll``,
-    ``--micro-unix-lookup``) with ``calls`` iterations per loop: its JSON line, as floats."""
+    ``--micro-unix-lookup``, ``--micro-hrtimer``) with ``calls`` iterations per loop: its JSON line,
+    as floats."""
     exe = build_harness()
     r = subprocess.run([str(exe), flag, str(calls)], capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0:
@@ -108,6 +110,14 @@ def micro_hrtimer(calls: int = 62_000) -> dict[str, float] | None:
         if e.returncode == 3:
             return None
         raise
+
+
+def stage_file_micros() -> dict[str, dict[str, float] | None]:
+    """The micro-benchmark entries of a stage file (``lbsim measure --stages``, ``lbsim calibrate``):
+    ``epoll`` (the optional ep_* stages, lbsim.model.eventpoll), ``unix_lookup`` (the
+    unix_find_other stage, lbsim.model.unix) and ``hrtimer`` (TCP's pacing timer's price,
+    docs/notes/hrtimer-cost.md)."""
+    return {"epoll": micro_epoll(), "unix_lookup": micro_unix_lookup(), "hrtimer": micro_hrtimer()}
 
 
 def _result(p: subprocess.CompletedProcess) -> dict:
