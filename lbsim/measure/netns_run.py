@@ -63,7 +63,8 @@ COUNTERS = ("softnet_dropped", "softnet_time_squeeze", "udp_rcvbuf_errors", "udp
             "tcp_retrans_segs", "tcp_autocork_events", "busy_poll_rx_packets")
 
 
-def _snmp(text: str) -> dict:
+def parse_snmp(text: str) -> dict:
+    """/proc/net/snmp or /proc/net/netstat (header and value line pairs) as ``{"Proto.Name": value}``."""
     out, lines = {}, text.splitlines()
     for hdr, val in zip(lines[::2], lines[1::2]):
         proto = hdr.split(":", 1)[0]
@@ -86,14 +87,14 @@ def read_counters(proc: Path = Path("/proc")) -> dict:
     except (OSError, ValueError, IndexError):
         pass
     try:
-        s = _snmp((proc / "net/snmp").read_text())
+        s = parse_snmp((proc / "net/snmp").read_text())
         c["udp_rcvbuf_errors"] = s.get("Udp.RcvbufErrors")
         c["udp_in_errors"] = s.get("Udp.InErrors")
         c["tcp_retrans_segs"] = s.get("Tcp.RetransSegs")
     except (OSError, ValueError):
         pass
     try:   # the same header/value line pairs as snmp
-        x = _snmp((proc / "net/netstat").read_text())
+        x = parse_snmp((proc / "net/netstat").read_text())
         c["tcp_autocork_events"] = x.get("TcpExt.TCPAutoCorking")
         c["busy_poll_rx_packets"] = x.get("TcpExt.BusyPollRxPackets")
     except (OSError, ValueError):

@@ -12,23 +12,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import lbsim
 from lbsim.measure.harness import run_harness
-
-
-def _snmp(path: str, proto: str) -> dict[str, int]:
-    lines = [ln.split() for ln in open(path) if ln.startswith(proto + ":")]
-    out: dict[str, int] = {}
-    for head, vals in zip(lines[0::2], lines[1::2]):
-        out.update({k: int(v) for k, v in zip(head[1:], vals[1:])})
-    return out
+from lbsim.measure.netns_run import parse_snmp
 
 
 def _counts() -> tuple[int, int, int]:
-    tcp = _snmp("/proc/net/snmp", "Tcp")
-    ext = _snmp("/proc/net/netstat", "TcpExt")
-    return tcp["OutSegs"], ext.get("TCPHPAcks", 0) + ext.get("TCPPureAcks", 0), ext.get("TCPOFOQueue", 0)
+    tcp = parse_snmp(Path("/proc/net/snmp").read_text())
+    ext = parse_snmp(Path("/proc/net/netstat").read_text())
+    return (tcp["Tcp.OutSegs"], ext.get("TcpExt.TCPHPAcks", 0) + ext.get("TcpExt.TCPPureAcks", 0),
+            ext.get("TcpExt.TCPOFOQueue", 0))
 
 
 def main() -> int:

@@ -35,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lbsim.measure.harness import PROGRAM_NAME, build_harness  # noqa: E402
+from lbsim.measure.netns_run import parse_snmp  # noqa: E402
 from lbsim.measure.stages_tracefs import event_trace  # noqa: E402
 
 LINE = re.compile(r"-(\d+)\s+\[(\d+)\]\s+(\S+)\s+([\d.]+): tcp_probe: (.*)")
@@ -61,23 +62,23 @@ def _pace_pids(text: str) -> list[int]:
     return [int(m.group(1)) for m in PACE.finditer(text)]
 
 
-def _analyse(ev: list[dict], pace: list[int] | None = None) -> dict:
-    """Receiver = the socket that takes data; sender = the one that takes pure ACKs of it."""
+def _analyse(ev: list[dict], pace: list[int], msgs: int) -> dict:
+    """The data segments (the writer's address as their source) and the pure ACKs coming back (any
+    other source); ``msgs`` messages, for the per-message figures."""
     data = [e for e in ev if int(e.get("data_len", 0)) > 0]
     if not data:
         return {"error": "no data segments traced"}
-    rx = data[0]["src"]  # tcp_probe's src is the socket's own address (saddr:sport)
-    acks = [e for e in ev if e["src"] != rx and int(e.get("data_len", 0)) == 0]
-    seq = sorted(data + acks, key=lambda e: e["t_us"])
-    gaps, per_ack, same_cpu = [], [], 0
+    writer = data[0]["src"]  # tcp_probe's src is the skb's source address (saddr:sport)
+    acks = [e for e in ev if e["src"] != writer and int(e.get("data_len", 0)) == 0]
+    seq = sorted([(e["t_us"], True) for e in data] + [(e["t_us"], False) for e in acks], key=lambda x: x[0])
+    gaps, per_ack = [], []
     last_data_t, since = None, 0
-    for e in seq:
-        if e in data:
-            last_data_t, since = e["t_us"], since + 1
+    for t, is_data in seq:
+        if is_data:
+            last_data_t, since = t, since + 1
         elif last_data_t is not None and since:
-            gaps.append(e["t_us"] - last_data_t)
+            gaps.append(t - last_data_t)
             per_ack.append(since)
-            same_cpu += e["cpu"] == data[-1]["cpu"]
             since = 0
     srtt = [int(e["srtt"]) for e in acks if "srtt" in e]
     # whose context took each data segment in softirq: the reader's (it takes its backlog in task
@@ -85,14 +86,15 @@ def _analyse(ev: list[dict], pace: list[int] | None = None) -> dict:
     readers = {e["pid"] for e in data if not e["softirq"]}
     in_softirq = [e for e in data if e["softirq"]]
     q = statistics.quantiles(gaps, n=10) if len(gaps) > 10 else [float("nan")] * 9
+    per_msg = {"data_from_backlog": sum(not e["softirq"] for e in data),
+               "acks_from_backlog": sum(not e["softirq"] for e in acks),
+               "data_in_softirq_over_the_reader": sum(e["pid"] in readers for e in in_softirq),
+               "data_in_softirq_over_others": sum(e["pid"] not in readers for e in in_softirq),
+               "pacing_expiries_over_the_reader": sum(p in readers for p in pace),
+               "pacing_expiries_over_others": sum(p not in readers for p in pace)}
     return {"data_segments": len(data), "acks_after_data": len(gaps),
-            "data_segments_per_message": None,
-            "pacing_expiries_over_the_reader": sum(p in readers for p in pace or ()),
-            "pacing_expiries_over_others": sum(p not in readers for p in pace or ()),
-            "data_in_softirq_over_the_reader": sum(e["pid"] in readers for e in in_softirq),
-            "data_in_softirq_over_others": sum(e["pid"] not in readers for e in in_softirq),
-            "data_from_backlog": sum(not e["softirq"] for e in data),
-            "acks_from_backlog": sum(not e["softirq"] for e in acks),
+            "data_segments_per_message": round(len(data) / msgs, 2),
+            **{k + "_per_message": round(v / msgs, 3) for k, v in per_msg.items()},
             "data_cpus": sorted({e["cpu"] for e in data}), "ack_cpus": sorted({e["cpu"] for e in acks}),
             "segments_per_ack_median": statistics.median(per_ack) if per_ack else None,
             "last_data_to_ack_us_p10_p50_p90": [round(q[0], 1), round(statistics.median(gaps), 1), round(q[8], 1)]
@@ -103,11 +105,7 @@ def _analyse(ev: list[dict], pace: list[int] | None = None) -> dict:
 
 def _coalesced() -> int:
     """TcpExt TCPBacklogCoalesce (/proc/net/netstat)."""
-    lines = Path("/proc/net/netstat").read_text().splitlines()
-    for names, values in zip(lines[::2], lines[1::2]):
-        if names.startswith("TcpExt:"):
-            return dict(zip(names.split()[1:], map(int, values.split()[1:])))["TCPBacklogCoalesce"]
-    return 0
+    return parse_snmp(Path("/proc/net/netstat").read_text())["TcpExt.TCPBacklogCoalesce"]
 
 
 def main() -> int:
@@ -136,14 +134,9 @@ def main() -> int:
                 print(f"harness: {r['error']}")
                 return 1
             coalesced = _coalesced() - before
-            res = _analyse(_events(text), _pace_pids(text))
             msgs = a.count + 100  # the warm-up's messages are traced too
+            res = _analyse(_events(text), _pace_pids(text), msgs)
             if "data_segments" in res:
-                res["data_segments_per_message"] = round(res["data_segments"] / msgs, 2)
-                for k in ("data_from_backlog", "acks_from_backlog", "data_in_softirq_over_the_reader",
-                          "data_in_softirq_over_others", "pacing_expiries_over_the_reader",
-                          "pacing_expiries_over_others"):
-                    res[k + "_per_message"] = round(res.pop(k) / msgs, 3)
                 res["backlog_coalesced_per_message"] = round(coalesced / msgs, 3)
             print(json.dumps({"size": size, "placement": pl, "messages": msgs, **res}))
     return 0
