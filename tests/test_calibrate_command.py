@@ -208,6 +208,7 @@ def test_lbsim_measure_stages_records_the_cpu_so_another_cpus_stage_file_is_refu
     monkeypatch.setattr(harness, "micro_epoll", lambda: {})
     monkeypatch.setattr(harness, "micro_unix_lookup", lambda: {"unix_find_other_ns": 1000.0})
     monkeypatch.setattr(harness, "micro_hrtimer", lambda: None)  # a host without perf events
+    monkeypatch.setattr(harness, "micro_ipfrag", lambda: {"per_fragment_ns": 1300.0})
     runs = json.loads((DATA / "stages-host.json").read_text())["runs"]
     monkeypatch.setattr(cli_host, "_traced_runs", lambda *a: (runs, 0))
     monkeypatch.setattr(cli_host, "_show_stages", lambda *a: None)
@@ -216,6 +217,7 @@ def test_lbsim_measure_stages_records_the_cpu_so_another_cpus_stage_file_is_refu
     assert written["host"] == {"cpu": intel.cpu_dict(), "kernel": intel.kernel, "hostname": "vm"}
     assert written["unix_lookup"] == {"unix_find_other_ns": 1000.0}  # the unix_find_other stage
     assert written["hrtimer"] is None  # said, not left out
+    assert written["ip_fragment"] == {"per_fragment_ns": 1300.0}  # the ip_fragment and ip_defrag stages
     with pytest.raises(cc.CalibrationInputError, match="another host") as e:
         cc.check_stages(tmp_path / "m.stages.json", DATA / "measured-host.csv")
     assert "GenuineIntel 6/85/7" in str(e.value)

@@ -53,6 +53,7 @@ from lbsim.calibrate.pages import PAGE_STEP_MAX_GAP, PageStep, page_costs, page_
 from lbsim.calibrate.params import (  # noqa: F401
     COPY_STAGE,
     COPY_STAGES,
+    FRAGMENT_PATH,
     NET_STAGES,
     PARAMS,
     SCHED_STAGES,
@@ -68,6 +69,7 @@ from lbsim.calibrate.params import (  # noqa: F401
     split_kfree_skb,
     with_cold_copies,
     with_delays,
+    with_fragment_cost,
     with_pages,
     with_stage_fixed,
     with_stages,
@@ -104,6 +106,10 @@ def calibrate_from_files(measured_csv: str | Path, stages_json: str | Path, out:
     host = json.loads(host_file.read_text()) if host_file.exists() else None
     base, rules = tracepoint_base(stages, host)
     res = fit_costs(df, base, fit_sizes, progress=progress, stream_sizes=stream_sizes)
+    frag = stages.get("ip_fragment")  # lbsim.measure.micro_ipfrag; no default point fragments, so after the fit
+    if frag:
+        res.model, res.stage_rules = with_fragment_cost(res.model, float(frag["per_fragment_ns"]),
+                                                        int(frag["fragments"]))
     write_cost_file(res, out, df=df, fit_sizes=fit_sizes, base_source=f"{Path(stages_json).name}: " +
                     "; ".join(f"{k}: {v}" for k, v in rules.items()), host=host)
     log.info("wrote %s", out)

@@ -77,7 +77,7 @@ def write_cost_file(res: FitResult, path: str | Path, *, df: Any, fit_sizes: Ite
                                    "one-value fits by a two-sided error profile"},
         "page_step_sizes": res.page_step_sizes,
         "page_step_transports": res.page_step_transports,
-        "rules": {k: f"= {v[0]}: {v[1]}" for k, v in SHARED_RULES.items()},
+        "rules": {k: res.stage_rules.get(k, f"= {v[0]}: {v[1]}") for k, v in SHARED_RULES.items()},
     }
     Path(path).write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
 

@@ -41,6 +41,36 @@ SHARED_RULES: dict[str, tuple[str, str]] = {
     "kick_defer_list_purge": ("ttwu_queue_wakelist", "both send one IPI to another CPU"),
 }
 
+#: the stages each IP fragment runs besides ip_fragment and ip_defrag (lbsim/model/udp.py: one
+#: dev_queue_xmit -> loopback_xmit -> netif_rx, and the NET_RX run its local_bh_enable starts:
+#: net_rx_action, process_backlog, ip_rcv); tests/test_ip_fragment_cost.py checks them against a run
+FRAGMENT_PATH: tuple[str, ...] = ("dev_queue_xmit", "loopback_xmit", "netif_rx", "net_rx_action",
+                                  "process_backlog", "ip_rcv")
+
+
+def with_fragment_cost(model: CostModel, per_fragment_ns: float,
+                       fragments: int = 45) -> tuple[CostModel, dict[str, str]]:
+    """``model`` with ip_fragment and ip_defrag taken from the host's measured price of one more
+    fragment (the stage file's ``ip_fragment`` entry, lbsim.measure.micro_ipfrag, measured on a
+    datagram of ``fragments`` fragments): what is left of it once the fragment's other stages
+    (:data:`FRAGMENT_PATH`, fitted at default settings) are paid, split between the two in the
+    ratio of the stages they were borrowed from, and at least 0 (where those stages already cost
+    more than the host's whole fragment, both are free).  The two run on every fragment, the first
+    too, the others once a datagram whole or not: n of them are in the n - 1 extra fragments'
+    price.  Returns the model and the rule of each of the two stages."""
+    rest = sum(model.stages[s].fixed_ns for s in FRAGMENT_PATH)
+    own = max(per_fragment_ns - rest, 0.0) * (fragments - 1) / fragments
+    donors = {s: model.stages[SHARED_RULES[s][0]].fixed_ns for s in ("ip_fragment", "ip_defrag")}
+    total = sum(donors.values())
+    rules = {}
+    for s, d in donors.items():
+        model = with_stage_fixed(model, s, own * d / total if total > 0 else own / 2)
+        rules[s] = (f"measured: the stage file's ip_fragment entry, {per_fragment_ns:.0f} ns per fragment, less "
+                    f"the fragment's other stages ({rest:.0f} ns: {', '.join(FRAGMENT_PATH)}), floored at 0, "
+                    f"split with the other in the ratio of {SHARED_RULES[s][0]}'s cost")
+    return model, rules
+
+
 #: the fitted parameters: name -> (lower bound, upper bound, unit)
 PARAMS: dict[str, tuple[float, float, str]] = {
     "scale_tcp": (0.2, 5.0, "x"),

@@ -69,6 +69,8 @@ class FitResult:
     split: dict[str, Any] = field(default_factory=dict)
     #: what the data pin down, per fitted value (lbsim.calibrate.ident): method, status, flags
     identifiability: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: stages whose cost a measurement set instead of their SHARED_RULES rule, and how
+    stage_rules: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -39,6 +39,7 @@ from .harness_fallback import (  # noqa: F401
     python_fallback_split,
     python_fallback_stream,
 )
+from .micro_ipfrag import micro_ipfrag
 
 __all__ = [
     "HarnessError",
@@ -116,8 +117,10 @@ def stage_file_micros() -> dict[str, dict[str, float] | None]:
     """The micro-benchmark entries of a stage file (``lbsim measure --stages``, ``lbsim calibrate``):
     ``epoll`` (the optional ep_* stages, lbsim.model.eventpoll), ``unix_lookup`` (the
     unix_find_other stage, lbsim.model.unix) and ``hrtimer`` (TCP's pacing timer's price,
-    docs/notes/hrtimer-cost.md)."""
-    return {"epoll": micro_epoll(), "unix_lookup": micro_unix_lookup(), "hrtimer": micro_hrtimer()}
+    docs/notes/hrtimer-cost.md) and ``ip_fragment`` (one more IP fragment's price, the ip_fragment and
+    ip_defrag stages: lbsim.measure.micro_ipfrag; None without a private network namespace)."""
+    return {"epoll": micro_epoll(), "unix_lookup": micro_unix_lookup(), "hrtimer": micro_hrtimer(),
+            "ip_fragment": micro_ipfrag()}
 
 
 def _result(p: subprocess.CompletedProcess) -> dict:

@@ -189,7 +189,10 @@ STAGE_COSTS: tuple[Param, ...] = _lend((
     _stage("tcp_transmit_skb", "fitted",
            f"interval send_to_dev beyond ip_output, three tenths (tcp) {_TCP_PACKET}"),
     _stage("ip_output", "fitted", "interval send_to_dev, half (udp) x scale_net (fit_main)"),
-    _borrowed("ip_fragment", "ip_output", "runs only below the default mtu: no default-grid point exercises it"),
+    _borrowed("ip_fragment", "ip_output", "runs only below the default mtu: no default-grid point exercises it; "
+              "where the stage file has the ip_fragment micro-benchmark (lbsim.measure.micro_ipfrag), its measured "
+              "interval per fragment less the fragment's other stages, floored at 0 (calibrate/params.py "
+              "with_fragment_cost)"),
     _borrowed("skb_gso_segment", "tcp_transmit_skb", "runs only with tso off"),
     _stage("dev_queue_xmit", "fitted", "interval dev_to_netif_rx, half (tcp, udp) x scale_net (fit_main)"),
     _stage("loopback_xmit", "fitted", "interval dev_to_netif_rx, half (tcp, udp) x scale_net (fit_main)"),
@@ -199,7 +202,8 @@ STAGE_COSTS: tuple[Param, ...] = _lend((
            "interval softirq_to_receive_skb, half, + softirq_tail (tcp, udp) x scale_net (fit_main)"),
     _stage("process_backlog", "fitted", "interval softirq_to_receive_skb, half (tcp, udp) x scale_net (fit_main)"),
     _stage("ip_rcv", "fitted", "interval receive_skb_to_waking, a third (udp) x scale_net (fit_main)"),
-    _borrowed("ip_defrag", "ip_rcv", "runs only below the default mtu"),
+    _borrowed("ip_defrag", "ip_rcv", "runs only below the default mtu; measured with ip_fragment where the stage "
+              "file has its micro-benchmark"),
     _stage("tcp_v4_rcv", "fitted", f"interval receive_skb_to_waking beyond ip_rcv, two thirds (tcp) {_TCP_PACKET}"),
     _stage("tcp_ack", "fitted", f"interval receive_skb_to_waking beyond ip_rcv, a third (tcp) {_TCP_PACKET}"),
     _borrowed("tcp_add_backlog", "process_backlog", "a socket owned by its reader when a packet arrives"),

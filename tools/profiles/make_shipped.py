@@ -42,6 +42,10 @@ NO_FMS = ("CPU family, model and stepping were not recorded with this data (the 
 #: name, data folder (relative to the repository), costs file in it, measurement date, notes.
 #: Dates: the time of day where it was written down (README, docs/cross-cpu.md), else the day.
 SHIPPED = [
+    ("amd-epyc-25-1-1-v1300-2026-12-07", "{hosts}/amd-epyc-2026-12-07f-v1300", "costs.json", "2026-12-07T19:58:00+00:00",
+     ["the other AMD EPYC model (AuthenticAMD 25/1/1); measured and fitted by the one-command lbsim calibrate at "
+      "19:58-20:05 UTC, loadavg 0.90 and falling before (vmstat 100 % idle); its streams' repetitions spread "
+      "20-70 %, so its throughput fits worse than the 25/17/1 profile's (held-out 16 % against 8 %)"]),
     ("amd-epyc-v1300-2026-12-06", "{hosts}/amd-epyc-2026-12-06-v1300", "costs.json", "2026-12-06T21:30:00+00:00",
      ["measured with lbsim measure at 21:30 UTC, loadavg 0.45 before; the first data set with the CPU's "
       "family, model and stepping (.host.json \"cpu\"); a second measurement of the machine, not fitted, "
