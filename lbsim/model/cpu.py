@@ -96,7 +96,9 @@ class CPU(FairRunQueue):
         # NET_RX state (per-CPU softnet_data)
         self.softirq = Softirq(idx)
         self.softirq_pending = False
-        self.softirq_deferred = False  # handed to ksoftirqd after the restart limit
+        # handed to ksoftirqd after the restart limit, until the running task's next
+        # local_bh_enable or an irq exit runs them again (kernel/softirq.c, 6.5+)
+        self.softirq_deferred = False
         self.softirq_active = False  # a do_softirq() run is in progress (inline or ksoftirqd)
         self.input_pkt_queue: deque[tuple[Any, ...]] = deque()
         self.process_queue: deque[tuple[Any, ...]] = deque()
@@ -254,6 +256,8 @@ class CPU(FairRunQueue):
                             ctx.work = None
                             if cmd is PREEMPT:
                                 ctx.preemptible = True
+                            elif ctx is not self.ksoftirqd:
+                                self.softirq_deferred = False  # local_bh_enable runs them again (6.5+)
                         else:
                             self._command(ctx, cmd)
                     advance = True
@@ -329,6 +333,8 @@ class CPU(FairRunQueue):
         """Act on a command other than work."""
         if cmd is BH_ENABLE:
             ctx.work = None
+            if ctx is not self.ksoftirqd:
+                self.softirq_deferred = False
             return
         if cmd is PREEMPT:
             ctx.work = None
@@ -472,8 +478,7 @@ class CPU(FairRunQueue):
         c = self.exec
         if c is self.softirq or self.exec_switch or c is self.ksoftirqd:
             return
-        if self.softirq_deferred:
-            return
+        self.softirq_deferred = False  # irq exit: invoke_softirq runs them (6.5+)
         self._preempt_running_task(c)
 
     def _softirq_finished(self) -> None:

@@ -16,7 +16,10 @@ Kernel functions modelled (net/core/dev.c, drivers/net/loopback.c, kernel/softir
                         the end of this CPU's net_rx_action)
 ``do_softirq``          ``handle_softirqs``: TIMER, NET_RX, then HRTIMER (the softirq bits in
                         order, include/linux/interrupt.h); restarts while pending, at
-                        most MAX_SOFTIRQ_RESTART times and 2 ms, then wakes ksoftirqd
+                        most MAX_SOFTIRQ_RESTART times and 2 ms, then wakes ksoftirqd; the
+                        interrupted task's next ``local_bh_enable`` (or the next irq exit)
+                        runs what is pending inline again: since 6.5 nothing waits for
+                        ksoftirqd (d15121be7485 reverted 4cd13c21b207's ``ksoftirqd_running``)
 ``net_rx_action``       ``netdev_budget`` packets and ``netdev_budget_usecs`` per run,
                         checked after each ``napi_poll``; over budget -> ``time_squeeze++``
 ``process_backlog``     ``dev_weight`` packets per poll from ``process_queue``; when it is
