@@ -175,6 +175,19 @@ def test_unavailable_raises(monkeypatch):
         measure_stages("udp", count=10)
 
 
+def test_another_processs_private_tracefs_mount_is_not_borrowed(tmp_path):
+    """A private mount (lbsim-tracefs-*) goes away when its process is done: another process
+    must mount its own, not read that one (two xdist workers checking at collection time saw an
+    empty directory and skipped every tracing test)."""
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "36 25 0:12 / /sys/kernel/tracing rw,nosuid - tracefs tracefs rw\n"
+        "90 25 0:12 / /tmp/lbsim-tracefs-k6dyuv97 rw - tracefs nodev rw\n"
+        "91 25 0:12 / /srv/my\\040trace rw - tracefs nodev rw\n"
+        "40 25 0:5 / /proc rw - proc proc rw\n")
+    assert S._tracefs_mounts(str(info)) == ["/sys/kernel/tracing", "/srv/my trace"]
+
+
 def test_tracefs_available_reason():
     ok, why = tracefs_available()
     assert isinstance(ok, bool) and isinstance(why, str) and why
@@ -213,7 +226,7 @@ def _snapshot() -> dict:
     if mounts:
         snap.update(_read_state(Path(mounts[0])))
         return snap
-    d = tempfile.mkdtemp(prefix="lbsim-test-tracefs-")
+    d = tempfile.mkdtemp(prefix=S._PRIVATE_PREFIX + "test-")  # other workers' _tracefs_mounts() skip it
     try:
         S._mount_tracefs(d)
         try:

@@ -54,6 +54,7 @@ from .stages_intervals import (  # noqa: F401 - re-exported: the public names of
 )
 from .stages_parse import Ev, parse_trace  # noqa: F401
 from .stages_tracefs import (  # noqa: F401
+    _PRIVATE_PREFIX,
     DEFAULT_BUFFER_KB,
     EVENT_FILTERS,
     EVENTS,

@@ -68,16 +68,23 @@ class StagesUnavailable(RuntimeError):
     """Kernel tracing cannot be used here (not root, no tracefs, no instances, ...)."""
 
 
-def _tracefs_mounts() -> list[str]:
-    """Mount points of tracefs in this mount namespace (``/sys/kernel/tracing`` first)."""
+#: the name of a private temporary tracefs mount point (tempfile.mkdtemp's prefix)
+_PRIVATE_PREFIX = "lbsim-tracefs-"
+
+
+def _tracefs_mounts(mountinfo: str = "/proc/self/mountinfo") -> list[str]:
+    """Mount points of tracefs in this mount namespace (``/sys/kernel/tracing`` first), less the
+    private ones another lbsim process made (``lbsim-tracefs-*``): it unmounts its own when done,
+    maybe while this one still reads it (two test workers checking at once saw an empty directory)."""
     out = []
     try:
-        with open("/proc/self/mountinfo") as f:
+        with open(mountinfo) as f:
             for ln in f:
                 pre, _, post = ln.partition(" - ")
                 if post.split(" ", 1)[0] == "tracefs":
                     mp = pre.split()[4].replace("\\040", " ")
-                    out.append(mp)
+                    if not os.path.basename(mp).startswith(_PRIVATE_PREFIX):
+                        out.append(mp)
     except OSError:
         return []
     out.sort(key=lambda p: (p != "/sys/kernel/tracing", p))
@@ -150,7 +157,7 @@ class _Tracefs:
         if mounts:
             self.root = Path(mounts[0])
             return self
-        self._tmpdir = tempfile.mkdtemp(prefix="lbsim-tracefs-")
+        self._tmpdir = tempfile.mkdtemp(prefix=_PRIVATE_PREFIX)
         try:
             _mount_tracefs(self._tmpdir)
         except OSError as e:
