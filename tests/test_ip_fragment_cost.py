@@ -47,7 +47,7 @@ def test_what_is_left_of_the_measured_price_goes_to_the_two_stages():
     assert set(rules) == {"ip_fragment", "ip_defrag"} and all("measured" in r for r in rules.values())
     # the other stages untouched; a price below them leaves both free, never negative
     assert all(m.stages[s] == model.stages[s] for s in model.stages if s not in rules)
-    m, _ = with_fragment_cost(model, rest - 300.0)
+    m, _ = with_fragment_cost(model, rest - 300.0, fragments=45)
     assert m.stages["ip_fragment"].fixed_ns == 0.0 and m.stages["ip_defrag"].fixed_ns == 0.0
 
 

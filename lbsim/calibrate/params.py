@@ -49,7 +49,7 @@ FRAGMENT_PATH: tuple[str, ...] = ("dev_queue_xmit", "loopback_xmit", "netif_rx",
 
 
 def with_fragment_cost(model: CostModel, per_fragment_ns: float,
-                       fragments: int = 45) -> tuple[CostModel, dict[str, str]]:
+                       fragments: int) -> tuple[CostModel, dict[str, str]]:
     """``model`` with ip_fragment and ip_defrag taken from the host's measured price of one more
     fragment (the stage file's ``ip_fragment`` entry, lbsim.measure.micro_ipfrag, measured on a
     datagram of ``fragments`` fragments): what is left of it once the fragment's other stages

@@ -13,9 +13,9 @@ fragment, ``ip_do_fragment`` sends each through ``dev_queue_xmit`` -> ``loopback
 rounds; ``per_fragment_ns`` is the median over rounds of the difference per extra fragment.
 Python's own per-call overhead is in both and cancels.
 
-Read by lbsim.calibrate.base into the ip_fragment and ip_defrag stages
-(docs/notes/ip-fragments.md).  Run as a script inside ``unshare --net`` (``python -I``: it
-imports nothing of lbsim).
+Read by ``lbsim.calibrate.calibrate_from_files`` (``params.with_fragment_cost``) into the
+ip_fragment and ip_defrag stages (docs/notes/ip-fragments.md).  Run as a script inside
+``unshare --net`` (``python -I``: it imports nothing of lbsim).
 """
 
 from __future__ import annotations
