@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from lbsim.calibrate import format_report
-from lbsim.calibrate.fits import with_c2c_pair
+from lbsim.calibrate.fits import UNIX_SIDES, with_c2c_pair, with_send_share
 from lbsim.calibrate.pages import page_step
 from lbsim.calibrate.params import (
     KFREE_HOSTS,
@@ -39,6 +39,7 @@ from lbsim.calibrate.steps import (
     fit_page_costs,
     fit_spread,
     fit_tcp_share,
+    fit_unix_share,
     refit_cacheline,
     refit_wakeup_delays,
     run_fit,
@@ -75,7 +76,7 @@ def _state(df=None, model=MODEL, **kw):
 def test_the_steps_run_in_order_with_the_datas_kernel_fields():
     assert [s.__name__ for s in FIT_STEPS] == [
         "select_points", "seed_page_costs", "fit_main", "fit_page_costs", "fit_spread", "fit_tcp_share",
-        "fit_cacheline", "fit_kfree", "refit_cacheline", "fit_cold", "fit_c2c", "refit_wakeup_delays",
+        "fit_unix_share", "fit_cacheline", "fit_kfree", "refit_cacheline", "fit_cold", "fit_c2c", "refit_wakeup_delays",
         "simulate_points"]
     assert all(s.__doc__ for s in FIT_STEPS)
     seen = []
@@ -188,6 +189,34 @@ def test_fit_tcp_share_finds_the_call_packet_share_and_keeps_the_split_total():
     assert total(st.model) == pytest.approx(t0, rel=1e-9)
     assert [r["msg_bytes"] for r in st.rows["tcp_call_share"]] == [64, 4096]
     assert all(abs(r["error_pct"]) < 1.0 for r in st.rows["tcp_call_share"])
+
+
+def test_fit_unix_share_finds_each_af_unix_sides_share_and_keeps_their_sum():
+    """Split points made with a known send share (0.3 of unix_stream's send + receive, 0.7 of
+    unix_dgram's), fitted from the model's own tracepoint ratio: the step finds both shares again
+    and leaves each pair's sum as it was; a different measured ratio gives a different share."""
+    truth = with_send_share(with_send_share(MODEL, "unix_stream", 0.3), "unix_dgram", 0.7)
+    splits = [SplitPoint(tr, n, *sim_split_us(truth, tr, n), fitted=True)
+              for tr in UNIX_SIDES for n in (64, 1024)]
+    st = _state(splits=splits)
+    fit_unix_share(st)
+    assert st.params["unix_stream_send_share"] == pytest.approx(0.3, abs=2e-3)
+    assert st.params["unix_dgram_send_share"] == pytest.approx(0.7, abs=2e-3)
+    for send, recv in UNIX_SIDES.values():
+        total = MODEL.stages[send].fixed_ns + MODEL.stages[recv].fixed_ns
+        assert st.current.stages[send].fixed_ns + st.current.stages[recv].fixed_ns == pytest.approx(total)
+    assert {r["transport"] for r in st.rows["unix_send_share"]} == set(UNIX_SIDES)
+    # negative control: a receive that costs more moves the share down
+    slower = [replace(p, read_us=p.read_us * 1.5) for p in splits]
+    st2 = _state(splits=slower)
+    fit_unix_share(st2)
+    assert st2.params["unix_dgram_send_share"] < 0.65 and st2.params["unix_stream_send_share"] < 0.27
+
+
+def test_fit_unix_share_without_af_unix_splits_says_so():
+    st = _state(splits=[])
+    fit_unix_share(st)
+    assert "unix_stream_send_share" not in st.params and "unix_dgram_send_share" in st.unidentified
 
 
 def test_fit_cacheline_finds_each_socket_familys_transfer():

@@ -226,6 +226,51 @@ def fit_tcp_call_share(model: CostModel, df: Any, fit_sizes: Iterable[int], writ
     return pair(k), _rows(m, pts)
 
 
+#: each AF_UNIX transport's send and receive stage: fit_main scales both by one factor, so their
+#: ratio is the tracepoint bases' (docs/notes/knob-effects.md, items 4 and 7)
+UNIX_SIDES: dict[str, tuple[str, str]] = {"unix_stream": ("unix_stream_sendmsg", "unix_stream_recvmsg"),
+                                          "unix_dgram": ("unix_dgram_sendmsg", "unix_dgram_recvmsg")}
+
+
+def with_send_share(model: CostModel, transport: str, share: float) -> CostModel:
+    """``model`` with ``share`` of the AF_UNIX transport's send + receive fixed cost on the send stage."""
+    send, recv = UNIX_SIDES[transport]
+    total = model.stages[send].fixed_ns + model.stages[recv].fixed_ns
+    return with_stage_fixed(with_stage_fixed(model, send, share * total), recv, (1.0 - share) * total)
+
+
+def fit_unix_send_share(model: CostModel, splits: Sequence[SplitPoint],
+                        ) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Each AF_UNIX transport's share of its send + receive fixed cost paid by the send stage
+    (in [0, 1]), from its fitted split points: the write and the read call of one task on one
+    CPU, so the sum stays where fit_main put it and only the ratio moves.  Returns the shares and
+    residual rows (the split's write and read, simulated against measured)."""
+    shares: dict[str, float] = {}
+    rows: list[dict[str, Any]] = []
+    for tr in UNIX_SIDES:
+        pts = [p for p in splits if p.transport == tr and p.write_us > 0 and p.read_us > 0]
+        if not pts:
+            continue
+
+        def errs(xs: list[float], tr: str = tr, pts: list[SplitPoint] = pts) -> list[float]:
+            sims = run_many([("split", with_send_share(model, tr, x), (tr, p.msg_bytes), {}) for x in xs for p in pts])
+            out = []
+            for i in range(len(xs)):
+                got = sims[i * len(pts):(i + 1) * len(pts)]
+                out.append(mean_sq_log_error([(w, p.write_us) for (w, _), p in zip(got, pts)]
+                                             + [(r, p.read_us) for (_, r), p in zip(got, pts)]))
+            return out
+
+        x = grid_then_brent(lambda v: errs([v])[0], 1.0, 21, xatol=1e-3, batch=errs)
+        scalar_check(f"{tr}_send_share", lambda v: errs([v])[0], x, 0.0, 1.0, 1e-3, np.linspace(0.0, 1.0, 21), errs)
+        shares[tr] = x
+        m = with_send_share(model, tr, x)
+        for p, (w, r) in zip(pts, run_many([("split", m, (tr, p.msg_bytes), {}) for p in pts])):
+            rows.append({"transport": tr, "msg_bytes": p.msg_bytes, "write_us": w, "write_measured_us": p.write_us,
+                         "read_us": r, "read_measured_us": p.read_us})
+    return shares, rows
+
+
 #: the cache-line transfer stages (tcp and udp sockets pay the first, AF_UNIX sockets the
 #: second) and the transports each is fitted on.  The first pass fits tcp/udp sockets on UDP
 #: alone: TCP's cross-CPU streams of small writes also depend on where the skb free runs

@@ -23,8 +23,10 @@ from lbsim.calibrate.fits import (
     fit_kfree_skb,
     fit_params,
     fit_tcp_call_share,
+    fit_unix_send_share,
     refit_wakeups,
     with_c2c_pair,
+    with_send_share,
 )
 from lbsim.calibrate.ident import CHECKS
 from lbsim.calibrate.pages import PageStep, page_costs, page_step
@@ -49,6 +51,7 @@ log = logging.getLogger("lbsim.calibrate")
 
 #: the order of the fitted values in the result and the cost file (the order the fit grew in)
 PARAM_ORDER: tuple[str, ...] = (*PARAMS, "alloc_pages_ns", "free_pages_ns", "tcp_call_scale", "tcp_packet_scale",
+                                "unix_stream_send_share", "unix_dgram_send_share",
                                 "stage_cv", "delay_cv", *(f"{s}_ns" for s in BOUNCE_FAMILIES), "kfree_skb_ns",
                                 "copy_cold_ns_per_byte", "cache_to_cache_copy_ns_per_byte",
                                 "cache_to_cache_write_ns_per_byte")
@@ -213,6 +216,22 @@ def fit_tcp_share(st: FitState) -> None:
     st.rows["tcp_call_share"] = list(rows)
 
 
+def fit_unix_share(st: FitState) -> None:
+    """``unix_stream_send_share`` and ``unix_dgram_send_share``: each AF_UNIX transport's fitted
+    protocol cost shared between its send and its receive stage, from the fitted split points
+    (one task writes, then reads, on one CPU), keeping their sum where :func:`fit_main` put it.
+    fit_main's one scale per transport keeps the ratio of the tracepoint bases, whose receive
+    side was timed in a reader that had slept; the ratio decides which side of a stream is the
+    faster, and with it how a same-CPU stream alternates (docs/notes/knob-effects.md, item 4)."""
+    shares, rows = fit_unix_send_share(st.current, st.fit_splits)
+    for tr, share in shares.items():
+        st.params[f"{tr}_send_share"] = share
+        st.model = with_send_share(st.current, tr, share)
+    if not shares:
+        st.unidentified += ["unix_stream_send_share", "unix_dgram_send_share"]
+    st.rows["unix_send_share"] = rows
+
+
 def fit_cacheline(st: FitState) -> None:
     """``cacheline_transfer_ns`` (tcp/udp sockets, on UDP alone first) and
     ``cacheline_transfer_unix_ns``: the stall of touching a socket another CPU touched last,
@@ -305,7 +324,8 @@ def simulate_points(st: FitState) -> None:
 
 #: the fit, step by step: each step starts from the model the ones before it left
 FIT_STEPS: tuple[Callable[[FitState], None], ...] = (
-    select_points, seed_page_costs, fit_main, fit_page_costs, fit_spread, fit_tcp_share, fit_cacheline,
+    select_points, seed_page_costs, fit_main, fit_page_costs, fit_spread, fit_tcp_share, fit_unix_share,
+    fit_cacheline,
     fit_kfree, refit_cacheline, fit_cold, fit_c2c, refit_wakeup_delays, simulate_points)
 
 

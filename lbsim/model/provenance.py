@@ -219,14 +219,18 @@ STAGE_COSTS: tuple[Param, ...] = _lend((
     _stage("udp_rcv", "fitted", "interval receive_skb_to_waking, a third (udp) x scale_udp (fit_main)"),
     _stage("udp_recvmsg", "fitted", "interval switch_in_to_exit (udp) x scale_udp (fit_main)"),
     _stage("unix_stream_sendmsg", "fitted", "interval send_to_waking + waking_to_exit less try_to_wake_up and "
-           "sock_def_readable (unix_stream) x scale_unix_stream (fit_main)"),
+           "sock_def_readable (unix_stream) x scale_unix_stream (fit_main), then unix_stream_send_share of the send + "
+           "receive total (fit_unix_share)"),
     _stage("unix_dgram_sendmsg", "fitted", "interval send_to_waking + waking_to_exit less try_to_wake_up and "
-           "sock_def_readable (unix_dgram) x scale_unix_dgram (fit_main)"),
+           "sock_def_readable (unix_dgram) x scale_unix_dgram (fit_main), then unix_dgram_send_share of the send + "
+           "receive total (fit_unix_share)"),
     _stage("skb_copy_datagram_from_iter", "fitted", f"per byte: copy_from_user_unix_ns_per_byte (fit_main){_COLD}"),
     _stage("unix_stream_recvmsg", "fitted",
-           "interval switch_in_to_copy + copy_to_exit (unix_stream) x scale_unix_stream (fit_main)"),
+           "interval switch_in_to_copy + copy_to_exit (unix_stream) x scale_unix_stream (fit_main), then 1 - "
+           "unix_stream_send_share of the send + receive total (fit_unix_share)"),
     _stage("unix_dgram_recvmsg", "fitted",
-           "interval switch_in_to_copy + copy_to_exit (unix_dgram) x scale_unix_dgram (fit_main)"),
+           "interval switch_in_to_copy + copy_to_exit (unix_dgram) x scale_unix_dgram (fit_main), then 1 - "
+           "unix_dgram_send_share of the send + receive total (fit_unix_share)"),
     _stage("skb_copy_datagram_msg", "fitted", f"per byte: copy_to_user_ns_per_byte (fit_main){_COLD}",
            "its tracepoint base (the slope of interval copy_to_exit) is the fit's start only"),
     _stage("__kfree_skb", "fitted", "kfree_skb_ns (fit_kfree), taken out of tcp_recvmsg"),
