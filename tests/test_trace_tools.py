@@ -86,3 +86,30 @@ def test_model_tokens_show_both_regimes_and_restore_the_model():
     r = dg.regimes(tokens)
     assert r["writes"] == 600
     assert r["cycle_messages"] > 0 and r["writer_sleeps"] > 0  # one-message cycles and full-buffer batches
+
+
+def test_trace_harness_command_returns_the_last_json_line_or_the_error(monkeypatch):
+    """lbsim.measure.stages_tracefs.trace_harness_command, with the ftrace instance faked: the
+    command's last stdout line as JSON and the trace's text, or one error line."""
+    import contextlib
+    import sys
+
+    from lbsim.measure import stages_tracefs as st
+
+    class Fake:
+        def around(self, fn):
+            return fn(), "the trace"
+
+    seen = {}
+
+    @contextlib.contextmanager
+    def fake_trace(events, buffer_size_kb):
+        seen["events"], seen["kb"] = events, buffer_size_kb
+        yield Fake()
+
+    monkeypatch.setattr(st, "event_trace", fake_trace)
+    ev = [("sched", "sched_switch", None)]
+    res, text = st.trace_harness_command(ev, [sys.executable, "-c", "print('noise'); print('{\"x\": 1}')"])
+    assert res == {"x": 1} and text == "the trace" and seen == {"events": ev, "kb": 32768}
+    res, _ = st.trace_harness_command(ev, [sys.executable, "-c", "import sys; sys.stderr.write('boom')"])
+    assert res == {"error": "boom"}

@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 from collections.abc import Iterable
 
 from lbsim.measure.harness import build_harness, harness_argv
 from lbsim.measure.netns_run import netns_argv
 from lbsim.measure.stages_parse import text_events
-from lbsim.measure.stages_tracefs import event_trace
+from lbsim.measure.stages_tracefs import trace_harness_command
 
 _LEN = re.compile(r"\bdev=lo\b.*?\blen=(\d+)")
 _PROBE = re.compile(r"data_len=(\d+).*?snd_wnd=(\d+).*?rcv_wnd=(\d+)")
@@ -100,13 +99,7 @@ def main() -> int:
     sysctls = dict(s.split("=", 1) for s in args.sysctl)
     cmd = netns_argv({"sysctl": sysctls}, exe, argv) if sysctls else argv
     events = [("net", "net_dev_xmit", None), ("sched", "sched_switch", None), ("tcp", "tcp_probe", None)]
-    with event_trace(events, buffer_size_kb=32768) as tr:
-        def run() -> dict:
-            p = subprocess.run(cmd, executable=None if sysctls else exe, capture_output=True, text=True,
-                               timeout=60)
-            lines = p.stdout.strip().splitlines()
-            return json.loads(lines[-1]) if lines else {"error": p.stderr.strip()[:200]}
-        res, text = tr.around(run)
+    res, text = trace_harness_command(events, cmd, None if sysctls else exe)
     if "error" in res:
         print(f"harness: {res['error']}", file=sys.stderr)
         return 1

@@ -17,7 +17,6 @@ import argparse
 import json
 import re
 import statistics
-import subprocess
 import sys
 
 #: one one-message cycle in the token string: the writer writes, wakes the reader and is pre-empted
@@ -147,19 +146,14 @@ def main() -> int:
         return 0
     from lbsim.measure.harness import build_harness, harness_argv
     from lbsim.measure.netns_run import netns_argv
-    from lbsim.measure.stages_tracefs import event_trace
+    from lbsim.measure.stages_tracefs import trace_harness_command
 
     exe = str(build_harness())
     argv = harness_argv("unix_dgram", "stream", 64, args.count, 100, 0, 0, 5)
     cmd = netns_argv({"sysctl": {"net.unix.max_dgram_qlen": args.qlen}}, exe, argv)
     events = [("sched", "sched_switch", None), ("sched", "sched_wakeup", None),
               ("raw_syscalls", "sys_enter", f"id == {SENDTO} || id == {RECVFROM}")]
-    with event_trace(events, buffer_size_kb=32768) as tr:
-        def run() -> dict:
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-            lines = p.stdout.strip().splitlines()
-            return json.loads(lines[-1]) if lines else {"error": p.stderr.strip()[:200]}
-        res, text = tr.around(run)
+    res, text = trace_harness_command(events, cmd)
     if "error" in res:
         print(f"harness: {res['error']}", file=sys.stderr)
         return 1
