@@ -18,6 +18,7 @@ from lbsim.calibrate.ident import fixed_point_check, grid_check, lsq_check, scal
 from lbsim.calibrate.params import (
     KFREE_HOSTS,
     PARAMS,
+    TRANSPORT_STAGES,
     WAKEUP_DELAYS,
     X0,
     apply_params,
@@ -226,10 +227,9 @@ def fit_tcp_call_share(model: CostModel, df: Any, fit_sizes: Iterable[int], writ
     return pair(k), _rows(m, pts)
 
 
-#: each AF_UNIX transport's send and receive stage: fit_main scales both by one factor, so their
-#: ratio is the tracepoint bases' (docs/notes/knob-effects.md, items 4 and 7)
-UNIX_SIDES: dict[str, tuple[str, str]] = {"unix_stream": ("unix_stream_sendmsg", "unix_stream_recvmsg"),
-                                          "unix_dgram": ("unix_dgram_sendmsg", "unix_dgram_recvmsg")}
+#: each AF_UNIX transport's send and receive stage (its TRANSPORT_STAGES): fit_main scales both by
+#: one factor, so their ratio is the tracepoint bases' (docs/notes/knob-effects.md, items 4 and 7)
+UNIX_SIDES: dict[str, tuple[str, ...]] = {tr: TRANSPORT_STAGES[tr] for tr in ("unix_stream", "unix_dgram")}
 
 
 def with_send_share(model: CostModel, transport: str, share: float) -> CostModel:
