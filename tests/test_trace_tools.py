@@ -88,13 +88,16 @@ def test_model_tokens_show_both_regimes_and_restore_the_model():
     assert r["cycle_messages"] > 0 and r["writer_sleeps"] > 0  # one-message cycles and full-buffer batches
 
 
-def test_trace_harness_command_returns_the_last_json_line_or_the_error(monkeypatch):
-    """lbsim.measure.stages_tracefs.trace_harness_command, with the ftrace instance faked: the
-    command's last stdout line as JSON and the trace's text, or one error line."""
+
+def test_trace_harness_command_traces_one_harness_run(monkeypatch):
+    """lbsim.measure.knob_run.trace_harness_command, with the ftrace instance faked: the run goes
+    through the grid's own runner (its JSON result, HarnessError on a failed run) and the trace's
+    text comes back with it."""
     import contextlib
     import sys
 
-    from lbsim.measure import stages_tracefs as st
+    from lbsim.measure import knob_run as kr
+    from lbsim.measure.harness import HarnessError
 
     class Fake:
         def around(self, fn):
@@ -107,9 +110,10 @@ def test_trace_harness_command_returns_the_last_json_line_or_the_error(monkeypat
         seen["events"], seen["kb"] = events, buffer_size_kb
         yield Fake()
 
-    monkeypatch.setattr(st, "event_trace", fake_trace)
+    monkeypatch.setattr(kr, "event_trace", fake_trace)
     ev = [("sched", "sched_switch", None)]
-    res, text = st.trace_harness_command(ev, [sys.executable, "-c", "print('noise'); print('{\"x\": 1}')"])
-    assert res == {"x": 1} and text == "the trace" and seen == {"events": ev, "kb": 32768}
-    res, _ = st.trace_harness_command(ev, [sys.executable, "-c", "import sys; sys.stderr.write('boom')"])
-    assert res == {"error": "boom"}
+    res, text = kr.trace_harness_command(ev, Path(sys.executable),
+                                         ["python", "-c", "print('noise'); print('{\"x\": 1}')"])
+    assert res["x"] == 1 and text == "the trace" and seen == {"events": ev, "kb": 32768}
+    with pytest.raises(HarnessError, match="boom"):
+        kr.trace_harness_command(ev, Path(sys.executable), ["python", "-c", "import sys; sys.exit('boom')"])

@@ -29,6 +29,7 @@ from .knob_grid import Grid, Run, estimate_seconds, plan
 from .knob_journal import KnobJournal
 from .knobs import KNOBS, PROC_SYS, Value, can_netns, counter_delta, is_root, read_counters, read_sysctl
 from .netns_run import get_tso, netns_argv
+from .stages_tracefs import event_trace
 
 __all__ = ["run_grid", "KNOB_COLUMNS", "COUNTER_COLUMNS", "ROW_COLUMNS", "host_defaults"]
 
@@ -130,6 +131,16 @@ def _run_one(exe: Path, argv: list, knobs: dict | None, timeout: float) -> dict:
         if c0 is not None:
             res["counters"] = counter_delta(c0, read_counters())
     return res
+
+
+def trace_harness_command(events, exe: Path, argv: list, knobs: dict | None = None, *,
+                          buffer_size_kb: int = 32768, timeout: float = 60) -> tuple[dict, str]:
+    """One harness run as a grid runs it (:func:`_run_one`: ``knobs`` in a private network
+    namespace, a private TMPDIR, HarnessError on failure) with ``events`` traced around it
+    (:func:`.stages_tracefs.event_trace`): its result and the trace's text.  For the tools under
+    tools/ that follow a run event by event."""
+    with event_trace(events, buffer_size_kb) as tr:
+        return tr.around(lambda: _run_one(exe, argv, knobs, timeout))
 
 
 def _row_extra(res: dict, run: Run, s: dict, b: int) -> dict:

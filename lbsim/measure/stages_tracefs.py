@@ -19,11 +19,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import json
 import os
 import re
 import signal
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -411,20 +409,3 @@ def event_trace(events, buffer_size_kb: int = DEFAULT_BUFFER_KB):
             except OSError:
                 pass
             inst.remove()
-
-
-def trace_harness_command(events, argv: list[str], executable: str | None = None, *,
-                          buffer_size_kb: int = 32768, timeout: float = 60) -> tuple[dict, str]:
-    """``events`` (as :func:`event_trace` takes them) traced around one command ``argv`` that prints
-    a harness result as its last stdout line (the harness's own argv, or netns_run's for a run in a
-    private network namespace): (that JSON, or ``{"error": ...}``, and the trace's text).  For the
-    tools under tools/ that follow a run event by event."""
-    with event_trace(events, buffer_size_kb) as tr:
-        def run() -> dict:
-            p = subprocess.run(argv, executable=executable, capture_output=True, text=True, timeout=timeout)
-            lines = p.stdout.strip().splitlines()
-            try:
-                return json.loads(lines[-1])
-            except (IndexError, ValueError):
-                return {"error": p.stderr.strip()[:200] or "no output"}
-        return tr.around(run)

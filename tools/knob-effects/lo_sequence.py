@@ -24,10 +24,9 @@ import re
 import sys
 from collections.abc import Iterable
 
-from lbsim.measure.harness import build_harness, harness_argv
-from lbsim.measure.netns_run import netns_argv
+from lbsim.measure.harness import HarnessError, build_harness, harness_argv
+from lbsim.measure.knob_run import trace_harness_command
 from lbsim.measure.stages_parse import text_events
-from lbsim.measure.stages_tracefs import trace_harness_command
 
 _LEN = re.compile(r"\bdev=lo\b.*?\blen=(\d+)")
 _PROBE = re.compile(r"data_len=(\d+).*?snd_wnd=(\d+).*?rcv_wnd=(\d+)")
@@ -92,16 +91,16 @@ def main() -> int:
     ap.add_argument("--summary", action="store_true", help="segments and ACKs per message instead of the sequence")
     ap.add_argument("--lines", type=int, default=120, help="sequence lines to print")
     args = ap.parse_args()
-    exe = str(build_harness())
+    exe = build_harness()
     argv = harness_argv(args.transport, args.workload, args.size, args.count, 10, 0,
                         1 if args.placement == "cross" else 0, 5, (), "other",
                         rcvbuf=args.rcvbuf, sndbuf=args.sndbuf, nagle=args.nagle)
     sysctls = dict(s.split("=", 1) for s in args.sysctl)
-    cmd = netns_argv({"sysctl": sysctls}, exe, argv) if sysctls else argv
     events = [("net", "net_dev_xmit", None), ("sched", "sched_switch", None), ("tcp", "tcp_probe", None)]
-    res, text = trace_harness_command(events, cmd, None if sysctls else exe)
-    if "error" in res:
-        print(f"harness: {res['error']}", file=sys.stderr)
+    try:
+        res, text = trace_harness_command(events, exe, argv, {"sysctl": sysctls} if sysctls else None)
+    except HarnessError as e:
+        print(e, file=sys.stderr)
         return 1
     keep = ("throughput_Bps", "rtt_p50_ns", "sleeps_per_msg_sender", "sleeps_per_msg_receiver", "netns")
     print(json.dumps({k: res[k] for k in keep if k in res}))

@@ -144,18 +144,17 @@ def main() -> int:
     if args.model:
         print(json.dumps(regimes(model_tokens(args.model, args.qlen, args.count))))
         return 0
-    from lbsim.measure.harness import build_harness, harness_argv
-    from lbsim.measure.netns_run import netns_argv
-    from lbsim.measure.stages_tracefs import trace_harness_command
+    from lbsim.measure.harness import HarnessError, build_harness, harness_argv
+    from lbsim.measure.knob_run import trace_harness_command
 
-    exe = str(build_harness())
     argv = harness_argv("unix_dgram", "stream", 64, args.count, 100, 0, 0, 5)
-    cmd = netns_argv({"sysctl": {"net.unix.max_dgram_qlen": args.qlen}}, exe, argv)
     events = [("sched", "sched_switch", None), ("sched", "sched_wakeup", None),
               ("raw_syscalls", "sys_enter", f"id == {SENDTO} || id == {RECVFROM}")]
-    res, text = trace_harness_command(events, cmd)
-    if "error" in res:
-        print(f"harness: {res['error']}", file=sys.stderr)
+    try:
+        res, text = trace_harness_command(events, build_harness(), argv,
+                                          {"sysctl": {"net.unix.max_dgram_qlen": args.qlen}})
+    except HarnessError as e:
+        print(e, file=sys.stderr)
         return 1
     print(json.dumps({k: res.get(k) for k in ("throughput_Bps", "sleeps_per_msg_sender", "sleeps_per_msg_receiver")}))
     print(json.dumps(regimes(host_tokens(text))))
