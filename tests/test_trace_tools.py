@@ -4,6 +4,7 @@ ftrace text (no root, no tracefs), and the model side of dgram_regimes on a shor
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,3 +118,22 @@ def test_trace_harness_command_traces_one_harness_run(monkeypatch):
     assert res["x"] == 1 and text == "the trace" and seen == {"events": ev, "kb": 32768}
     with pytest.raises(HarnessError, match="boom"):
         kr.trace_harness_command(ev, Path(sys.executable), ["python", "-c", "import sys; sys.exit('boom')"])
+
+
+def test_noise_structure_tells_time_drift_from_per_run_noise():
+    """tools/knob-effects/noise_structure.py on synthetic runs (fixed seed): a speed that drifts
+    slowly over the rounds gives a high lag-1 autocorrelation, correlated configs and a small
+    no-op spread; independent per-run noise of the same CV none of that.  400 runs: the
+    autocorrelation of white noise has a standard error of 1/sqrt(400) = 0.05, so |r| < 0.2."""
+    ns = _tool("knob-effects", "noise_structure")
+    rng = np.random.default_rng(7)
+    n = 400
+    drift = 1 + 0.25 * np.sin(np.arange(n) * 2 * np.pi / 40)  # a 40-round period
+    slow = ns.structure({"a": list(100 * drift * rng.normal(1, 0.02, n)),
+                         "b": list(50 * drift * rng.normal(1, 0.02, n))})
+    white = ns.structure({"a": list(100 * rng.normal(1, 0.18, n)), "b": list(50 * rng.normal(1, 0.18, n))})
+    assert slow["configs"]["a"]["autocorr"][0] > 0.9 and slow["between"]["a/b"] > 0.9
+    assert abs(white["configs"]["a"]["autocorr"][0]) < 0.2 and abs(white["between"]["a/b"]) < 0.2
+    assert slow["configs"]["a"]["noop_spread"] < 0.1 < white["configs"]["a"]["noop_spread"]
+    flat = ns.structure({"a": [5.0] * 12})["configs"]["a"]
+    assert flat["cv"] == 0 and flat["noop_spread"] == 0
