@@ -50,7 +50,7 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers, TcpPacing):
     # with ~75 attributes an instance dict is not shared-key, so they went through dict lookups
     __slots__ = ("sim", "env", "net", "name", "flow", "stats", "modern", "nodelay", "tso",
                  "gso_max_size", "advmss", "wmem_max", "rmem_max", "quickacks_max", "delack_ns",
-                 "rto_ns", "peer", "write_q", "tail_open", "rtx", "write_seq", "snd_una", "snd_nxt",
+                 "rto_ns", "peer", "write_q", "write_psh", "pushed_seq", "tail_open", "rtx", "write_seq", "snd_una", "snd_nxt",
                  "wmem_queued", "packets_out", "cwnd", "snd_wnd", "max_window", "_goal_for",
                  "_goal", "user_sndbuf", "sndbuf", "wq_space", "rto_token", "rto_armed",
                  "rto_timer", "msg_ends", "tx_cpu", "rx_cpu", "rcv_nxt", "rcv_wup", "rcv_wnd", "copied_seq",
@@ -114,8 +114,11 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers, TcpPacing):
         sim = self.sim
         name = self.name
         self.write_q: deque[int] = deque()  # skb lengths not yet sent (head first)
+        # each unsent skb's PSH flag (tcp_mark_push), and write_seq at the last mark
+        self.write_psh: deque[bool] = deque()
+        self.pushed_seq = 0
         self.tail_open = False  # the last skb in write_q may still grow
-        self.rtx: deque[list[int]] = deque()  # [end_seq, len, truesize, segs, msg]
+        self.rtx: deque[list[int]] = deque()  # [end_seq, len, truesize, segs, msg, rate fields, psh]
         self.write_seq = 0
         self.snd_una = 0
         self.snd_nxt = 0

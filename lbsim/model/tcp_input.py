@@ -93,7 +93,7 @@ class TcpInput(TcpState):
                 self.backlog_bytes += pkt[6] + 832
                 yield sim.work_of_ids((S_ADD_BACKLOG,))
                 return
-        _, msg, _, _, _, seq, length, segs, ack, wnd = pkt
+        _, msg, _, _, _, seq, length, segs, ack, wnd, psh = pkt
         if length:
             self.in_segs += segs
         # ---- tcp_ack (_process_ack's state changes, then its command and what follows it)
@@ -120,7 +120,7 @@ class TcpInput(TcpState):
             self.ack_pending = True
             yield from self.send_ack(cpu, in_task)
             return
-        self._queue_data(length, segs, msg)
+        self._queue_data(length, segs, msg, psh)
         self.ack_pending = True
         waiter = self.wq_data.waiters[0] if self.wq_data.waiters else None
         ep = self.ep
@@ -138,7 +138,7 @@ class TcpInput(TcpState):
         else:
             self._arm_delack(cpu)
 
-    def _queue_data(self, length: int, segs: int, msg: int) -> None:
+    def _queue_data(self, length: int, segs: int, msg: int, psh: bool) -> None:
         """tcp_data_queue for an in-order segment: tcp_queue_rcv (or tcp_try_coalesce),
         tcp_measure_rcv_mss, the len/truesize ratio, then tcp_ofo_queue."""
         now = self.env._now
@@ -158,10 +158,11 @@ class TcpInput(TcpState):
         per_seg = length // segs if segs else length
         if per_seg >= self.rcv_mss:
             self.rcv_mss = per_seg if not self.advmss < per_seg else self.advmss
-            if self.modern:
-                # 6.7+: a segment of at least rcv_mss with PSH (every write's last skb carries
-                # it) sets ICSK_ACK_PUSHED too, so that tcp_cleanup_rbuf() ACKs a read that
-                # empties the queue (tcp_input.c, "the end of an application write")
+            if self.modern and psh:
+                # 6.7+: a segment of at least rcv_mss with PSH sets ICSK_ACK_PUSHED too, so
+                # that tcp_cleanup_rbuf() ACKs a read that empties the queue (tcp_input.c,
+                # "the end of an application write"); a full skb sent in the middle of a
+                # write has no PSH (tcp_push_one), and a read of it alone is not ACKed
                 self.pushed = True
         else:
             self.pushed = True
@@ -199,6 +200,7 @@ class TcpInput(TcpState):
                 head = self.write_q[0]
                 if head <= skip:
                     self.write_q.popleft()
+                    self.write_psh.popleft()
                     self.wmem_queued -= truesize_tcp(head, self.modern)
                     skip -= head
                 else:

@@ -117,6 +117,19 @@ class TcpOutput(TcpState):
             win = cur
         return win if win >= 0 else 0  # max(win, cur, 0)
 
+    def mark_push(self) -> None:
+        """tcp_push's tcp_mark_push (net/ipv4/tcp.c): PSH on the tail skb of the write queue,
+        ``pushed_seq`` = ``write_seq``; nothing when every skb has left (the queue holds only
+        unsent skbs)."""
+        if self.write_q:
+            self.write_psh[-1] = True
+            self.pushed_seq = self.write_seq
+
+    def forced_push(self) -> bool:
+        """forced_push (net/ipv4/tcp.c): more than half the peer's largest window written since
+        the last PSH."""
+        return self.write_seq > self.pushed_seq + (self.max_window >> 1)
+
     def _stamp_ack(self) -> tuple[int, int]:
         """Every segment we send carries ACK = rcv_nxt and our window (tcp_event_ack_sent)."""
         wnd = self.window()
@@ -162,12 +175,14 @@ class TcpOutput(TcpState):
                     cut = (room // mss) * mss
                     self.write_q[0] = length - cut
                     self.write_q.appendleft(cut)
+                    self.write_psh.appendleft(False)  # tso_fragment: PSH stays on the second part
                     length = cut
                 else:
                     break
             if length < mss and not self.nodelay and self.packets_out > 0:
                 break  # Nagle (tcp_nagle_test): a partial segment waits for the ACK
             self.write_q.popleft()
+            psh = self.write_psh.popleft()
             if not self.write_q:
                 self.tail_open = False
             segs = -(-length // mss)
@@ -185,7 +200,7 @@ class TcpOutput(TcpState):
                 if self.cc is not None:
                     self.cc.tx_start(self, now_us)  # tcp_event_data_sent: CA_EVENT_TX_START
             self.rtx.append([self.snd_nxt, length, truesize, segs, msg, now_us, self.delivered,
-                             self.delivered_mstamp, self.first_tx_mstamp, self.app_limited])
+                             self.delivered_mstamp, self.first_tx_mstamp, self.app_limited, psh])
             self.packets_out += segs
             self.out_segs += segs
             if paced:
@@ -197,13 +212,14 @@ class TcpOutput(TcpState):
             if self.tso or segs == 1:
                 yield sim.work_of_ids(_XMIT)
                 net.netif_rx(cpu, (self.peer, msg, length + HDR, self.flow, self.env._now, seq, length, segs,
-                                   ack, wnd))
+                                   ack, wnd, psh))
             else:
                 yield sim.work_of_ids(_XMIT_GSO_HEAD + _XMIT_GSO_SEG * segs)
                 off = 0
-                while off < length:
+                while off < length:  # tcp_gso_segment: PSH on the last segment only
                     n = min(mss, length - off)
-                    net.netif_rx(cpu, (self.peer, msg, n + HDR, self.flow, self.env._now, seq + off, n, 1, ack, wnd))
+                    net.netif_rx(cpu, (self.peer, msg, n + HDR, self.flow, self.env._now, seq + off, n, 1, ack, wnd,
+                                       psh and off + n >= length))
                     off += n
             if not self.rto_armed:
                 self._arm_rto(cpu)
@@ -215,7 +231,7 @@ class TcpOutput(TcpState):
         ack, wnd = self._stamp_ack()
         self.pure_acks_sent += 1
         yield self.sim.work_of_ids(_SEND_ACK)
-        self.net.netif_rx(cpu, (self.peer, -1, HDR, self.flow, self.env._now, self.snd_nxt, 0, 0, ack, wnd))
+        self.net.netif_rx(cpu, (self.peer, -1, HDR, self.flow, self.env._now, self.snd_nxt, 0, 0, ack, wnd, False))
         if in_task:
             yield BH_ENABLE
 
@@ -245,7 +261,10 @@ class TcpOutput(TcpState):
         new_skbs = 0
         while left > 0:
             if self.wmem_queued >= self.sndbuf:
-                # sk_stream_wait_memory: push what we have, release the lock, sleep
+                # sk_stream_wait_memory: push what we have (tcp_push, PSH on the tail if this
+                # call copied anything), release the lock, sleep
+                if left < nbytes:
+                    self.mark_push()
                 yield from self.write_xmit(cpu, True, True)
                 yield from self.release_sock(cpu)
                 t0 = self.env._now
@@ -265,6 +284,7 @@ class TcpOutput(TcpState):
             else:
                 chunk = left if left < goal else goal
                 self.write_q.append(chunk)
+                self.write_psh.append(False)
                 self.tail_open = True
                 new_skbs += 1
                 items = (S_ALLOC_SKB, (S_COPY_IN, chunk))
@@ -281,19 +301,26 @@ class TcpOutput(TcpState):
             if items:
                 yield sim.work_of(items)
             if self.write_q and self.write_q[-1] >= goal:
-                # forced push of a full skb (tcp_push_one / __tcp_push_pending_frames)
+                # a full skb goes at once (tcp_push_one), without PSH unless forced_push
+                # (then tcp_mark_push and __tcp_push_pending_frames): net/ipv4/tcp.c
+                if self.write_seq > self.pushed_seq + (self.max_window >> 1):  # forced_push()
+                    self.mark_push()
                 yield from self.write_xmit(cpu, True, False)
             if new_skbs >= 16:  # sk_flush_backlog every 16 skbs
                 new_skbs = 0
                 yield from self.release_sock(cpu)
                 self.lock_sock()
-        # tcp_push(): PSH on the last skb; Nagle decides unless TCP_NODELAY
+        # tcp_push(): PSH on the last unsent skb (with MSG_MORE only if forced_push); Nagle
+        # decides unless TCP_NODELAY
         if more:
             # MSG_MORE: tcp_push with TCP_NAGLE_CORK sends full skbs only; the tail stays open
             # until a write without it, or an ACK (tcp_data_snd_check), pushes it
+            if self.forced_push():
+                self.mark_push()
             self.tail_open = bool(self.write_q)
             yield from self.write_xmit(cpu, True, False)
         else:
+            self.mark_push()
             self.tail_open = False
             yield from self.write_xmit(cpu, True, True)
         if self.backlog or self.deferred_rto or self.deferred_delack or self.deferred_tsq:

@@ -54,8 +54,10 @@ class TcpState:
     skb_overhead: int
     # send side (TcpSock._init_send_side)
     write_q: deque[int]
+    write_psh: deque[bool]
+    pushed_seq: int
     tail_open: bool
-    rtx: deque[list[int]]  # [end_seq, len, truesize, segs, msg, the rate-sample fields (us)]
+    rtx: deque[list[int]]  # [end_seq, len, truesize, segs, msg, the rate-sample fields (us), psh]
     write_seq: int
     snd_una: int
     snd_nxt: int
