@@ -50,7 +50,8 @@ class TcpSock(TcpOutput, TcpInput, TcpRecv, TcpTimers, TcpPacing):
     # with ~75 attributes an instance dict is not shared-key, so they went through dict lookups
     __slots__ = ("sim", "env", "net", "name", "flow", "stats", "modern", "nodelay", "tso",
                  "gso_max_size", "advmss", "wmem_max", "rmem_max", "quickacks_max", "delack_ns",
-                 "rto_ns", "peer", "write_q", "write_psh", "pushed_seq", "tail_open", "rtx", "write_seq", "snd_una", "snd_nxt",
+                 "rto_ns", "peer", "write_q", "write_psh", "pushed_seq", "tail_open", "rtx", "write_seq",
+                 "snd_una", "snd_nxt",
                  "wmem_queued", "packets_out", "cwnd", "snd_wnd", "max_window", "_goal_for",
                  "_goal", "user_sndbuf", "sndbuf", "wq_space", "rto_token", "rto_armed",
                  "rto_timer", "msg_ends", "tx_cpu", "rx_cpu", "rcv_nxt", "rcv_wup", "rcv_wnd", "copied_seq",

@@ -10,8 +10,9 @@ sender's CPU, which frees them in its next NET_RX run, see netdev.py),
 ``tcp_rcv_space_adjust`` (DRS: the receive buffer grows toward ``tcp_rmem[2]`` when the
 reader drains more than a window per round), ``tcp_cleanup_rbuf`` (ACK when one is
 pending and more than a segment is un-ACKed, or it was pushed -- a segment shorter than
-``rcv_mss``, or from 6.7 one of ``rcv_mss`` or more with PSH, which every write's last
-skb carries -- and the read emptied the queue, or when the window at least doubled), ``release_sock``.  The advertised
+``rcv_mss``, or from 6.7 one of ``rcv_mss`` or more with PSH, which a write's last unsent
+skb carries and a full skb sent in the middle of a write does not -- and the read emptied
+the queue, or when the window at least doubled), ``release_sock``.  The advertised
 window is ``(rcvbuf - rmem) x ratio`` (``tcp_win_from_space``; ratio 50 % until learned
 from ``len / truesize``).
 

@@ -84,7 +84,7 @@ class TcpTimers(TcpState):
         self.rtx.clear()
         for r in reversed(back):
             self.write_q.appendleft(r[1])
-            self.write_psh.appendleft(r[10])
+            self.write_psh.appendleft(bool(r[10]))
             self.wmem_queued -= r[2]
             self.retrans_segs += r[3]
         self.wmem_queued += sum(r[2] for r in back)  # still queued, now unsent
