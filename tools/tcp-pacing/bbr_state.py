@@ -12,6 +12,11 @@ cwnd_gain)``). Placements are interleaved, ``--reps`` times. Model: the same str
 ``--costs``, bbr and the host's ``tcp_rmem``, its sender's state read at the end.
 
   .venv/bin/python tools/tcp-pacing/bbr_state.py --costs amd-epyc-v1300-2026-12-06
+  .venv/bin/python tools/tcp-pacing/bbr_state.py --tcp-rmem "4096 16384 65536" --placement cross
+
+``--tcp-rmem`` runs the host's stream in a private network namespace with that ``tcp_rmem`` (as
+``lbsim measure --knobs`` sets it; it dies with the run) and reads ``ss`` in that namespace; the model
+gets the same value. Root.
 
 Bounded: each harness run stops after ``--seconds`` + 30 s; ``--samples`` <= 50.
 """
@@ -31,6 +36,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lbsim.measure.harness import build_harness, harness_argv  # noqa: E402
+from lbsim.measure.netns_run import netns_argv  # noqa: E402
+
+DEFAULT_RMEM = (4096, 131072, 33554432)
 
 FIELDS = {
     "cwnd": r"\bcwnd:(\d+)", "rtt_us": r"\brtt:([\d.]+)/", "minrtt_us": r"\bminrtt:([\d.]+)",
@@ -67,22 +75,30 @@ def _sender(ss_out: str) -> dict[str, float] | None:
     return best
 
 
-def host(placement: str, seconds: float, samples: int, at_ms: list[float] | None = None) -> list[dict[str, float]]:
+def host(placement: str, seconds: float, samples: int, at_ms: list[float] | None = None,
+         tcp_rmem: tuple[int, int, int] | None = None) -> list[dict[str, float]]:
     """The sender's ss lines: ``samples`` spread over the middle third of the run, or one at each of
-    ``at_ms`` (ms from the start, each row then carries its ``at_ms``)."""
+    ``at_ms`` (ms from the start, each row then carries its ``at_ms``); with ``tcp_rmem`` the run
+    and ``ss`` in a private network namespace."""
     exe = build_harness()
     argv = harness_argv("tcp", "stream", 65536, 10_000_000, 100, 0, 0 if placement == "same" else 1, seconds, (),
                         "other")
+    cmd, executable, ss = argv, str(exe), ["ss", "-tin"]
+    if tcp_rmem is not None:
+        cmd = netns_argv({"sysctl": {"net.ipv4.tcp_rmem": " ".join(map(str, tcp_rmem))}}, str(exe), argv)
+        executable = None
     out = []
     with tempfile.TemporaryDirectory(prefix="lbsim-bbr-") as td:
-        p = subprocess.Popen(argv, executable=str(exe), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={"TMPDIR": td, "PATH": "/usr/bin:/bin"})
+        p = subprocess.Popen(cmd, executable=executable, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={"TMPDIR": td, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        if tcp_rmem is not None:  # unshare execs in the new namespace: its pid names it
+            ss = ["nsenter", "-t", str(p.pid), "-n", "ss", "-tin"]
         try:
             t0 = time.monotonic()
             when = [ms / 1000 for ms in at_ms] if at_ms else [seconds / 3 * (1 + i / samples) for i in range(samples)]
             for w in when:
                 time.sleep(max(0.0, t0 + w - time.monotonic()))
-                r = subprocess.run(["ss", "-tin"], capture_output=True, text=True, timeout=10)
+                r = subprocess.run(ss, capture_output=True, text=True, timeout=10)
                 s = _sender(r.stdout.replace("\n\t", " "))
                 if s:
                     out.append({"at_ms": round(w * 1000), **s} if at_ms else s)
@@ -91,7 +107,7 @@ def host(placement: str, seconds: float, samples: int, at_ms: list[float] | None
     return out
 
 
-def model(placement: str, costs: str) -> dict[str, float]:
+def model(placement: str, costs: str, tcp_rmem: tuple[int, int, int] = DEFAULT_RMEM) -> dict[str, float]:
     import lbsim
     from lbsim.model import tcp_cc, tcp_pacing
 
@@ -115,7 +131,7 @@ def model(placement: str, costs: str) -> dict[str, float]:
     tcp_cc.Bbr.__init__, tcp_pacing.TcpPacing._init_pacing, tcp_pacing._PaceTimer.timer = bbr_init, pace_init, fired
     try:
         r = lbsim.simulate(transport="tcp", workload="stream", msg_bytes=65536, messages=4000, placement=placement,
-                           costs=costs, seed=1, tcp_congestion_control="bbr", tcp_rmem=(4096, 131072, 33554432))
+                           costs=costs, seed=1, tcp_congestion_control="bbr", tcp_rmem=tcp_rmem)
     finally:
         tcp_cc.Bbr.__init__, tcp_pacing.TcpPacing._init_pacing, tcp_pacing._PaceTimer.timer = init, pinit, timer
     b = seen[0]
@@ -126,6 +142,7 @@ def model(placement: str, costs: str) -> dict[str, float]:
             "pacing_rate": b.pacing_rate, "bbr_bw": b.bw.get() * mss * 1e6, "min_rtt_us": b.min_rtt_us,
             "pacing_gain": b.pacing_gain, "full_bw_reached": b.full_bw_reached, "full_bw_cnt": b.full_bw_cnt,
             "rtt_cnt": b.rtt_cnt, "ssthresh": b.ssthresh, "cwnd": getattr(s, "cwnd", float("nan")),
+            "snd_wnd": s.snd_wnd, "mss": mss,
             "pacing_timers_per_msg": fires[0] / 4000}
 
 
@@ -136,6 +153,8 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=10)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--no-model", action="store_true")
+    ap.add_argument("--placement", choices=("same", "cross", "both"), default="both")
+    ap.add_argument("--tcp-rmem", help='e.g. "4096 16384 65536": set in a private network namespace (root)')
     ap.add_argument("--at-ms", help="comma-separated sample times (ms from the start) instead of the middle third: "
                     "one row per sample, e.g. 30,60,90,120,300,600 with --seconds 1")
     a = ap.parse_args()
@@ -143,11 +162,15 @@ def main() -> int:
         ap.error("--seconds in (0, 30], --samples 1..50, --reps 1..10")
     print(f"loadavg before: {Path('/proc/loadavg').read_text().strip()}")
     at = [float(x) for x in a.at_ms.split(",")] if a.at_ms else None
+    rmem = tuple(int(x) for x in a.tcp_rmem.split()) if a.tcp_rmem else None
+    if rmem is not None and len(rmem) != 3:
+        ap.error("--tcp-rmem: three numbers, min default max")
+    places = ("same", "cross") if a.placement == "both" else (a.placement,)
     if at and not all(0 < x < 1000 * a.seconds for x in at):
         ap.error("--at-ms: each time must fall inside the run (0, --seconds)")
     for rep in range(a.reps):
-        for pl in ("same", "cross"):
-            rows = host(pl, a.seconds, a.samples, at)
+        for pl in places:
+            rows = host(pl, a.seconds, a.samples, at, rmem)
             if at:
                 for row in rows:
                     print(json.dumps({"side": "host", "placement": pl, "rep": rep, **row}))
@@ -155,8 +178,9 @@ def main() -> int:
             med = {k: statistics.median(r[k] for r in rows if k in r) for k in FIELDS if any(k in r for r in rows)}
             print(json.dumps({"side": "host", "placement": pl, "rep": rep, "samples": len(rows), **med}))
     if not a.no_model:
-        for pl in ("same", "cross"):
-            print(json.dumps({"side": "model", "placement": pl, **model(pl, a.costs)}, default=str))
+        for pl in places:
+            print(json.dumps({"side": "model", "placement": pl, **model(pl, a.costs, rmem or DEFAULT_RMEM)},
+                             default=str))
     return 0
 
 
