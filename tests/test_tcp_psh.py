@@ -14,7 +14,8 @@ from lbsim.model import tcp_input
 SMALL_WMEM = (4096, 8192, 32768)
 
 
-def _segments(monkeypatch, simulate_tcp, **kw) -> tuple[list[tuple[int, int, bool]], object]:
+def _segments(monkeypatch, simulate_tcp, **kw) -> list[tuple[int, int, bool]]:
+    """(end seq, length, PSH) of every in-order data segment the reader queues."""
     seen: list[tuple[int, int, bool]] = []
     queue = tcp_input.TcpInput._queue_data
 
@@ -23,14 +24,14 @@ def _segments(monkeypatch, simulate_tcp, **kw) -> tuple[list[tuple[int, int, boo
         return queue(self, length, segs, msg, psh)
 
     monkeypatch.setattr(tcp_input.TcpInput, "_queue_data", spy)
-    res, socks = simulate_tcp(transport="tcp", workload="stream", placement="cross", seed=1, **kw)
-    return seen, res
+    simulate_tcp(transport="tcp", workload="stream", placement="cross", seed=1, **kw)
+    return seen
 
 
 def test_full_segments_in_the_middle_of_a_write_carry_no_psh(monkeypatch, simulate_tcp):
     """64 KiB writes at lo's MTU 65536: each write is a 65483-byte skb sent at once and a 53-byte
     tail.  Only segments that end a write carry PSH, and the full ones sent mid-write none."""
-    seen, _ = _segments(monkeypatch, simulate_tcp, msg_bytes=65536, messages=200)
+    seen = _segments(monkeypatch, simulate_tcp, msg_bytes=65536, messages=200)
     assert len(seen) > 200
     mid_full = [s for s in seen if s[1] == 65483 and s[0] % 65536]
     assert mid_full and not any(psh for _, _, psh in mid_full)

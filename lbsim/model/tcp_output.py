@@ -303,7 +303,7 @@ class TcpOutput(TcpState):
             if self.write_q and self.write_q[-1] >= goal:
                 # a full skb goes at once (tcp_push_one), without PSH unless forced_push
                 # (then tcp_mark_push and __tcp_push_pending_frames): net/ipv4/tcp.c
-                if self.write_seq > self.pushed_seq + (self.max_window >> 1):  # forced_push()
+                if self.forced_push():
                     self.mark_push()
                 yield from self.write_xmit(cpu, True, False)
             if new_skbs >= 16:  # sk_flush_backlog every 16 skbs

@@ -21,6 +21,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-seconds", type=float, default=300, help="wall-time bound")
     ap.add_argument("--json", help="write the runs and the figures here")
     a = ap.parse_args(argv)
-    load = float(open("/proc/loadavg").read().split()[0])
+    load = float(Path("/proc/loadavg").read_text().split()[0])
     if load > 1.5:
         print(f"noise_structure: load average {load} > 1.5: measure on a quiet machine", file=sys.stderr)
         return 2
